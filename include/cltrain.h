@@ -1,0 +1,319 @@
+/* cltrain.h - public API of libcltrain: build, train and run neural networks on any OpenCL device. */
+#ifndef CLTRAIN_H
+#define CLTRAIN_H
+
+/*
+ * Conventions (they hold for every function below unless its comment says otherwise):
+ *
+ *  - Status codes. Functions return 0 (CLT_OK) on success and a negative clt_status on failure. They never
+ *    exit, abort or print (except progress/tuning lines the caller asked for with `verbose`).
+ *  - Messages. After a failure, clt_errmsg(ctx) returns a human-readable message naming what went wrong
+ *    (the OpenCL build log for kernel build failures, the offending shapes for shape errors). The message
+ *    stays valid until the next call that takes the same context. clt_status_string() names a code.
+ *  - Ownership. Objects come in create/destroy pairs; destroy functions accept NULL. Tensors belong to their
+ *    graph and die with it. Pointers passed in (names, host arrays) are copied or only read during the call.
+ *  - Shapes. Tensors are float32, 1 to 4 dimensions, row-major, images in NCHW order. A `shape` argument is
+ *    an array of `ndim` positive ints.
+ *  - Threads. A context and everything made from it must be used by one thread at a time.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+
+#if defined(_WIN32) && defined(CLTRAIN_BUILDING)
+#define CLT_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define CLT_API __attribute__((visibility("default")))
+#else
+#define CLT_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CLT_VERSION_STRING "0.1.0"
+
+/* ---------------------------------------------------------------------------------------------- errors */
+
+typedef enum clt_status {
+    CLT_OK = 0,
+    CLT_ERR_INVALID = -1,       /* bad argument: NULL where a value is needed, out-of-range number */
+    CLT_ERR_SHAPE = -2,         /* tensor shapes do not fit the operation */
+    CLT_ERR_NOMEM = -3,         /* host memory allocation failed */
+    CLT_ERR_DEVICE_MEMORY = -4, /* device allocation failed or exceeds the device's limits */
+    CLT_ERR_NO_DEVICE = -5,     /* no OpenCL platform/device, or none matches the requested one */
+    CLT_ERR_OPENCL = -6,        /* an OpenCL call failed (message names the call and the cl_int) */
+    CLT_ERR_BUILD = -7,         /* an OpenCL program failed to build (message holds the build log) */
+    CLT_ERR_CLBLAST = -8,       /* a CLBlast call failed */
+    CLT_ERR_STATE = -9,         /* call not valid now (e.g. adding ops after compile, reading a freed tensor) */
+    CLT_ERR_IO = -10,           /* a file could not be opened, read or written */
+    CLT_ERR_FORMAT = -11,       /* a file is corrupt, truncated or of an unknown version */
+    CLT_ERR_UNSUPPORTED = -12,  /* the device or build lacks a needed feature */
+} clt_status;
+
+/* Static English name of a status code ("CLT_ERR_SHAPE: tensor shapes do not fit"). Never NULL. */
+CLT_API const char *clt_status_string(int status);
+
+/* ---------------------------------------------------------------------------------------------- devices */
+
+typedef struct clt_device_info {
+    int index;             /* global index over all platforms, as used by clt_context_settings.device */
+    int platform_index;    /* index of the platform */
+    char platform_name[128];
+    char platform_version[128];
+    char name[128];
+    char vendor[128];
+    char driver_version[128];
+    char device_version[128];
+    char opencl_c_version[128];
+    int is_gpu, is_cpu;
+    unsigned compute_units;
+    unsigned max_clock_mhz;
+    uint64_t global_mem_bytes;
+    uint64_t max_alloc_bytes;
+    uint64_t local_mem_bytes;
+    int local_mem_is_global; /* CL_GLOBAL local memory (most CPU devices): no point staging tiles in it */
+    size_t max_work_group_size;
+    unsigned preferred_vector_width_float;
+    int fp16, fp64;
+} clt_device_info;
+
+/* Number of OpenCL devices over all platforms. *count is 0 (and CLT_OK returned) when no platform exists. */
+CLT_API int clt_device_count(int *count);
+/* Fills *info for device `index` (0 <= index < count). */
+CLT_API int clt_device_get_info(int index, clt_device_info *info);
+
+/* ---------------------------------------------------------------------------------------------- context */
+
+typedef struct clt_context clt_context;
+
+enum clt_tune_mode {
+    CLT_TUNE_OFF = 0,    /* built-in defaults only, the tuning cache is neither read nor written */
+    CLT_TUNE_CACHED = 1, /* use cached decisions, defaults where none; never measures */
+    CLT_TUNE_QUICK = 2,  /* measure missing entries with a small candidate set within tune_budget_s */
+    CLT_TUNE_FULL = 3,   /* measure missing entries with every candidate */
+};
+
+typedef struct clt_context_settings {
+    /* Device choice: NULL means $CLTRAIN_DEVICE, else the first GPU, else device 0. A spec is a global
+     * index ("1"), "platform:device" ("0:1"), or a case-insensitive substring of the device, vendor or
+     * platform name ("nvidia", "pthread"). */
+    const char *device;
+    /* Load kernels from this folder's *.cl files instead of the copies built into the library
+     * (for kernel development). NULL: $CLTRAIN_KERNEL_DIR, else the built-in copies. */
+    const char *kernel_dir;
+    /* Folder for the tuning and program-binary caches. NULL: $CLTRAIN_CACHE_DIR, else
+     * $XDG_CACHE_HOME/cltrain, else ~/.cache/cltrain. */
+    const char *cache_dir;
+    int tune;             /* enum clt_tune_mode; default CLT_TUNE_QUICK */
+    double tune_budget_s; /* seconds of measuring allowed per context in QUICK mode; default 20 */
+    int verbose;          /* 1: print tuning decisions and cache events to stderr */
+    int profile;          /* 1: time each op with OpenCL events (see clt_graph_profile) */
+} clt_context_settings;
+
+CLT_API void clt_context_default_settings(clt_context_settings *s);
+
+/* Creates a context on a device chosen by `s` (NULL: defaults). Like sqlite3_open, *out is set even on
+ * failure (unless host memory ran out, then it is NULL) so that clt_errmsg(*out) can say why; the caller
+ * always calls clt_context_destroy(*out). */
+CLT_API int clt_context_create(const clt_context_settings *s, clt_context **out);
+
+/* Wraps an OpenCL context, device and in-order queue the application already owns. cltrain retains them
+ * while it uses them and releases only its own references: the application's objects stay valid. The
+ * queue must belong to `context` and `device`; profiling is used only if the queue has it enabled.
+ * *out follows the rule of clt_context_create. */
+CLT_API int clt_context_create_from_cl(cl_context context, cl_device_id device, cl_command_queue queue,
+                                       const clt_context_settings *s, clt_context **out);
+
+/* Releases everything the context created. NULL is a no-op. Graphs made from it must be destroyed first. */
+CLT_API void clt_context_destroy(clt_context *ctx);
+
+/* Message of the last failure on this context ("" if none). Never NULL, even for ctx == NULL. */
+CLT_API const char *clt_errmsg(const clt_context *ctx);
+/* Info about the context's device. */
+CLT_API int clt_context_device_info(const clt_context *ctx, clt_device_info *info);
+/* OpenCL handles of the context (borrowed: do not release). Any may be NULL. */
+CLT_API int clt_context_cl(const clt_context *ctx, cl_context *context, cl_device_id *device,
+                           cl_command_queue *queue);
+/* Waits for all queued work. */
+CLT_API int clt_context_finish(clt_context *ctx);
+
+/* ---------------------------------------------------------------------------------------------- graph */
+
+typedef struct clt_graph clt_graph;
+typedef struct clt_tensor clt_tensor; /* owned by its graph */
+
+/* An empty graph. Build it with the op functions, then clt_graph_compile, then run steps. */
+CLT_API int clt_graph_create(clt_context *ctx, clt_graph **out);
+/* Frees the graph, its tensors and all its device memory. NULL is a no-op. */
+CLT_API void clt_graph_destroy(clt_graph *g);
+
+/* A tensor the caller fills before each forward pass (data, labels, targets). Labels for
+ * clt_softmax_cross_entropy are class indices stored as floats. `name` may be NULL. */
+CLT_API int clt_input(clt_graph *g, const char *name, int ndim, const int *shape, clt_tensor **out);
+
+/* Tensor accessors. These never fail; on a NULL tensor they return 0 / "". */
+CLT_API const char *clt_tensor_name(const clt_tensor *t);
+CLT_API int clt_tensor_ndim(const clt_tensor *t);
+CLT_API int clt_tensor_dim(const clt_tensor *t, int i);
+CLT_API size_t clt_tensor_numel(const clt_tensor *t);
+
+/* ---- initializers for learned parameters (seeded, portable: same seed, same weights everywhere) */
+enum clt_init {
+    CLT_INIT_DEFAULT = 0,   /* He-normal for layers followed by ReLU-like use: the op's documented default */
+    CLT_INIT_HE_NORMAL,     /* N(0, 2/fan_in) */
+    CLT_INIT_HE_UNIFORM,    /* U(-sqrt(6/fan_in), +) */
+    CLT_INIT_GLOROT_NORMAL, /* N(0, 2/(fan_in+fan_out)) */
+    CLT_INIT_GLOROT_UNIFORM,/* U(-sqrt(6/(fan_in+fan_out)), +) */
+    CLT_INIT_ZEROS,
+};
+
+/* ---- ops. Each adds one node and returns its output tensor in *out. Learned parameters are created and
+ * owned by the graph, named "<name>.weight", "<name>.bias" etc. (`name` may be NULL: an automatic one). */
+
+typedef struct clt_conv2d_params {
+    int out_channels;
+    int kernel_h, kernel_w;
+    int stride_h, stride_w;
+    int pad_h, pad_w;
+    int bias;  /* 1: learnable per-output-channel bias (default) */
+    int init;  /* enum clt_init for the weights; default He-normal. Biases start at zero. */
+} clt_conv2d_params;
+/* Square kernel `k`, stride 1, no padding, bias on, He-normal. */
+CLT_API void clt_conv2d_default_params(clt_conv2d_params *p, int out_channels, int k);
+/* x (N,C,H,W) -> (N,out_channels,OH,OW), OH = (H + 2*pad_h - kernel_h)/stride_h + 1. */
+CLT_API int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const char *name,
+                       clt_tensor **out);
+
+/* x (N,C,H,W) -> (N,C,OH,OW). Padding cells are ignored by max pooling; average pooling divides by the
+ * full window size (padding counted as zeros, like PyTorch's default count_include_pad=True). */
+CLT_API int clt_max_pool2d(clt_graph *g, clt_tensor *x, int kernel, int stride, int pad, clt_tensor **out);
+CLT_API int clt_avg_pool2d(clt_graph *g, clt_tensor *x, int kernel, int stride, int pad, clt_tensor **out);
+/* x (N,C,H,W) -> (N,C): mean over each channel's H*W values. */
+CLT_API int clt_global_avg_pool(clt_graph *g, clt_tensor *x, clt_tensor **out);
+
+/* Fully connected: x (N, F...) is read as (N, F) with F the product of the other dims; -> (N, units).
+ * y = x W^T + b with W (units, F). GEMMs run through CLBlast or the tuned GEMM (see clt_tune). */
+CLT_API int clt_dense(clt_graph *g, clt_tensor *x, int units, int bias, int init, const char *name,
+                      clt_tensor **out);
+/* Adds a learnable bias per channel (dim 1) of x (N,C) or (N,C,H,W). */
+CLT_API int clt_bias_add(clt_graph *g, clt_tensor *x, const char *name, clt_tensor **out);
+
+/* Elementwise activations, any shape. */
+CLT_API int clt_relu(clt_graph *g, clt_tensor *x, clt_tensor **out);
+CLT_API int clt_leaky_relu(clt_graph *g, clt_tensor *x, float negative_slope, clt_tensor **out);
+CLT_API int clt_sigmoid(clt_graph *g, clt_tensor *x, clt_tensor **out);
+CLT_API int clt_tanh(clt_graph *g, clt_tensor *x, clt_tensor **out);
+CLT_API int clt_gelu(clt_graph *g, clt_tensor *x, clt_tensor **out); /* exact: x * Phi(x) */
+/* Softmax over dim 1 (classes/channels) of (N,C) or (N,C,H,W), at each position. */
+CLT_API int clt_softmax(clt_graph *g, clt_tensor *x, clt_tensor **out);
+/* Inverted dropout: in training passes zeroes each value with probability p and scales the rest by
+ * 1/(1-p); identity in evaluation passes. Masks come from the graph's seed and step counter. */
+CLT_API int clt_dropout(clt_graph *g, clt_tensor *x, float p, clt_tensor **out);
+/* Batch normalization over dim 1 of (N,C) or (N,C,H,W) with learnable scale (1) and shift (0).
+ * Training passes use batch statistics and update running ones: r = (1-momentum) r + momentum * batch
+ * (unbiased variance for the running value, like PyTorch); evaluation passes use the running ones. */
+CLT_API int clt_batch_norm(clt_graph *g, clt_tensor *x, float momentum, float eps, const char *name,
+                           clt_tensor **out);
+/* a + b, same shapes (residual connections). */
+CLT_API int clt_add(clt_graph *g, clt_tensor *a, clt_tensor *b, clt_tensor **out);
+/* Same data, new shape with the same element count. One entry of `shape` may be -1 (inferred). */
+CLT_API int clt_reshape(clt_graph *g, clt_tensor *x, int ndim, const int *shape, clt_tensor **out);
+/* (N, ...) -> (N, product of the rest). */
+CLT_API int clt_flatten(clt_graph *g, clt_tensor *x, clt_tensor **out);
+
+/* ---- losses: each returns a scalar tensor (shape (1)) holding the batch mean. */
+/* logits (N,K); labels (N) class indices 0..K-1 stored as floats. With smoothing s the target is
+ * (1-s) one-hot + s/K. A label out of range makes the forward pass fail with CLT_ERR_INVALID. */
+CLT_API int clt_softmax_cross_entropy(clt_graph *g, clt_tensor *logits, clt_tensor *labels,
+                                      float label_smoothing, clt_tensor **out);
+/* Binary cross-entropy on logits, numerically stable; logits and targets of the same shape, targets in
+ * [0,1]; mean over all elements. */
+CLT_API int clt_bce_with_logits(clt_graph *g, clt_tensor *logits, clt_tensor *targets, clt_tensor **out);
+/* Mean squared error over all elements. */
+CLT_API int clt_mse(clt_graph *g, clt_tensor *pred, clt_tensor *target, clt_tensor **out);
+
+/* ---------------------------------------------------------------------------------------------- compile */
+
+enum clt_optimizer_type { CLT_OPT_SGD = 0, CLT_OPT_ADAM = 1, CLT_OPT_ADAMW = 2 };
+
+typedef struct clt_optimizer_settings {
+    int type;           /* enum clt_optimizer_type */
+    float lr;           /* default learning rate; clt_graph_step takes the one to use */
+    float momentum;     /* SGD: 0 = plain SGD */
+    int nesterov;       /* SGD: Nesterov momentum (needs momentum > 0) */
+    float beta1, beta2, eps; /* Adam/AdamW */
+    float weight_decay; /* SGD/Adam: L2, adds wd*w to the gradient; AdamW: decoupled, w -= lr*wd*w */
+    float l1;           /* L1 penalty: adds l1*sign(w) to the gradient */
+} clt_optimizer_settings;
+/* Defaults for `type`: lr 0.01 (SGD) or 0.001 (Adam/AdamW), momentum 0, betas 0.9/0.999, eps 1e-8,
+ * weight decay 0 (AdamW: 0.01), l1 0. */
+CLT_API void clt_optimizer_default_settings(clt_optimizer_settings *s, int type);
+
+typedef struct clt_compile_settings {
+    uint64_t seed;                /* parameter initialization and dropout masks */
+    int training;                 /* 1: allocate gradients and optimizer state (default 1) */
+    clt_optimizer_settings optimizer;
+} clt_compile_settings;
+CLT_API void clt_compile_default_settings(clt_compile_settings *s);
+
+/* Marks a tensor whose value (and, with grad=1, its gradient) must stay readable after a pass. Other
+ * intermediate tensors share device memory once dead and cannot be read. Losses and parameters are always
+ * kept. Keeping the gradient of an input makes the backward pass compute it. Before compile only. */
+CLT_API int clt_graph_keep(clt_graph *g, clt_tensor *t, int grad);
+
+/* Plans device memory (tensors whose lifetimes do not overlap share memory), allocates it all at once,
+ * builds the kernels, and initializes parameters from the seed. After this no op can be added, and
+ * forward/backward/step allocate nothing. Fails with CLT_ERR_DEVICE_MEMORY if the plan does not fit. */
+CLT_API int clt_graph_compile(clt_graph *g, const clt_compile_settings *s);
+/* Bytes of device memory the compiled graph holds (parameters, gradients, optimizer state, activations). */
+CLT_API int clt_graph_memory(const clt_graph *g, size_t *param_bytes, size_t *activation_bytes);
+
+/* ---------------------------------------------------------------------------------------------- run */
+
+/* Copies `count` floats into an input or parameter tensor (count must equal its numel). Blocking. */
+CLT_API int clt_tensor_write(clt_graph *g, clt_tensor *t, const float *data, size_t count);
+/* Reads a kept tensor's value (or, with grad=1, its gradient) into `data` (count == numel). Blocking. */
+CLT_API int clt_tensor_read(clt_graph *g, clt_tensor *t, int grad, float *data, size_t count);
+
+/* Forward pass over the whole graph. training=1: dropout active, batch norm uses batch statistics. */
+CLT_API int clt_graph_forward(clt_graph *g, int training);
+/* Backward pass from the scalar `loss` (seed 1). Parameter gradients are overwritten, not accumulated. */
+CLT_API int clt_graph_backward(clt_graph *g, clt_tensor *loss);
+/* Backward pass from any tensor `t` with the given upstream gradient dL/dt (count == numel(t)). */
+CLT_API int clt_graph_backward_from(clt_graph *g, clt_tensor *t, const float *grad, size_t count);
+/* One optimizer update of every parameter with learning rate `lr`, from the last backward's gradients. */
+CLT_API int clt_graph_step(clt_graph *g, float lr);
+
+/* ---- parameters and state (for checkpoints). A state tensor is a parameter (trainable) or a buffer
+ * such as batch-norm running statistics (not trainable). */
+CLT_API int clt_graph_state_count(const clt_graph *g);
+/* The i-th state tensor, or NULL if out of range. `trainable` may be NULL. */
+CLT_API clt_tensor *clt_graph_state_tensor(const clt_graph *g, int i, int *trainable);
+/* Optimizer slot `slot` (0: first moment / momentum, 1: second moment) of a trainable state tensor. Slots
+ * that the optimizer does not use read as zeros and writes to them are ignored. */
+CLT_API int clt_tensor_read_slot(clt_graph *g, clt_tensor *t, int slot, float *data, size_t count);
+CLT_API int clt_tensor_write_slot(clt_graph *g, clt_tensor *t, int slot, const float *data, size_t count);
+/* Number of optimizer steps and forward training passes done (drives Adam bias correction and dropout). */
+CLT_API int clt_graph_get_counters(const clt_graph *g, uint64_t *steps, uint64_t *passes);
+CLT_API int clt_graph_set_counters(clt_graph *g, uint64_t steps, uint64_t passes);
+
+/* ---- profiling (context created with profile=1): per-node time of the last forward and backward. */
+typedef struct clt_op_profile {
+    const char *op;        /* op kind, e.g. "conv2d" */
+    const char *name;      /* node output's name */
+    double forward_ms, backward_ms;
+} clt_op_profile;
+/* Fills up to `max` entries in graph order, sets *count to the number of nodes. */
+CLT_API int clt_graph_profile(clt_graph *g, clt_op_profile *entries, int max, int *count);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

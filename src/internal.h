@@ -1,0 +1,247 @@
+/* internal.h - library-private structures and helpers shared by the core and every op. */
+#ifndef CLT_INTERNAL_H
+#define CLT_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cltrain.h"
+
+#define CLT_MAX_IN 4
+#define CLT_MAX_AUX 6
+#define CLT_MAX_KERNELS 12
+#define CLT_NAME_LEN 64
+
+typedef struct clt__tuner clt__tuner;
+typedef struct clt__gemm_state clt__gemm_state;
+
+typedef struct clt__program_entry {
+    char *name;    /* source name, e.g. "conv2d" for cl/conv2d.cl */
+    char *options; /* full build options */
+    cl_program program;
+} clt__program_entry;
+
+struct clt_context {
+    cl_context cl;
+    cl_device_id dev;
+    cl_command_queue queue;
+    int queue_profiling;
+    clt_device_info info;
+    size_t mem_align; /* sub-buffer offset alignment in bytes */
+    char *kernel_dir;
+    char *cache_dir;
+    int tune;
+    double tune_budget_s;
+    double tune_spent_s;
+    int verbose;
+    int profile;
+    clt__program_entry *programs;
+    int nprograms, cap_programs;
+    clt__tuner *tuner;
+    clt__gemm_state *gemm;
+    char errmsg[8192];
+};
+
+/* ---- errors: every helper returns the (negative) status it records, so `return clt__err(...)` works. */
+int clt__err(clt_context *ctx, int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+int clt__cl_err(clt_context *ctx, cl_int err, const char *what, const char *file, int line);
+const char *clt__cl_error_name(cl_int err);
+void clt__clear_error(clt_context *ctx);
+
+/* Checks an OpenCL call; on failure records "what failed: CL_XXX" and returns the mapped status. */
+#define CLT_CL(ctx, call)                                                                              \
+    do {                                                                                               \
+        cl_int clt_e_ = (call);                                                                        \
+        if (clt_e_ != CL_SUCCESS) return clt__cl_err((ctx), clt_e_, #call, __FILE__, __LINE__);        \
+    } while (0)
+/* Propagates a negative status. */
+#define CLT_TRY(expr)                                                                                  \
+    do {                                                                                               \
+        int clt_s_ = (expr);                                                                           \
+        if (clt_s_ < 0) return clt_s_;                                                                 \
+    } while (0)
+
+/* ---- kernel arguments: CLT_SET_ARGS(ctx, kernel, CLT_ARG(a), CLT_ARG(b), ...) sets args 0..n-1. */
+typedef struct clt__arg {
+    size_t size;
+    const void *ptr;
+} clt__arg;
+#define CLT_ARG(v) ((clt__arg){sizeof(v), &(v)})
+#define CLT_LOCAL(bytes) ((clt__arg){(bytes), NULL})
+int clt__set_args(clt_context *ctx, cl_kernel k, int n, const clt__arg *args);
+#define CLT_SET_ARGS(ctx, k, ...)                                                                      \
+    clt__set_args((ctx), (k), (int)(sizeof((clt__arg[]){__VA_ARGS__}) / sizeof(clt__arg)),              \
+                  (clt__arg[]){__VA_ARGS__})
+
+/* ---- programs (program.c): sources embedded at build time, or read from kernel_dir. Programs are
+ * cached per (source, options) in the context; `options` are added to the common defines. */
+int clt__program(clt_context *ctx, const char *source, const char *options, cl_program *out);
+int clt__kernel(clt_context *ctx, const char *source, const char *options, const char *kernel,
+                cl_kernel *out);
+/* Source text of cl/<name>.cl (embedded or from kernel_dir); caller frees. */
+int clt__source_text(clt_context *ctx, const char *name, char **text, size_t *len);
+/* Enqueues a kernel; global sizes are rounded up to multiples of the local ones (kernels bound-check).
+ * `local` may be NULL to let the driver choose. */
+int clt__launch(clt_context *ctx, cl_kernel k, int dims, const size_t *global, const size_t *local);
+size_t clt__round_up(size_t x, size_t m);
+
+/* ---- GEMM (gemm.c): row-major C = alpha op(A) op(B) + beta C, batched with strides (batch 1: plain).
+ * Chooses CLBlast or the library's own kernels per device and shape (tuned; see tune.c). */
+typedef struct clt__gemm_args {
+    int trans_a, trans_b;
+    size_t m, n, k;
+    float alpha, beta;
+    cl_mem a, b, c;
+    size_t off_a, off_b, off_c; /* in elements */
+    size_t lda, ldb, ldc;
+    size_t stride_a, stride_b, stride_c; /* in elements, for batch > 1 */
+    size_t batch;
+} clt__gemm_args;
+int clt__gemm(clt_context *ctx, const clt__gemm_args *g);
+void clt__gemm_release(clt_context *ctx);
+
+/* ---- tensors and graph */
+enum clt__tensor_kind {
+    CLT__INPUT = 0,  /* written by the caller; persistent */
+    CLT__PARAM,      /* trainable, in the parameter arena */
+    CLT__BUFFER,     /* persistent non-trainable state (batch-norm running stats) */
+    CLT__ACT,        /* output of a node */
+    CLT__SAVED,      /* node-private, lives from the node's forward to its backward */
+    CLT__FSCRATCH,   /* node-private, lives during the node's forward only */
+    CLT__BSCRATCH,   /* node-private, lives during the node's backward only */
+    CLT__GRAD,       /* gradient of an ACT/INPUT tensor */
+};
+
+typedef struct clt__node clt__node;
+
+struct clt_tensor {
+    int id;
+    int kind;
+    char name[CLT_NAME_LEN];
+    int ndim;
+    int shape[4];
+    size_t numel;
+    clt__node *producer;  /* ACT: the node that writes it */
+    clt_tensor *view_of;  /* reshape: shares the memory of this tensor */
+    clt_tensor *grad;     /* gradient tensor (persistent for params) */
+    clt_tensor *value;    /* for GRAD tensors: whose gradient this is */
+    int requires_grad;
+    int keep_value, keep_grad;
+    /* parameters */
+    int init;
+    int fan_in, fan_out;
+    float init_const;     /* CLT_INIT_ZEROS-like constant fill (batch-norm scale starts at 1) */
+    size_t param_offset;  /* elements into the parameter / buffer arena */
+    /* planning */
+    int t_def, t_last;    /* life span in the schedule, inclusive; t_last = INT_MAX: forever */
+    size_t offset;        /* bytes into the activation arena */
+    int placed;
+    cl_mem mem;           /* a sub-buffer (or own buffer for inputs); NULL until compile */
+    cl_mem slot[2];       /* optimizer state sub-buffers (params) */
+};
+
+typedef struct clt__op {
+    const char *name;
+    /* Called once after memory is allocated: create kernels, set arguments that never change. */
+    int (*prepare)(clt_graph *g, clt__node *n);
+    int (*forward)(clt_graph *g, clt__node *n, int training);
+    /* Writes gradients of inputs i with n->need_dx[i] (accumulating when n->acc_dx[i]) and of params. */
+    int (*backward)(clt_graph *g, clt__node *n);
+    void (*destroy)(clt__node *n); /* frees priv; kernels in n->k are released by the graph */
+} clt__op;
+
+struct clt__node {
+    const clt__op *op;
+    int id;
+    clt_tensor *in[CLT_MAX_IN];
+    int nin;
+    clt_tensor *out;
+    clt_tensor *param[CLT_MAX_AUX];   /* trainable: weight, bias, gamma, beta */
+    int nparam;
+    clt_tensor *buf[CLT_MAX_AUX];     /* non-trainable persistent */
+    int nbuf;
+    clt_tensor *saved[CLT_MAX_AUX];   /* forward -> backward */
+    int nsaved;
+    clt_tensor *fscratch[CLT_MAX_AUX];
+    int nfscratch;
+    clt_tensor *bscratch[CLT_MAX_AUX];
+    int nbscratch;
+    /* What backward reads: bit i set = value of in[i]; needs_out = value of out. */
+    unsigned bwd_needs_in;
+    int bwd_needs_out;
+    int no_backward;  /* op has no gradient path (e.g. labels only) */
+    /* Set per backward pass by the graph. */
+    int need_dx[CLT_MAX_IN];
+    int acc_dx[CLT_MAX_IN];
+    int in_backward;
+    /* Op attributes. */
+    int iattr[16];
+    float fattr[8];
+    void *priv;
+    cl_kernel k[CLT_MAX_KERNELS];
+    double fwd_ms, bwd_ms;
+};
+
+struct clt_graph {
+    clt_context *ctx;
+    clt_tensor **tensors;
+    int ntensors, cap_tensors;
+    clt__node **nodes;
+    int nnodes, cap_nodes;
+    int compiled;
+    int training_alloc; /* gradients allocated */
+    clt_compile_settings settings;
+    uint64_t steps, passes;
+    /* memory */
+    cl_mem act_arena;
+    size_t act_bytes;
+    cl_mem param_arena, grad_arena, slot_arena[2], buf_arena;
+    size_t param_elems, buf_elems; /* padded totals */
+    cl_kernel k_optim;
+    cl_kernel k_fill;
+    int nslots;
+    /* per-backward bookkeeping */
+    int *contrib; /* scratch: per-tensor count of gradient writes in the current backward */
+    int auto_name;
+};
+
+/* Graph building helpers for ops (graph.c). All set the error message on failure. */
+int clt__check_building(clt_graph *g, const char *op);
+int clt__check_tensor(clt_graph *g, const clt_tensor *t, const char *op, const char *what);
+int clt__new_tensor(clt_graph *g, int kind, const char *name, int ndim, const int *shape, clt_tensor **out);
+/* A node with inputs; its output tensor has `ndim`/`shape`. `name` is the user's name (may be NULL). */
+int clt__new_node(clt_graph *g, const clt__op *op, const char *name, int nin, clt_tensor *const *in, int ndim,
+                  const int *shape, clt__node **out);
+/* Learned parameter of node n: name "<out name>.<suffix>". */
+int clt__add_param(clt_graph *g, clt__node *n, const char *suffix, int ndim, const int *shape, int init,
+                   int fan_in, int fan_out, float init_const, clt_tensor **out);
+int clt__add_buffer(clt_graph *g, clt__node *n, const char *suffix, int ndim, const int *shape, float init_const,
+                    clt_tensor **out);
+/* Node-private device tensors (kinds SAVED, FSCRATCH, BSCRATCH), flat with `numel` floats. */
+int clt__add_private(clt_graph *g, clt__node *n, int kind, const char *suffix, size_t numel, clt_tensor **out);
+/* Shape string like "(64,3,32,32)" into buf. */
+const char *clt__shape_str(const clt_tensor *t, char *buf, size_t len);
+/* Zero-fills `count` floats of a tensor's memory starting at element `offset`. */
+int clt__fill(clt_graph *g, cl_mem mem, size_t count, float value);
+
+/* Portable RNG (init.c). */
+uint64_t clt__splitmix64(uint64_t *state);
+double clt__uniform01(uint64_t *state);
+double clt__normal(uint64_t *state);
+int clt__init_params(clt_graph *g);
+
+/* Optimizer (optim.c). */
+int clt__optim_prepare(clt_graph *g);
+int clt__optim_step(clt_graph *g, float lr);
+
+/* Host time in milliseconds (monotonic). */
+double clt__now_ms(void);
+/* strdup that returns NULL on NULL. */
+char *clt__strdup(const char *s);
+
+#endif

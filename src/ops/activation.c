@@ -1,0 +1,70 @@
+/* activation.c - ReLU, leaky ReLU, sigmoid, tanh and GELU: forward and backward (cl/activation.cl). */
+#include <stdio.h>
+
+#include "internal.h"
+
+enum { A_RELU, A_LEAKY, A_SIGMOID, A_TANH, A_GELU };
+static const char *names[] = {"relu", "leaky_relu", "sigmoid", "tanh", "gelu"};
+
+static int prepare(clt_graph *g, clt__node *n)
+{
+    char opts[32];
+    snprintf(opts, sizeof opts, "-DACT=%d", n->iattr[0]);
+    CLT_TRY(clt__kernel(g->ctx, "activation", opts, "act_forward", &n->k[0]));
+    cl_uint cnt = (cl_uint)n->out->numel;
+    CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[0], CLT_ARG(n->in[0]->mem), CLT_ARG(n->out->mem), CLT_ARG(n->fattr[0]),
+                         CLT_ARG(cnt)));
+    if (n->in[0]->grad) {
+        CLT_TRY(clt__kernel(g->ctx, "activation", opts, "act_backward", &n->k[1]));
+        /* x or y may be unused by this function (and then not kept alive): pass y for both. */
+        cl_mem x = n->bwd_needs_in ? n->in[0]->mem : n->out->mem;
+        cl_int acc = 0;
+        CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[1], CLT_ARG(x), CLT_ARG(n->out->mem), CLT_ARG(n->out->grad->mem),
+                             CLT_ARG(n->in[0]->grad->mem), CLT_ARG(n->fattr[0]), CLT_ARG(acc), CLT_ARG(cnt)));
+    }
+    return CLT_OK;
+}
+
+static int forward(clt_graph *g, clt__node *n, int training)
+{
+    (void)training;
+    size_t gs = n->out->numel, ls = 64;
+    return clt__launch(g->ctx, n->k[0], 1, &gs, &ls);
+}
+
+static int backward(clt_graph *g, clt__node *n)
+{
+    if (!n->need_dx[0]) return CLT_OK;
+    cl_int acc = n->acc_dx[0];
+    CLT_CL(g->ctx, clSetKernelArg(n->k[1], 5, sizeof acc, &acc));
+    size_t gs = n->out->numel, ls = 64;
+    return clt__launch(g->ctx, n->k[1], 1, &gs, &ls);
+}
+
+static const clt__op op_activation = {"activation", prepare, forward, backward, NULL};
+
+static int add_activation(clt_graph *g, clt_tensor *x, int kind, float slope, clt_tensor **out)
+{
+    if (!out) return g ? clt__err(g->ctx, CLT_ERR_INVALID, "clt_%s: out is NULL", names[kind]) : CLT_ERR_INVALID;
+    *out = NULL;
+    CLT_TRY(clt__check_building(g, names[kind]));
+    CLT_TRY(clt__check_tensor(g, x, names[kind], "input"));
+    clt__node *n;
+    CLT_TRY(clt__new_node(g, &op_activation, NULL, 1, &x, x->ndim, x->shape, &n));
+    n->iattr[0] = kind;
+    n->fattr[0] = slope;
+    /* relu, sigmoid and tanh differentiate from the output alone, so the input can be freed early. */
+    n->bwd_needs_in = (kind == A_LEAKY || kind == A_GELU) ? 1u : 0u;
+    n->bwd_needs_out = (kind == A_RELU || kind == A_SIGMOID || kind == A_TANH);
+    *out = n->out;
+    return CLT_OK;
+}
+
+int clt_relu(clt_graph *g, clt_tensor *x, clt_tensor **out) { return add_activation(g, x, A_RELU, 0.0f, out); }
+int clt_leaky_relu(clt_graph *g, clt_tensor *x, float negative_slope, clt_tensor **out)
+{
+    return add_activation(g, x, A_LEAKY, negative_slope, out);
+}
+int clt_sigmoid(clt_graph *g, clt_tensor *x, clt_tensor **out) { return add_activation(g, x, A_SIGMOID, 0.0f, out); }
+int clt_tanh(clt_graph *g, clt_tensor *x, clt_tensor **out) { return add_activation(g, x, A_TANH, 0.0f, out); }
+int clt_gelu(clt_graph *g, clt_tensor *x, clt_tensor **out) { return add_activation(g, x, A_GELU, 0.0f, out); }

@@ -1,0 +1,91 @@
+/* dense.c - fully connected layer y = x W^T + b: GEMMs through clt__gemm, bias kernels in cl/dense.cl. */
+#include "internal.h"
+
+/* iattr: 0 rows (N), 1 in features (F), 2 units (U), 3 has bias */
+
+static int prepare(clt_graph *g, clt__node *n)
+{
+    cl_uint rows = (cl_uint)n->iattr[0], cols = (cl_uint)n->iattr[2];
+    if (n->iattr[3]) {
+        CLT_TRY(clt__kernel(g->ctx, "dense", "", "bias_rows", &n->k[0]));
+        CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[0], CLT_ARG(n->out->mem), CLT_ARG(n->param[1]->mem), CLT_ARG(rows),
+                             CLT_ARG(cols)));
+        if (n->param[1]->grad) {
+            CLT_TRY(clt__kernel(g->ctx, "dense", "", "bias_grad_rows", &n->k[1]));
+            CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[1], CLT_ARG(n->out->grad->mem), CLT_ARG(n->param[1]->grad->mem),
+                                 CLT_ARG(rows), CLT_ARG(cols)));
+        }
+    }
+    return CLT_OK;
+}
+
+static int forward(clt_graph *g, clt__node *n, int training)
+{
+    (void)training;
+    size_t N = (size_t)n->iattr[0], F = (size_t)n->iattr[1], U = (size_t)n->iattr[2];
+    /* (N,U) = (N,F) x (U,F)^T */
+    clt__gemm_args a = {.trans_a = 0, .trans_b = 1, .m = N, .n = U, .k = F, .alpha = 1, .beta = 0,
+                        .a = n->in[0]->mem, .lda = F, .b = n->param[0]->mem, .ldb = F, .c = n->out->mem, .ldc = U,
+                        .batch = 1};
+    CLT_TRY(clt__gemm(g->ctx, &a));
+    if (n->iattr[3]) {
+        size_t gs[2] = {U, N}, ls[2] = {U < 64 ? U : 64, 1};
+        CLT_TRY(clt__launch(g->ctx, n->k[0], 2, gs, ls));
+    }
+    return CLT_OK;
+}
+
+static int backward(clt_graph *g, clt__node *n)
+{
+    size_t N = (size_t)n->iattr[0], F = (size_t)n->iattr[1], U = (size_t)n->iattr[2];
+    cl_mem dy = n->out->grad->mem;
+    /* dW (U,F) = dy^T (U,N) x x (N,F) */
+    clt__gemm_args w = {.trans_a = 1, .trans_b = 0, .m = U, .n = F, .k = N, .alpha = 1, .beta = 0, .a = dy,
+                        .lda = U, .b = n->in[0]->mem, .ldb = F, .c = n->param[0]->grad->mem, .ldc = F, .batch = 1};
+    CLT_TRY(clt__gemm(g->ctx, &w));
+    if (n->iattr[3]) {
+        size_t gs = U, ls = U < 64 ? U : 64;
+        CLT_TRY(clt__launch(g->ctx, n->k[1], 1, &gs, &ls));
+    }
+    if (n->need_dx[0]) {
+        /* dx (N,F) = dy (N,U) x W (U,F) */
+        clt__gemm_args x = {.trans_a = 0, .trans_b = 0, .m = N, .n = F, .k = U, .alpha = 1,
+                            .beta = n->acc_dx[0] ? 1.0f : 0.0f, .a = dy, .lda = U, .b = n->param[0]->mem, .ldb = F,
+                            .c = n->in[0]->grad->mem, .ldc = F, .batch = 1};
+        CLT_TRY(clt__gemm(g->ctx, &x));
+    }
+    return CLT_OK;
+}
+
+static const clt__op op_dense = {"dense", prepare, forward, backward, NULL};
+
+int clt_dense(clt_graph *g, clt_tensor *x, int units, int bias, int init, const char *name, clt_tensor **out)
+{
+    if (!out) return g ? clt__err(g->ctx, CLT_ERR_INVALID, "clt_dense: out is NULL") : CLT_ERR_INVALID;
+    *out = NULL;
+    CLT_TRY(clt__check_building(g, "clt_dense"));
+    CLT_TRY(clt__check_tensor(g, x, "clt_dense", "input"));
+    if (units <= 0) return clt__err(g->ctx, CLT_ERR_INVALID, "clt_dense: units = %d (must be positive)", units);
+    if (x->ndim < 2) {
+        char b[64];
+        return clt__err(g->ctx, CLT_ERR_SHAPE, "clt_dense: input '%s' %s needs a batch dimension: (N, features...)",
+                        x->name, clt__shape_str(x, b, sizeof b));
+    }
+    int N = x->shape[0];
+    size_t F = x->numel / (size_t)N;
+    int shape[2] = {N, units};
+    clt__node *n;
+    CLT_TRY(clt__new_node(g, &op_dense, name, 1, &x, 2, shape, &n));
+    n->iattr[0] = N;
+    n->iattr[1] = (int)F;
+    n->iattr[2] = units;
+    n->iattr[3] = bias != 0;
+    n->bwd_needs_in = 1; /* x for dW */
+    n->bwd_needs_out = 0;
+    int wshape[2] = {units, (int)F}, bshape[1] = {units};
+    clt_tensor *t;
+    CLT_TRY(clt__add_param(g, n, "weight", 2, wshape, init, (int)F, units, 0.0f, &t));
+    if (bias) CLT_TRY(clt__add_param(g, n, "bias", 1, bshape, CLT_INIT_ZEROS, (int)F, units, 0.0f, &t));
+    *out = n->out;
+    return CLT_OK;
+}

@@ -1,0 +1,174 @@
+/* program.c - finds kernel sources (embedded or on disk), builds and caches OpenCL programs, launches kernels. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clt_config.h"
+#include "embedded.h"
+#include "internal.h"
+
+int clt__source_text(clt_context *ctx, const char *name, char **text, size_t *len)
+{
+    *text = NULL;
+    if (ctx->kernel_dir) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s.cl", ctx->kernel_dir, name);
+        FILE *f = fopen(path, "rb");
+        if (!f) return clt__err(ctx, CLT_ERR_IO, "cannot open kernel source %s (kernel_dir is set)", path);
+        fseek(f, 0, SEEK_END);
+        long n = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+        if (!buf) {
+            fclose(f);
+            return clt__err(ctx, CLT_ERR_NOMEM, "out of memory reading %s", path);
+        }
+        size_t got = fread(buf, 1, (size_t)n, f);
+        fclose(f);
+        if (got != (size_t)n) {
+            free(buf);
+            return clt__err(ctx, CLT_ERR_IO, "short read on kernel source %s", path);
+        }
+        buf[n] = 0;
+        *text = buf;
+        if (len) *len = (size_t)n;
+        return CLT_OK;
+    }
+    for (const clt__embedded_source *s = clt__embedded_sources; s->name; s++) {
+        if (strcmp(s->name, name) == 0) {
+            *text = malloc(s->len + 1);
+            if (!*text) return clt__err(ctx, CLT_ERR_NOMEM, "out of memory");
+            memcpy(*text, s->text, s->len + 1);
+            if (len) *len = s->len;
+            return CLT_OK;
+        }
+    }
+    return clt__err(ctx, CLT_ERR_INVALID, "no kernel source named '%s' is built into the library", name);
+}
+
+static int build_log_error(clt_context *ctx, cl_program p, cl_int err, const char *name, const char *options)
+{
+    size_t n = 0;
+    char *log = NULL;
+    if (clGetProgramBuildInfo(p, ctx->dev, CL_PROGRAM_BUILD_LOG, 0, NULL, &n) == CL_SUCCESS && n > 0) {
+        log = malloc(n + 1);
+        if (log && clGetProgramBuildInfo(p, ctx->dev, CL_PROGRAM_BUILD_LOG, n, log, NULL) == CL_SUCCESS)
+            log[n] = 0;
+        else if (log)
+            log[0] = 0;
+    }
+    int st = clt__err(ctx, err == CL_BUILD_PROGRAM_FAILURE ? CLT_ERR_BUILD : CLT_ERR_OPENCL,
+                      "building kernel program '%s' (options: %s) failed: %s\nbuild log:\n%s", name, options,
+                      clt__cl_error_name(err), log ? log : "(none)");
+    free(log);
+    return st;
+}
+
+int clt__program(clt_context *ctx, const char *source, const char *options, cl_program *out)
+{
+    char opts[2048];
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s %s", CLT_KERNEL_DEFINES, options ? options : "");
+    for (int i = 0; i < ctx->nprograms; i++) {
+        if (strcmp(ctx->programs[i].name, source) == 0 && strcmp(ctx->programs[i].options, opts) == 0) {
+            *out = ctx->programs[i].program;
+            return CLT_OK;
+        }
+    }
+    char *common = NULL, *text = NULL;
+    size_t lc = 0, lt = 0;
+    int st = clt__source_text(ctx, "common", &common, &lc);
+    if (st < 0) return st;
+    st = clt__source_text(ctx, source, &text, &lt);
+    if (st < 0) {
+        free(common);
+        return st;
+    }
+    const char *parts[2] = {common, text};
+    size_t lens[2] = {lc, lt};
+    cl_int err;
+    cl_program p = clCreateProgramWithSource(ctx->cl, 2, parts, lens, &err);
+    free(common);
+    free(text);
+    if (err != CL_SUCCESS) return clt__cl_err(ctx, err, "clCreateProgramWithSource", __FILE__, __LINE__);
+    err = clBuildProgram(p, 1, &ctx->dev, opts, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        st = build_log_error(ctx, p, err, source, opts);
+        clReleaseProgram(p);
+        return st;
+    }
+    if (ctx->nprograms == ctx->cap_programs) {
+        int cap = ctx->cap_programs ? ctx->cap_programs * 2 : 16;
+        clt__program_entry *np = realloc(ctx->programs, (size_t)cap * sizeof *np);
+        if (!np) {
+            clReleaseProgram(p);
+            return clt__err(ctx, CLT_ERR_NOMEM, "out of memory");
+        }
+        ctx->programs = np;
+        ctx->cap_programs = cap;
+    }
+    clt__program_entry *e = &ctx->programs[ctx->nprograms];
+    e->name = clt__strdup(source);
+    e->options = clt__strdup(opts);
+    if (!e->name || !e->options) {
+        free(e->name);
+        free(e->options);
+        clReleaseProgram(p);
+        return clt__err(ctx, CLT_ERR_NOMEM, "out of memory");
+    }
+    e->program = p;
+    ctx->nprograms++;
+    *out = p;
+    return CLT_OK;
+}
+
+int clt__kernel(clt_context *ctx, const char *source, const char *options, const char *kernel, cl_kernel *out)
+{
+    cl_program p;
+    CLT_TRY(clt__program(ctx, source, options, &p));
+    cl_int err;
+    *out = clCreateKernel(p, kernel, &err);
+    if (err != CL_SUCCESS) {
+        *out = NULL;
+        return clt__err(ctx, CLT_ERR_OPENCL, "clCreateKernel(%s) from cl/%s.cl failed: %s", kernel, source,
+                        clt__cl_error_name(err));
+    }
+    return CLT_OK;
+}
+
+int clt__set_args(clt_context *ctx, cl_kernel k, int n, const clt__arg *args)
+{
+    for (int i = 0; i < n; i++) {
+        cl_int err = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].ptr);
+        if (err != CL_SUCCESS) {
+            char name[128] = "?";
+            clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
+            return clt__err(ctx, CLT_ERR_OPENCL, "clSetKernelArg(%s, arg %d) failed: %s", name, i,
+                            clt__cl_error_name(err));
+        }
+    }
+    return CLT_OK;
+}
+
+size_t clt__round_up(size_t x, size_t m)
+{
+    return m ? (x + m - 1) / m * m : x;
+}
+
+int clt__launch(clt_context *ctx, cl_kernel k, int dims, const size_t *global, const size_t *local)
+{
+    size_t g[3];
+    for (int i = 0; i < dims; i++) {
+        g[i] = local ? clt__round_up(global[i], local[i]) : global[i];
+        if (g[i] == 0) return CLT_OK; /* nothing to do */
+    }
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, k, (cl_uint)dims, NULL, g, local, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        char name[128] = "?";
+        clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
+        return clt__err(ctx, err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_RESOURCES
+                                 ? CLT_ERR_DEVICE_MEMORY : CLT_ERR_OPENCL,
+                        "clEnqueueNDRangeKernel(%s, global %zu x %zu x %zu) failed: %s", name, g[0],
+                        dims > 1 ? g[1] : 1, dims > 2 ? g[2] : 1, clt__cl_error_name(err));
+    }
+    return CLT_OK;
+}

@@ -1,0 +1,68 @@
+/* testutil.h - shared helpers for the test suite: contexts, random data, tolerances, gradient checks. */
+#ifndef CLT_TESTUTIL_H
+#define CLT_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cltrain.h"
+
+/* A context on $CLTRAIN_DEVICE (or the default device), tuning off unless the test turns it on. Prints
+ * the reason and returns NULL on failure. */
+clt_context *tu_context(void);
+
+/* Deterministic host RNG for test data. */
+typedef struct tu_rng {
+    uint64_t s;
+} tu_rng;
+double tu_uniform(tu_rng *r, double lo, double hi);
+double tu_normal(tu_rng *r);
+void tu_fill_uniform(tu_rng *r, float *x, size_t n, double lo, double hi);
+
+/* Counts failures; every test main returns tu_finish(). */
+extern int tu_failures;
+int tu_finish(const char *test);
+#define TU_CHECK(cond, ...)                                                                            \
+    do {                                                                                               \
+        if (!(cond)) {                                                                                 \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                       \
+            fprintf(stderr, __VA_ARGS__);                                                              \
+            fprintf(stderr, "\n");                                                                     \
+            tu_failures++;                                                                             \
+        }                                                                                              \
+    } while (0)
+/* Checks a status; on failure prints the context's message. Evaluates to 1 if ok. */
+int tu_ok(clt_context *ctx, int status, const char *what, const char *file, int line);
+#define TU_OK(ctx, call) tu_ok((ctx), (call), #call, __FILE__, __LINE__)
+
+/* Compares got vs ref: |got-ref| <= atol + rtol * max(|ref|) over the array (magnitude-scaled).
+ * Returns 1 if close; prints the worst element otherwise. */
+int tu_close(const char *what, const float *got, const double *ref, size_t n, double rtol, double atol);
+int tu_close_f(const char *what, const float *got, const float *ref, size_t n, double rtol, double atol);
+
+/* Generic op check. The graph holds inputs in[0..nin-1] (all kept with grad unless no_grad[i]) and the
+ * op's output `out` (kept). `ref` computes the op's forward in double from inputs and the graph's trainable
+ * parameters (in clt_graph_state_tensor order). The check: forward vs ref; then backward_from(out, R) for
+ * random R against central finite differences of sum(R * ref(.)) in double, on up to `max_fd` elements of
+ * each input and parameter. Inputs are written from `in_data`. Returns 1 if all close. */
+typedef void (*tu_ref_fn)(void *ud, const double *const *inputs, const double *const *params, double *out);
+typedef struct tu_opcheck {
+    clt_graph *g;
+    int nin;
+    clt_tensor *in[4];
+    const float *in_data[4];
+    int no_grad[4];  /* inputs without a gradient (labels) */
+    clt_tensor *out;
+    tu_ref_fn ref;
+    void *ud;
+    int training;    /* forward mode */
+    double rtol, atol;       /* forward tolerance */
+    double grad_rtol, grad_atol;
+    double fd_h;     /* finite-difference step (default 1e-3) */
+    int max_fd;      /* elements per tensor checked by finite differences (default 64) */
+    uint64_t seed;
+} tu_opcheck;
+int tu_check_op(clt_context *ctx, const char *label, tu_opcheck *c);
+
+#endif
