@@ -1,0 +1,103 @@
+/* tool.h - interfaces between the parts of the cltrain command-line tool (data, models, checkpoints, commands). */
+#ifndef CLT_TOOL_H
+#define CLT_TOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cltrain.h"
+
+/* Every tool function returns 0 on success or a negative clt_status, with a message in err (which names
+ * the file and the problem). */
+#define TOOL_ERR_LEN 1024
+
+/* ------------------------------------------------------------------------------------------ data */
+
+typedef struct tool_dataset {
+    int n;               /* images */
+    int c, h, w;         /* per-image shape, CHW */
+    int classes;
+    uint8_t *pixels;     /* n * c * h * w bytes, each image CHW */
+    uint8_t *labels;     /* n labels, 0 .. classes-1 */
+    char class_names[10][32];
+} tool_dataset;
+
+/* CIFAR-10 binary distribution: `dir` is the cifar-10-batches-bin folder or its parent. train=1 loads
+ * data_batch_1..5.bin, train=0 test_batch.bin. Validates sizes (multiple of 3073 bytes) and labels (0..9).
+ * Class names come from batches.meta.txt when present. */
+int tool_load_cifar10(const char *dir, int train, tool_dataset *out, char *err);
+/* MNIST / Fashion-MNIST IDX files ({train,t10k}-{images-idx3,labels-idx1}-ubyte, plain or .gz).
+ * `fashion` selects the class names. Validates magic numbers, counts and labels. */
+int tool_load_idx(const char *dir, int train, int fashion, tool_dataset *out, char *err);
+void tool_dataset_free(tool_dataset *d);
+
+/* ------------------------------------------------------------------------------------------ models */
+
+/* A network description: the text format of `cltrain --model FILE` (see README), also stored in
+ * checkpoints. Presets: "seed-cnn", "mlp", "cnn" (the stronger default, with batch normalization). */
+typedef struct tool_model {
+    char name[64];
+    char *text;          /* canonical text of the description (owned) */
+    /* Training defaults the description may set (0 = not set). */
+    int batch;
+    int optimizer;       /* -1 = not set, else enum clt_optimizer_type */
+    float lr;
+} tool_model;
+
+/* Parses a preset name or a model file. Errors name the file and line. */
+int tool_model_load(const char *name_or_path, tool_model *out, char *err);
+/* Parses description text directly (used for checkpoints); `origin` names it in messages. */
+int tool_model_parse(const char *text, const char *origin, tool_model *out, char *err);
+/* Adds the network to g on top of `input` (N,C,H,W) and returns the logits (N, classes). */
+int tool_model_build(const tool_model *m, clt_graph *g, clt_tensor *input, int classes, clt_tensor **logits,
+                     char *err);
+void tool_model_free(tool_model *m);
+
+/* ------------------------------------------------------------------------------------------ checkpoints */
+
+typedef struct tool_epoch_metrics {
+    double train_loss, train_acc, test_loss, test_acc, seconds, images_per_s;
+} tool_epoch_metrics;
+
+typedef struct tool_ckpt_meta {
+    char dataset[32];
+    char model_text_origin[256];
+    int epochs_done;
+    int epochs_total;
+    uint64_t steps, passes;      /* clt_graph counters */
+    uint64_t rng_state;          /* host RNG (shuffling, augmentation) */
+    clt_optimizer_settings opt;
+    int batch;
+    int schedule;
+    float lr, momentum;
+    int augment;
+    int limit;
+    uint64_t seed;
+    int nhistory;
+    tool_epoch_metrics history[1024];
+} tool_ckpt_meta;
+
+/* A checkpoint read into memory and verified (magic, version, checksum, sizes). */
+typedef struct tool_checkpoint {
+    tool_ckpt_meta meta;
+    char *model_text;
+    void *priv;                 /* tensors by name */
+} tool_checkpoint;
+
+/* Writes atomically (temp file in the same folder, fsync, rename): on any failure the old file stays. */
+int tool_checkpoint_save(const char *path, clt_graph *g, const tool_ckpt_meta *meta, const char *model_text,
+                         char *err);
+/* Reads and verifies; a corrupted or truncated file is refused with a message naming the problem. */
+int tool_checkpoint_read(const char *path, tool_checkpoint *out, char *err);
+/* Loads every state tensor (and optimizer slots) of g by name and shape from the checkpoint, and the
+ * graph counters. Fails if a tensor is missing or has another shape. */
+int tool_checkpoint_apply(const tool_checkpoint *c, clt_graph *g, char *err);
+void tool_checkpoint_free(tool_checkpoint *c);
+
+/* ------------------------------------------------------------------------------------------ commands */
+
+/* Subcommands implemented outside cltrain.c; argv[0] is the subcommand name. Return a process exit code. */
+int tool_cmd_bench(int argc, char **argv);
+int tool_cmd_tune(int argc, char **argv);
+
+#endif
