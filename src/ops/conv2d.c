@@ -57,6 +57,8 @@ static int prepare(clt_graph *g, clt__node *n)
     int has_bias = n->iattr[13];
     cl_mem bias = has_bias ? n->param[1]->mem : n->param[0]->mem; /* any valid buffer when unused */
 
+    if (!n->saved[0]->mem) /* the graph gives SAVED tensors memory in inference graphs too */
+        return clt__err(ctx, CLT_ERR_STATE, "conv2d '%s': no memory for the im2col columns", n->out->name);
     CLT_TRY(clt__kernel(ctx, "conv2d", "", "im2col", &n->k[K_IM2COL]));
     CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_IM2COL], CLT_ARG(n->in[0]->mem), CLT_ARG(n->saved[0]->mem)));
     CLT_TRY(set_geom_args(ctx, n->k[K_IM2COL], &s));
