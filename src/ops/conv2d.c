@@ -30,6 +30,8 @@ static clt__conv_geom geom_of(const clt__node *n)
     return (clt__conv_geom){a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12]};
 }
 
+/* The hook for an autotuner: only im2col exists today. A new algorithm adds its enum value, its own
+ * private tensors in clt_conv2d and its branches in prepare/forward/backward. */
 int clt__conv2d_algo(clt_context *ctx, const clt__conv_geom *geom)
 {
     (void)ctx;
