@@ -112,9 +112,12 @@ int clt__new_tensor(clt_graph *g, int kind, const char *name, int ndim, const in
     if (!t) return clt__err(g->ctx, CLT_ERR_NOMEM, "out of host memory");
     t->id = g->ntensors;
     t->kind = kind;
-    if (name && *name)
-        snprintf(t->name, sizeof t->name, "%s", name);
-    else
+    if (name && *name) {
+        size_t l = strlen(name); /* long names are cut, not refused */
+        if (l >= sizeof t->name) l = sizeof t->name - 1;
+        memcpy(t->name, name, l);
+        t->name[l] = 0;
+    } else
         snprintf(t->name, sizeof t->name, "t%d", t->id);
     t->ndim = ndim;
     memcpy(t->shape, shape, (size_t)ndim * sizeof(int));
