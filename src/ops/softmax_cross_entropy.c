@@ -10,9 +10,8 @@
 
 #include "internal.h"
 
-/* iattr: 0 rows N, 1 classes K. fattr: 0 smoothing. saved[0] probabilities (N,K); fscratch[0] row losses (N)
- * followed by the two flag floats. Kernels: 0 rows, 1 mean, 2 backward. */
-#define SCE_WG 256
+/* iattr: 0 rows N, 1 classes K, 2 work-group size of the mean. fattr: 0 smoothing. saved[0] probabilities
+ * (N,K); fscratch[0] row losses (N) followed by the two flag floats. Kernels: 0 rows, 1 mean, 2 backward. */
 
 static int prepare(clt_graph *g, clt__node *n)
 {
@@ -22,8 +21,11 @@ static int prepare(clt_graph *g, clt__node *n)
     /* Probabilities are kept only for backward; an inference graph has no SAVED memory at all. */
     cl_int save = n->in[0]->grad != NULL && n->saved[0]->mem != NULL;
     cl_mem p = save ? n->saved[0]->mem : scratch;
+    int wg = 256;
+    while ((size_t)wg > ctx->info.max_work_group_size && wg > 1) wg /= 2;
+    n->iattr[2] = wg;
     char opts[32];
-    snprintf(opts, sizeof opts, "-DSCE_WG=%d", SCE_WG);
+    snprintf(opts, sizeof opts, "-DSCE_WG=%d", wg);
     CLT_TRY(clt__kernel(ctx, "softmax_cross_entropy", opts, "sce_rows", &n->k[0]));
     CLT_TRY(CLT_SET_ARGS(ctx, n->k[0], CLT_ARG(n->in[0]->mem), CLT_ARG(n->in[1]->mem), CLT_ARG(p), CLT_ARG(scratch),
                          CLT_ARG(n->fattr[0]), CLT_ARG(save), CLT_ARG(N), CLT_ARG(K)));
@@ -47,8 +49,8 @@ static int forward(clt_graph *g, clt__node *n, int training)
     size_t N = (size_t)n->iattr[0];
     size_t gs = N, ls = 64;
     CLT_TRY(clt__launch(ctx, n->k[0], 1, &gs, &ls));
-    size_t one = SCE_WG;
-    CLT_TRY(clt__launch(ctx, n->k[1], 1, &one, &one));
+    size_t wg = (size_t)n->iattr[2];
+    CLT_TRY(clt__launch(ctx, n->k[1], 1, &wg, &wg));
     float flag[2];
     CLT_CL(ctx, clEnqueueReadBuffer(ctx->queue, n->fscratch[0]->mem, CL_TRUE, N * sizeof(float), sizeof flag, flag, 0,
                                     NULL, NULL));
