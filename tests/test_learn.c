@@ -1,5 +1,6 @@
 /* test_learn.c - end-to-end learning: small MLPs must learn XOR to 100% accuracy within a bounded number of
- * Adam steps, with binary cross-entropy on one logit and with softmax cross-entropy on two classes. */
+ * Adam steps, with binary cross-entropy on one logit and with softmax cross-entropy on two classes; a small CNN
+ * must drive the loss of a fixed batch of random images with random labels towards zero (overfit). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -60,6 +61,55 @@ static int learn_xor(clt_context *ctx, int softmax, uint64_t seed)
     return result;
 }
 
+/* conv-relu-maxpool-conv-relu-flatten-dense on 16 random 3x12x12 images with random labels: memorizing them
+ * needs every layer's gradients to be right. Returns the final loss (first loss in *first). */
+static float overfit_cnn(clt_context *ctx, float *first)
+{
+    enum { B = 16, C = 3, H = 12, W = 12, K = 4, STEPS = 150 };
+    clt_graph *g = NULL;
+    clt_tensor *x, *lab, *h, *loss;
+    int xs[4] = {B, C, H, W}, ls[1] = {B};
+    float last = NAN;
+    *first = NAN;
+    TU_OK(ctx, clt_graph_create(ctx, &g));
+    TU_OK(ctx, clt_input(g, "x", 4, xs, &x));
+    TU_OK(ctx, clt_input(g, "labels", 1, ls, &lab));
+    clt_conv2d_params p;
+    clt_conv2d_default_params(&p, 8, 3);
+    p.pad_h = p.pad_w = 1;
+    TU_OK(ctx, clt_conv2d(g, x, &p, "conv1", &h));          // (B,8,12,12)
+    TU_OK(ctx, clt_relu(g, h, &h));
+    TU_OK(ctx, clt_max_pool2d(g, h, 2, 2, 0, &h));          // (B,8,6,6)
+    clt_conv2d_default_params(&p, 16, 3);
+    TU_OK(ctx, clt_conv2d(g, h, &p, "conv2", &h));          // (B,16,4,4)
+    TU_OK(ctx, clt_relu(g, h, &h));
+    TU_OK(ctx, clt_dense(g, h, K, 1, CLT_INIT_DEFAULT, "fc", &h)); // (B,K)
+    TU_OK(ctx, clt_softmax_cross_entropy(g, h, lab, 0.0f, &loss));
+    clt_compile_settings cs;
+    clt_compile_default_settings(&cs);
+    clt_optimizer_default_settings(&cs.optimizer, CLT_OPT_ADAM);
+    if (TU_OK(ctx, clt_graph_compile(g, &cs))) {
+        tu_rng rng = {2024};
+        float *xd = malloc(sizeof(float) * B * C * H * W), ld[B];
+        tu_fill_uniform(&rng, xd, (size_t)B * C * H * W, -1, 1);
+        for (int i = 0; i < B; i++) ld[i] = (float)(int)tu_uniform(&rng, 0, K);
+        TU_OK(ctx, clt_tensor_write(g, x, xd, (size_t)B * C * H * W));
+        TU_OK(ctx, clt_tensor_write(g, lab, ld, B));
+        for (int step = 0; step < STEPS; step++) {
+            if (!TU_OK(ctx, clt_graph_forward(g, 1)) || !TU_OK(ctx, clt_graph_backward(g, loss)) ||
+                !TU_OK(ctx, clt_graph_step(g, 0.01f)))
+                break;
+            if (step == 0) TU_OK(ctx, clt_tensor_read(g, loss, 0, first, 1));
+        }
+        TU_OK(ctx, clt_graph_forward(g, 0));
+        TU_OK(ctx, clt_tensor_read(g, loss, 0, &last, 1));
+        free(xd);
+    }
+    clt_graph_destroy(g);
+    printf("     cnn overfit: loss %.4f -> %.4f after %d Adam steps\n", *first, last, STEPS);
+    return last;
+}
+
 int main(void)
 {
     clt_context *ctx = tu_context();
@@ -70,6 +120,9 @@ int main(void)
             TU_CHECK(steps > 0, "XOR (%s, seed %llu) not learned within %d Adam steps", softmax ? "softmax" : "bce",
                      (unsigned long long)seed, MAX_STEPS);
         }
+    float first, last = overfit_cnn(ctx, &first);
+    TU_CHECK(last < 0.05f && last < first * 0.05f, "small CNN did not overfit a fixed batch: loss %.4f -> %.4f",
+             first, last);
     clt_context_destroy(ctx);
     return tu_finish("test_learn");
 }
