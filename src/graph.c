@@ -8,6 +8,8 @@
 
 /* ------------------------------------------------------------------------------------------ building */
 
+static int find_tensor(clt_graph *g, const clt_tensor *t, const char *fn);
+
 int clt_graph_create(clt_context *ctx, clt_graph **out)
 {
     if (!out) return clt__err(ctx, CLT_ERR_INVALID, "clt_graph_create: out is NULL");
@@ -75,7 +77,12 @@ int clt__check_tensor(clt_graph *g, const clt_tensor *t, const char *op, const c
     if (!t) return clt__err(g->ctx, CLT_ERR_INVALID, "%s: %s is NULL", op, what);
     for (int i = 0; i < g->ntensors; i++)
         if (g->tensors[i] == t) {
-            if (t->kind != CLT__INPUT && t->kind != CLT__ACT && t->kind != CLT__PARAM)
+            /* Parameters are not op inputs: their owner overwrites their gradient, so a second use would be
+             * silently lost. */
+            if (t->kind == CLT__PARAM)
+                return clt__err(g->ctx, CLT_ERR_INVALID, "%s: %s '%s' is a learned parameter; parameters cannot "
+                                "feed other ops", op, what, t->name);
+            if (t->kind != CLT__INPUT && t->kind != CLT__ACT)
                 return clt__err(g->ctx, CLT_ERR_INVALID, "%s: %s is an internal tensor", op, what);
             return CLT_OK;
         }
@@ -231,6 +238,7 @@ int clt__add_private(clt_graph *g, clt__node *n, int kind, const char *suffix, s
 int clt_graph_keep(clt_graph *g, clt_tensor *t, int grad)
 {
     CLT_TRY(clt__check_building(g, "clt_graph_keep"));
+    if (t && t->kind == CLT__PARAM && find_tensor(g, t, "clt_graph_keep") == CLT_OK) return CLT_OK; /* always kept */
     CLT_TRY(clt__check_tensor(g, t, "clt_graph_keep", "tensor"));
     t->keep_value = 1;
     if (grad) t->keep_grad = 1;
