@@ -156,7 +156,10 @@ size_t clt__round_up(size_t x, size_t m)
 
 int clt__launch(clt_context *ctx, cl_kernel k, int dims, const size_t *global, const size_t *local)
 {
-    size_t g[3];
+    size_t g[3], prod = 1;
+    for (int i = 0; local && i < dims; i++) prod *= local[i];
+    /* Respect the device's limit rather than assuming every device takes our preferred group size. */
+    if (local && prod > ctx->info.max_work_group_size) local = NULL;
     for (int i = 0; i < dims; i++) {
         g[i] = local ? clt__round_up(global[i], local[i]) : global[i];
         if (g[i] == 0) return CLT_OK; /* nothing to do */
