@@ -114,7 +114,7 @@ typedef struct clt_context_settings {
     int tune;             /* enum clt_tune_mode; default CLT_TUNE_QUICK */
     double tune_budget_s; /* seconds of measuring allowed per context in QUICK mode; default 20 */
     int verbose;          /* 1: print tuning decisions and cache events to stderr */
-    int profile;          /* 1: time each op with OpenCL events (see clt_graph_profile) */
+    int profile;          /* 1: finish the queue after each op and time it (see clt_graph_profile); slows steps */
 } clt_context_settings;
 
 CLT_API void clt_context_default_settings(clt_context_settings *s);
@@ -193,8 +193,9 @@ CLT_API void clt_conv2d_default_params(clt_conv2d_params *p, int out_channels, i
 CLT_API int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const char *name,
                        clt_tensor **out);
 
-/* x (N,C,H,W) -> (N,C,OH,OW). Padding cells are ignored by max pooling; average pooling divides by the
- * full window size (padding counted as zeros, like PyTorch's default count_include_pad=True). */
+/* x (N,C,H,W) -> (N,C,OH,OW), OH = (H + 2*pad - kernel)/stride + 1; pad <= kernel/2 (as in PyTorch).
+ * Padding cells are ignored by max pooling; average pooling divides by the full window size (padding
+ * counted as zeros, like PyTorch's default count_include_pad=True). */
 CLT_API int clt_max_pool2d(clt_graph *g, clt_tensor *x, int kernel, int stride, int pad, clt_tensor **out);
 CLT_API int clt_avg_pool2d(clt_graph *g, clt_tensor *x, int kernel, int stride, int pad, clt_tensor **out);
 /* x (N,C,H,W) -> (N,C): mean over each channel's H*W values. */
