@@ -454,7 +454,9 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
             (t->kind == CLT__GRAD && t->value->kind == CLT__ACT)) {
             if (t->t_def == INT_MAX) t->t_def = 0;       /* never written: still give it memory */
             if (t->t_last < t->t_def) t->t_last = t->t_def;
-            if ((t->kind == CLT__SAVED || t->kind == CLT__BSCRATCH) && !g->training_alloc) continue;
+            /* Inference graphs still give SAVED tensors memory (living through the forward only): ops use
+             * them as forward scratch too (conv2d's im2col columns, max pool's argmax). */
+            if (t->kind == CLT__BSCRATCH && !g->training_alloc) continue;
             list[nl++] = t;
         }
     }

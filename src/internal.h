@@ -105,6 +105,18 @@ typedef struct clt__gemm_args {
 int clt__gemm(clt_context *ctx, const clt__gemm_args *g);
 void clt__gemm_release(clt_context *ctx);
 
+/* ---- conv2d algorithm (conv2d.c). Chosen per layer when the op is added; a tuner may extend the choice. */
+enum clt__conv_algo {
+    CLT__CONV_IM2COL = 0, /* im2col + one GEMM over the whole batch; columns kept for the backward */
+};
+typedef struct clt__conv_geom {
+    int n, c, h, w;       /* input (N,C,H,W) */
+    int co, kh, kw;       /* weight (Cout,C,KH,KW) */
+    int sh, sw, ph, pw;   /* stride, padding */
+    int oh, ow;           /* output (N,Cout,OH,OW) */
+} clt__conv_geom;
+int clt__conv2d_algo(clt_context *ctx, const clt__conv_geom *geom);
+
 /* ---- tensors and graph */
 enum clt__tensor_kind {
     CLT__INPUT = 0,  /* written by the caller; persistent */

@@ -1,0 +1,131 @@
+/* pool.c - max pooling (argmax saved for the backward), average pooling and global average pooling
+ * (cl/pool.cl). */
+#include <stdio.h>
+
+#include "internal.h"
+
+enum { P_MAX, P_AVG, P_GAP };
+static const char *fn_names[] = {"clt_max_pool2d", "clt_avg_pool2d", "clt_global_avg_pool"};
+
+/* iattr: 0 kind, 1 N, 2 C, 3 H, 4 W, 5 OH, 6 OW, 7 kernel, 8 stride, 9 pad. saved[0]: max pool argmax
+ * (ints stored in a float tensor, one per output). k[0] forward, k[1] backward. */
+
+static int prepare(clt_graph *g, clt__node *n)
+{
+    clt_context *ctx = g->ctx;
+    const int *a = n->iattr;
+    int kind = a[0];
+    cl_uint NC = (cl_uint)(a[1] * a[2]);
+    cl_int H = a[3], W = a[4], OH = a[5], OW = a[6], K = a[7], S = a[8], P = a[9], acc = 0;
+    cl_mem x = n->in[0]->mem, y = n->out->mem;
+    if (kind == P_GAP) {
+        cl_uint HW = (cl_uint)(H * W);
+        CLT_TRY(clt__kernel(ctx, "pool", "", "gap_fwd", &n->k[0]));
+        CLT_TRY(CLT_SET_ARGS(ctx, n->k[0], CLT_ARG(x), CLT_ARG(y), CLT_ARG(NC), CLT_ARG(HW)));
+        if (n->in[0]->grad) {
+            CLT_TRY(clt__kernel(ctx, "pool", "", "gap_bwd", &n->k[1]));
+            CLT_TRY(CLT_SET_ARGS(ctx, n->k[1], CLT_ARG(n->out->grad->mem), CLT_ARG(n->in[0]->grad->mem), CLT_ARG(NC),
+                                 CLT_ARG(HW), CLT_ARG(acc)));
+        }
+    } else if (kind == P_MAX) {
+        cl_mem arg = n->saved[0]->mem;
+        CLT_TRY(clt__kernel(ctx, "pool", "", "max_pool_fwd", &n->k[0]));
+        CLT_TRY(CLT_SET_ARGS(ctx, n->k[0], CLT_ARG(x), CLT_ARG(y), CLT_ARG(arg), CLT_ARG(NC), CLT_ARG(H), CLT_ARG(W),
+                             CLT_ARG(OH), CLT_ARG(OW), CLT_ARG(K), CLT_ARG(S), CLT_ARG(P)));
+        if (n->in[0]->grad) {
+            CLT_TRY(clt__kernel(ctx, "pool", "", "max_pool_bwd", &n->k[1]));
+            CLT_TRY(CLT_SET_ARGS(ctx, n->k[1], CLT_ARG(n->out->grad->mem), CLT_ARG(arg), CLT_ARG(n->in[0]->grad->mem),
+                                 CLT_ARG(NC), CLT_ARG(H), CLT_ARG(W), CLT_ARG(OH), CLT_ARG(OW), CLT_ARG(K), CLT_ARG(S),
+                                 CLT_ARG(P), CLT_ARG(acc)));
+        }
+    } else {
+        CLT_TRY(clt__kernel(ctx, "pool", "", "avg_pool_fwd", &n->k[0]));
+        CLT_TRY(CLT_SET_ARGS(ctx, n->k[0], CLT_ARG(x), CLT_ARG(y), CLT_ARG(NC), CLT_ARG(H), CLT_ARG(W), CLT_ARG(OH),
+                             CLT_ARG(OW), CLT_ARG(K), CLT_ARG(S), CLT_ARG(P)));
+        if (n->in[0]->grad) {
+            CLT_TRY(clt__kernel(ctx, "pool", "", "avg_pool_bwd", &n->k[1]));
+            CLT_TRY(CLT_SET_ARGS(ctx, n->k[1], CLT_ARG(n->out->grad->mem), CLT_ARG(n->in[0]->grad->mem), CLT_ARG(NC),
+                                 CLT_ARG(H), CLT_ARG(W), CLT_ARG(OH), CLT_ARG(OW), CLT_ARG(K), CLT_ARG(S), CLT_ARG(P),
+                                 CLT_ARG(acc)));
+        }
+    }
+    return CLT_OK;
+}
+
+static int forward(clt_graph *g, clt__node *n, int training)
+{
+    (void)training;
+    const int *a = n->iattr;
+    size_t NC = (size_t)a[1] * a[2];
+    size_t gs = a[0] == P_GAP ? NC : NC * (size_t)a[5];
+    return clt__launch(g->ctx, n->k[0], 1, &gs, NULL);
+}
+
+static int backward(clt_graph *g, clt__node *n)
+{
+    if (!n->need_dx[0]) return CLT_OK;
+    const int *a = n->iattr;
+    cl_int acc = n->acc_dx[0];
+    cl_uint argi = a[0] == P_GAP ? 4 : a[0] == P_MAX ? 11 : 10;
+    CLT_CL(g->ctx, clSetKernelArg(n->k[1], argi, sizeof acc, &acc));
+    size_t NC = (size_t)a[1] * a[2];
+    size_t gs = a[0] == P_GAP ? NC : NC * (size_t)a[3];
+    return clt__launch(g->ctx, n->k[1], 1, &gs, NULL);
+}
+
+static const clt__op op_max = {"max_pool2d", prepare, forward, backward, NULL};
+static const clt__op op_avg = {"avg_pool2d", prepare, forward, backward, NULL};
+static const clt__op op_gap = {"global_avg_pool", prepare, forward, backward, NULL};
+
+static int add_pool(clt_graph *g, clt_tensor *x, int kind, int k, int stride, int pad, clt_tensor **out)
+{
+    const char *fn = fn_names[kind];
+    if (!out) return g ? clt__err(g->ctx, CLT_ERR_INVALID, "%s: out is NULL", fn) : CLT_ERR_INVALID;
+    *out = NULL;
+    CLT_TRY(clt__check_building(g, fn));
+    CLT_TRY(clt__check_tensor(g, x, fn, "input"));
+    char b[64];
+    if (x->ndim != 4)
+        return clt__err(g->ctx, CLT_ERR_SHAPE, "%s: input '%s' %s must be (N,C,H,W)", fn, x->name,
+                        clt__shape_str(x, b, sizeof b));
+    int N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], OH = 1, OW = 1;
+    if (kind != P_GAP) {
+        /* pad <= k/2 keeps every window partly inside the input (PyTorch has the same rule). */
+        if (k <= 0 || stride <= 0 || pad < 0 || 2 * pad > k)
+            return clt__err(g->ctx, CLT_ERR_INVALID,
+                            "%s: kernel %d, stride %d, padding %d (kernel and stride must be positive, padding "
+                            "between 0 and kernel/2)", fn, k, stride, pad);
+        if (k > H + 2 * pad || k > W + 2 * pad)
+            return clt__err(g->ctx, CLT_ERR_SHAPE, "%s: kernel %d is larger than input '%s' %s with padding %d", fn,
+                            k, x->name, clt__shape_str(x, b, sizeof b), pad);
+        OH = (H + 2 * pad - k) / stride + 1;
+        OW = (W + 2 * pad - k) / stride + 1;
+    }
+    const clt__op *op = kind == P_MAX ? &op_max : kind == P_AVG ? &op_avg : &op_gap;
+    int shape[4] = {N, C, OH, OW};
+    clt__node *n;
+    CLT_TRY(clt__new_node(g, op, NULL, 1, &x, kind == P_GAP ? 2 : 4, shape, &n));
+    int vals[10] = {kind, N, C, H, W, OH, OW, k, stride, pad};
+    for (int i = 0; i < 10; i++) n->iattr[i] = vals[i];
+    n->bwd_needs_in = 0; /* max pool keeps its argmax; the averages need no values at all */
+    n->bwd_needs_out = 0;
+    if (kind == P_MAX) {
+        clt_tensor *t;
+        CLT_TRY(clt__add_private(g, n, CLT__SAVED, "argmax", n->out->numel, &t));
+    }
+    *out = n->out;
+    return CLT_OK;
+}
+
+int clt_max_pool2d(clt_graph *g, clt_tensor *x, int kernel, int stride, int pad, clt_tensor **out)
+{
+    return add_pool(g, x, P_MAX, kernel, stride, pad, out);
+}
+int clt_avg_pool2d(clt_graph *g, clt_tensor *x, int kernel, int stride, int pad, clt_tensor **out)
+{
+    return add_pool(g, x, P_AVG, kernel, stride, pad, out);
+}
+int clt_global_avg_pool(clt_graph *g, clt_tensor *x, clt_tensor **out)
+{
+    return add_pool(g, x, P_GAP, 1, 1, 0, out);
+}

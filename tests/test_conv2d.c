@@ -1,0 +1,152 @@
+/* test_conv2d.c - 2-D convolution against a double reference and finite differences, plus error cases. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "testutil.h"
+
+typedef struct {
+    int n, c, h, w, co, kh, kw, sh, sw, ph, pw, bias;
+    int oh, ow;
+} ud_t;
+
+static void ref(void *v, const double *const *in, const double *const *p, double *out)
+{
+    const ud_t *d = v;
+    const double *x = in[0], *wt = p[0];
+    for (int n = 0; n < d->n; n++)
+        for (int co = 0; co < d->co; co++)
+            for (int oh = 0; oh < d->oh; oh++)
+                for (int ow = 0; ow < d->ow; ow++) {
+                    double s = d->bias ? p[1][co] : 0;
+                    for (int c = 0; c < d->c; c++)
+                        for (int kh = 0; kh < d->kh; kh++)
+                            for (int kw = 0; kw < d->kw; kw++) {
+                                int ih = oh * d->sh - d->ph + kh, iw = ow * d->sw - d->pw + kw;
+                                if (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w) continue;
+                                s += x[((n * d->c + c) * d->h + ih) * d->w + iw] *
+                                     wt[((co * d->c + c) * d->kh + kh) * d->kw + kw];
+                            }
+                    out[((n * d->co + co) * d->oh + oh) * d->ow + ow] = s;
+                }
+}
+
+/* One conv layer checked by tu_check_op; training = 0 compiles an inference graph and checks the forward only. */
+static void check_case(clt_context *ctx, tu_rng *rng, int ci, const int *cs, int training)
+{
+    ud_t u = {cs[0], cs[1], cs[2], cs[3], cs[4], cs[5], cs[6], cs[7], cs[8], cs[9], cs[10], cs[11], 0, 0};
+    u.oh = (u.h + 2 * u.ph - u.kh) / u.sh + 1;
+    u.ow = (u.w + 2 * u.pw - u.kw) / u.sw + 1;
+    int shape[4] = {u.n, u.c, u.h, u.w};
+    clt_conv2d_params p;
+    clt_conv2d_default_params(&p, u.co, u.kh);
+    p.kernel_w = u.kw;
+    p.stride_h = u.sh, p.stride_w = u.sw, p.pad_h = u.ph, p.pad_w = u.pw, p.bias = u.bias;
+    clt_graph *g = NULL;
+    clt_tensor *x, *y;
+    char label[96];
+    snprintf(label, sizeof label, "conv2d case %d%s (%d,%d,%d,%d) k%dx%d s%dx%d p%dx%d co%d%s", ci,
+             training ? "" : " inference", u.n, u.c, u.h, u.w, u.kh, u.kw, u.sh, u.sw, u.ph, u.pw, u.co,
+             u.bias ? "" : " no bias");
+    TU_OK(ctx, clt_graph_create(ctx, &g));
+    TU_OK(ctx, clt_input(g, "x", 4, shape, &x));
+    if (!TU_OK(ctx, clt_conv2d(g, x, &p, "conv", &y))) {
+        clt_graph_destroy(g);
+        return;
+    }
+    TU_CHECK(clt_tensor_dim(y, 0) == u.n && clt_tensor_dim(y, 1) == u.co && clt_tensor_dim(y, 2) == u.oh &&
+                 clt_tensor_dim(y, 3) == u.ow, "%s: output shape", label);
+    TU_OK(ctx, clt_graph_keep(g, x, training));
+    TU_OK(ctx, clt_graph_keep(g, y, 0));
+    clt_compile_settings cs2;
+    clt_compile_default_settings(&cs2);
+    cs2.training = training;
+    if (!TU_OK(ctx, clt_graph_compile(g, &cs2))) {
+        clt_graph_destroy(g);
+        return;
+    }
+    size_t nx = clt_tensor_numel(x);
+    float *xd = malloc(nx * sizeof(float));
+    tu_fill_uniform(rng, xd, nx, -1, 1);
+    if (training) {
+        tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = ref, .ud = &u,
+                        .training = 1, .seed = (uint64_t)ci + 11};
+        tu_check_op(ctx, label, &c);
+    } else {
+        /* Parameters as initialized; read them back for the reference. */
+        size_t nw = (size_t)u.co * u.c * u.kh * u.kw, ny = clt_tensor_numel(y);
+        float *wf = malloc(nw * sizeof(float)), *bf = calloc((size_t)u.co, sizeof(float));
+        float *yf = malloc(ny * sizeof(float));
+        double *xdd = malloc(nx * sizeof(double)), *wd = malloc(nw * sizeof(double));
+        double *bd = malloc((size_t)u.co * sizeof(double)), *yr = malloc(ny * sizeof(double));
+        int tr;
+        TU_OK(ctx, clt_tensor_read(g, clt_graph_state_tensor(g, 0, &tr), 0, wf, nw));
+        if (u.bias) {
+            for (int i = 0; i < u.co; i++) bf[i] = (float)(0.1 * i - 0.2);
+            TU_OK(ctx, clt_tensor_write(g, clt_graph_state_tensor(g, 1, &tr), bf, (size_t)u.co));
+        }
+        for (size_t i = 0; i < nx; i++) xdd[i] = xd[i];
+        for (size_t i = 0; i < nw; i++) wd[i] = wf[i];
+        for (int i = 0; i < u.co; i++) bd[i] = bf[i];
+        TU_OK(ctx, clt_tensor_write(g, x, xd, nx));
+        if (TU_OK(ctx, clt_graph_forward(g, 0)) && TU_OK(ctx, clt_tensor_read(g, y, 0, yf, ny))) {
+            const double *ins[1] = {xdd}, *ps[2] = {wd, bd};
+            ref(&u, ins, ps, yr);
+            if (tu_close(label, yf, yr, ny, 1e-4, 1e-5)) printf("ok   %s\n", label);
+        }
+        free(wf), free(bf), free(yf), free(xdd), free(wd), free(bd), free(yr);
+    }
+    free(xd);
+    clt_graph_destroy(g);
+}
+
+int main(void)
+{
+    clt_context *ctx = tu_context();
+    if (!ctx) return 1;
+    /* N, C, H, W, Cout, KH, KW, SH, SW, PH, PW, bias */
+    int cases[][12] = {
+        {2, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 1},  /* Cin 3, padding 1, rectangular input, batch 2 */
+        {1, 2, 9, 9, 3, 3, 3, 2, 2, 1, 1, 1},  /* stride 2, batch 1 (GEMM writes NCHW directly) */
+        {3, 4, 5, 5, 5, 1, 1, 1, 1, 0, 0, 0},  /* 1x1, no bias */
+        {2, 2, 8, 7, 3, 5, 5, 1, 1, 2, 2, 1},  /* 5x5, padding 2 */
+        {2, 3, 6, 9, 2, 2, 3, 2, 1, 0, 1, 1},  /* rectangular kernel, mixed stride and padding */
+        {1, 1, 5, 5, 2, 5, 5, 1, 1, 0, 0, 1},  /* kernel covers the whole input: 1x1 output */
+        {2, 2, 8, 8, 2, 2, 2, 3, 3, 0, 0, 1},  /* stride > kernel: some inputs get no gradient */
+        {3, 5, 11, 13, 6, 3, 3, 2, 2, 1, 1, 1}, /* odd sizes, stride 2, padding 1, batch 3 */
+        {1, 1, 2, 3, 2, 3, 3, 1, 1, 1, 1, 0},  /* input smaller than the kernel, padding makes it fit */
+    };
+    int ncases = (int)(sizeof cases / sizeof cases[0]);
+    tu_rng rng = {2024};
+    for (int ci = 0; ci < ncases; ci++) check_case(ctx, &rng, ci, cases[ci], 1);
+    /* Inference graphs (no gradients, saved columns used as forward scratch). */
+    check_case(ctx, &rng, 0, cases[0], 0);
+    check_case(ctx, &rng, 1, cases[1], 0);
+
+    /* Errors come back as statuses with messages. */
+    clt_graph *g = NULL;
+    clt_tensor *x, *y = NULL;
+    int s4[4] = {1, 2, 4, 4}, s2[2] = {3, 4};
+    clt_conv2d_params p;
+    TU_OK(ctx, clt_graph_create(ctx, &g));
+    TU_OK(ctx, clt_input(g, "x", 4, s4, &x));
+    clt_conv2d_default_params(&p, 3, 5);
+    TU_CHECK(clt_conv2d(g, x, &p, NULL, &y) == CLT_ERR_SHAPE && y == NULL, "5x5 kernel on a 4x4 input must be refused");
+    TU_CHECK(clt_errmsg(ctx)[0] != 0, "shape error message must be set");
+    p.pad_h = p.pad_w = 1;
+    TU_CHECK(clt_conv2d(g, x, &p, NULL, &y) == CLT_OK && y != NULL, "5x5 kernel on a 4x4 input with padding 1 fits");
+    TU_CHECK(clt_conv2d(g, x, NULL, NULL, &y) == CLT_ERR_INVALID && y == NULL, "NULL params must be refused");
+    TU_CHECK(clt_errmsg(ctx)[0] != 0, "invalid-argument message must be set");
+    clt_conv2d_default_params(&p, 3, 3);
+    p.stride_h = 0;
+    TU_CHECK(clt_conv2d(g, x, &p, NULL, &y) == CLT_ERR_INVALID, "stride 0 must be refused");
+    clt_conv2d_default_params(&p, 0, 3);
+    TU_CHECK(clt_conv2d(g, x, &p, NULL, &y) == CLT_ERR_INVALID, "0 output channels must be refused");
+    clt_conv2d_default_params(&p, 3, 3);
+    TU_CHECK(clt_conv2d(g, NULL, &p, NULL, &y) == CLT_ERR_INVALID, "NULL input must be refused");
+    clt_tensor *x2;
+    TU_OK(ctx, clt_input(g, "x2", 2, s2, &x2));
+    TU_CHECK(clt_conv2d(g, x2, &p, NULL, &y) == CLT_ERR_SHAPE, "2-D input must be refused");
+    clt_graph_destroy(g);
+    clt_context_destroy(ctx);
+    return tu_finish("test_conv2d");
+}
