@@ -118,7 +118,7 @@ static FILE *open_tmp(const char *path, char *tmp, size_t len, char *err)
 {
     snprintf(tmp, len, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
-    if (!f) snprintf(err, TOOL_ERR_LEN, "cannot write %s: %s", tmp, strerror(errno));
+    if (!f) snprintf(err, TOOL_ERR_LEN, "cannot write %.900s: %s", tmp, strerror(errno));
     return f;
 }
 
@@ -127,12 +127,12 @@ static int close_tmp(FILE *f, const char *tmp, const char *path, char *err)
     int bad = ferror(f);
     if (fclose(f) != 0) bad = 1;
     if (bad) {
-        snprintf(err, TOOL_ERR_LEN, "cannot write %s: %s", tmp, strerror(errno));
+        snprintf(err, TOOL_ERR_LEN, "cannot write %.900s: %s", tmp, strerror(errno));
         remove(tmp);
         return CLT_ERR_IO;
     }
     if (rename(tmp, path) != 0) {
-        snprintf(err, TOOL_ERR_LEN, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        snprintf(err, TOOL_ERR_LEN, "cannot rename %.450s to %.450s: %s", tmp, path, strerror(errno));
         remove(tmp);
         return CLT_ERR_IO;
     }

@@ -36,6 +36,8 @@ static void note(const char *fmt, ...)
     va_end(ap);
 }
 
+#define CLI_PI 3.14159265358979323846
+
 static uint64_t mix64(uint64_t *s)
 {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
@@ -470,11 +472,11 @@ static double lr_at(int schedule, double base, uint64_t step, uint64_t total)
     if (t > 1) t = 1;
     switch (schedule) {
     case CLI_SCHED_STEP: return base * (t < 0.5 ? 1.0 : t < 0.75 ? 0.1 : 0.01);
-    case CLI_SCHED_COSINE: return base * 0.5 * (1 + cos(M_PI * t));
+    case CLI_SCHED_COSINE: return base * 0.5 * (1 + cos(CLI_PI * t));
     case CLI_SCHED_ONECYCLE:
         /* Linear warm-up from base/25 over the first 30%, then cosine annealing to zero. */
         if (t < 0.3) return base * (0.04 + 0.96 * t / 0.3);
-        return base * 0.5 * (1 + cos(M_PI * (t - 0.3) / 0.7));
+        return base * 0.5 * (1 + cos(CLI_PI * (t - 0.3) / 0.7));
     default: return base;
     }
 }
