@@ -153,6 +153,8 @@ typedef struct clt_tensor clt_tensor; /* owned by its graph */
 CLT_API int clt_graph_create(clt_context *ctx, clt_graph **out);
 /* Frees the graph, its tensors and all its device memory. NULL is a no-op. */
 CLT_API void clt_graph_destroy(clt_graph *g);
+/* The context the graph was created on (for clt_errmsg after a failed call that takes only the graph). */
+CLT_API clt_context *clt_graph_context(const clt_graph *g);
 
 /* A tensor the caller fills before each forward pass (data, labels, targets). Labels for
  * clt_softmax_cross_entropy are class indices stored as floats. `name` may be NULL. */

@@ -27,6 +27,11 @@ static void release_mem(cl_mem *m)
     *m = NULL;
 }
 
+clt_context *clt_graph_context(const clt_graph *g)
+{
+    return g ? g->ctx : NULL;
+}
+
 void clt_graph_destroy(clt_graph *g)
 {
     if (!g) return;
