@@ -353,6 +353,11 @@ static void propagate_requires_grad(clt_graph *g)
         if (t->kind == CLT__PARAM) t->requires_grad = 1;
         if (t->kind == CLT__INPUT) t->requires_grad = t->keep_grad;
     }
+    /* Keeping the gradient of a view of an input asks for the input's gradient. */
+    for (int i = 0; i < g->ntensors; i++) {
+        clt_tensor *t = g->tensors[i];
+        if (t->view_of && t->keep_grad && root_of(t)->kind == CLT__INPUT) root_of(t)->requires_grad = 1;
+    }
     for (int i = 0; i < g->nnodes; i++) {
         clt__node *n = g->nodes[i];
         int rg = n->nparam > 0;
@@ -478,15 +483,6 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
         if (t->kind == CLT__INPUT || (t->kind == CLT__GRAD && t->value->kind == CLT__INPUT))
             CLT_TRY(create_buffer(g, t->numel * sizeof(float), &t->mem, t->name));
     }
-    /* Views share their root's memory. */
-    for (int i = 0; i < g->ntensors; i++) {
-        clt_tensor *t = g->tensors[i];
-        if (t->view_of) {
-            t->mem = root_of(t)->mem;
-            if (t->mem) clRetainMemObject(t->mem);
-        }
-    }
-
     /* Parameter arenas: one buffer each for values, gradients and optimizer slots, identical layouts, so the
      * optimizer is one kernel over all parameters. */
     size_t align_el = ctx->mem_align / sizeof(float);
@@ -526,6 +522,16 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
             }
         } else if (t->kind == CLT__BUFFER) {
             CLT_TRY(sub_buffer(g, g->buf_arena, off, bytes, &t->mem));
+        }
+    }
+    /* Views share their root's memory (and gradient): after the parameter arenas, so views of parameters
+     * work too. */
+    for (int i = 0; i < g->ntensors; i++) {
+        clt_tensor *t = g->tensors[i];
+        if (t->view_of) {
+            t->mem = root_of(t)->mem;
+            if (t->mem) clRetainMemObject(t->mem);
+            if (t->requires_grad && !t->grad) t->grad = root_of(t)->grad;
         }
     }
     g->contrib = calloc((size_t)g->ntensors, sizeof *g->contrib);

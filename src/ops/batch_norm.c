@@ -1,0 +1,104 @@
+/* batch_norm.c - batch normalization over dim 1 of (N,C) or (N,C,H,W): training (batch statistics, running
+ * statistics updated) and evaluation (running statistics) passes, and the backward pass (cl/batch_norm.cl). */
+#include "internal.h"
+
+/* iattr: 0 N, 1 C, 2 HW, 3 last forward was a training pass. fattr: 0 momentum, 1 eps.
+ * param: 0 weight (gamma), 1 bias (beta). buf: 0 running_mean, 1 running_var. saved: 0 mean, 1 inv_std.
+ * Kernels: 0 forward train, 1 forward eval, 2 backward after a training pass, 3 after an evaluation pass
+ * (backward kernel args that change per call: 10 need_dx, 11 acc). */
+
+static int prepare(clt_graph *g, clt__node *n)
+{
+    clt_context *ctx = g->ctx;
+    cl_uint N = (cl_uint)n->iattr[0], C = (cl_uint)n->iattr[1], HW = (cl_uint)n->iattr[2];
+    float momentum = n->fattr[0], eps = n->fattr[1];
+    cl_mem x = n->in[0]->mem, y = n->out->mem, gamma = n->param[0]->mem, beta = n->param[1]->mem;
+    cl_mem rm = n->buf[0]->mem, rv = n->buf[1]->mem;
+    CLT_TRY(clt__kernel(ctx, "batch_norm", "", "bn_forward_eval", &n->k[1]));
+    CLT_TRY(CLT_SET_ARGS(ctx, n->k[1], CLT_ARG(x), CLT_ARG(y), CLT_ARG(gamma), CLT_ARG(beta), CLT_ARG(rm), CLT_ARG(rv),
+                         CLT_ARG(eps), CLT_ARG(N), CLT_ARG(C), CLT_ARG(HW)));
+    if (!g->training_alloc) return CLT_OK; /* saved statistics and gradients exist in training graphs only */
+    cl_mem mean = n->saved[0]->mem, istd = n->saved[1]->mem;
+    CLT_TRY(clt__kernel(ctx, "batch_norm", "", "bn_forward_train", &n->k[0]));
+    CLT_TRY(CLT_SET_ARGS(ctx, n->k[0], CLT_ARG(x), CLT_ARG(y), CLT_ARG(gamma), CLT_ARG(beta), CLT_ARG(mean),
+                         CLT_ARG(istd), CLT_ARG(rm), CLT_ARG(rv), CLT_ARG(eps), CLT_ARG(momentum), CLT_ARG(N),
+                         CLT_ARG(C), CLT_ARG(HW)));
+    if (!n->out->grad) return CLT_OK;
+    cl_mem dy = n->out->grad->mem, dx = n->in[0]->grad ? n->in[0]->grad->mem : dy;
+    cl_mem dgamma = n->param[0]->grad->mem, dbeta = n->param[1]->grad->mem;
+    cl_int zero = 0;
+    for (int k = 2; k <= 3; k++) {
+        cl_int train = k == 2;
+        cl_mem mu = train ? mean : rm, sd = train ? istd : rv;
+        CLT_TRY(clt__kernel(ctx, "batch_norm", "", "bn_backward", &n->k[k]));
+        CLT_TRY(CLT_SET_ARGS(ctx, n->k[k], CLT_ARG(x), CLT_ARG(dy), CLT_ARG(dx), CLT_ARG(gamma), CLT_ARG(dgamma),
+                             CLT_ARG(dbeta), CLT_ARG(mu), CLT_ARG(sd), CLT_ARG(eps), CLT_ARG(train), CLT_ARG(zero),
+                             CLT_ARG(zero), CLT_ARG(N), CLT_ARG(C), CLT_ARG(HW)));
+    }
+    return CLT_OK;
+}
+
+/* One work-item per channel, in work-groups of one so that the channels spread over all cores. */
+static int launch(clt_graph *g, clt__node *n, cl_kernel k)
+{
+    size_t gs = (size_t)n->iattr[1], ls = 1;
+    return clt__launch(g->ctx, k, 1, &gs, &ls);
+}
+
+static int forward(clt_graph *g, clt__node *n, int training)
+{
+    n->iattr[3] = training != 0;
+    if (!training) return launch(g, n, n->k[1]);
+    if ((size_t)n->iattr[0] * (size_t)n->iattr[2] < 2)
+        return clt__err(g->ctx, CLT_ERR_SHAPE, "batch norm '%s': a training pass needs more than one value per "
+                        "channel (batch %d of %d x 1 values)", n->out->name, n->iattr[0], n->iattr[2]);
+    return launch(g, n, n->k[0]);
+}
+
+static int backward(clt_graph *g, clt__node *n)
+{
+    cl_kernel k = n->k[n->iattr[3] ? 2 : 3];
+    cl_int need = n->need_dx[0], acc = n->acc_dx[0];
+    CLT_CL(g->ctx, clSetKernelArg(k, 10, sizeof need, &need));
+    CLT_CL(g->ctx, clSetKernelArg(k, 11, sizeof acc, &acc));
+    return launch(g, n, k);
+}
+
+static const clt__op op_batch_norm = {"batch_norm", prepare, forward, backward, NULL};
+
+int clt_batch_norm(clt_graph *g, clt_tensor *x, float momentum, float eps, const char *name, clt_tensor **out)
+{
+    if (!out) return g ? clt__err(g->ctx, CLT_ERR_INVALID, "clt_batch_norm: out is NULL") : CLT_ERR_INVALID;
+    *out = NULL;
+    CLT_TRY(clt__check_building(g, "clt_batch_norm"));
+    CLT_TRY(clt__check_tensor(g, x, "clt_batch_norm", "input"));
+    if (x->ndim != 2 && x->ndim != 4) {
+        char b[64];
+        return clt__err(g->ctx, CLT_ERR_SHAPE, "clt_batch_norm: input '%s' %s must be (N,C) or (N,C,H,W)", x->name,
+                        clt__shape_str(x, b, sizeof b));
+    }
+    if (!(momentum >= 0.0f && momentum <= 1.0f) || !(eps > 0.0f))
+        return clt__err(g->ctx, CLT_ERR_INVALID, "clt_batch_norm: momentum %g (must be in [0, 1]) or eps %g (must be "
+                        "positive)", momentum, eps);
+    clt__node *n;
+    CLT_TRY(clt__new_node(g, &op_batch_norm, name, 1, &x, x->ndim, x->shape, &n));
+    int C = x->shape[1];
+    n->iattr[0] = x->shape[0];
+    n->iattr[1] = C;
+    n->iattr[2] = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
+    n->fattr[0] = momentum;
+    n->fattr[1] = eps;
+    n->bwd_needs_in = 1; /* x, to recompute xhat */
+    n->bwd_needs_out = 0;
+    int cs[1] = {C};
+    clt_tensor *t;
+    /* CLT_INIT_ZEROS fills with init_const: scale starts at 1, shift at 0. */
+    CLT_TRY(clt__add_param(g, n, "weight", 1, cs, CLT_INIT_ZEROS, 0, 0, 1.0f, &t));
+    CLT_TRY(clt__add_param(g, n, "bias", 1, cs, CLT_INIT_ZEROS, 0, 0, 0.0f, &t));
+    CLT_TRY(clt__add_buffer(g, n, "running_mean", 1, cs, 0.0f, &t));
+    CLT_TRY(clt__add_buffer(g, n, "running_var", 1, cs, 1.0f, &t));
+    CLT_TRY(clt__add_private(g, n, CLT__SAVED, "mean", (size_t)C, &t));
+    CLT_TRY(clt__add_private(g, n, CLT__SAVED, "inv_std", (size_t)C, &t));
+    *out = n->out;
+    return CLT_OK;
+}

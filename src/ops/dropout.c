@@ -1,0 +1,72 @@
+/* dropout.c - inverted dropout: masks from the graph's seed and pass counter, recomputed in backward (cl/dropout.cl). */
+#include <stdint.h>
+
+#include "internal.h"
+
+/* iattr: 0 last forward was a training pass, 1 pass counter (low 32 bits) that forward used.
+ * fattr: 0 p, 1 1/(1-p). Kernel args that change per call: 4 counter, 7 train, 8 acc. */
+
+static int prepare(clt_graph *g, clt__node *n)
+{
+    uint64_t seed = g->settings.seed;
+    /* The node id enters the seed so that two dropout layers of the same shape draw different masks. */
+    cl_uint lo = (cl_uint)seed, hi = (cl_uint)(seed >> 32) ^ (0x9E3779B9u * (cl_uint)(n->id + 1));
+    cl_uint counter = 0, cnt = (cl_uint)n->out->numel;
+    cl_int train = 0, acc = 0;
+    CLT_TRY(clt__kernel(g->ctx, "dropout", "", "dropout_apply", &n->k[0]));
+    CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[0], CLT_ARG(n->in[0]->mem), CLT_ARG(n->out->mem), CLT_ARG(lo), CLT_ARG(hi),
+                         CLT_ARG(counter), CLT_ARG(n->fattr[0]), CLT_ARG(n->fattr[1]), CLT_ARG(train), CLT_ARG(acc),
+                         CLT_ARG(cnt)));
+    if (n->in[0]->grad) {
+        CLT_TRY(clt__kernel(g->ctx, "dropout", "", "dropout_apply", &n->k[1]));
+        CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[1], CLT_ARG(n->out->grad->mem), CLT_ARG(n->in[0]->grad->mem), CLT_ARG(lo),
+                             CLT_ARG(hi), CLT_ARG(counter), CLT_ARG(n->fattr[0]), CLT_ARG(n->fattr[1]),
+                             CLT_ARG(train), CLT_ARG(acc), CLT_ARG(cnt)));
+    }
+    return CLT_OK;
+}
+
+static int run(clt_graph *g, clt__node *n, cl_kernel k, cl_int acc)
+{
+    cl_uint counter = (cl_uint)n->iattr[1];
+    cl_int train = n->iattr[0];
+    CLT_CL(g->ctx, clSetKernelArg(k, 4, sizeof counter, &counter));
+    CLT_CL(g->ctx, clSetKernelArg(k, 7, sizeof train, &train));
+    CLT_CL(g->ctx, clSetKernelArg(k, 8, sizeof acc, &acc));
+    size_t gs = n->out->numel, ls = 64;
+    return clt__launch(g->ctx, k, 1, &gs, &ls);
+}
+
+static int forward(clt_graph *g, clt__node *n, int training)
+{
+    /* The graph increments g->passes after this pass; backward must use the counter of this one. */
+    n->iattr[0] = training != 0 && n->fattr[0] > 0.0f;
+    n->iattr[1] = (int)(cl_uint)g->passes;
+    return run(g, n, n->k[0], 0);
+}
+
+static int backward(clt_graph *g, clt__node *n)
+{
+    if (!n->need_dx[0]) return CLT_OK;
+    return run(g, n, n->k[1], n->acc_dx[0]);
+}
+
+static const clt__op op_dropout = {"dropout", prepare, forward, backward, NULL};
+
+int clt_dropout(clt_graph *g, clt_tensor *x, float p, clt_tensor **out)
+{
+    if (!out) return g ? clt__err(g->ctx, CLT_ERR_INVALID, "clt_dropout: out is NULL") : CLT_ERR_INVALID;
+    *out = NULL;
+    CLT_TRY(clt__check_building(g, "clt_dropout"));
+    CLT_TRY(clt__check_tensor(g, x, "clt_dropout", "input"));
+    if (!(p >= 0.0f && p < 1.0f))
+        return clt__err(g->ctx, CLT_ERR_INVALID, "clt_dropout: drop probability p = %g (must be in [0, 1))", p);
+    clt__node *n;
+    CLT_TRY(clt__new_node(g, &op_dropout, NULL, 1, &x, x->ndim, x->shape, &n));
+    n->fattr[0] = p;
+    n->fattr[1] = 1.0f / (1.0f - p);
+    n->bwd_needs_in = 0; /* the mask is recomputed from counters */
+    n->bwd_needs_out = 0;
+    *out = n->out;
+    return CLT_OK;
+}

@@ -1,0 +1,70 @@
+/* softmax.c - softmax over dim 1 (classes/channels) of (N,C) or (N,C,H,W): forward and backward (cl/softmax.cl). */
+#include "internal.h"
+
+/* iattr: 0 N, 1 C, 2 HW */
+
+static void sizes(const clt__node *n, size_t gs[2], size_t ls[2])
+{
+    size_t hw = (size_t)n->iattr[2];
+    gs[0] = hw;
+    gs[1] = (size_t)n->iattr[0];
+    ls[0] = hw >= 64 ? 64 : hw;
+    ls[1] = hw >= 64 ? 1 : (gs[1] < 64 / ls[0] ? gs[1] : 64 / ls[0]);
+}
+
+static int prepare(clt_graph *g, clt__node *n)
+{
+    cl_uint N = (cl_uint)n->iattr[0], C = (cl_uint)n->iattr[1], HW = (cl_uint)n->iattr[2];
+    CLT_TRY(clt__kernel(g->ctx, "softmax", "", "softmax_forward", &n->k[0]));
+    CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[0], CLT_ARG(n->in[0]->mem), CLT_ARG(n->out->mem), CLT_ARG(C), CLT_ARG(HW),
+                         CLT_ARG(N)));
+    if (n->in[0]->grad) {
+        cl_int acc = 0;
+        CLT_TRY(clt__kernel(g->ctx, "softmax", "", "softmax_backward", &n->k[1]));
+        CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[1], CLT_ARG(n->out->mem), CLT_ARG(n->out->grad->mem),
+                             CLT_ARG(n->in[0]->grad->mem), CLT_ARG(acc), CLT_ARG(C), CLT_ARG(HW), CLT_ARG(N)));
+    }
+    return CLT_OK;
+}
+
+static int forward(clt_graph *g, clt__node *n, int training)
+{
+    (void)training;
+    size_t gs[2], ls[2];
+    sizes(n, gs, ls);
+    return clt__launch(g->ctx, n->k[0], 2, gs, ls);
+}
+
+static int backward(clt_graph *g, clt__node *n)
+{
+    if (!n->need_dx[0]) return CLT_OK;
+    cl_int acc = n->acc_dx[0];
+    CLT_CL(g->ctx, clSetKernelArg(n->k[1], 3, sizeof acc, &acc));
+    size_t gs[2], ls[2];
+    sizes(n, gs, ls);
+    return clt__launch(g->ctx, n->k[1], 2, gs, ls);
+}
+
+static const clt__op op_softmax = {"softmax", prepare, forward, backward, NULL};
+
+int clt_softmax(clt_graph *g, clt_tensor *x, clt_tensor **out)
+{
+    if (!out) return g ? clt__err(g->ctx, CLT_ERR_INVALID, "clt_softmax: out is NULL") : CLT_ERR_INVALID;
+    *out = NULL;
+    CLT_TRY(clt__check_building(g, "clt_softmax"));
+    CLT_TRY(clt__check_tensor(g, x, "clt_softmax", "input"));
+    if (x->ndim != 2 && x->ndim != 4) {
+        char b[64];
+        return clt__err(g->ctx, CLT_ERR_SHAPE, "clt_softmax: input '%s' %s must be (N,C) or (N,C,H,W)", x->name,
+                        clt__shape_str(x, b, sizeof b));
+    }
+    clt__node *n;
+    CLT_TRY(clt__new_node(g, &op_softmax, NULL, 1, &x, x->ndim, x->shape, &n));
+    n->iattr[0] = x->shape[0];
+    n->iattr[1] = x->shape[1];
+    n->iattr[2] = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
+    n->bwd_needs_in = 0; /* the gradient needs only y */
+    n->bwd_needs_out = 1;
+    *out = n->out;
+    return CLT_OK;
+}
