@@ -119,3 +119,13 @@ kernel void bias_grad(global const float *dy, global float *db, const uint N, co
     }
     db[co] = s;
 }
+
+/* dw (len) = sum of the nparts partial weight gradients (nparts, len) of the split-k GEMM. */
+kernel void sum_parts(global const float *parts, global float *dw, const uint nparts, const uint len)
+{
+    uint i = get_global_id(0);
+    if (i >= len) return;
+    float s = 0.0f;
+    for (uint p = 0; p < nparts; p++) s += parts[(size_t)p * len + i];
+    dw[i] = s;
+}

@@ -114,6 +114,8 @@ int main(void)
         {2, 2, 8, 8, 2, 2, 2, 3, 3, 0, 0, 1},  /* stride > kernel: some inputs get no gradient */
         {3, 5, 11, 13, 6, 3, 3, 2, 2, 1, 1, 1}, /* odd sizes, stride 2, padding 1, batch 3 */
         {1, 1, 2, 3, 2, 3, 3, 1, 1, 1, 1, 0},  /* input smaller than the kernel, padding makes it fit */
+        {1, 1, 91, 93, 2, 3, 3, 1, 1, 1, 1, 1}, /* long N*OH*OW: split-k weight gradient, with a remainder */
+        {2, 2, 64, 65, 3, 3, 3, 1, 1, 1, 1, 1}, /* split-k without a remainder, batch 2 */
     };
     int ncases = (int)(sizeof cases / sizeof cases[0]);
     tu_rng rng = {2024};

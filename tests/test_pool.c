@@ -116,6 +116,30 @@ int main(void)
     int gcases[][7] = {{2, 3, 5, 7}, {1, 1, 1, 1}, {4, 8, 3, 3}};
     for (int ci = 0; ci < 3; ci++) check_case(ctx, &rng, GAP, ci, gcases[ci]);
 
+    /* Inference graph: the argmax scratch must still have memory. */
+    {
+        ud_t u = {MAXP, 2, 3, 7, 6, 3, 2, 1, 4, 3};
+        int shape[4] = {2, 3, 7, 6};
+        clt_graph *g = NULL;
+        clt_tensor *x, *y;
+        clt_compile_settings cs;
+        clt_compile_default_settings(&cs);
+        cs.training = 0;
+        float xf[252], yf[72];
+        double xd[252], yr[72];
+        fill_distinct(&rng, xf, 252);
+        for (int i = 0; i < 252; i++) xd[i] = xf[i];
+        if (TU_OK(ctx, clt_graph_create(ctx, &g)) && TU_OK(ctx, clt_input(g, "x", 4, shape, &x)) &&
+            TU_OK(ctx, clt_max_pool2d(g, x, 3, 2, 1, &y)) && TU_OK(ctx, clt_graph_keep(g, y, 0)) &&
+            TU_OK(ctx, clt_graph_compile(g, &cs)) && TU_OK(ctx, clt_tensor_write(g, x, xf, 252)) &&
+            TU_OK(ctx, clt_graph_forward(g, 0)) && TU_OK(ctx, clt_tensor_read(g, y, 0, yf, 72))) {
+            const double *ins[1] = {xd};
+            ref(&u, ins, NULL, yr);
+            if (tu_close("max_pool2d inference forward", yf, yr, 72, 0, 0)) printf("ok   max_pool2d inference\n");
+        }
+        clt_graph_destroy(g);
+    }
+
     /* Errors. */
     clt_graph *g = NULL;
     clt_tensor *x, *x2, *y = NULL;

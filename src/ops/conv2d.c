@@ -4,11 +4,25 @@
 #include "internal.h"
 
 /* iattr: 0..12 the clt__conv_geom fields in order (n c h w co kh kw sh sw ph pw oh ow), 13 has bias,
- * 14 algorithm. Private tensors: saved[0] cols (K, N*OH*OW); fscratch[0] y' (Cout, N*OH*OW) and
- * bscratch[0] dy' when N > 1 (for N = 1 the (Cout, OH*OW) layout already is NCHW); the last bscratch dcols. */
-enum { K_IM2COL, K_TO_NCHW, K_TO_COLS, K_BIAS_GRAD, K_COL2IM };
+ * 14 algorithm, 15 split-k chunks S of the weight-gradient GEMM (0: no split). Private tensors: saved[0]
+ * cols (K, N*OH*OW); fscratch[0] y' (Cout, N*OH*OW) and bscratch[0] dy' when N > 1 (for N = 1 the
+ * (Cout, OH*OW) layout already is NCHW); then, with a split, the partial weight gradients (S + 1, Cout, K);
+ * the last bscratch is dcols (K, N*OH*OW). */
+enum { K_IM2COL, K_TO_NCHW, K_TO_COLS, K_BIAS_GRAD, K_COL2IM, K_SUM_PARTS };
 
 static cl_mem dcols_of(const clt__node *n) { return n->bscratch[n->nbscratch - 1]->mem; }
+static cl_mem parts_of(const clt__node *n) { return n->bscratch[n->iattr[0] > 1 ? 1 : 0]->mem; }
+
+/* The weight gradient is a GEMM with a long inner dimension (N*OH*OW) and a small (Cout, K) result: one
+ * such GEMM leaves most of a device idle (CLBlast on POCL: 7x slower than the split), so it runs as a
+ * batch of S shorter GEMMs into partial results that one kernel sums. Returns S, or 0 for no split. */
+static int split_k_chunks(size_t co, size_t k, size_t np)
+{
+    size_t big = co > k ? co : k;
+    if (np < 8192 || np < 16 * big) return 0;
+    size_t s = np / 4096;
+    return (int)(s > 16 ? 16 : s);
+}
 
 static clt__conv_geom geom_of(const clt__node *n)
 {
@@ -16,6 +30,8 @@ static clt__conv_geom geom_of(const clt__node *n)
     return (clt__conv_geom){a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12]};
 }
 
+/* The hook for an autotuner: only im2col exists today. A new algorithm adds its enum value, its own
+ * private tensors in clt_conv2d and its branches in prepare/forward/backward. */
 int clt__conv2d_algo(clt_context *ctx, const clt__conv_geom *geom)
 {
     (void)ctx;
@@ -43,6 +59,8 @@ static int prepare(clt_graph *g, clt__node *n)
     int has_bias = n->iattr[13];
     cl_mem bias = has_bias ? n->param[1]->mem : n->param[0]->mem; /* any valid buffer when unused */
 
+    if (!n->saved[0]->mem) /* the graph gives SAVED tensors memory in inference graphs too */
+        return clt__err(ctx, CLT_ERR_STATE, "conv2d '%s': no memory for the im2col columns", n->out->name);
     CLT_TRY(clt__kernel(ctx, "conv2d", "", "im2col", &n->k[K_IM2COL]));
     CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_IM2COL], CLT_ARG(n->in[0]->mem), CLT_ARG(n->saved[0]->mem)));
     CLT_TRY(set_geom_args(ctx, n->k[K_IM2COL], &s));
@@ -73,6 +91,15 @@ static int prepare(clt_graph *g, clt__node *n)
         CLT_TRY(set_geom_args(ctx, n->k[K_COL2IM], &s));
         cl_int acc = 0;
         CLT_CL(ctx, clSetKernelArg(n->k[K_COL2IM], 14, sizeof acc, &acc));
+    }
+    int S = n->iattr[15];
+    if (S) {
+        size_t np = (size_t)N * P;
+        cl_uint nparts = (cl_uint)(S + (np % (size_t)S != 0)), len = (cl_uint)(s.co * s.c * s.kh * s.kw);
+        cl_mem parts = parts_of(n);
+        CLT_TRY(clt__kernel(ctx, "conv2d", "", "sum_parts", &n->k[K_SUM_PARTS]));
+        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_SUM_PARTS], CLT_ARG(parts), CLT_ARG(n->param[0]->grad->mem), CLT_ARG(nparts),
+                             CLT_ARG(len)));
     }
     return CLT_OK;
 }
@@ -111,7 +138,28 @@ static int backward(clt_graph *g, clt__node *n)
     /* dW (Cout, K) = dy' (Cout, NP) x cols^T (NP, K) */
     clt__gemm_args w = {.trans_b = 1, .m = CO, .n = K, .k = NP, .alpha = 1, .beta = 0, .a = dyp, .lda = NP,
                         .b = n->saved[0]->mem, .ldb = NP, .c = n->param[0]->grad->mem, .ldc = K, .batch = 1};
-    CLT_TRY(clt__gemm(ctx, &w));
+    size_t S = (size_t)n->iattr[15];
+    if (S) {
+        /* part j (Cout, K) = dy'[:, j*L .. (j+1)*L) x cols[:, same]^T; the remainder goes to part S */
+        size_t L = NP / S, rest = NP - S * L;
+        w.c = parts_of(n);
+        w.k = L;
+        w.stride_a = w.stride_b = L;
+        w.stride_c = CO * K;
+        w.batch = S;
+        CLT_TRY(clt__gemm(ctx, &w));
+        if (rest) {
+            w.k = rest;
+            w.off_a = w.off_b = S * L;
+            w.off_c = S * CO * K;
+            w.batch = 1;
+            CLT_TRY(clt__gemm(ctx, &w));
+        }
+        size_t gl = CO * K;
+        CLT_TRY(clt__launch(ctx, n->k[K_SUM_PARTS], 1, &gl, NULL));
+    } else {
+        CLT_TRY(clt__gemm(ctx, &w));
+    }
     if (n->k[K_BIAS_GRAD]) {
         size_t gc = CO;
         CLT_TRY(clt__launch(ctx, n->k[K_BIAS_GRAD], 1, &gc, NULL));
@@ -180,6 +228,7 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
     for (int i = 0; i < 13; i++) n->iattr[i] = vals[i];
     n->iattr[13] = p->bias != 0;
     n->iattr[14] = algo;
+    n->iattr[15] = split_k_chunks((size_t)s.co, K, NP);
     /* The saved columns hold everything the weight gradient needs from x. */
     n->bwd_needs_in = 0;
     n->bwd_needs_out = 0;
@@ -193,6 +242,8 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
         CLT_TRY(clt__add_private(g, n, CLT__FSCRATCH, "ycols", (size_t)s.co * NP, &t));
         CLT_TRY(clt__add_private(g, n, CLT__BSCRATCH, "dycols", (size_t)s.co * NP, &t));
     }
+    if (n->iattr[15])
+        CLT_TRY(clt__add_private(g, n, CLT__BSCRATCH, "dwparts", (size_t)(n->iattr[15] + 1) * s.co * K, &t));
     CLT_TRY(clt__add_private(g, n, CLT__BSCRATCH, "dcols", K * NP, &t));
     *out = n->out;
     return CLT_OK;

@@ -29,6 +29,8 @@ static int prepare(clt_graph *g, clt__node *n)
         }
     } else if (kind == P_MAX) {
         cl_mem arg = n->saved[0]->mem;
+        if (!arg) /* the graph gives SAVED tensors memory in inference graphs too */
+            return clt__err(ctx, CLT_ERR_STATE, "max_pool2d '%s': no memory for the argmax", n->out->name);
         CLT_TRY(clt__kernel(ctx, "pool", "", "max_pool_fwd", &n->k[0]));
         CLT_TRY(CLT_SET_ARGS(ctx, n->k[0], CLT_ARG(x), CLT_ARG(y), CLT_ARG(arg), CLT_ARG(NC), CLT_ARG(H), CLT_ARG(W),
                              CLT_ARG(OH), CLT_ARG(OW), CLT_ARG(K), CLT_ARG(S), CLT_ARG(P)));
