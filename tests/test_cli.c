@@ -86,7 +86,7 @@ static char *read_all(const char *path, size_t *len)
     return b;
 }
 
-static void path_in(char *out, size_t len, const char *a, const char *b) { snprintf(out, len, "%s/%s", a, b); }
+static void path_in(char *out, size_t len, const char *a, const char *b) { snprintf(out, len, "%.3000s/%.1000s", a, b); }
 
 /* data_batch_1..5.bin with `per_batch` records each and test_batch.bin with `ntest`. */
 static int gen_cifar(const char *dir, int per_batch, int ntest, uint64_t seed)

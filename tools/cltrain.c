@@ -194,7 +194,7 @@ static const char *const tune_names[4] = {"off", "cached", "quick", "full"};
 static int cmd_train(const char *dataset, int argc, char **argv)
 {
     cli_train_opts o = {.dataset = dataset, .epochs = -1, .batch = -1, .optimizer = -1, .schedule = -1,
-                        .augment = -1, .limit = -1, .tune = -1, .seed = -1, .lr = NAN, .momentum = NAN,
+                        .augment = -1, .nesterov = -1, .limit = -1, .tune = -1, .seed = -1, .lr = NAN, .momentum = NAN,
                         .weight_decay = NAN, .label_smoothing = NAN};
     argp p = {.argc = argc, .argv = argv, .cmd = dataset, .i = 1};
     const char *what = !strcmp(dataset, "cifar10") ? "CIFAR-10" : !strcmp(dataset, "mnist") ? "MNIST" : "Fashion-MNIST";

@@ -610,7 +610,7 @@ int cli_train(const cli_train_opts *o)
     } else {
         const char *mname = o->model ? o->model : "cnn";
         if (tool_model_load(mname, &model, err) < 0) {
-            fail("model %s: %s", mname, err);
+            fail("%s", err);
             goto out;
         }
         memset(meta, 0, sizeof *meta);
@@ -620,9 +620,10 @@ int cli_train(const cli_train_opts *o)
         clt_optimizer_default_settings(&meta->opt, opt);
         meta->opt.lr = !isnan(o->lr) ? o->lr : model.lr > 0 ? model.lr : opt == CLT_OPT_SGD ? 0.05f : 0.001f;
         if (opt == CLT_OPT_SGD) {
-            meta->opt.momentum = !isnan(o->momentum) ? o->momentum : 0.9f;
-            meta->opt.nesterov = o->nesterov > 0;
-            meta->opt.weight_decay = !isnan(o->weight_decay) ? o->weight_decay : 5e-4f;
+            meta->opt.momentum = !isnan(o->momentum) ? o->momentum : model.momentum >= 0 ? model.momentum : 0.9f;
+            meta->opt.nesterov = o->nesterov > 0 || (o->nesterov < 0 && model.nesterov > 0);
+            meta->opt.weight_decay = !isnan(o->weight_decay) ? o->weight_decay
+                                     : model.weight_decay >= 0 ? model.weight_decay : 5e-4f;
         } else {
             if (!isnan(o->momentum)) note("--momentum applies to sgd only; %s uses beta1 %.3g", cli_optimizer_names[opt],
                                           meta->opt.beta1);
@@ -631,6 +632,7 @@ int cli_train(const cli_train_opts *o)
                 goto out;
             }
             if (!isnan(o->weight_decay)) meta->opt.weight_decay = o->weight_decay;
+            else if (model.weight_decay >= 0) meta->opt.weight_decay = model.weight_decay;
         }
         if (meta->opt.nesterov && !(meta->opt.momentum > 0)) {
             fail("--nesterov needs a momentum above 0");
@@ -643,7 +645,7 @@ int cli_train(const cli_train_opts *o)
         meta->augment = o->augment >= 0 ? o->augment : !strcmp(o->dataset, "cifar10");
         meta->limit = o->limit > 0 ? o->limit : 0;
         meta->seed = o->seed >= 0 ? (uint64_t)o->seed : 1;
-        meta->epochs_total = o->epochs > 0 ? o->epochs : 10;
+        meta->epochs_total = o->epochs > 0 ? o->epochs : model.epochs > 0 ? model.epochs : 10;
         meta->rng_state = meta->seed ^ 0x5DEECE66Dull;
         dm.label_smoothing = !isnan(o->label_smoothing) ? o->label_smoothing : 0.0f;
     }
@@ -670,6 +672,11 @@ int cli_train(const cli_train_opts *o)
         dm.c = train.c, dm.h = train.h, dm.w = train.w, dm.classes = train.classes;
         memcpy(dm.class_names, train.class_names, sizeof dm.class_names);
         channel_stats(&train, ntrain, &dm);
+    }
+    tool_model_info mi = {0};
+    if (tool_model_check(&model, dm.c, dm.h, dm.w, dm.classes, &mi, o->verbose ? stdout : NULL, err) < 0) {
+        fail("model %s does not fit %dx%dx%d images in %d classes: %s", model.name, dm.c, dm.h, dm.w, dm.classes, err);
+        goto out;
     }
     model_text = cli_meta_append(model.text, &dm);
     if (!model_text) {
@@ -719,6 +726,7 @@ int cli_train(const cli_train_opts *o)
     clt_graph_memory(tr.g, &pbytes, &abytes);
     printf("cltrain %s: %s, model %s, %d training / %d test images of %dx%dx%d, %d classes\n", CLT_VERSION_STRING,
            o->dataset, model.name, ntrain, test.n, dm.c, dm.h, dm.w, dm.classes);
+    printf("model: %lld parameters, %.1f M multiply-adds per image forward\n", mi.params, mi.macs / 1e6);
     printf("device: %s (%s)\n", di.name, di.platform_name);
     printf("training: %d epochs, batch %d, %s lr %g", meta->epochs_total, B, cli_optimizer_names[meta->opt.type],
            meta->opt.lr);
