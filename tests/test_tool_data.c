@@ -182,7 +182,7 @@ static void test_idx(void)
 {
     char err[TOOL_ERR_LEN], p[512];
     tool_dataset d;
-    unsigned char img[16 + 12 * 5 * 4], lab[8 + 12];
+    unsigned char img[16 + 12 * 5 * 4], lab[8 + 16]; /* room for 2 trailing bytes */
     mkd("idx");
     /* Plain files, train split, digit names. */
     size_t il = idx_images(img, 12, 5, 4), ll = idx_labels(lab, 12);

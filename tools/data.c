@@ -67,7 +67,7 @@ static void cifar_meta_names(const char *dir, tool_dataset *d)
         while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == ' ' || s[len - 1] == '\t'))
             s[--len] = 0;
         if (len == 0) continue;
-        snprintf(names[n++], sizeof names[0], "%s", s);
+        snprintf(names[n++], sizeof names[0], "%.31s", s); /* longer names are cut */
     }
     fclose(f);
     if (n == 10) /* a partial list is ignored: the standard names are better than a mix */

@@ -34,8 +34,8 @@ void tool_dataset_free(tool_dataset *d);
 
 /* ------------------------------------------------------------------------------------------ models */
 
-/* A network description: the text format of `cltrain --model FILE` (see README), also stored in
- * checkpoints. Presets: "seed-cnn", "mlp", "cnn" (the stronger default, with batch normalization). */
+/* A network description: the text format of `cltrain --model FILE` (documented at the top of tools/model.c),
+ * also stored in checkpoints. Presets: "seed-cnn", "mlp", "cnn" (the stronger default, with batch normalization). */
 typedef struct tool_model {
     char name[64];
     char *text;          /* canonical text of the description (owned) */
@@ -110,8 +110,9 @@ int tool_checkpoint_save(const char *path, clt_graph *g, const tool_ckpt_meta *m
                          char *err);
 /* Reads and verifies; a corrupted or truncated file is refused with a message naming the problem. */
 int tool_checkpoint_read(const char *path, tool_checkpoint *out, char *err);
-/* Loads every state tensor (and optimizer slots) of g by name and shape from the checkpoint, and the
- * graph counters. Fails if a tensor is missing or has another shape. */
+/* Loads every state tensor (and optimizer slots) of the compiled graph g by name and shape from the
+ * checkpoint, and the graph counters. Fails, before writing anything, if a tensor is missing on either side
+ * or has another shape. */
 int tool_checkpoint_apply(const tool_checkpoint *c, clt_graph *g, char *err);
 void tool_checkpoint_free(tool_checkpoint *c);
 
