@@ -549,8 +549,7 @@ int cli_train(const cli_train_opts *o)
     if (o->checkpoint) {
         if (file_exists(o->checkpoint)) {
             if (tool_checkpoint_read(o->checkpoint, &ck, err) < 0) {
-                fail("%s is not a usable cltrain checkpoint: %s. It was left untouched; remove it or choose "
-                     "another --checkpoint file", o->checkpoint, err);
+                fail("%s; the file was left untouched (remove it or choose another --checkpoint file)", err);
                 goto out;
             }
             have_ck = 1;
@@ -580,7 +579,7 @@ int cli_train(const cli_train_opts *o)
             goto out;
         }
         if (tool_model_parse(model_only, o->checkpoint, &model, err) < 0) {
-            fail("checkpoint %s: model: %s", o->checkpoint, err);
+            fail("%s (the model stored in the checkpoint)", err);
             goto out;
         }
         const char *ignored[16];
@@ -851,7 +850,7 @@ int cli_train(const cli_train_opts *o)
                epoch + 1, meta->epochs_total, h->train_loss, h->train_acc, tl, ta, h->seconds, h->images_per_s);
         fflush(stdout);
         if (o->checkpoint && tool_checkpoint_save(o->checkpoint, tr.g, meta, model_text, err) < 0) {
-            fail("saving checkpoint %s: %s", o->checkpoint, err);
+            fail("saving the checkpoint: %s", err);
             goto out;
         }
         if (o->log && cli_write_log(o->log, meta->history, meta->nhistory, err) < 0) {
@@ -907,11 +906,11 @@ static int load_for_inference(const char *path, const char *device, int tune, in
 {
     char err[TOOL_ERR_LEN] = "";
     char *model_only = NULL;
-    if (tool_checkpoint_read(path, ck, err) < 0) return fail("%s: %s", path, err);
+    if (tool_checkpoint_read(path, ck, err) < 0) return fail("%s", err);
     if (cli_meta_parse(ck->model_text, &model_only, dm, err) < 0) return fail("checkpoint %s: %s", path, err);
     int st = tool_model_parse(model_only, path, model, err);
     free(model_only);
-    if (st < 0) return fail("checkpoint %s: model: %s", path, err);
+    if (st < 0) return fail("%s (the model stored in the checkpoint)", err);
     if (make_context(device, tune, verbose, ctx)) return 1;
     clt_compile_settings cs;
     clt_compile_default_settings(&cs);
@@ -937,7 +936,7 @@ int cli_eval(const char *path, const char *data_dir, const char *device, int tun
     char err[TOOL_ERR_LEN] = "";
     /* The dataset comes from the checkpoint; read it before opening the device to fail fast. */
     if (tool_checkpoint_read(path, &ck, err) < 0) {
-        fail("%s: %s", path, err);
+        fail("%s", err);
         goto out;
     }
     char dataset[32];
@@ -1151,7 +1150,7 @@ int cli_predict(const char *path, const char *device, int tune, int top, int nfi
     char *model_only = NULL;
     /* Validate every image against the model's input before touching the device. */
     if (tool_checkpoint_read(path, &ck, err) < 0) {
-        fail("%s: %s", path, err);
+        fail("%s", err);
         goto out;
     }
     if (cli_meta_parse(ck.model_text, &model_only, &dm, err) < 0) {
