@@ -59,6 +59,8 @@ typedef struct cli_progress {
 void cli_progress_init(cli_progress *p, FILE *f);
 void cli_progress_draw(cli_progress *p, FILE *f, int epoch, int epochs, int step, int steps, double loss,
                        double acc, double images_per_s, double eta_s);
+/* "evaluating: done/total images" on a terminal. p may be NULL. */
+void cli_progress_eval(cli_progress *p, FILE *f, int done, int total);
 void cli_progress_clear(cli_progress *p, FILE *f);
 
 double cli_now_s(void);

@@ -58,8 +58,20 @@ void cli_progress_draw(cli_progress *p, FILE *f, int epoch, int epochs, int step
     fflush(f);
 }
 
+void cli_progress_eval(cli_progress *p, FILE *f, int done, int total)
+{
+    if (!p || !p->tty) return;
+    double now = cli_now_s() * 1000.0;
+    if (done != total && p->drawn && now - p->last_draw_ms < 100.0) return;
+    p->last_draw_ms = now;
+    p->drawn = 1;
+    fprintf(f, "\r\033[Kevaluating on the test set: %d/%d images", done, total);
+    fflush(f);
+}
+
 void cli_progress_clear(cli_progress *p, FILE *f)
 {
+    if (!p) return;
     if (p->tty && p->drawn) {
         fprintf(f, "\r\033[K");
         fflush(f);

@@ -431,7 +431,7 @@ static void score_rows(const float *logits, const float *labels, int valid, int 
  * batch size: the last batch is padded with zero rows whose outputs are ignored, which is exact because
  * evaluation passes treat every row independently. */
 static int evaluate(clt_context *ctx, net *n, const tool_dataset *ds, const cli_data_meta *dm, worker *w, float *xb[2],
-                    float *yb[2], float *logits, double *loss, double *acc, int64_t *confusion)
+                    float *yb[2], float *logits, double *loss, double *acc, int64_t *confusion, cli_progress *prog)
 {
     prep_spec spec = {.ds = ds, .total = ds->n, .batch = n->batch};
     for (int c = 0; c < dm->c; c++) {
@@ -454,11 +454,14 @@ static int evaluate(clt_context *ctx, net *n, const tool_dataset *ds, const cli_
         if (st >= 0) st = clt_tensor_read(n->g, n->logits, 0, logits, (size_t)n->batch * k);
         if (st < 0) {
             if (j + 1 < steps) worker_wait(w);
+            cli_progress_clear(prog, stdout);
             return fail("evaluation: %s", clt_errmsg(ctx));
         }
         int valid = ds->n - j * n->batch < n->batch ? ds->n - j * n->batch : n->batch;
         score_rows(logits, y, valid, k, &loss_sum, &correct, confusion);
+        cli_progress_eval(prog, stdout, j * n->batch + valid, ds->n);
     }
+    cli_progress_clear(prog, stdout);
     *loss = loss_sum / ds->n;
     *acc = (double)correct / ds->n;
     return 0;
@@ -674,7 +677,7 @@ int cli_train(const cli_train_opts *o)
     }
     tool_model_info mi = {0};
     if (tool_model_check(&model, dm.c, dm.h, dm.w, dm.classes, &mi, o->verbose ? stdout : NULL, err) < 0) {
-        fail("model %s does not fit %dx%dx%d images in %d classes: %s", model.name, dm.c, dm.h, dm.w, dm.classes, err);
+        fail("model %s does not fit %dx%dx%d images in %d classes: %s", meta->model_text_origin, dm.c, dm.h, dm.w, dm.classes, err);
         goto out;
     }
     model_text = cli_meta_append(model.text, &dm);
@@ -724,7 +727,7 @@ int cli_train(const cli_train_opts *o)
     size_t pbytes = 0, abytes = 0;
     clt_graph_memory(tr.g, &pbytes, &abytes);
     printf("cltrain %s: %s, model %s, %d training / %d test images of %dx%dx%d, %d classes\n", CLT_VERSION_STRING,
-           o->dataset, model.name, ntrain, test.n, dm.c, dm.h, dm.w, dm.classes);
+           o->dataset, meta->model_text_origin, ntrain, test.n, dm.c, dm.h, dm.w, dm.classes);
     printf("model: %lld parameters, %.1f M multiply-adds per image forward\n", mi.params, mi.macs / 1e6);
     printf("device: %s (%s)\n", di.name, di.platform_name);
     printf("training: %d epochs, batch %d, %s lr %g", meta->epochs_total, B, cli_optimizer_names[meta->opt.type],
@@ -833,7 +836,7 @@ int cli_train(const cli_train_opts *o)
         double t_train = cli_now_s() - t0;
         cli_progress_clear(&prog, stdout);
         double tl, ta;
-        if (evaluate(ctx, &tr, &test, &dm, &w, xb, yb, logits, &tl, &ta, confusion)) goto out;
+        if (evaluate(ctx, &tr, &test, &dm, &w, xb, yb, logits, &tl, &ta, confusion, &prog)) goto out;
         evaluated = 1;
         last_test_loss = tl;
         last_test_acc = ta;
@@ -858,8 +861,8 @@ int cli_train(const cli_train_opts *o)
             goto out;
         }
         if (o->plot) {
-            char title[256];
-            snprintf(title, sizeof title, "cltrain %s, model %s", o->dataset, model.name);
+            char title[400];
+            snprintf(title, sizeof title, "cltrain %s, model %s", o->dataset, meta->model_text_origin);
             if (cli_write_plot(o->plot, meta->history, meta->nhistory, title, err) < 0) {
                 fail("%s", err);
                 goto out;
@@ -868,7 +871,7 @@ int cli_train(const cli_train_opts *o)
     }
     if (!evaluated) {
         /* Resumed a finished run: report the stored weights. */
-        if (evaluate(ctx, &tr, &test, &dm, &w, xb, yb, logits, &last_test_loss, &last_test_acc, confusion)) goto out;
+        if (evaluate(ctx, &tr, &test, &dm, &w, xb, yb, logits, &last_test_loss, &last_test_acc, confusion, &prog)) goto out;
         printf("all %d epochs were already done; test_loss=%.4f test_acc=%.4f\n", meta->epochs_total, last_test_loss,
                last_test_acc);
     }
@@ -971,10 +974,12 @@ int cli_eval(const char *path, const char *data_dir, const char *device, int tun
         fail("cannot start the batch preparation thread");
         goto out;
     }
+    cli_progress prog;
+    cli_progress_init(&prog, stdout);
     double t0 = cli_now_s(), loss, acc;
-    if (evaluate(ctx, &n, &test, &dm, &w, xb, yb, logits, &loss, &acc, confusion)) goto out;
+    if (evaluate(ctx, &n, &test, &dm, &w, xb, yb, logits, &loss, &acc, confusion, &prog)) goto out;
     double secs = cli_now_s() - t0;
-    printf("checkpoint %s: %s, model %s, %d epochs trained\n", path, dataset, model.name, ck.meta.epochs_done);
+    printf("checkpoint %s: %s, model %s, %d epochs trained\n", path, dataset, ck.meta.model_text_origin, ck.meta.epochs_done);
     printf("test: %d images, loss %.4f, accuracy %.4f (%.1f s, %.1f images/s)\n", test.n, loss, acc, secs,
            test.n / secs);
     cli_print_class_report(stdout, confusion, dm.classes, (const char(*)[32])dm.class_names);
