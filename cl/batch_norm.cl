@@ -1,6 +1,11 @@
 /* batch_norm.cl - batch normalization over dim 1 of (N,C,HW). One work-item per channel walks the channel's
  * N rows of HW contiguous values: statistics and normalization in one launch, no atomics. */
 
+/* Independent partial sums per channel: the inner loop over them is what CPU compilers vectorize. */
+#ifndef BN_LANES
+#define BN_LANES 16
+#endif
+
 /* Training pass: batch mean and biased variance normalize; the running statistics move towards the batch
  * ones with the unbiased variance (PyTorch). mean/istd are saved for the backward pass. */
 kernel void bn_forward_train(global const float *x, global float *y, global const float *gamma,
@@ -13,18 +18,25 @@ kernel void bn_forward_train(global const float *x, global float *y, global cons
     const float M = (float)N * (float)HW;
     /* Sums of x - K with K a value of the channel: no catastrophic cancellation when |mean| >> std. */
     const float K = x[(size_t)c * HW];
-    float s1 = 0.0f, s2 = 0.0f;
+    float a1[BN_LANES], a2[BN_LANES];
+    for (uint k = 0; k < BN_LANES; k++) a1[k] = a2[k] = 0.0f;
     for (uint n = 0; n < N; n++) {
         global const float *row = x + ((size_t)n * C + c) * HW;
-        float r1 = 0.0f, r2 = 0.0f;
-        for (uint j = 0; j < HW; j++) {
-            float d = row[j] - K;
-            r1 += d;
-            r2 += d * d;
+        uint j = 0;
+        for (; j + BN_LANES <= HW; j += BN_LANES)
+            for (uint k = 0; k < BN_LANES; k++) {
+                float d = row[j + k] - K;
+                a1[k] += d;
+                a2[k] += d * d;
+            }
+        for (uint k = 0; j + k < HW; k++) {
+            float d = row[j + k] - K;
+            a1[k] += d;
+            a2[k] += d * d;
         }
-        s1 += r1;
-        s2 += r2;
     }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (uint k = 0; k < BN_LANES; k++) s1 += a1[k], s2 += a2[k];
     float dm = s1 / M;
     float var = fmax(s2 / M - dm * dm, 0.0f);
     float mean = K + dm;
@@ -66,18 +78,23 @@ kernel void bn_backward(global const float *x, global const float *dy, global fl
     uint c = get_global_id(0);
     if (c >= C) return;
     const float mu = mean[c], istd = train ? sd[c] : rsqrt(sd[c] + eps);
-    float sdy = 0.0f, sdyx = 0.0f; /* sum dy, sum dy * (x - mu) */
+    float a1[BN_LANES], a2[BN_LANES]; /* lanes of sum dy, sum dy * (x - mu) */
+    for (uint k = 0; k < BN_LANES; k++) a1[k] = a2[k] = 0.0f;
     for (uint n = 0; n < N; n++) {
-        size_t o = ((size_t)n * C + c) * HW;
-        float r1 = 0.0f, r2 = 0.0f;
-        for (uint j = 0; j < HW; j++) {
-            float g = dy[o + j];
-            r1 += g;
-            r2 += g * (x[o + j] - mu);
+        global const float *g = dy + ((size_t)n * C + c) * HW, *xr = x + ((size_t)n * C + c) * HW;
+        uint j = 0;
+        for (; j + BN_LANES <= HW; j += BN_LANES)
+            for (uint k = 0; k < BN_LANES; k++) {
+                a1[k] += g[j + k];
+                a2[k] += g[j + k] * (xr[j + k] - mu);
+            }
+        for (uint k = 0; j + k < HW; k++) {
+            a1[k] += g[j + k];
+            a2[k] += g[j + k] * (xr[j + k] - mu);
         }
-        sdy += r1;
-        sdyx += r2;
     }
+    float sdy = 0.0f, sdyx = 0.0f;
+    for (uint k = 0; k < BN_LANES; k++) sdy += a1[k], sdyx += a2[k];
     dgamma[c] = sdyx * istd;
     dbeta[c] = sdy;
     if (!need_dx) return;

@@ -38,11 +38,12 @@ static int prepare(clt_graph *g, clt__node *n)
     return CLT_OK;
 }
 
-/* One work-item per channel, in work-groups of one so that the channels spread over all cores. */
+/* One work-item per channel, on CPU devices in work-groups of one so that the channels spread over all
+ * cores (elsewhere the driver chooses). */
 static int launch(clt_graph *g, clt__node *n, cl_kernel k)
 {
     size_t gs = (size_t)n->iattr[1], ls = 1;
-    return clt__launch(g->ctx, k, 1, &gs, &ls);
+    return clt__launch(g->ctx, k, 1, &gs, g->ctx->info.is_cpu ? &ls : NULL);
 }
 
 static int forward(clt_graph *g, clt__node *n, int training)

@@ -3,13 +3,18 @@
 
 /* iattr: 0 N, 1 C, 2 HW. Kernels: 0 forward, 1 dx (arg 2 acc), 2 db. */
 
+/* Rows at least this long get one work-item per row (a vectorizable loop), shorter ones one per value. */
+#define ROW_MIN 16
+
+static int rows_kernel(const clt__node *n) { return n->iattr[2] >= ROW_MIN; }
+
 static int prepare(clt_graph *g, clt__node *n)
 {
     cl_uint N = (cl_uint)n->iattr[0], C = (cl_uint)n->iattr[1], HW = (cl_uint)n->iattr[2], NC = N * C;
     cl_uint cnt = (cl_uint)n->out->numel;
-    CLT_TRY(clt__kernel(g->ctx, "bias_add", "", "bias_add_forward", &n->k[0]));
+    CLT_TRY(clt__kernel(g->ctx, "bias_add", "", rows_kernel(n) ? "bias_add_rows" : "bias_add_elems", &n->k[0]));
     CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[0], CLT_ARG(n->in[0]->mem), CLT_ARG(n->param[0]->mem), CLT_ARG(n->out->mem),
-                         CLT_ARG(C), CLT_ARG(HW), CLT_ARG(NC)));
+                         CLT_ARG(C), CLT_ARG(HW), rows_kernel(n) ? CLT_ARG(NC) : CLT_ARG(cnt)));
     if (n->in[0]->grad) {
         cl_int acc = 0;
         CLT_TRY(clt__kernel(g->ctx, "bias_add", "", "bias_add_dx", &n->k[1]));
@@ -27,18 +32,20 @@ static int prepare(clt_graph *g, clt__node *n)
 static int forward(clt_graph *g, clt__node *n, int training)
 {
     (void)training;
-    size_t hw = (size_t)n->iattr[2], rows = (size_t)n->iattr[0] * (size_t)n->iattr[1];
-    size_t gs[2] = {hw, rows}, ls[2];
-    ls[0] = hw >= 64 ? 64 : hw;
-    ls[1] = hw >= 64 ? 1 : (rows < 64 / ls[0] ? rows : 64 / ls[0]);
-    return clt__launch(g->ctx, n->k[0], 2, gs, ls);
+    if (!rows_kernel(n)) {
+        size_t gs = n->out->numel, ls = 64;
+        return clt__launch(g->ctx, n->k[0], 1, &gs, &ls);
+    }
+    /* Work-groups of one on CPU devices spread the rows evenly over the cores; elsewhere the driver chooses. */
+    size_t rows = (size_t)n->iattr[0] * (size_t)n->iattr[1], one = 1;
+    return clt__launch(g->ctx, n->k[0], 1, &rows, g->ctx->info.is_cpu ? &one : NULL);
 }
 
 static int backward(clt_graph *g, clt__node *n)
 {
     /* Channels spread over work-groups of one so that every core sums some. */
     size_t gc = (size_t)n->iattr[1], lc = 1;
-    CLT_TRY(clt__launch(g->ctx, n->k[2], 1, &gc, &lc));
+    CLT_TRY(clt__launch(g->ctx, n->k[2], 1, &gc, g->ctx->info.is_cpu ? &lc : NULL));
     if (n->need_dx[0]) {
         cl_int acc = n->acc_dx[0];
         CLT_CL(g->ctx, clSetKernelArg(n->k[1], 2, sizeof acc, &acc));

@@ -3,24 +3,29 @@
 
 /* iattr: 0 N, 1 C, 2 HW */
 
-static void sizes(const clt__node *n, size_t gs[2], size_t ls[2])
+/* Positions per work-item (SM_CHUNK in cl/softmax.cl). */
+#define SM_CHUNK 16
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define SM_OPTS "-DSM_CHUNK=" STR(SM_CHUNK)
+
+/* On CPU devices, work-groups of one: each work-item already loops over a contiguous chunk, and single
+ * work-item groups spread evenly over the cores. Elsewhere the driver chooses (NULL local size). */
+static int launch(clt_graph *g, clt__node *n, cl_kernel k)
 {
-    size_t hw = (size_t)n->iattr[2];
-    gs[0] = hw;
-    gs[1] = (size_t)n->iattr[0];
-    ls[0] = hw >= 64 ? 64 : hw;
-    ls[1] = hw >= 64 ? 1 : (gs[1] < 64 / ls[0] ? gs[1] : 64 / ls[0]);
+    size_t gs[2] = {((size_t)n->iattr[2] + SM_CHUNK - 1) / SM_CHUNK, (size_t)n->iattr[0]}, ls[2] = {1, 1};
+    return clt__launch(g->ctx, k, 2, gs, g->ctx->info.is_cpu ? ls : NULL);
 }
 
 static int prepare(clt_graph *g, clt__node *n)
 {
     cl_uint N = (cl_uint)n->iattr[0], C = (cl_uint)n->iattr[1], HW = (cl_uint)n->iattr[2];
-    CLT_TRY(clt__kernel(g->ctx, "softmax", "", "softmax_forward", &n->k[0]));
+    CLT_TRY(clt__kernel(g->ctx, "softmax", SM_OPTS, "softmax_forward", &n->k[0]));
     CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[0], CLT_ARG(n->in[0]->mem), CLT_ARG(n->out->mem), CLT_ARG(C), CLT_ARG(HW),
                          CLT_ARG(N)));
     if (n->in[0]->grad) {
         cl_int acc = 0;
-        CLT_TRY(clt__kernel(g->ctx, "softmax", "", "softmax_backward", &n->k[1]));
+        CLT_TRY(clt__kernel(g->ctx, "softmax", SM_OPTS, "softmax_backward", &n->k[1]));
         CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[1], CLT_ARG(n->out->mem), CLT_ARG(n->out->grad->mem),
                              CLT_ARG(n->in[0]->grad->mem), CLT_ARG(acc), CLT_ARG(C), CLT_ARG(HW), CLT_ARG(N)));
     }
@@ -30,9 +35,7 @@ static int prepare(clt_graph *g, clt__node *n)
 static int forward(clt_graph *g, clt__node *n, int training)
 {
     (void)training;
-    size_t gs[2], ls[2];
-    sizes(n, gs, ls);
-    return clt__launch(g->ctx, n->k[0], 2, gs, ls);
+    return launch(g, n, n->k[0]);
 }
 
 static int backward(clt_graph *g, clt__node *n)
@@ -40,9 +43,7 @@ static int backward(clt_graph *g, clt__node *n)
     if (!n->need_dx[0]) return CLT_OK;
     cl_int acc = n->acc_dx[0];
     CLT_CL(g->ctx, clSetKernelArg(n->k[1], 3, sizeof acc, &acc));
-    size_t gs[2], ls[2];
-    sizes(n, gs, ls);
-    return clt__launch(g->ctx, n->k[1], 2, gs, ls);
+    return launch(g, n, n->k[1]);
 }
 
 static const clt__op op_softmax = {"softmax", prepare, forward, backward, NULL};
