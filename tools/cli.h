@@ -1,0 +1,68 @@
+/* cli.h - shared declarations of the cltrain command's own files (cltrain.c, train.c, report.c). */
+#ifndef CLT_CLI_H
+#define CLT_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tool.h"
+
+enum cli_schedule { CLI_SCHED_CONSTANT = 0, CLI_SCHED_STEP, CLI_SCHED_COSINE, CLI_SCHED_ONECYCLE };
+extern const char *const cli_schedule_names[4];
+extern const char *const cli_optimizer_names[3];
+
+/* Options of `cltrain <dataset>`. Numbers < 0 (or NaN for floats) mean "not given". */
+typedef struct cli_train_opts {
+    const char *dataset;    /* "cifar10", "mnist", "fashion-mnist" */
+    const char *data_dir;
+    const char *model;
+    int epochs, batch, optimizer, nesterov, schedule, augment, limit, verbose, resume, overwrite, tune;
+    float lr, momentum, weight_decay, label_smoothing;
+    long long seed;
+    const char *device, *checkpoint, *log, *plot;
+} cli_train_opts;
+
+int cli_train(const cli_train_opts *o);
+int cli_eval(const char *checkpoint, const char *data_dir, const char *device, int tune, int batch, int verbose);
+int cli_predict(const char *checkpoint, const char *device, int tune, int top, int nfiles, char **files);
+
+/* ---- settings stored with a checkpoint next to the model text: a block of comment lines after the
+ * marker line, so the text stays a valid model description. */
+#define CLI_META_MARKER "# --- cltrain data settings (written by cltrain; do not edit) ---"
+typedef struct cli_data_meta {
+    int c, h, w, classes;
+    float mean[4], std[4];
+    float label_smoothing;
+    char class_names[10][32];
+} cli_data_meta;
+/* Returns malloc'ed model_text + the meta block. */
+char *cli_meta_append(const char *model_text, const cli_data_meta *m);
+/* Splits a stored text: *model_only (malloc'ed) is the text before the marker; fills *m. Returns 0, or -1
+ * with a message in err if the block is missing or malformed. */
+int cli_meta_parse(const char *text, char **model_only, cli_data_meta *m, char *err);
+
+/* ---- report.c */
+/* Per-class precision, recall, F1 and the confusion matrix (rows: true class, columns: predicted). */
+void cli_print_class_report(FILE *f, const int64_t *confusion, int classes, const char (*names)[32]);
+/* Rewrites `path` with one JSON object per epoch of the history. */
+int cli_write_log(const char *path, const tool_epoch_metrics *h, int n, char *err);
+/* Writes an SVG with loss and accuracy curves (train and test) per epoch. */
+int cli_write_plot(const char *path, const tool_epoch_metrics *h, int n, const char *title, char *err);
+
+/* Progress display: a redrawn bar on a terminal, nothing otherwise (the per-epoch line is printed by the
+ * caller either way). */
+typedef struct cli_progress {
+    int tty;
+    double last_draw_ms;
+    int drawn;
+} cli_progress;
+void cli_progress_init(cli_progress *p, FILE *f);
+void cli_progress_draw(cli_progress *p, FILE *f, int epoch, int epochs, int step, int steps, double loss,
+                       double acc, double images_per_s, double eta_s);
+/* "evaluating: done/total images" on a terminal. p may be NULL. */
+void cli_progress_eval(cli_progress *p, FILE *f, int done, int total);
+void cli_progress_clear(cli_progress *p, FILE *f);
+
+double cli_now_s(void);
+
+#endif

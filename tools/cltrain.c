@@ -1,0 +1,421 @@
+/* cltrain.c - entry point of the cltrain command: subcommand dispatch, option parsing, help, `devices`. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *const usage_main =
+    "usage: cltrain <command> [options]\n"
+    "\n"
+    "Train neural networks on any OpenCL device.\n"
+    "\n"
+    "commands:\n"
+    "  cifar10          train on CIFAR-10 (binary version: data_batch_*.bin, test_batch.bin)\n"
+    "  fashion-mnist    train on Fashion-MNIST (IDX files, plain or .gz)\n"
+    "  mnist            train on MNIST (IDX files, plain or .gz)\n"
+    "  eval             evaluate a checkpoint on its dataset's test set\n"
+    "  predict          classify images with a checkpoint\n"
+    "  devices          list the OpenCL devices\n"
+    "  bench            time the ops and a training step (see cltrain bench --help)\n"
+    "  tune             tune kernels for a device (see cltrain tune --help)\n"
+    "\n"
+    "options:\n"
+    "  -h, --help       this help; `cltrain <command> --help` describes a command\n"
+    "  --version        print the version\n"
+    "\n"
+    "environment:\n"
+    "  CLTRAIN_DATA       default dataset folder (else the current folder; Fashion-MNIST: "
+    "/usr/share/datasets/fashion-mnist)\n"
+    "  CLTRAIN_DEVICE     default device (see --device)\n"
+    "  CLTRAIN_CACHE_DIR  folder of the tuning and kernel caches (default ~/.cache/cltrain)\n"
+    "  CLTRAIN_KERNEL_DIR load kernels from this folder instead of the built-in copies\n"
+    "\n"
+    "The last line a training or eval command prints is a summary for scripts:\n"
+    "  final: epochs=10 test_acc=0.6512 test_loss=1.0200 train_images_per_s=1234.5 seconds=456.7\n"
+    "Exit status: 0 on success, 1 on any error (with a message on stderr), 2 on bad usage, 130 if interrupted.\n";
+
+static const char *const usage_train =
+    "usage: cltrain %s [options]\n"
+    "\n"
+    "Trains a model on %s, evaluating on the test set after every epoch.\n"
+    "\n"
+    "data:\n"
+    "  --data DIR             dataset folder (default: $CLTRAIN_DATA, else %s)\n"
+    "  --limit N              train on the first N training images only\n"
+    "  --augment, --no-augment  random crop (4-pixel zero padding) + horizontal flip (default: %s)\n"
+    "model and optimization:\n"
+    "  --model NAME|FILE      preset (seed-cnn, mlp, cnn) or model description file (default: cnn)\n"
+    "  --epochs N             total epochs (default 10)\n"
+    "  --batch N              batch size (default: the model's `train` line, else 128)\n"
+    "  --optimizer NAME       sgd, adam or adamw (default: the model's, else sgd)\n"
+    "  --lr X                 peak learning rate (default: the model's, else 0.05 for sgd, 0.001 for adam(w))\n"
+    "  --momentum X           sgd momentum (default 0.9)\n"
+    "  --nesterov             Nesterov momentum (sgd)\n"
+    "  --weight-decay X       L2 for sgd/adam, decoupled for adamw (default 5e-4 sgd, 0 adam, 0.01 adamw)\n"
+    "  --schedule NAME        learning rate per step: constant, step (x0.1 at 50%% and 75%%), cosine, or\n"
+    "                         onecycle (linear warm-up from lr/25 over 30%%, then cosine to 0; default)\n"
+    "  --label-smoothing X    cross-entropy label smoothing (default 0)\n"
+    "  --seed N               seed of initialization, shuffling, augmentation, dropout (default 1)\n"
+    "run:\n"
+    "  --device SPEC          OpenCL device: index, platform:device, or part of its name (see cltrain devices)\n"
+    "  --tune MODE            kernel tuning: off, cached, quick (default), full\n"
+    "  --checkpoint FILE      save the full training state after every epoch (written atomically)\n"
+    "  --resume               continue from --checkpoint FILE (same result as an uninterrupted run; starts\n"
+    "                         afresh if FILE does not exist yet); the stored settings are used, --epochs may\n"
+    "                         raise the total\n"
+    "  --overwrite            replace an existing checkpoint instead of refusing (never a non-checkpoint file)\n"
+    "  --log FILE             write one JSON object per epoch (rewritten after every epoch)\n"
+    "  --plot FILE.svg        write learning curves (loss and accuracy, train and test) as SVG\n"
+    "  --verbose              more detail (memory use, tuning decisions)\n"
+    "\n"
+    "model files: one layer per line, `#` starts a comment (defaults of options in brackets):\n"
+    "  conv OUT K [stride=1] [pad=0|same] [bias=1]   relu | sigmoid | tanh | gelu | leaky_relu [SLOPE=0.01]\n"
+    "  maxpool K [stride=K] [pad=0]   avgpool K [stride=K] [pad=0]   global_avgpool   flatten\n"
+    "  dense UNITS|classes [bias=1]   dropout [P=0.5]   batchnorm [momentum=0.1] [eps=1e-5]\n"
+    "  residual [project] { ...layers... }   (adds the block's input to its output)\n"
+    "  train [batch=N] [optimizer=sgd|adam|adamw] [lr=X] [momentum=X] [nesterov=0|1] [weight_decay=X] [epochs=N]\n"
+    "        (training defaults; command-line options override them)\n"
+    "The network must end with `classes` values per image (usually `dense classes`).\n"
+    "\n"
+    "Input is normalized per channel with the mean and standard deviation of the training images used; they\n"
+    "are stored in the checkpoint. The data is reshuffled every epoch from the seed. The last batch of an epoch\n"
+    "is trained even when it is smaller than --batch (on a second graph of that size that shares the state);\n"
+    "only a single image left over is skipped, because batch statistics need two. On a terminal a progress\n"
+    "bar is shown; otherwise one line per epoch. At the end: per-class precision, recall, F1, the confusion\n"
+    "matrix, and the `final:` line. Ctrl-C stops after the current step (the checkpoint keeps the last epoch).\n";
+
+static const char *const usage_eval =
+    "usage: cltrain eval --checkpoint FILE [--data DIR] [--batch N] [--device SPEC] [--tune MODE] [--verbose]\n"
+    "\n"
+    "Evaluates a checkpoint on the test set of the dataset it was trained on (the folder defaults as for\n"
+    "training). Prints loss, accuracy, per-class metrics, the confusion matrix and a `final:` line.\n";
+
+static const char *const usage_predict =
+    "usage: cltrain predict --checkpoint FILE [--top K] [--device SPEC] [--tune MODE] IMAGE...\n"
+    "\n"
+    "Classifies images. An IMAGE is a binary PPM (P6, for 3-channel models) or PGM (P5, for 1-channel models)\n"
+    "of exactly the model's input size (no resizing is done), or a record file in CIFAR-10's layout (records of\n"
+    "1 label byte + the pixels, channel by channel), like test_batch.bin. Prints one line per image: the\n"
+    "predicted class and its probability, then the next K-1 (default --top 3).\n";
+
+static const char *const usage_devices =
+    "usage: cltrain devices\n"
+    "\n"
+    "Lists every OpenCL device with the index to pass to --device.\n";
+
+static int usage_error(const char *cmd, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "cltrain%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'cltrain %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
+    return 2;
+}
+
+/* ------------------------------------------------------------------------------------------ parsing */
+
+typedef struct argp {
+    int argc, i;
+    char **argv;
+    const char *cmd;
+    const char *val; /* value of the current option */
+    int bad;
+} argp;
+
+/* Matches "--name" (then takes the next argument as value if `needs`) or "--name=value". */
+static int opt_is(argp *p, const char *name, int needs)
+{
+    const char *a = p->argv[p->i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n)) return 0;
+    if (a[n] == 0) {
+        if (!needs) return 1;
+        if (p->i + 1 >= p->argc) {
+            usage_error(p->cmd, "option %s needs a value", name);
+            p->bad = 1;
+            return 1;
+        }
+        p->val = p->argv[++p->i];
+        return 1;
+    }
+    if (a[n] == '=' && needs) {
+        p->val = a + n + 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int parse_int(argp *p, const char *name, long lo, long hi, int *out)
+{
+    if (p->bad) return -1;
+    char *e;
+    errno = 0;
+    long v = strtol(p->val, &e, 10);
+    if (errno || e == p->val || *e || v < lo || v > hi) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s: '%%s' is not a whole number in %ld..%ld", name, lo, hi);
+        usage_error(p->cmd, msg, p->val);
+        p->bad = 1;
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_float(argp *p, const char *name, double lo, double hi, int hi_open, float *out)
+{
+    if (p->bad) return -1;
+    char *e;
+    errno = 0;
+    double v = strtod(p->val, &e);
+    if (errno || e == p->val || *e || !isfinite(v) || v < lo || v > hi || (hi_open && v >= hi)) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s: '%%s' is not a number in [%g, %g%s", name, lo, hi, hi_open ? ")" : "]");
+        usage_error(p->cmd, msg, p->val);
+        p->bad = 1;
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+static int parse_choice(argp *p, const char *name, const char *const *choices, int n, int *out)
+{
+    if (p->bad) return -1;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(p->val, choices[i])) {
+            *out = i;
+            return 0;
+        }
+    char msg[512];
+    int l = snprintf(msg, sizeof msg, "%s: unknown value '%%s' (one of:", name);
+    for (int i = 0; i < n; i++) l += snprintf(msg + l, sizeof msg - (size_t)l, " %s", choices[i]);
+    snprintf(msg + l, sizeof msg - (size_t)l, ")");
+    usage_error(p->cmd, msg, p->val);
+    p->bad = 1;
+    return -1;
+}
+
+static const char *const tune_names[4] = {"off", "cached", "quick", "full"};
+
+static int cmd_train(const char *dataset, int argc, char **argv)
+{
+    cli_train_opts o = {.dataset = dataset, .epochs = -1, .batch = -1, .optimizer = -1, .schedule = -1,
+                        .augment = -1, .nesterov = -1, .limit = -1, .tune = -1, .seed = -1, .lr = NAN, .momentum = NAN,
+                        .weight_decay = NAN, .label_smoothing = NAN};
+    argp p = {.argc = argc, .argv = argv, .cmd = dataset, .i = 1};
+    const char *what = !strcmp(dataset, "cifar10") ? "CIFAR-10" : !strcmp(dataset, "mnist") ? "MNIST" : "Fashion-MNIST";
+    const char *defdir = !strcmp(dataset, "fashion-mnist") ? "/usr/share/datasets/fashion-mnist" : "the current folder";
+    for (; p.i < argc && !p.bad; p.i++) {
+        const char *a = argv[p.i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf(usage_train, dataset, what, defdir, !strcmp(dataset, "cifar10") ? "on for CIFAR-10" : "off");
+            return 0;
+        }
+        if (opt_is(&p, "--data", 1)) o.data_dir = p.val;
+        else if (opt_is(&p, "--model", 1)) o.model = p.val;
+        else if (opt_is(&p, "--epochs", 1)) parse_int(&p, "--epochs", 1, 1024, &o.epochs);
+        else if (opt_is(&p, "--batch", 1)) parse_int(&p, "--batch", 1, 65536, &o.batch);
+        else if (opt_is(&p, "--optimizer", 1)) parse_choice(&p, "--optimizer", cli_optimizer_names, 3, &o.optimizer);
+        else if (opt_is(&p, "--lr", 1)) parse_float(&p, "--lr", 1e-12, 100, 0, &o.lr);
+        else if (opt_is(&p, "--momentum", 1)) parse_float(&p, "--momentum", 0, 1, 1, &o.momentum);
+        else if (opt_is(&p, "--nesterov", 0)) o.nesterov = 1;
+        else if (opt_is(&p, "--weight-decay", 1)) parse_float(&p, "--weight-decay", 0, 1, 0, &o.weight_decay);
+        else if (opt_is(&p, "--schedule", 1)) parse_choice(&p, "--schedule", cli_schedule_names, 4, &o.schedule);
+        else if (opt_is(&p, "--augment", 0)) o.augment = 1;
+        else if (opt_is(&p, "--no-augment", 0)) o.augment = 0;
+        else if (opt_is(&p, "--seed", 1)) {
+            char *e;
+            errno = 0;
+            long long v = strtoll(p.val, &e, 10);
+            if (errno || e == p.val || *e || v < 0) {
+                p.bad = 1;
+                return usage_error(dataset, "--seed: '%s' is not a non-negative whole number", p.val);
+            }
+            o.seed = v;
+        } else if (opt_is(&p, "--device", 1)) o.device = p.val;
+        else if (opt_is(&p, "--tune", 1)) parse_choice(&p, "--tune", tune_names, 4, &o.tune);
+        else if (opt_is(&p, "--checkpoint", 1)) o.checkpoint = p.val;
+        else if (opt_is(&p, "--resume", 0)) o.resume = 1;
+        else if (opt_is(&p, "--overwrite", 0)) o.overwrite = 1;
+        else if (opt_is(&p, "--log", 1)) o.log = p.val;
+        else if (opt_is(&p, "--plot", 1)) o.plot = p.val;
+        else if (opt_is(&p, "--limit", 1)) parse_int(&p, "--limit", 1, INT_MAX, &o.limit);
+        else if (opt_is(&p, "--label-smoothing", 1)) parse_float(&p, "--label-smoothing", 0, 1, 1, &o.label_smoothing);
+        else if (opt_is(&p, "--verbose", 0) || !strcmp(a, "-v")) o.verbose = 1;
+        else if (a[0] == '-') return usage_error(dataset, "unknown option '%s'", a);
+        else return usage_error(dataset, "unexpected argument '%s'", a);
+    }
+    if (p.bad) return 2;
+    if (o.resume && o.overwrite) return usage_error(dataset, "%s", "--resume and --overwrite contradict each other");
+    return cli_train(&o);
+}
+
+static int cmd_eval(int argc, char **argv)
+{
+    const char *ckpt = NULL, *data = NULL, *device = NULL;
+    int tune = -1, batch = -1, verbose = 0;
+    argp p = {.argc = argc, .argv = argv, .cmd = "eval", .i = 1};
+    for (; p.i < argc && !p.bad; p.i++) {
+        const char *a = argv[p.i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_eval, stdout);
+            return 0;
+        }
+        if (opt_is(&p, "--checkpoint", 1)) ckpt = p.val;
+        else if (opt_is(&p, "--data", 1)) data = p.val;
+        else if (opt_is(&p, "--device", 1)) device = p.val;
+        else if (opt_is(&p, "--tune", 1)) parse_choice(&p, "--tune", tune_names, 4, &tune);
+        else if (opt_is(&p, "--batch", 1)) parse_int(&p, "--batch", 1, 65536, &batch);
+        else if (opt_is(&p, "--verbose", 0)) verbose = 1;
+        else if (a[0] == '-') return usage_error("eval", "unknown option '%s'", a);
+        else return usage_error("eval", "unexpected argument '%s'", a);
+    }
+    if (p.bad) return 2;
+    if (!ckpt) return usage_error("eval", "%s", "--checkpoint FILE is required");
+    return cli_eval(ckpt, data, device, tune, batch, verbose);
+}
+
+static int cmd_predict(int argc, char **argv)
+{
+    const char *ckpt = NULL, *device = NULL;
+    int tune = -1, top = 3;
+    char **files = calloc((size_t)argc + 1, sizeof *files);
+    int nfiles = 0, rc;
+    if (!files) {
+        fprintf(stderr, "cltrain: error: out of memory\n");
+        return 1;
+    }
+    argp p = {.argc = argc, .argv = argv, .cmd = "predict", .i = 1};
+    for (; p.i < argc && !p.bad; p.i++) {
+        const char *a = argv[p.i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_predict, stdout);
+            free(files);
+            return 0;
+        }
+        if (!strcmp(a, "--")) {
+            while (++p.i < argc) files[nfiles++] = argv[p.i];
+            break;
+        }
+        if (opt_is(&p, "--checkpoint", 1)) ckpt = p.val;
+        else if (opt_is(&p, "--device", 1)) device = p.val;
+        else if (opt_is(&p, "--tune", 1)) parse_choice(&p, "--tune", tune_names, 4, &tune);
+        else if (opt_is(&p, "--top", 1)) parse_int(&p, "--top", 1, 10, &top);
+        else if (a[0] == '-' && a[1]) {
+            free(files);
+            return usage_error("predict", "unknown option '%s'", a);
+        } else files[nfiles++] = argv[p.i];
+    }
+    if (p.bad) rc = 2;
+    else if (!ckpt) rc = usage_error("predict", "%s", "--checkpoint FILE is required");
+    else if (!nfiles) rc = usage_error("predict", "%s", "no IMAGE given");
+    else rc = cli_predict(ckpt, device, tune, top, nfiles, files);
+    free(files);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ devices */
+
+static void fmt_bytes(char *b, size_t len, uint64_t v)
+{
+    if (v >= (1ull << 30)) snprintf(b, len, "%.1f GiB", v / 1073741824.0);
+    else if (v >= (1ull << 20)) snprintf(b, len, "%.1f MiB", v / 1048576.0);
+    else snprintf(b, len, "%.1f KiB", v / 1024.0);
+}
+
+static int cmd_devices(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage_devices, stdout);
+            return 0;
+        }
+        return usage_error("devices", "unexpected argument '%s'", argv[i]);
+    }
+    int n = 0;
+    int st = clt_device_count(&n);
+    if (st < 0) {
+        fprintf(stderr, "cltrain: error: cannot list OpenCL devices: %s\n", clt_status_string(st));
+        return 1;
+    }
+    if (n == 0) {
+        printf("no OpenCL devices found (is an OpenCL driver (ICD) installed? e.g. pocl-opencl-icd for CPUs)\n");
+        return 1;
+    }
+    const char *env = getenv("CLTRAIN_DEVICE");
+    for (int i = 0; i < n; i++) {
+        clt_device_info d;
+        st = clt_device_get_info(i, &d);
+        if (st < 0) {
+            fprintf(stderr, "cltrain: error: device %d: %s\n", i, clt_status_string(st));
+            return 1;
+        }
+        char g[32], a[32], l[32];
+        fmt_bytes(g, sizeof g, d.global_mem_bytes);
+        fmt_bytes(a, sizeof a, d.max_alloc_bytes);
+        fmt_bytes(l, sizeof l, d.local_mem_bytes);
+        printf("device %d (--device %d or %d:%d): %s\n", d.index, d.index, d.platform_index,
+               d.index, d.name);
+        printf("  vendor:          %s\n", d.vendor);
+        printf("  platform:        %s (%s)\n", d.platform_name, d.platform_version);
+        printf("  type:            %s\n", d.is_gpu ? "GPU" : d.is_cpu ? "CPU" : "accelerator/other");
+        printf("  compute units:   %u at %u MHz\n", d.compute_units, d.max_clock_mhz);
+        printf("  global memory:   %s (max allocation %s)\n", g, a);
+        printf("  local memory:    %s%s\n", l, d.local_mem_is_global ? " (emulated in global memory)" : "");
+        printf("  work-group size: %zu, preferred float vector width %u\n", d.max_work_group_size,
+               d.preferred_vector_width_float);
+        printf("  fp16: %s, fp64: %s\n", d.fp16 ? "yes" : "no", d.fp64 ? "yes" : "no");
+        printf("  versions:        %s, %s, driver %s\n", d.device_version, d.opencl_c_version, d.driver_version);
+    }
+    if (env && *env) printf("CLTRAIN_DEVICE=%s selects the default device\n", env);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ main */
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        if (!strcmp(cmd, "help") && argc > 2) {
+            static char help_opt[] = "--help";
+            static char *hargv[4];
+            hargv[0] = argv[0], hargv[1] = argv[2], hargv[2] = help_opt, hargv[3] = NULL;
+            cmd = argv[2];
+            argc = 3;
+            argv = hargv;
+        } else {
+            fputs(usage_main, stdout);
+            return 0;
+        }
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+        printf("cltrain %s\n", CLT_VERSION_STRING);
+        return 0;
+    }
+    int sargc = argc - 1;
+    char **sargv = argv + 1;
+    if (!strcmp(cmd, "cifar10") || !strcmp(cmd, "mnist") || !strcmp(cmd, "fashion-mnist"))
+        return cmd_train(cmd, sargc, sargv);
+    if (!strcmp(cmd, "eval")) return cmd_eval(sargc, sargv);
+    if (!strcmp(cmd, "predict")) return cmd_predict(sargc, sargv);
+    if (!strcmp(cmd, "devices")) return cmd_devices(sargc, sargv);
+    /* ---- LEAD: wire `bench` and `tune` here once tools/bench.c is merged:
+     *   if (!strcmp(cmd, "bench")) return tool_cmd_bench(sargc, sargv);
+     *   if (!strcmp(cmd, "tune")) return tool_cmd_tune(sargc, sargv);
+     * and add 'tools/bench.c' to the cltrain executable's sources in meson.build. */
+    if (!strcmp(cmd, "bench") || !strcmp(cmd, "tune")) {
+        fprintf(stderr, "cltrain: error: '%s' is not available in this build\n", cmd);
+        return 1;
+    }
+    if (cmd[0] == '-') return usage_error(NULL, "unknown option '%s'", cmd);
+    return usage_error(NULL, "unknown command '%s'", cmd);
+}

@@ -1,0 +1,1232 @@
+/* train.c - the training, evaluation and prediction commands of cltrain: data pipeline, graphs, epochs. */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+const char *const cli_schedule_names[4] = {"constant", "step", "cosine", "onecycle"};
+const char *const cli_optimizer_names[3] = {"sgd", "adam", "adamw"};
+
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cltrain: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+static void note(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cltrain: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+#define CLI_PI 3.14159265358979323846
+
+static uint64_t mix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, n) without modulo bias worth mentioning for n << 2^64. */
+static uint32_t rand_below(uint64_t *s, uint32_t n) { return (uint32_t)((mix64(s) >> 32) * (uint64_t)n >> 32); }
+
+/* ------------------------------------------------------------------------------------------ interrupt */
+
+static volatile sig_atomic_t g_interrupted;
+static void on_sigint(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+    signal(SIGINT, SIG_DFL); /* a second Ctrl-C ends the process at once */
+}
+
+/* ------------------------------------------------------------------------------------------ meta block */
+
+char *cli_meta_append(const char *model_text, const cli_data_meta *m)
+{
+    size_t cap = strlen(model_text) + 4096;
+    char *s = malloc(cap);
+    if (!s) return NULL;
+    size_t len = (size_t)snprintf(s, cap, "%s%s%s\n# input %d %d %d\n# classes %d\n", model_text,
+                                  (*model_text && model_text[strlen(model_text) - 1] != '\n') ? "\n" : "",
+                                  CLI_META_MARKER, m->c, m->h, m->w, m->classes);
+    len += (size_t)snprintf(s + len, cap - len, "# mean");
+    for (int i = 0; i < m->c; i++) len += (size_t)snprintf(s + len, cap - len, " %.9g", m->mean[i]);
+    len += (size_t)snprintf(s + len, cap - len, "\n# std");
+    for (int i = 0; i < m->c; i++) len += (size_t)snprintf(s + len, cap - len, " %.9g", m->std[i]);
+    len += (size_t)snprintf(s + len, cap - len, "\n# label_smoothing %.9g\n", m->label_smoothing);
+    for (int i = 0; i < m->classes; i++) len += (size_t)snprintf(s + len, cap - len, "# class %d %s\n", i, m->class_names[i]);
+    return s;
+}
+
+int cli_meta_parse(const char *text, char **model_only, cli_data_meta *m, char *err)
+{
+    *model_only = NULL;
+    memset(m, 0, sizeof *m);
+    const char *mk = strstr(text, CLI_META_MARKER);
+    if (!mk) {
+        snprintf(err, TOOL_ERR_LEN, "the data settings block (input shape, normalization, class names) is missing");
+        return CLT_ERR_FORMAT;
+    }
+    int got = 0;
+    for (const char *p = strchr(mk, '\n'); p && *p;) {
+        p++;
+        const char *eol = strchr(p, '\n');
+        size_t l = eol ? (size_t)(eol - p) : strlen(p);
+        char line[256];
+        if (l >= sizeof line) l = sizeof line - 1;
+        memcpy(line, p, l);
+        line[l] = 0;
+        int k;
+        if (sscanf(line, "# input %d %d %d", &m->c, &m->h, &m->w) == 3) got |= 1;
+        else if (sscanf(line, "# classes %d", &m->classes) == 1) got |= 2;
+        else if (!strncmp(line, "# mean", 6) || !strncmp(line, "# std", 5)) {
+            float *dst = line[2] == 'm' ? m->mean : m->std;
+            char *q = line + (line[2] == 'm' ? 6 : 5);
+            for (int i = 0; i < 4; i++) {
+                char *e;
+                double v = strtod(q, &e);
+                if (e == q) break;
+                dst[i] = (float)v;
+                q = e;
+            }
+            got |= line[2] == 'm' ? 4 : 8;
+        } else if (sscanf(line, "# label_smoothing %f", &m->label_smoothing) == 1) got |= 16;
+        else if (sscanf(line, "# class %d", &k) == 1 && k >= 0 && k < 10) {
+            const char *nm = strchr(line + 8, ' ');
+            if (nm) snprintf(m->class_names[k], sizeof m->class_names[k], "%s", nm + 1);
+        }
+        p = eol;
+    }
+    if ((got & 15) != 15 || m->c < 1 || m->c > 4 || m->h < 1 || m->w < 1 || m->classes < 2 || m->classes > 10) {
+        snprintf(err, TOOL_ERR_LEN, "the data settings block is malformed");
+        return CLT_ERR_FORMAT;
+    }
+    for (int i = 0; i < m->c; i++)
+        if (!(m->std[i] > 0)) {
+            snprintf(err, TOOL_ERR_LEN, "the data settings block has a non-positive standard deviation");
+            return CLT_ERR_FORMAT;
+        }
+    for (int i = 0; i < m->classes; i++)
+        if (!m->class_names[i][0]) snprintf(m->class_names[i], sizeof m->class_names[i], "class%d", i);
+    size_t n = (size_t)(mk - text);
+    *model_only = malloc(n + 1);
+    if (!*model_only) {
+        snprintf(err, TOOL_ERR_LEN, "out of memory");
+        return CLT_ERR_NOMEM;
+    }
+    memcpy(*model_only, text, n);
+    (*model_only)[n] = 0;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ data */
+
+static const char *default_data_dir(const char *dataset)
+{
+    const char *e = getenv("CLTRAIN_DATA");
+    if (e && *e) return e;
+    if (!strcmp(dataset, "fashion-mnist")) return "/usr/share/datasets/fashion-mnist";
+    return ".";
+}
+
+static int load_dataset(const char *dataset, const char *dir, int train, tool_dataset *ds, char *err)
+{
+    memset(ds, 0, sizeof *ds);
+    if (!strcmp(dataset, "cifar10")) return tool_load_cifar10(dir, train, ds, err);
+    if (!strcmp(dataset, "mnist")) return tool_load_idx(dir, train, 0, ds, err);
+    if (!strcmp(dataset, "fashion-mnist")) return tool_load_idx(dir, train, 1, ds, err);
+    snprintf(err, TOOL_ERR_LEN, "unknown dataset '%s'", dataset);
+    return CLT_ERR_INVALID;
+}
+
+/* Per-channel mean and standard deviation of pixel/255 over the first n images. Integer sums make it
+ * exact and independent of summation order. */
+static void channel_stats(const tool_dataset *ds, int n, cli_data_meta *m)
+{
+    size_t hw = (size_t)ds->h * ds->w;
+    for (int c = 0; c < ds->c; c++) {
+        uint64_t s = 0, ss = 0;
+        for (int i = 0; i < n; i++) {
+            const uint8_t *p = ds->pixels + ((size_t)i * ds->c + c) * hw;
+            for (size_t j = 0; j < hw; j++) {
+                s += p[j];
+                ss += (uint64_t)p[j] * p[j];
+            }
+        }
+        double cnt = (double)n * hw, mean = s / cnt, var = ss / cnt - mean * mean;
+        m->mean[c] = (float)(mean / 255.0);
+        m->std[c] = (float)(var > 1e-6 ? sqrt(var) / 255.0 : 1.0);
+    }
+}
+
+/* How to turn a batch of images into floats: x = pixel * scale[c] + shift[c]. */
+typedef struct prep_spec {
+    const tool_dataset *ds;
+    const int *order;    /* image index for each position of the epoch; NULL: identity */
+    int total;           /* images in the pass */
+    int batch;           /* rows per buffer; rows past the data are zero-filled */
+    int augment;
+    uint64_t seed;       /* augmentation stream of the epoch */
+    float scale[4], shift[4];
+} prep_spec;
+
+static void prep_batch(const prep_spec *p, int start, float *x, float *y)
+{
+    const tool_dataset *ds = p->ds;
+    int C = ds->c, H = ds->h, W = ds->w;
+    size_t img = (size_t)C * H * W;
+    for (int r = 0; r < p->batch; r++) {
+        int pos = start + r;
+        float *dst = x + r * img;
+        if (pos >= p->total) {
+            /* Padding rows of an evaluation batch: their outputs are ignored. */
+            memset(dst, 0, img * sizeof *dst);
+            y[r] = 0;
+            continue;
+        }
+        int idx = p->order ? p->order[pos] : pos;
+        const uint8_t *src = ds->pixels + (size_t)idx * img;
+        y[r] = (float)ds->labels[idx];
+        int dx = 0, dy = 0, flip = 0;
+        if (p->augment) {
+            /* Each image's draw depends only on (epoch seed, position): the same whatever thread runs it. */
+            uint64_t s = p->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(pos + 1));
+            dy = (int)rand_below(&s, 9) - 4;
+            dx = (int)rand_below(&s, 9) - 4;
+            flip = (int)(mix64(&s) >> 63);
+        }
+        for (int c = 0; c < C; c++) {
+            float sc = p->scale[c], sh = p->shift[c];
+            const uint8_t *sp = src + (size_t)c * H * W;
+            float *dp = dst + (size_t)c * H * W;
+            if (!p->augment) {
+                for (int i = 0; i < H * W; i++) dp[i] = sp[i] * sc + sh;
+                continue;
+            }
+            for (int yy = 0; yy < H; yy++) {
+                int sy = yy + dy;
+                for (int xx = 0; xx < W; xx++) {
+                    int sx = (flip ? W - 1 - xx : xx) + dx;
+                    /* Zero padding of the raw image, as a crop of the 4-pixel padded picture. */
+                    uint8_t v = (sy >= 0 && sy < H && sx >= 0 && sx < W) ? sp[sy * W + sx] : 0;
+                    dp[yy * W + xx] = v * sc + sh;
+                }
+            }
+        }
+    }
+}
+
+/* A host thread that prepares the next batch while the device works on the current one. */
+typedef struct worker {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, has_job, done, quit;
+    const prep_spec *spec;
+    int start;
+    float *x, *y;
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->has_job && !w->quit) pthread_cond_wait(&w->cv, &w->mu);
+        if (w->quit) break;
+        const prep_spec *spec = w->spec;
+        int start = w->start;
+        float *x = w->x, *y = w->y;
+        pthread_mutex_unlock(&w->mu);
+        prep_batch(spec, start, x, y);
+        pthread_mutex_lock(&w->mu);
+        w->has_job = 0;
+        w->done = 1;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static int worker_start(worker *w)
+{
+    memset(w, 0, sizeof *w);
+    if (pthread_mutex_init(&w->mu, NULL)) return -1;
+    if (pthread_cond_init(&w->cv, NULL)) {
+        pthread_mutex_destroy(&w->mu);
+        return -1;
+    }
+    if (pthread_create(&w->th, NULL, worker_main, w)) {
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+        return -1;
+    }
+    w->started = 1;
+    return 0;
+}
+
+static void worker_submit(worker *w, const prep_spec *spec, int start, float *x, float *y)
+{
+    pthread_mutex_lock(&w->mu);
+    w->spec = spec;
+    w->start = start;
+    w->x = x;
+    w->y = y;
+    w->done = 0;
+    w->has_job = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void worker_wait(worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    while (!w->done) pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void worker_stop(worker *w)
+{
+    if (!w->started) return;
+    pthread_mutex_lock(&w->mu);
+    while (w->has_job) pthread_cond_wait(&w->cv, &w->mu);
+    w->quit = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->th, NULL);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    w->started = 0;
+}
+
+/* ------------------------------------------------------------------------------------------ graphs */
+
+typedef struct net {
+    clt_graph *g;
+    clt_tensor *x, *y, *logits, *loss;
+    int batch;
+} net;
+
+static void net_free(net *n)
+{
+    clt_graph_destroy(n->g);
+    memset(n, 0, sizeof *n);
+}
+
+/* x (B,C,H,W) -> model -> logits (B,K); with `training` also labels (B) and the loss. */
+static int net_build(clt_context *ctx, const tool_model *model, const cli_data_meta *dm, int batch, int training,
+                     const clt_compile_settings *cs, net *n)
+{
+    char err[TOOL_ERR_LEN] = "";
+    memset(n, 0, sizeof *n);
+    n->batch = batch;
+    int xs[4] = {batch, dm->c, dm->h, dm->w}, ys[1] = {batch};
+    if (clt_graph_create(ctx, &n->g) < 0 || clt_input(n->g, "x", 4, xs, &n->x) < 0)
+        return fail("creating the graph: %s", clt_errmsg(ctx));
+    if (tool_model_build(model, n->g, n->x, dm->classes, &n->logits, err) < 0)
+        return fail("building model '%s': %s", model->name, err[0] ? err : clt_errmsg(ctx));
+    if (clt_tensor_ndim(n->logits) != 2 || clt_tensor_dim(n->logits, 0) != batch ||
+        clt_tensor_dim(n->logits, 1) != dm->classes)
+        return fail("model '%s' does not end in (batch, %d) logits", model->name, dm->classes);
+    if (clt_graph_keep(n->g, n->logits, 0) < 0) return fail("%s", clt_errmsg(ctx));
+    if (training) {
+        if (clt_input(n->g, "labels", 1, ys, &n->y) < 0 ||
+            clt_softmax_cross_entropy(n->g, n->logits, n->y, dm->label_smoothing, &n->loss) < 0)
+            return fail("adding the loss: %s", clt_errmsg(ctx));
+    }
+    clt_compile_settings s = *cs;
+    s.training = training;
+    if (clt_graph_compile(n->g, &s) < 0) return fail("compiling the graph (batch %d): %s", batch, clt_errmsg(ctx));
+    return 0;
+}
+
+/* Copies every state tensor (and optimizer slots) and the counters from one graph to another built from
+ * the same model: used to train the last partial batch on a graph of that size. */
+static int copy_state(clt_context *ctx, clt_graph *src, clt_graph *dst, float *buf)
+{
+    int n = clt_graph_state_count(src);
+    if (n != clt_graph_state_count(dst)) return fail("internal: graphs differ in state tensors");
+    for (int i = 0; i < n; i++) {
+        int tr;
+        clt_tensor *a = clt_graph_state_tensor(src, i, &tr), *b = clt_graph_state_tensor(dst, i, NULL);
+        size_t cnt = clt_tensor_numel(a);
+        if (cnt != clt_tensor_numel(b) || strcmp(clt_tensor_name(a), clt_tensor_name(b)))
+            return fail("internal: state tensor %d differs between graphs", i);
+        if (clt_tensor_read(src, a, 0, buf, cnt) < 0 || clt_tensor_write(dst, b, buf, cnt) < 0)
+            return fail("copying state: %s", clt_errmsg(ctx));
+        for (int s = 0; tr && s < 2; s++)
+            if (clt_tensor_read_slot(src, a, s, buf, cnt) < 0 || clt_tensor_write_slot(dst, b, s, buf, cnt) < 0)
+                return fail("copying optimizer state: %s", clt_errmsg(ctx));
+    }
+    uint64_t steps, passes;
+    clt_graph_get_counters(src, &steps, &passes);
+    clt_graph_set_counters(dst, steps, passes);
+    return 0;
+}
+
+static size_t max_state_numel(clt_graph *g)
+{
+    size_t m = 1;
+    for (int i = 0; i < clt_graph_state_count(g); i++) {
+        size_t c = clt_tensor_numel(clt_graph_state_tensor(g, i, NULL));
+        if (c > m) m = c;
+    }
+    return m;
+}
+
+static int make_context(const char *device, int tune, int verbose, clt_context **ctx)
+{
+    clt_context_settings cs;
+    clt_context_default_settings(&cs);
+    cs.device = device;
+    if (tune >= 0) cs.tune = tune;
+    cs.verbose = verbose;
+    if (clt_context_create(&cs, ctx) < 0)
+        return fail("cannot open the OpenCL device%s%s: %s", device ? " " : "", device ? device : "",
+                    clt_errmsg(*ctx));
+    return 0;
+}
+
+/* Adds the host-side cross-entropy and accuracy of `valid` rows of logits to the sums. */
+static void score_rows(const float *logits, const float *labels, int valid, int k, double *loss_sum, int64_t *correct,
+                       int64_t *confusion)
+{
+    for (int r = 0; r < valid; r++) {
+        const float *l = logits + (size_t)r * k;
+        int best = 0;
+        double mx = l[0];
+        for (int j = 1; j < k; j++)
+            if (l[j] > l[best]) best = j;
+        mx = l[best];
+        double se = 0;
+        for (int j = 0; j < k; j++) se += exp((double)l[j] - mx);
+        int t = (int)labels[r];
+        *loss_sum += log(se) + mx - l[t];
+        *correct += best == t;
+        if (confusion) confusion[t * k + best]++;
+    }
+}
+
+/* Evaluation pass (no dropout, batch-norm running statistics) over a whole dataset on a graph of any
+ * batch size: the last batch is padded with zero rows whose outputs are ignored, which is exact because
+ * evaluation passes treat every row independently. */
+static int evaluate(clt_context *ctx, net *n, const tool_dataset *ds, const cli_data_meta *dm, worker *w, float *xb[2],
+                    float *yb[2], float *logits, double *loss, double *acc, int64_t *confusion, cli_progress *prog)
+{
+    prep_spec spec = {.ds = ds, .total = ds->n, .batch = n->batch};
+    for (int c = 0; c < dm->c; c++) {
+        spec.scale[c] = 1.0f / (255.0f * dm->std[c]);
+        spec.shift[c] = -dm->mean[c] / dm->std[c];
+    }
+    int k = dm->classes, steps = (ds->n + n->batch - 1) / n->batch;
+    double loss_sum = 0;
+    int64_t correct = 0;
+    if (confusion) memset(confusion, 0, sizeof(int64_t) * k * k);
+    worker_submit(w, &spec, 0, xb[0], yb[0]);
+    for (int j = 0; j < steps; j++) {
+        worker_wait(w);
+        float *x = xb[j & 1], *y = yb[j & 1];
+        if (j + 1 < steps) worker_submit(w, &spec, (j + 1) * n->batch, xb[(j + 1) & 1], yb[(j + 1) & 1]);
+        size_t nx = clt_tensor_numel(n->x);
+        int st = clt_tensor_write(n->g, n->x, x, nx);
+        if (st >= 0 && n->y) st = clt_tensor_write(n->g, n->y, y, (size_t)n->batch);
+        if (st >= 0) st = clt_graph_forward(n->g, 0);
+        if (st >= 0) st = clt_tensor_read(n->g, n->logits, 0, logits, (size_t)n->batch * k);
+        if (st < 0) {
+            if (j + 1 < steps) worker_wait(w);
+            cli_progress_clear(prog, stdout);
+            return fail("evaluation: %s", clt_errmsg(ctx));
+        }
+        int valid = ds->n - j * n->batch < n->batch ? ds->n - j * n->batch : n->batch;
+        score_rows(logits, y, valid, k, &loss_sum, &correct, confusion);
+        cli_progress_eval(prog, stdout, j * n->batch + valid, ds->n);
+    }
+    cli_progress_clear(prog, stdout);
+    *loss = loss_sum / ds->n;
+    *acc = (double)correct / ds->n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ schedule */
+
+static double lr_at(int schedule, double base, uint64_t step, uint64_t total)
+{
+    double t = total ? (double)step / (double)total : 0;
+    if (t > 1) t = 1;
+    switch (schedule) {
+    case CLI_SCHED_STEP: return base * (t < 0.5 ? 1.0 : t < 0.75 ? 0.1 : 0.01);
+    case CLI_SCHED_COSINE: return base * 0.5 * (1 + cos(CLI_PI * t));
+    case CLI_SCHED_ONECYCLE:
+        /* Linear warm-up from base/25 over the first 30%, then cosine annealing to zero. */
+        if (t < 0.3) return base * (0.04 + 0.96 * t / 0.3);
+        return base * 0.5 * (1 + cos(CLI_PI * (t - 0.3) / 0.7));
+    default: return base;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ summary */
+
+static void print_final(const tool_epoch_metrics *h, int n, double test_acc, double test_loss)
+{
+    double secs = 0, inv = 0;
+    int nips = 0;
+    for (int i = 0; i < n; i++) {
+        secs += h[i].seconds;
+        if (h[i].images_per_s > 0) {
+            inv += 1.0 / h[i].images_per_s;
+            nips++;
+        }
+    }
+    printf("final: epochs=%d test_acc=%.4f test_loss=%.4f train_images_per_s=%.1f seconds=%.1f\n", n, test_acc,
+           test_loss, nips ? nips / inv : 0.0, secs);
+    fflush(stdout);
+}
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* The folder of `path` must accept new files (the checkpoint is written next to itself, then renamed). */
+static int check_writable_dir(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *sl = strrchr(dir, '/');
+    if (!sl) snprintf(dir, sizeof dir, ".");
+    else if (sl == dir) dir[1] = 0;
+    else *sl = 0;
+    if (access(dir, W_OK) != 0) return fail("cannot write the checkpoint %s: folder %s: %s", path, dir, strerror(errno));
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ train */
+
+int cli_train(const cli_train_opts *o)
+{
+    int rc = 1;
+    char err[TOOL_ERR_LEN] = "";
+    tool_dataset train = {0}, test = {0};
+    tool_model model = {0};
+    tool_checkpoint ck = {0};
+    int have_ck = 0;
+    cli_data_meta dm = {0};
+    tool_ckpt_meta *meta = NULL;
+    char *model_text = NULL, *model_only = NULL;
+    clt_context *ctx = NULL;
+    net tr = {0}, tail = {0};
+    worker w = {0};
+    float *xb[2] = {NULL, NULL}, *yb[2] = {NULL, NULL}, *logits = NULL, *statebuf = NULL;
+    int *order = NULL;
+    int64_t *confusion = NULL;
+    struct sigaction old_sa;
+    int sa_set = 0;
+
+    const char *dir = o->data_dir ? o->data_dir : default_data_dir(o->dataset);
+    meta = calloc(1, sizeof *meta);
+    if (!meta) return fail("out of memory");
+
+    /* ---- checkpoint policy: resume from it, or refuse to destroy anything that is not ours. */
+    int resume = 0;
+    if (o->checkpoint) {
+        if (file_exists(o->checkpoint)) {
+            if (tool_checkpoint_read(o->checkpoint, &ck, err) < 0) {
+                fail("%s; the file was left untouched (remove it or choose another --checkpoint file)", err);
+                goto out;
+            }
+            have_ck = 1;
+            if (!o->resume && !o->overwrite) {
+                fail("checkpoint %s already exists (%d of %d epochs done): add --resume to continue it or "
+                     "--overwrite to start over", o->checkpoint, ck.meta.epochs_done, ck.meta.epochs_total);
+                goto out;
+            }
+            resume = o->resume;
+        } else if (o->resume) {
+            note("no checkpoint at %s yet: starting from scratch", o->checkpoint);
+        }
+        if (check_writable_dir(o->checkpoint)) goto out;
+    } else if (o->resume) {
+        fail("--resume needs --checkpoint FILE");
+        goto out;
+    }
+
+    if (resume) {
+        *meta = ck.meta;
+        if (strcmp(meta->dataset, o->dataset)) {
+            fail("checkpoint %s was trained on %s, not %s", o->checkpoint, meta->dataset, o->dataset);
+            goto out;
+        }
+        if (cli_meta_parse(ck.model_text, &model_only, &dm, err) < 0) {
+            fail("checkpoint %s: %s", o->checkpoint, err);
+            goto out;
+        }
+        if (tool_model_parse(model_only, o->checkpoint, &model, err) < 0) {
+            fail("%s (the model stored in the checkpoint)", err);
+            goto out;
+        }
+        const char *ignored[16];
+        int ni = 0;
+        if (o->model) ignored[ni++] = "--model";
+        if (o->batch > 0) ignored[ni++] = "--batch";
+        if (o->optimizer >= 0) ignored[ni++] = "--optimizer";
+        if (!isnan(o->lr)) ignored[ni++] = "--lr";
+        if (!isnan(o->momentum)) ignored[ni++] = "--momentum";
+        if (o->nesterov > 0) ignored[ni++] = "--nesterov";
+        if (!isnan(o->weight_decay)) ignored[ni++] = "--weight-decay";
+        if (o->schedule >= 0) ignored[ni++] = "--schedule";
+        if (o->augment >= 0) ignored[ni++] = "--augment";
+        if (o->seed >= 0) ignored[ni++] = "--seed";
+        if (o->limit > 0) ignored[ni++] = "--limit";
+        if (!isnan(o->label_smoothing)) ignored[ni++] = "--label-smoothing";
+        for (int i = 0; i < ni; i++)
+            note("%s ignored: a resumed run keeps the settings stored in %s", ignored[i], o->checkpoint);
+        if (o->epochs > 0) {
+            if (o->epochs < meta->epochs_done) {
+                fail("--epochs %d: checkpoint %s has already done %d epochs", o->epochs, o->checkpoint,
+                     meta->epochs_done);
+                goto out;
+            }
+            meta->epochs_total = o->epochs;
+        }
+    } else {
+        const char *mname = o->model ? o->model : "cnn";
+        if (tool_model_load(mname, &model, err) < 0) {
+            fail("%s", err);
+            goto out;
+        }
+        memset(meta, 0, sizeof *meta);
+        snprintf(meta->dataset, sizeof meta->dataset, "%s", o->dataset);
+        snprintf(meta->model_text_origin, sizeof meta->model_text_origin, "%s", mname);
+        int opt = o->optimizer >= 0 ? o->optimizer : model.optimizer >= 0 ? model.optimizer : CLT_OPT_SGD;
+        clt_optimizer_default_settings(&meta->opt, opt);
+        meta->opt.lr = !isnan(o->lr) ? o->lr : model.lr > 0 ? model.lr : opt == CLT_OPT_SGD ? 0.05f : 0.001f;
+        if (opt == CLT_OPT_SGD) {
+            meta->opt.momentum = !isnan(o->momentum) ? o->momentum : model.momentum >= 0 ? model.momentum : 0.9f;
+            meta->opt.nesterov = o->nesterov > 0 || (o->nesterov < 0 && model.nesterov > 0);
+            meta->opt.weight_decay = !isnan(o->weight_decay) ? o->weight_decay
+                                     : model.weight_decay >= 0 ? model.weight_decay : 5e-4f;
+        } else {
+            if (!isnan(o->momentum)) note("--momentum applies to sgd only; %s uses beta1 %.3g", cli_optimizer_names[opt],
+                                          meta->opt.beta1);
+            if (o->nesterov > 0) {
+                fail("--nesterov needs --optimizer sgd");
+                goto out;
+            }
+            if (!isnan(o->weight_decay)) meta->opt.weight_decay = o->weight_decay;
+            else if (model.weight_decay >= 0) meta->opt.weight_decay = model.weight_decay;
+        }
+        if (meta->opt.nesterov && !(meta->opt.momentum > 0)) {
+            fail("--nesterov needs a momentum above 0");
+            goto out;
+        }
+        meta->lr = meta->opt.lr;
+        meta->momentum = meta->opt.momentum;
+        meta->batch = o->batch > 0 ? o->batch : model.batch > 0 ? model.batch : 128;
+        meta->schedule = o->schedule >= 0 ? o->schedule : CLI_SCHED_ONECYCLE;
+        meta->augment = o->augment >= 0 ? o->augment : !strcmp(o->dataset, "cifar10");
+        meta->limit = o->limit > 0 ? o->limit : 0;
+        meta->seed = o->seed >= 0 ? (uint64_t)o->seed : 1;
+        meta->epochs_total = o->epochs > 0 ? o->epochs : model.epochs > 0 ? model.epochs : 10;
+        meta->rng_state = meta->seed ^ 0x5DEECE66Dull;
+        dm.label_smoothing = !isnan(o->label_smoothing) ? o->label_smoothing : 0.0f;
+    }
+
+    /* ---- data */
+    if (load_dataset(o->dataset, dir, 1, &train, err) < 0 || load_dataset(o->dataset, dir, 0, &test, err) < 0) {
+        fail("%s", err);
+        goto out;
+    }
+    if (test.c != train.c || test.h != train.h || test.w != train.w || train.c > 4 || train.classes > 10) {
+        fail("%s: training images are %dx%dx%d but test images %dx%dx%d", dir, train.c, train.h, train.w, test.c,
+             test.h, test.w);
+        goto out;
+    }
+    int ntrain = train.n;
+    if (meta->limit > 0 && meta->limit < ntrain) ntrain = meta->limit;
+    if (resume) {
+        if (dm.c != train.c || dm.h != train.h || dm.w != train.w || dm.classes != train.classes) {
+            fail("checkpoint %s expects %dx%dx%d images in %d classes; %s has %dx%dx%d in %d", o->checkpoint, dm.c,
+                 dm.h, dm.w, dm.classes, dir, train.c, train.h, train.w, train.classes);
+            goto out;
+        }
+    } else {
+        dm.c = train.c, dm.h = train.h, dm.w = train.w, dm.classes = train.classes;
+        memcpy(dm.class_names, train.class_names, sizeof dm.class_names);
+        channel_stats(&train, ntrain, &dm);
+    }
+    tool_model_info mi = {0};
+    if (tool_model_check(&model, dm.c, dm.h, dm.w, dm.classes, &mi, o->verbose ? stdout : NULL, err) < 0) {
+        fail("model %s does not fit %dx%dx%d images in %d classes: %s", meta->model_text_origin, dm.c, dm.h, dm.w, dm.classes, err);
+        goto out;
+    }
+    model_text = cli_meta_append(model.text, &dm);
+    if (!model_text) {
+        fail("out of memory");
+        goto out;
+    }
+    int B = meta->batch < ntrain ? meta->batch : ntrain;
+    int nfull = ntrain / B, rem = ntrain % B;
+    /* A training pass needs two values per channel for batch statistics: a lone last image is left out. */
+    int tail_n = rem >= 2 ? rem : 0;
+    int steps_per_epoch = nfull + (tail_n > 0);
+
+    /* ---- device and graphs */
+    if (make_context(o->device, o->tune, o->verbose, &ctx)) goto out;
+    clt_device_info di;
+    clt_context_device_info(ctx, &di);
+    clt_compile_settings cs;
+    clt_compile_default_settings(&cs);
+    cs.seed = meta->seed;
+    cs.optimizer = meta->opt;
+    if (net_build(ctx, &model, &dm, B, 1, &cs, &tr)) goto out;
+    if (tail_n && net_build(ctx, &model, &dm, tail_n, 1, &cs, &tail)) goto out;
+    if (resume && tool_checkpoint_apply(&ck, tr.g, err) < 0) {
+        fail("checkpoint %s: %s", o->checkpoint, err);
+        goto out;
+    }
+
+    size_t img = (size_t)dm.c * dm.h * dm.w;
+    for (int i = 0; i < 2; i++) {
+        xb[i] = malloc((size_t)B * img * sizeof(float));
+        yb[i] = malloc((size_t)B * sizeof(float));
+    }
+    logits = malloc((size_t)B * dm.classes * sizeof(float));
+    statebuf = malloc(max_state_numel(tr.g) * sizeof(float));
+    order = malloc((size_t)ntrain * sizeof *order);
+    confusion = calloc((size_t)dm.classes * dm.classes, sizeof *confusion);
+    if (!xb[0] || !xb[1] || !yb[0] || !yb[1] || !logits || !statebuf || !order || !confusion) {
+        fail("out of host memory");
+        goto out;
+    }
+    if (worker_start(&w)) {
+        fail("cannot start the batch preparation thread");
+        goto out;
+    }
+
+    size_t pbytes = 0, abytes = 0;
+    clt_graph_memory(tr.g, &pbytes, &abytes);
+    printf("cltrain %s: %s, model %s, %d training / %d test images of %dx%dx%d, %d classes\n", CLT_VERSION_STRING,
+           o->dataset, meta->model_text_origin, ntrain, test.n, dm.c, dm.h, dm.w, dm.classes);
+    printf("model: %lld parameters, %.1f M multiply-adds per image forward\n", mi.params, mi.macs / 1e6);
+    printf("device: %s (%s)\n", di.name, di.platform_name);
+    printf("training: %d epochs, batch %d, %s lr %g", meta->epochs_total, B, cli_optimizer_names[meta->opt.type],
+           meta->opt.lr);
+    if (meta->opt.type == CLT_OPT_SGD) printf(" momentum %g%s", meta->opt.momentum, meta->opt.nesterov ? " nesterov" : "");
+    printf(" weight decay %g, %s schedule, augmentation %s, label smoothing %g, seed %llu\n", meta->opt.weight_decay,
+           cli_schedule_names[meta->schedule], meta->augment ? "on" : "off", dm.label_smoothing,
+           (unsigned long long)meta->seed);
+    if (resume) printf("resuming %s after epoch %d\n", o->checkpoint, meta->epochs_done);
+    if (rem == 1) printf("note: %d images do not fill the last batch; the single image left over is skipped each epoch\n", ntrain);
+    if (o->verbose)
+        printf("memory: %.1f MiB parameters and state, %.1f MiB activations\n", pbytes / 1048576.0,
+               abytes / 1048576.0);
+    fflush(stdout);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    g_interrupted = 0;
+    if (sigaction(SIGINT, &sa, &old_sa) == 0) sa_set = 1;
+
+    cli_progress prog;
+    cli_progress_init(&prog, stdout);
+    double last_test_acc = NAN, last_test_loss = NAN;
+    int evaluated = 0;
+    uint64_t total_steps = (uint64_t)steps_per_epoch * meta->epochs_total;
+    prep_spec spec = {.ds = &train, .order = order, .total = ntrain, .batch = B, .augment = meta->augment};
+    for (int c = 0; c < dm.c; c++) {
+        spec.scale[c] = 1.0f / (255.0f * dm.std[c]);
+        spec.shift[c] = -dm.mean[c] / dm.std[c];
+    }
+    if (meta->epochs_total > (int)(sizeof meta->history / sizeof meta->history[0])) {
+        fail("at most %d epochs", (int)(sizeof meta->history / sizeof meta->history[0]));
+        goto out;
+    }
+
+    while (meta->epochs_done < meta->epochs_total) {
+        int epoch = meta->epochs_done; /* 0-based */
+        double t0 = cli_now_s();
+        /* The epoch's shuffle and augmentation come from a stream stored in the checkpoint. */
+        uint64_t es = mix64(&meta->rng_state);
+        spec.seed = mix64(&es);
+        for (int i = 0; i < ntrain; i++) order[i] = i;
+        for (int i = ntrain - 1; i > 0; i--) {
+            int j = (int)rand_below(&es, (uint32_t)i + 1);
+            int t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        double loss_sum = 0;
+        int64_t correct = 0, seen = 0;
+        worker_submit(&w, &spec, 0, xb[0], yb[0]);
+        for (int j = 0; j < steps_per_epoch; j++) {
+            worker_wait(&w);
+            float *x = xb[j & 1], *y = yb[j & 1];
+            if (j + 1 < steps_per_epoch) worker_submit(&w, &spec, (j + 1) * B, xb[(j + 1) & 1], yb[(j + 1) & 1]);
+            int is_tail = j >= nfull;
+            net *n = is_tail ? &tail : &tr;
+            uint64_t step;
+            clt_graph_get_counters(tr.g, &step, NULL);
+            float lr = (float)lr_at(meta->schedule, meta->opt.lr, step, total_steps);
+            float loss = 0;
+            int st = 0;
+            if (is_tail) st = copy_state(ctx, tr.g, tail.g, statebuf) ? -1 : 0;
+            if (st >= 0) st = clt_tensor_write(n->g, n->x, x, (size_t)n->batch * img);
+            if (st >= 0) st = clt_tensor_write(n->g, n->y, y, (size_t)n->batch);
+            if (st >= 0) st = clt_graph_forward(n->g, 1);
+            if (st >= 0) st = clt_graph_backward(n->g, n->loss);
+            if (st >= 0) st = clt_graph_step(n->g, lr);
+            if (st >= 0) st = clt_tensor_read(n->g, n->loss, 0, &loss, 1);
+            if (st >= 0) st = clt_tensor_read(n->g, n->logits, 0, logits, (size_t)n->batch * dm.classes);
+            if (st >= 0 && is_tail) st = copy_state(ctx, tail.g, tr.g, statebuf) ? -1 : 0;
+            if (st < 0) {
+                cli_progress_clear(&prog, stdout);
+                if (j + 1 < steps_per_epoch) worker_wait(&w);
+                fail("training step %d of epoch %d: %s", j + 1, epoch + 1, clt_errmsg(ctx));
+                goto out;
+            }
+            if (!isfinite(loss)) {
+                cli_progress_clear(&prog, stdout);
+                if (j + 1 < steps_per_epoch) worker_wait(&w);
+                fail("the loss became %g at step %d of epoch %d: training diverged (try a lower --lr)", loss, j + 1,
+                     epoch + 1);
+                goto out;
+            }
+            double dummy = 0;
+            score_rows(logits, y, n->batch, dm.classes, &dummy, &correct, NULL);
+            loss_sum += (double)loss * n->batch;
+            seen += n->batch;
+            double el = cli_now_s() - t0;
+            cli_progress_draw(&prog, stdout, epoch + 1, meta->epochs_total, j + 1, steps_per_epoch, loss_sum / seen,
+                              (double)correct / seen, seen / el, el / (j + 1) * (steps_per_epoch - j - 1));
+            if (g_interrupted) {
+                cli_progress_clear(&prog, stdout);
+                if (j + 1 < steps_per_epoch) worker_wait(&w);
+                if (o->checkpoint && meta->epochs_done > 0)
+                    note("interrupted during epoch %d; %s holds the state after epoch %d (continue with --resume)",
+                         epoch + 1, o->checkpoint, meta->epochs_done);
+                else
+                    note("interrupted during epoch %d; nothing was saved", epoch + 1);
+                rc = 130;
+                goto out;
+            }
+        }
+        double t_train = cli_now_s() - t0;
+        cli_progress_clear(&prog, stdout);
+        double tl, ta;
+        if (evaluate(ctx, &tr, &test, &dm, &w, xb, yb, logits, &tl, &ta, confusion, &prog)) goto out;
+        evaluated = 1;
+        last_test_loss = tl;
+        last_test_acc = ta;
+        tool_epoch_metrics *h = &meta->history[meta->nhistory++];
+        h->train_loss = loss_sum / seen;
+        h->train_acc = (double)correct / seen;
+        h->test_loss = tl;
+        h->test_acc = ta;
+        h->seconds = cli_now_s() - t0;
+        h->images_per_s = seen / t_train;
+        meta->epochs_done++;
+        clt_graph_get_counters(tr.g, &meta->steps, &meta->passes);
+        printf("epoch %d/%d train_loss=%.4f train_acc=%.4f test_loss=%.4f test_acc=%.4f time=%.1fs images/s=%.1f\n",
+               epoch + 1, meta->epochs_total, h->train_loss, h->train_acc, tl, ta, h->seconds, h->images_per_s);
+        fflush(stdout);
+        if (o->checkpoint && tool_checkpoint_save(o->checkpoint, tr.g, meta, model_text, err) < 0) {
+            fail("saving the checkpoint: %s", err);
+            goto out;
+        }
+        if (o->log && cli_write_log(o->log, meta->history, meta->nhistory, err) < 0) {
+            fail("%s", err);
+            goto out;
+        }
+        if (o->plot) {
+            char title[400];
+            snprintf(title, sizeof title, "cltrain %s, model %s", o->dataset, meta->model_text_origin);
+            if (cli_write_plot(o->plot, meta->history, meta->nhistory, title, err) < 0) {
+                fail("%s", err);
+                goto out;
+            }
+        }
+    }
+    if (!evaluated) {
+        /* Resumed a finished run: report the stored weights. */
+        if (evaluate(ctx, &tr, &test, &dm, &w, xb, yb, logits, &last_test_loss, &last_test_acc, confusion, &prog)) goto out;
+        printf("all %d epochs were already done; test_loss=%.4f test_acc=%.4f\n", meta->epochs_total, last_test_loss,
+               last_test_acc);
+    }
+    cli_print_class_report(stdout, confusion, dm.classes, (const char(*)[32])dm.class_names);
+    if (o->checkpoint) printf("checkpoint: %s\n", o->checkpoint);
+    print_final(meta->history, meta->nhistory, last_test_acc, last_test_loss);
+    rc = 0;
+out:
+    if (sa_set) sigaction(SIGINT, &old_sa, NULL);
+    worker_stop(&w);
+    net_free(&tail);
+    net_free(&tr);
+    clt_context_destroy(ctx);
+    for (int i = 0; i < 2; i++) {
+        free(xb[i]);
+        free(yb[i]);
+    }
+    free(logits);
+    free(statebuf);
+    free(order);
+    free(confusion);
+    free(model_text);
+    free(model_only);
+    tool_model_free(&model);
+    if (have_ck) tool_checkpoint_free(&ck);
+    tool_dataset_free(&train);
+    tool_dataset_free(&test);
+    free(meta);
+    return rc;
+}
+
+/* Reads a checkpoint and rebuilds its model for inference with `batch` rows. */
+static int load_for_inference(const char *path, const char *device, int tune, int verbose, int batch,
+                              tool_checkpoint *ck, cli_data_meta *dm, tool_model *model, clt_context **ctx, net *n)
+{
+    char err[TOOL_ERR_LEN] = "";
+    char *model_only = NULL;
+    if (tool_checkpoint_read(path, ck, err) < 0) return fail("%s", err);
+    if (cli_meta_parse(ck->model_text, &model_only, dm, err) < 0) return fail("checkpoint %s: %s", path, err);
+    int st = tool_model_parse(model_only, path, model, err);
+    free(model_only);
+    if (st < 0) return fail("%s (the model stored in the checkpoint)", err);
+    if (make_context(device, tune, verbose, ctx)) return 1;
+    clt_compile_settings cs;
+    clt_compile_default_settings(&cs);
+    cs.seed = ck->meta.seed;
+    cs.optimizer = ck->meta.opt;
+    if (net_build(*ctx, model, dm, batch, 0, &cs, n)) return 1;
+    if (tool_checkpoint_apply(ck, n->g, err) < 0) return fail("checkpoint %s: %s", path, err);
+    return 0;
+}
+
+int cli_eval(const char *path, const char *data_dir, const char *device, int tune, int batch, int verbose)
+{
+    int rc = 1;
+    tool_checkpoint ck = {0};
+    cli_data_meta dm;
+    tool_model model = {0};
+    clt_context *ctx = NULL;
+    net n = {0};
+    tool_dataset test = {0};
+    worker w = {0};
+    float *xb[2] = {NULL, NULL}, *yb[2] = {NULL, NULL}, *logits = NULL;
+    int64_t *confusion = NULL;
+    char err[TOOL_ERR_LEN] = "";
+    /* The dataset comes from the checkpoint; read it before opening the device to fail fast. */
+    if (tool_checkpoint_read(path, &ck, err) < 0) {
+        fail("%s", err);
+        goto out;
+    }
+    char dataset[32];
+    snprintf(dataset, sizeof dataset, "%s", ck.meta.dataset);
+    int b = batch > 0 ? batch : ck.meta.batch > 0 ? ck.meta.batch : 128;
+    tool_checkpoint_free(&ck);
+    memset(&ck, 0, sizeof ck);
+    const char *dir = data_dir ? data_dir : default_data_dir(dataset);
+    if (load_dataset(dataset, dir, 0, &test, err) < 0) {
+        fail("%s", err);
+        goto out;
+    }
+    if (b > test.n) b = test.n;
+    if (load_for_inference(path, device, tune, verbose, b, &ck, &dm, &model, &ctx, &n)) goto out;
+    if (dm.c != test.c || dm.h != test.h || dm.w != test.w || dm.classes != test.classes) {
+        fail("checkpoint %s expects %dx%dx%d images in %d classes; %s has %dx%dx%d in %d", path, dm.c, dm.h, dm.w,
+             dm.classes, dir, test.c, test.h, test.w, test.classes);
+        goto out;
+    }
+    size_t img = (size_t)dm.c * dm.h * dm.w;
+    for (int i = 0; i < 2; i++) {
+        xb[i] = malloc((size_t)b * img * sizeof(float));
+        yb[i] = malloc((size_t)b * sizeof(float));
+    }
+    logits = malloc((size_t)b * dm.classes * sizeof(float));
+    confusion = calloc((size_t)dm.classes * dm.classes, sizeof *confusion);
+    if (!xb[0] || !xb[1] || !yb[0] || !yb[1] || !logits || !confusion) {
+        fail("out of host memory");
+        goto out;
+    }
+    if (worker_start(&w)) {
+        fail("cannot start the batch preparation thread");
+        goto out;
+    }
+    cli_progress prog;
+    cli_progress_init(&prog, stdout);
+    double t0 = cli_now_s(), loss, acc;
+    if (evaluate(ctx, &n, &test, &dm, &w, xb, yb, logits, &loss, &acc, confusion, &prog)) goto out;
+    double secs = cli_now_s() - t0;
+    printf("checkpoint %s: %s, model %s, %d epochs trained\n", path, dataset, ck.meta.model_text_origin, ck.meta.epochs_done);
+    printf("test: %d images, loss %.4f, accuracy %.4f (%.1f s, %.1f images/s)\n", test.n, loss, acc, secs,
+           test.n / secs);
+    cli_print_class_report(stdout, confusion, dm.classes, (const char(*)[32])dm.class_names);
+    print_final(ck.meta.history, ck.meta.nhistory < ck.meta.epochs_done ? ck.meta.nhistory : ck.meta.epochs_done,
+                acc, loss);
+    rc = 0;
+out:
+    worker_stop(&w);
+    net_free(&n);
+    clt_context_destroy(ctx);
+    for (int i = 0; i < 2; i++) {
+        free(xb[i]);
+        free(yb[i]);
+    }
+    free(logits);
+    free(confusion);
+    tool_model_free(&model);
+    tool_checkpoint_free(&ck);
+    tool_dataset_free(&test);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ predict */
+
+typedef struct pimage {
+    char label[600];
+    uint8_t *pix; /* CHW */
+} pimage;
+
+/* Next token of a PNM header (skips whitespace and # comments). */
+static int pnm_int(FILE *f, int *v)
+{
+    int c;
+    for (;;) {
+        c = fgetc(f);
+        if (c == '#')
+            while (c != '\n' && c != EOF) c = fgetc(f);
+        else if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            break;
+    }
+    if (c < '0' || c > '9') return -1;
+    long x = 0;
+    while (c >= '0' && c <= '9') {
+        x = x * 10 + (c - '0');
+        if (x > 1000000) return -1;
+        c = fgetc(f);
+    }
+    *v = (int)x; /* the single whitespace after maxval is consumed here */
+    return 0;
+}
+
+/* Reads one file into images of the model's shape (appending to *imgs). */
+static int read_images(const char *path, const cli_data_meta *dm, pimage **imgs, int *n, int *cap)
+{
+    size_t img = (size_t)dm->c * dm->h * dm->w;
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail("cannot open %s: %s", path, strerror(errno));
+    unsigned char magic[2] = {0, 0};
+    size_t got = fread(magic, 1, 2, f);
+    int rc = 1;
+    if (got == 2 && magic[0] == 'P' && (magic[1] == '5' || magic[1] == '6')) {
+        int ch = magic[1] == '6' ? 3 : 1, w, h, maxv;
+        if (pnm_int(f, &w) || pnm_int(f, &h) || pnm_int(f, &maxv) || w < 1 || h < 1 || maxv < 1 || maxv > 65535) {
+            fail("%s: malformed %s header", path, ch == 3 ? "PPM (P6)" : "PGM (P5)");
+            goto done;
+        }
+        if (maxv > 255) {
+            fail("%s: 16-bit images (maxval %d) are not supported; save it with 8 bits per sample", path, maxv);
+            goto done;
+        }
+        if (ch != dm->c) {
+            fail("%s is a %d-channel %s image but the model takes %d-channel images (%s)", path, ch,
+                 ch == 3 ? "PPM" : "PGM", dm->c, dm->c == 3 ? "binary PPM, P6" : "binary PGM, P5");
+            goto done;
+        }
+        if (w != dm->w || h != dm->h) {
+            fail("%s is %dx%d pixels but the model takes %dx%d (resize it first)", path, w, h, dm->w, dm->h);
+            goto done;
+        }
+        uint8_t *raw = malloc(img), *pix = malloc(img);
+        if (!raw || !pix) {
+            free(raw);
+            free(pix);
+            fail("out of memory");
+            goto done;
+        }
+        if (fread(raw, 1, img, f) != img) {
+            free(raw);
+            free(pix);
+            fail("%s: truncated image data (expected %zu bytes after the header)", path, img);
+            goto done;
+        }
+        /* PNM is interleaved (HWC) and may use a maxval below 255. */
+        for (int c = 0; c < ch; c++)
+            for (int i = 0; i < w * h; i++) pix[(size_t)c * w * h + i] = (uint8_t)(raw[(size_t)i * ch + c] * 255 / maxv);
+        free(raw);
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 16;
+            pimage *ni = realloc(*imgs, (size_t)*cap * sizeof *ni);
+            if (!ni) {
+                free(pix);
+                fail("out of memory");
+                goto done;
+            }
+            *imgs = ni;
+        }
+        snprintf((*imgs)[*n].label, sizeof (*imgs)[*n].label, "%s", path);
+        (*imgs)[(*n)++].pix = pix;
+        rc = 0;
+        goto done;
+    }
+    /* Otherwise a record file in CIFAR's layout: one label byte + the image's bytes (CHW) per record. */
+    if (fseek(f, 0, SEEK_END) != 0) {
+        fail("%s: cannot seek: %s", path, strerror(errno));
+        goto done;
+    }
+    long size = ftell(f);
+    size_t rec = img + 1;
+    if (size <= 0 || (size_t)size % rec != 0) {
+        fail("%s is neither a binary PPM/PGM image nor a record file of %zu-byte records (1 label byte + %dx%dx%d "
+             "pixels): it has %ld bytes", path, rec, dm->c, dm->h, dm->w, size);
+        goto done;
+    }
+    rewind(f);
+    size_t nrec = (size_t)size / rec;
+    for (size_t r = 0; r < nrec; r++) {
+        uint8_t *buf = malloc(rec);
+        if (!buf) {
+            fail("out of memory");
+            goto done;
+        }
+        if (fread(buf, 1, rec, f) != rec) {
+            free(buf);
+            fail("%s: read error", path);
+            goto done;
+        }
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 16;
+            pimage *ni = realloc(*imgs, (size_t)*cap * sizeof *ni);
+            if (!ni) {
+                free(buf);
+                fail("out of memory");
+                goto done;
+            }
+            *imgs = ni;
+        }
+        int lab = buf[0];
+        if (lab < dm->classes)
+            snprintf((*imgs)[*n].label, sizeof (*imgs)[*n].label, "%s#%zu (label %s)", path, r, dm->class_names[lab]);
+        else
+            snprintf((*imgs)[*n].label, sizeof (*imgs)[*n].label, "%s#%zu", path, r);
+        memmove(buf, buf + 1, img);
+        (*imgs)[(*n)++].pix = buf;
+    }
+    rc = 0;
+done:
+    fclose(f);
+    return rc;
+}
+
+int cli_predict(const char *path, const char *device, int tune, int top, int nfiles, char **files)
+{
+    int rc = 1;
+    tool_checkpoint ck = {0};
+    cli_data_meta dm;
+    tool_model model = {0};
+    clt_context *ctx = NULL;
+    net n = {0};
+    pimage *imgs = NULL;
+    int nimg = 0, cap = 0;
+    float *x = NULL, *logits = NULL;
+    char err[TOOL_ERR_LEN] = "";
+    char *model_only = NULL;
+    /* Validate every image against the model's input before touching the device. */
+    if (tool_checkpoint_read(path, &ck, err) < 0) {
+        fail("%s", err);
+        goto out;
+    }
+    if (cli_meta_parse(ck.model_text, &model_only, &dm, err) < 0) {
+        fail("checkpoint %s: %s", path, err);
+        goto out;
+    }
+    tool_checkpoint_free(&ck);
+    memset(&ck, 0, sizeof ck);
+    for (int i = 0; i < nfiles; i++)
+        if (read_images(files[i], &dm, &imgs, &nimg, &cap)) goto out;
+    int b = nimg < 64 ? nimg : 64;
+    if (load_for_inference(path, device, tune, 0, b, &ck, &dm, &model, &ctx, &n)) goto out;
+    size_t img = (size_t)dm.c * dm.h * dm.w;
+    x = calloc((size_t)b * img, sizeof *x);
+    logits = malloc((size_t)b * dm.classes * sizeof *logits);
+    if (!x || !logits) {
+        fail("out of memory");
+        goto out;
+    }
+    if (top < 1) top = 1;
+    if (top > dm.classes) top = dm.classes;
+    for (int s = 0; s < nimg; s += b) {
+        int cnt = nimg - s < b ? nimg - s : b;
+        memset(x, 0, (size_t)b * img * sizeof *x);
+        for (int r = 0; r < cnt; r++)
+            for (int c = 0; c < dm.c; c++)
+                for (size_t i = 0; i < (size_t)dm.h * dm.w; i++) {
+                    size_t o = (size_t)c * dm.h * dm.w + i;
+                    x[r * img + o] = (imgs[s + r].pix[o] / 255.0f - dm.mean[c]) / dm.std[c];
+                }
+        if (clt_tensor_write(n.g, n.x, x, (size_t)b * img) < 0 || clt_graph_forward(n.g, 0) < 0 ||
+            clt_tensor_read(n.g, n.logits, 0, logits, (size_t)b * dm.classes) < 0) {
+            fail("prediction: %s", clt_errmsg(ctx));
+            goto out;
+        }
+        for (int r = 0; r < cnt; r++) {
+            const float *l = logits + (size_t)r * dm.classes;
+            double mx = l[0], se = 0, p[10];
+            int idx[10];
+            for (int j = 1; j < dm.classes; j++) mx = l[j] > mx ? l[j] : mx;
+            for (int j = 0; j < dm.classes; j++) se += p[j] = exp(l[j] - mx);
+            for (int j = 0; j < dm.classes; j++) {
+                p[j] /= se;
+                idx[j] = j;
+            }
+            for (int a = 0; a < dm.classes; a++)
+                for (int bb = a + 1; bb < dm.classes; bb++)
+                    if (p[idx[bb]] > p[idx[a]]) {
+                        int t = idx[a];
+                        idx[a] = idx[bb];
+                        idx[bb] = t;
+                    }
+            printf("%s: %s %.4f", imgs[s + r].label, dm.class_names[idx[0]], p[idx[0]]);
+            if (top > 1) {
+                printf("  (");
+                for (int j = 1; j < top; j++) printf("%s%s %.4f", j > 1 ? ", " : "", dm.class_names[idx[j]], p[idx[j]]);
+                printf(")");
+            }
+            printf("\n");
+        }
+    }
+    rc = 0;
+out:
+    net_free(&n);
+    clt_context_destroy(ctx);
+    for (int i = 0; i < nimg; i++) free(imgs[i].pix);
+    free(imgs);
+    free(x);
+    free(logits);
+    free(model_only);
+    tool_model_free(&model);
+    tool_checkpoint_free(&ck);
+    return rc;
+}
