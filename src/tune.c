@@ -55,7 +55,6 @@ struct clt__tuner {
     char *bin_dir;
     int disk;               /* tuning file usable (cleared after the first failure) */
     int bin_disk;           /* program folder usable */
-    int bin_off;            /* $CLTRAIN_NO_BINARY_CACHE */
     int loaded;
     ent_list mem;
     src_hash *src;
@@ -496,8 +495,6 @@ static clt__tuner *get_tuner(clt_context *ctx)
         .cltrain = CLT_VERSION_STRING,
         .clblast = clblast_identity(),
     };
-    const char *nb = getenv("CLTRAIN_NO_BINARY_CACHE");
-    t->bin_off = nb && *nb && strcmp(nb, "0") != 0;
     if (ctx->cache_dir && *ctx->cache_dir) {
         sbuf id = {0};
         sb_identity(&id, &t->id);
@@ -838,10 +835,13 @@ static char *bin_path(clt__tuner *t, const char *key)
     return p;
 }
 
+/* The switch is read per build so it can be flipped between builds (tests, debugging a driver). */
 static clt__tuner *bin_tuner(clt_context *ctx)
 {
     clt__tuner *t = get_tuner(ctx);
-    return t && !t->bin_off && t->bin_disk ? t : NULL;
+    const char *nb = getenv("CLTRAIN_NO_BINARY_CACHE");
+    int off = nb && *nb && strcmp(nb, "0") != 0;
+    return t && !off && t->bin_disk ? t : NULL;
 }
 
 int clt__binary_cache_load(clt_context *ctx, const char *source_text, size_t len, const char *options,
