@@ -155,6 +155,7 @@ static void sb_identity(sbuf *b, const clt__tune_key_parts *p)
     sb_part(b, "platform", p->platform, 1);
     sb_part(b, "platform_version", p->platform_version, 0);
     sb_part(b, "device", p->device, 0);
+    sb_part(b, "device_version", p->device_version, 0); /* POCL: names the LLVM target CPU */
     sb_part(b, "driver", p->driver, 0);
     sb_part(b, "opencl_c", p->opencl_c, 0);
     sb_part(b, "cltrain", p->cltrain, 0);
@@ -490,6 +491,7 @@ static clt__tuner *get_tuner(clt_context *ctx)
         .platform = ctx->info.platform_name,
         .platform_version = ctx->info.platform_version,
         .device = ctx->info.name,
+        .device_version = ctx->info.device_version,
         .driver = ctx->info.driver_version,
         .opencl_c = ctx->info.opencl_c_version,
         .cltrain = CLT_VERSION_STRING,

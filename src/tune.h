@@ -17,7 +17,7 @@ typedef struct clt__tune_key {
 
 /* Looks up a decision. Returns 1 and fills value (a short string such as "algo=own MR=8 NR=16 KU=4" or
  * "rejected") when found, 0 when missing (or tuning mode is OFF), <0 on error (value does not fit in len).
- * The full key also includes: platform name + version, device name, driver version, OpenCL C version,
+ * The full key also includes: platform name + version, device name + version, driver version, OpenCL C version,
  * CLT_VERSION_STRING, CLBlast version, the hash of the kernel source text, the build options and the shape. */
 int clt__tune_get(clt_context *ctx, const clt__tune_key *key, char *value, size_t len);
 /* Records a decision. OFF: ignored. CACHED: kept in memory only (nothing was measured). QUICK/FULL: kept in
@@ -62,7 +62,7 @@ void clt__tune_get_stats(clt_context *ctx, clt__tune_stats *s);
 
 /* Every part of a full key, explicit so that tests can vary one part at a time. */
 typedef struct clt__tune_key_parts {
-    const char *platform, *platform_version, *device, *driver, *opencl_c; /* device identity */
+    const char *platform, *platform_version, *device, *device_version, *driver, *opencl_c; /* device */
     const char *cltrain, *clblast;                                        /* library identity */
     const char *kernel;
     int has_source;

@@ -164,13 +164,13 @@ static void test_concurrent(void)
 /* ---- keys */
 static void test_keys(void)
 {
-    clt__tune_key_parts b = {"Portable CL", "OpenCL 3.0 PoCL 3.1", "cpu-x86", "3.1", "OpenCL C 1.2", "0.1.0",
-                             "1.5.3", "gemm", 1, 0x1234, "-DMR=8", "m=64,n=64,k=64"};
+    clt__tune_key_parts b = {"Portable CL", "OpenCL 3.0 PoCL 3.1", "cpu-x86", "OpenCL 3.0 PoCL HSTR: x86", "3.1",
+                             "OpenCL C 1.2", "0.1.0", "1.5.3", "gemm", 1, 0x1234, "-DMR=8", "m=64,n=64,k=64"};
     char *kb = clt__tune_key_string(&b);
     TU_CHECK(kb != NULL, "key string");
     if (!kb) return;
     TU_CHECK(!strchr(kb, '\t') && !strchr(kb, '\n'), "key has tabs/newlines");
-    for (int part = 0; part < 13; part++) {
+    for (int part = 0; part < 14; part++) {
         clt__tune_key_parts p = b;
         switch (part) {
         case 0: p.platform = "Other CL"; break;
@@ -185,6 +185,7 @@ static void test_keys(void)
         case 9: p.source_hash = 0x1235; break;
         case 10: p.options = "-DMR=4"; break;
         case 11: p.shape = "m=64,n=64,k=65"; break;
+        case 12: p.device_version = "OpenCL 3.0 PoCL HSTR: x86-avx2"; break;
         default: p.options = "-DMR=8 "; break;
         }
         char *k = clt__tune_key_string(&p);
