@@ -16,6 +16,7 @@
 #include "tune.h"
 
 #include <clblast_c.h>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TUNE_HEADER "cltrain-tune\t1\n"
@@ -55,6 +58,7 @@ struct clt__tuner {
     char *bin_dir;
     int disk;               /* tuning file usable (cleared after the first failure) */
     int bin_disk;           /* program folder usable */
+    int bin_cleaned;        /* stale temp files of the program folder removed */
     int loaded;
     ent_list mem;
     src_hash *src;
@@ -316,6 +320,33 @@ static int atomic_write(clt__tuner *t, const char *dir, const char *path, const 
     return ok ? 0 : -1;
 }
 
+/* Temp files "<name>.tmp.<pid>.<n>" of writers that died before their rename: removed once they are 10 minutes
+ * old and their process is gone (the age guards against pid namespaces sharing one cache folder). */
+static void remove_stale_tmp(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    size_t pl = strlen(prefix), dl = strlen(dir);
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, pl) != 0) continue;
+        const char *s = strstr(e->d_name + pl, ".tmp.");
+        if (!s) continue;
+        char *end;
+        long pid = strtol(s + 5, &end, 10);
+        if (end == s + 5 || *end != '.' || pid <= 0) continue;
+        char *path = malloc(dl + strlen(e->d_name) + 2);
+        if (!path) break;
+        sprintf(path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(path, &st) == 0 && now - st.st_mtime > 600 && kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+            unlink(path);
+        free(path);
+    }
+    closedir(d);
+}
+
 /* ---------------------------------------------------------------------------------------------- entries */
 
 static int list_find(const ent_list *l, uint64_t h, const char *key)
@@ -566,6 +597,7 @@ static void persist(clt_context *ctx, clt__tuner *t)
             return;
         }
     }
+    remove_stale_tmp(t->dir, "tune-");
     ent_list disk = {0};
     int bad_header, bad_lines;
     int rc = load_entries(t->path, &disk, &bad_header, &bad_lines);
@@ -932,6 +964,10 @@ int clt__binary_cache_store(clt_context *ctx, const char *source_text, size_t le
             vlog(ctx, "program binary cache: creating %s failed (%s); binaries are not cached", t->bin_dir,
                  strerror(errno));
         } else {
+            if (!t->bin_cleaned) {
+                t->bin_cleaned = 1;
+                remove_stale_tmp(t->bin_dir, "");
+            }
             char head[64];
             snprintf(head, sizeof head, "\n%zu %016llx\n", size,
                      (unsigned long long)clt__fnv1a64(CLT__FNV_OFFSET, bin, size));

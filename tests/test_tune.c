@@ -3,10 +3,12 @@
 #define _GNU_SOURCE /* mkdtemp, setenv */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -263,6 +265,29 @@ static void test_source_keys(clt_context *ctx)
     clt_context_destroy(ed);
 }
 
+static char *read_all(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long l = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)l + 1);
+    *n = b ? fread(b, 1, (size_t)l, f) : 0;
+    if (b) b[*n] = 0;
+    fclose(f);
+    return b;
+}
+
+static void write_all(const char *path, const char *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(data, 1, n, f);
+        fclose(f);
+    }
+}
+
 /* ---- persistence across contexts, modes and budget */
 static void test_roundtrip(void)
 {
@@ -283,6 +308,22 @@ static void test_roundtrip(void)
     TU_CHECK(clt__tune_get(c1, &k1, v, 4) < 0, "value truncated silently");
     const char *path = clt__tune_file_path(c1);
     TU_CHECK(path && exists(path), "tuning file not written");
+    /* Temp files of dead writers go once old; a live writer's or a recent one stays. */
+    char dead_old[4200], dead_new[4200], live_old[4200];
+    snprintf(dead_old, sizeof dead_old, "%s.tmp.999999999.0", path);
+    snprintf(dead_new, sizeof dead_new, "%s.tmp.999999999.1", path);
+    snprintf(live_old, sizeof live_old, "%s.tmp.%ld.7", path, (long)getpid());
+    write_all(dead_old, "x", 1);
+    write_all(dead_new, "x", 1);
+    write_all(live_old, "x", 1);
+    struct timespec old_times[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+    utimensat(AT_FDCWD, dead_old, old_times, 0);
+    utimensat(AT_FDCWD, live_old, old_times, 0);
+    clt__tune_key k4 = {"gemm", NULL, "", "trigger"};
+    TU_OK(c1, clt__tune_put(c1, &k4, "x"));
+    TU_CHECK(!exists(dead_old) && exists(dead_new) && exists(live_old), "stale temp file cleanup wrong");
+    unlink(dead_new);
+    unlink(live_old);
     TU_CHECK(clt__tune_may_measure(c1) == 1, "QUICK with budget left may measure");
     clt__tune_charge(c1, 1e9);
     TU_CHECK(clt__tune_may_measure(c1) == 0, "QUICK beyond budget still measures");
@@ -348,29 +389,6 @@ static void test_off_mode(void)
 }
 
 /* ---- corruption: garbage, truncation, flipped byte; recovery on the next put */
-static char *read_all(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long l = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)l + 1);
-    *n = b ? fread(b, 1, (size_t)l, f) : 0;
-    if (b) b[*n] = 0;
-    fclose(f);
-    return b;
-}
-
-static void write_all(const char *path, const char *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (f) {
-        fwrite(data, 1, n, f);
-        fclose(f);
-    }
-}
-
 static void test_corruption(void)
 {
     for (int kind = 0; kind < 3; kind++) {
