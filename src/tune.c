@@ -9,7 +9,10 @@
  * Writers serialise on flock(<file>.lock), re-read the file under the lock, merge, and replace it with a
  * temp file (fsync + rename), so readers never need the lock and always see a complete file.
  *
- * Program binaries: <cache_dir>/programs/<fnv64(key) hex16>.bin:
+ * Program binaries: <cache_dir>/programs/<fnv64(key) hex16>.bin, written when the context is destroyed (or at
+ * clt__binary_cache_flush) rather than right after the build: asking for CL_PROGRAM_BINARIES makes some drivers
+ * (POCL) generate machine code for every kernel, which should not slow down start-up nor be paid for tuning
+ * candidates that lose (clt__binary_cache_discard). Format:
  *     cltrain-binary<TAB>1\n<full key>\n<size> <fnv64 of the bytes hex16>\n<size bytes>
  */
 #define _GNU_SOURCE /* flock, dladdr */
@@ -46,6 +49,11 @@ typedef struct ent_list {
     int n, cap;
 } ent_list;
 
+typedef struct pending_bin { /* a program whose binary is written at flush time */
+    cl_program prog;          /* retained */
+    char *key, *path;
+} pending_bin;
+
 typedef struct src_hash {
     char *name;
     uint64_t hash;
@@ -59,6 +67,8 @@ struct clt__tuner {
     int disk;               /* tuning file usable (cleared after the first failure) */
     int bin_disk;           /* program folder usable */
     int bin_cleaned;        /* stale temp files of the program folder removed */
+    pending_bin *pend;
+    int npend, cap_pend;
     int loaded;
     ent_list mem;
     src_hash *src;
@@ -944,21 +954,17 @@ done:
     return hit;
 }
 
-int clt__binary_cache_store(clt_context *ctx, const char *source_text, size_t len, const char *options,
-                            cl_program program)
+/* Writes the binary of one program; 1 if stored. */
+static int write_binary(clt_context *ctx, clt__tuner *t, cl_program program, const char *key, const char *path)
 {
-    clt__tuner *t = bin_tuner(ctx);
-    if (!t) return 0;
     cl_uint ndev = 0;
     size_t size = 0;
     if (clGetProgramInfo(program, CL_PROGRAM_NUM_DEVICES, sizeof ndev, &ndev, NULL) != CL_SUCCESS || ndev != 1 ||
         clGetProgramInfo(program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS || size == 0)
         return 0; /* the driver offers no binary: nothing to cache */
     unsigned char *bin = malloc(size);
-    char *key = bin_key(t, source_text, len, options ? options : "");
-    char *path = key ? bin_path(t, key) : NULL;
     int ok = 0;
-    if (bin && path && clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) == CL_SUCCESS) {
+    if (bin && clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) == CL_SUCCESS) {
         if (mkdirs(t->bin_dir) != 0) {
             t->bin_disk = 0;
             vlog(ctx, "program binary cache: creating %s failed (%s); binaries are not cached", t->bin_dir,
@@ -985,15 +991,65 @@ int clt__binary_cache_store(clt_context *ctx, const char *source_text, size_t le
         }
     }
     free(bin);
-    free(path);
-    free(key);
     return ok;
+}
+
+int clt__binary_cache_store(clt_context *ctx, const char *source_text, size_t len, const char *options,
+                            cl_program program)
+{
+    clt__tuner *t = bin_tuner(ctx);
+    if (!t) return 0;
+    if (t->npend == t->cap_pend) {
+        int cap = t->cap_pend ? 2 * t->cap_pend : 16;
+        pending_bin *np = realloc(t->pend, (size_t)cap * sizeof *np);
+        if (!np) return 0;
+        t->pend = np;
+        t->cap_pend = cap;
+    }
+    char *key = bin_key(t, source_text, len, options ? options : "");
+    char *path = key ? bin_path(t, key) : NULL;
+    if (!path || clRetainProgram(program) != CL_SUCCESS) {
+        free(key);
+        free(path);
+        return 0;
+    }
+    t->pend[t->npend++] = (pending_bin){program, key, path};
+    return 1;
+}
+
+static void drop_pending(clt__tuner *t, int i)
+{
+    clReleaseProgram(t->pend[i].prog);
+    free(t->pend[i].key);
+    free(t->pend[i].path);
+    t->pend[i] = t->pend[--t->npend];
+}
+
+void clt__binary_cache_discard(clt_context *ctx, cl_program program)
+{
+    clt__tuner *t = ctx->tuner;
+    for (int i = 0; t && i < t->npend; i++)
+        if (t->pend[i].prog == program) drop_pending(t, i--);
+}
+
+int clt__binary_cache_flush(clt_context *ctx)
+{
+    clt__tuner *t = ctx->tuner;
+    int n = 0;
+    while (t && t->npend > 0) {
+        pending_bin *b = &t->pend[t->npend - 1];
+        if (bin_tuner(ctx)) n += write_binary(ctx, t, b->prog, b->key, b->path);
+        drop_pending(t, t->npend - 1);
+    }
+    return n;
 }
 
 void clt__tuner_release(clt_context *ctx)
 {
     clt__tuner *t = ctx->tuner;
     if (!t) return;
+    clt__binary_cache_flush(ctx);
+    free(t->pend);
     list_free(&t->mem);
     for (int i = 0; i < t->nsrc; i++) free(t->src[i].name);
     free(t->src);

@@ -47,9 +47,16 @@ int clt__tune_time_ev(clt_context *ctx, clt__tune_run_ev_fn run, void *ud, int r
 /* 1: *out is a program built from the cached binary; 0: miss (or unusable entry, which is then removed). */
 int clt__binary_cache_load(clt_context *ctx, const char *source_text, size_t len, const char *options,
                            cl_program *out);
-/* Stores the binary of a program built for ctx->dev. Failures only cost the cache (0 is returned). */
+/* Schedules storing the binary of a program built from source for ctx->dev (the program is retained); the
+ * binary is written by clt__binary_cache_flush, which context destruction calls. 1 if scheduled. Failures
+ * only cost the cache. */
 int clt__binary_cache_store(clt_context *ctx, const char *source_text, size_t len, const char *options,
                             cl_program program);
+/* Drops a scheduled store, e.g. for a tuning candidate that lost (get it with clGetKernelInfo(
+ * CL_KERNEL_PROGRAM)); its binary is then never written. */
+void clt__binary_cache_discard(clt_context *ctx, cl_program program);
+/* Writes every scheduled binary now; returns how many were stored. */
+int clt__binary_cache_flush(clt_context *ctx);
 /* Frees the context's tuner (called from clt_context_destroy). */
 void clt__tuner_release(clt_context *ctx);
 

@@ -534,6 +534,8 @@ static void test_binaries(void)
         return;
     }
     check_act("cold", c);
+    TU_CHECK(count_files(pdir, ".bin") == 0, "binary written before the flush");
+    TU_CHECK(clt__binary_cache_flush(c) == 1, "flush stored nothing");
     clt__tune_get_stats(c, &st);
     TU_CHECK(st.bin_hits == 0 && st.bin_misses == 1 && st.bin_stores == 1, "cold: hits %d misses %d stores %d",
              st.bin_hits, st.bin_misses, st.bin_stores);
@@ -571,6 +573,7 @@ static void test_binaries(void)
         return;
     }
     check_act("corrupt binary", c);
+    clt__binary_cache_flush(c);
     clt__tune_get_stats(c, &st);
     TU_CHECK(st.bin_hits == 0 && st.bin_rejected == 1 && st.bin_stores == 1,
              "corrupt binary: hits %d rejected %d stores %d", st.bin_hits, st.bin_rejected, st.bin_stores);
@@ -586,6 +589,18 @@ static void test_binaries(void)
         clt__tune_get_stats(c, &st);
         TU_CHECK(st.bin_hits == 1 && st.bin_misses == 1, "options: hits %d misses %d", st.bin_hits, st.bin_misses);
         clt_context_destroy(c);
+        TU_CHECK(count_files(pdir, ".bin") == 2, "binary of the second program not written at destroy");
+    }
+
+    /* A discarded program (a losing tuning candidate) is never written. */
+    c = make_ctx(dir, CLT_TUNE_OFF, 0);
+    if (c) {
+        cl_program p = NULL;
+        TU_OK(c, clt__program(c, "activation", "-DACT=3", &p));
+        if (p) clt__binary_cache_discard(c, p);
+        TU_CHECK(clt__binary_cache_flush(c) == 0, "discarded program stored");
+        clt_context_destroy(c);
+        TU_CHECK(count_files(pdir, ".bin") == 2, "discarded program written");
     }
 
     setenv("CLTRAIN_NO_BINARY_CACHE", "1", 1);
