@@ -903,19 +903,24 @@ int clt__binary_cache_load(clt_context *ctx, const char *source_text, size_t len
     if (!data) goto done;
     size_t hl = strlen(BIN_HEADER), kl = strlen(key);
     char *p = data + hl;
-    unsigned long long size = 0, chk = 0;
-    int used = 0;
+    unsigned long long size = 0;
+    uint64_t chk = 0;
     if (n < hl + kl + 1 || memcmp(data, BIN_HEADER, hl) != 0 || memcmp(p, key, kl) != 0 || p[kl] != '\n') {
         why = "header or key mismatch";
         goto done;
     }
     p += kl + 1;
-    if (sscanf(p, "%llu %16llx\n%n", &size, &chk, &used) != 2 || used == 0 || p[used - 1] != '\n' ||
-        size != (unsigned long long)(data + n - (p + used))) {
+    /* "<size> <checksum>\n", parsed by hand: the binary right after it may start with whitespace. */
+    char *nl = memchr(p, '\n', (size_t)(data + n - p)), *e1 = NULL, *e2 = NULL;
+    if (nl) {
+        size = strtoull(p, &e1, 10);
+        if (e1 > p && *e1 == ' ' && parse_hex16(e1 + 1, (size_t)(nl - e1 - 1), &chk)) e2 = nl + 1;
+    }
+    if (!e2 || size != (unsigned long long)(data + n - e2)) {
         why = "truncated";
         goto done;
     }
-    const unsigned char *bin = (const unsigned char *)p + used;
+    const unsigned char *bin = (const unsigned char *)e2;
     size_t bsize = (size_t)size;
     if (clt__fnv1a64(CLT__FNV_OFFSET, bin, bsize) != chk) {
         why = "checksum mismatch";

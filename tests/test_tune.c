@@ -579,6 +579,20 @@ static void test_binaries(void)
              "corrupt binary: hits %d rejected %d stores %d", st.bin_hits, st.bin_rejected, st.bin_stores);
     clt_context_destroy(c);
 
+    /* Truncated file: rejected too. */
+    data = read_all(path, &n);
+    if (data && n > 100) write_all(path, data, n / 2);
+    free(data);
+    c = make_ctx(dir, CLT_TUNE_OFF, 0);
+    if (c) {
+        check_act("truncated binary", c);
+        clt__binary_cache_flush(c);
+        clt__tune_get_stats(c, &st);
+        TU_CHECK(st.bin_hits == 0 && st.bin_rejected == 1 && st.bin_stores == 1,
+                 "truncated binary: hits %d rejected %d stores %d", st.bin_hits, st.bin_rejected, st.bin_stores);
+        clt_context_destroy(c);
+    }
+
     /* Other options: a different program, a miss. */
     c = make_ctx(dir, CLT_TUNE_OFF, 0);
     if (c) {
