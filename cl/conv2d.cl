@@ -147,15 +147,20 @@ kernel void sum_parts(global const float *parts, global float *dw, const uint np
 #ifndef DCOB
 #define DCOB 4 /* output channels per work-item of the weight gradient */
 #endif
+#ifndef DVW
+#define DVW 16 /* vector width of the weight gradient's flat loop: 8 or 16 */
+#endif
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 #define VT CAT(float, VW)
 #define VLOAD CAT(vload, VW)
 #define VSTORE CAT(vstore, VW)
+#define DVT CAT(float, DVW)
+#define DVLOAD CAT(vload, DVW)
 
-inline float hsum(VT v)
+inline float hsum(DVT v)
 {
-#if VW == 16
+#if DVW == 16
     float8 a = v.lo + v.hi;
 #else
     float8 a = v;
@@ -273,7 +278,7 @@ kernel void direct_fwd(global const float *xp, global const float *wt, global co
 
 /* Weight gradient over images [part*NPER, ..): dw (CO, CI, KH, KW) (part `part` of the split) =
  * sum over n and q of dyx[n][co][q] * xp[n][c][q + kh*WP + kw], where dyx holds dy in rows of WP with
- * zeros past OW (and up to DPS, a multiple of VW): one flat, unmasked vector loop per plane. Work-item
+ * zeros past OW (and up to DPS, a multiple of DVW): one flat, unmasked vector loop per plane. Work-item
  * (cob, c*KH + kh, part) keeps DCOB x KW vector sums. */
 kernel void direct_dw(global const float *xp, global const float *dyx, global float *dw, const uint N,
                       const uint CI, const uint CO, const uint PS, const uint WP, const uint DPS, const uint NPER)
@@ -282,23 +287,23 @@ kernel void direct_dw(global const float *xp, global const float *dyx, global fl
     if (cob * DCOB >= CO || ckh >= CI * CONV_KH || part * NPER >= N) return;
     uint c = ckh / CONV_KH, kh = ckh - c * CONV_KH;
     uint n1 = min(N, (part + 1) * NPER);
-    VT a[DCOB][CONV_KW];
+    DVT a[DCOB][CONV_KW];
 #pragma unroll
     for (int o = 0; o < DCOB; o++)
 #pragma unroll
-        for (int kw = 0; kw < CONV_KW; kw++) a[o][kw] = (VT)(0.0f);
+        for (int kw = 0; kw < CONV_KW; kw++) a[o][kw] = (DVT)(0.0f);
     for (uint n = part * NPER; n < n1; n++) {
         global const float *xr = xp + ((size_t)n * CI + c) * PS + kh * WP;
         global const float *dr[DCOB];
 #pragma unroll
         for (int o = 0; o < DCOB; o++) dr[o] = dyx + ((size_t)n * CO + min(cob * DCOB + o, CO - 1)) * DPS;
-        for (uint q = 0; q < DPS; q += VW) {
-            VT xv[CONV_KW];
+        for (uint q = 0; q < DPS; q += DVW) {
+            DVT xv[CONV_KW];
 #pragma unroll
-            for (int kw = 0; kw < CONV_KW; kw++) xv[kw] = VLOAD(0, xr + q + kw);
+            for (int kw = 0; kw < CONV_KW; kw++) xv[kw] = DVLOAD(0, xr + q + kw);
 #pragma unroll
             for (int o = 0; o < DCOB; o++) {
-                VT d = VLOAD(0, dr[o] + q);
+                DVT d = DVLOAD(0, dr[o] + q);
 #pragma unroll
                 for (int kw = 0; kw < CONV_KW; kw++) a[o][kw] = fma(d, xv[kw], a[o][kw]);
             }

@@ -29,7 +29,7 @@ enum { NB = 4 }; /* bscratch slots */
 
 /* Block sizes and buffer layout of the direct algorithm for one layer (see cl/conv2d.cl). */
 typedef struct direct_plan {
-    int vw, cob, rb, dcob;
+    int vw, cob, rb, dcob, dvw;
     size_t hp, wp, ps, slack;   /* xp: (N*C, HP, WP) planes PS floats apart, then slack */
     size_t hq, wq, qs, qslack;  /* dy padded by (KH-1-PH, KW-1-PW): (N*Cout, HQ, WQ) */
     size_t dps;                 /* dy in rows of WP: plane stride, a multiple of VW */
@@ -73,19 +73,23 @@ static int plan_direct(const clt__conv_geom *s, direct_plan *d)
     d->vw = s->ow <= 8 ? 8 : 16;
     d->cob = 8;
     d->rb = 2;
-    d->dcob = s->kw <= 3 ? 4 : 2;
+    d->dcob = s->kw <= 3 ? 8 : s->kw <= 5 ? 4 : 2; /* DCOB x KW vector sums in registers */
+    d->dvw = 16;
     d->hp = (size_t)s->h + 2 * (size_t)s->ph, d->wp = (size_t)s->w + 2 * (size_t)s->pw;
     d->ps = d->hp * d->wp;
-    d->slack = (size_t)d->rb * d->wp + 2 * (size_t)d->vw + (size_t)s->kw;
+    d->slack = (size_t)d->rb * d->wp + 2 * (size_t)(d->vw + d->dvw) + (size_t)s->kw;
     d->hq = (size_t)s->oh + 2 * (size_t)(s->kh - 1 - s->ph), d->wq = (size_t)s->ow + 2 * (size_t)(s->kw - 1 - s->pw);
     d->qs = d->hq * d->wq;
     d->qslack = (size_t)d->rb * d->wq + 2 * (size_t)d->vw + (size_t)s->kw;
-    d->dps = cdiv((size_t)s->oh * d->wp, (size_t)d->vw) * (size_t)d->vw;
-    /* enough work-items for the weight gradient: split the images when there are few (co, c, kh) blocks */
-    size_t wi = cdiv(CO, (size_t)d->dcob) * C * (size_t)s->kh, want = cdiv(64, wi);
-    if (want > N) want = N;
-    d->nper = (int)cdiv(N, want);
-    d->nparts = (int)cdiv(N, (size_t)d->nper);
+    d->dps = cdiv((size_t)s->oh * d->wp, (size_t)d->dvw) * (size_t)d->dvw;
+    /* The weight gradient runs over the images in parts of NPER, each part one pass of all (co, c, kh)
+     * work-items over the same images: size a part so that its dy (NPER*Cout*DPS floats, read once per
+     * (c, kh)) stays in a core's L2, then sum the parts. */
+    size_t per = (size_t)(256 << 10) / (CO * d->dps * sizeof(float));
+    if (per < 1) per = 1;
+    if (per > N) per = N;
+    d->nper = (int)per;
+    d->nparts = (int)cdiv(N, per);
     d->n_xp = N * C * d->ps + d->slack;
     d->n_wt = cdiv(CO, (size_t)d->cob) * (size_t)d->cob * C * KK;
     d->n_wt2 = cdiv(C, (size_t)d->cob) * (size_t)d->cob * CO * KK;
@@ -308,8 +312,8 @@ static int prepare_direct(clt_graph *g, clt__node *n)
     clt__conv_geom s = geom_of(n);
     const direct_plan *d = &((conv_priv *)n->priv)->d;
     char opt[160];
-    snprintf(opt, sizeof opt, "-DCONV_KH=%d -DCONV_KW=%d -DCOB=%d -DRB=%d -DVW=%d -DDCOB=%d", s.kh, s.kw, d->cob,
-             d->rb, d->vw, d->dcob);
+    snprintf(opt, sizeof opt, "-DCONV_KH=%d -DCONV_KW=%d -DCOB=%d -DRB=%d -DVW=%d -DDCOB=%d -DDVW=%d", s.kh, s.kw,
+             d->cob, d->rb, d->vw, d->dcob, d->dvw);
     size_t N = (size_t)s.n, C = (size_t)s.c, CO = (size_t)s.co, KK = (size_t)s.kh * s.kw;
     int has_bias = n->iattr[13];
     cl_mem w = n->param[0]->mem, bias = has_bias ? n->param[1]->mem : w;
@@ -366,14 +370,26 @@ static int launch_direct_conv(clt_context *ctx, cl_kernel k, const direct_plan *
     return clt__launch(ctx, k, 3, gl, strips <= ctx->info.max_work_group_size ? lo : NULL);
 }
 
+/* The small kernels get explicit work-groups: left to the driver, POCL may pick 1 for awkward sizes. */
+static int launch_pad(clt_context *ctx, cl_kernel k, size_t planes, size_t rows)
+{
+    size_t gl[2] = {planes, rows + 1}, lo[2] = {1, rows + 1}; /* row `rows` zeros the tails */
+    return clt__launch(ctx, k, 2, gl, rows + 1 <= ctx->info.max_work_group_size ? lo : NULL);
+}
+
+static int launch_1d(clt_context *ctx, cl_kernel k, size_t count)
+{
+    size_t lo = 64;
+    return clt__launch(ctx, k, 1, &count, lo <= ctx->info.max_work_group_size ? &lo : NULL);
+}
+
 static int forward_direct(clt_graph *g, clt__node *n)
 {
     clt_context *ctx = g->ctx;
     clt__conv_geom s = geom_of(n);
     const direct_plan *d = &((conv_priv *)n->priv)->d;
-    size_t gp[2] = {(size_t)s.n * s.c, d->hp + 1}, gw = d->n_wt;
-    CLT_TRY(clt__launch(ctx, n->k[K_D_PADX], 2, gp, NULL));
-    CLT_TRY(clt__launch(ctx, n->k[K_D_PACKW], 1, &gw, NULL));
+    CLT_TRY(launch_pad(ctx, n->k[K_D_PADX], (size_t)s.n * s.c, d->hp));
+    CLT_TRY(launch_1d(ctx, n->k[K_D_PACKW], d->n_wt));
     return launch_direct_conv(ctx, n->k[K_D_FWD], d, (size_t)s.n, (size_t)s.co, (size_t)s.oh, (size_t)s.ow);
 }
 
@@ -383,18 +399,19 @@ static int backward_direct(clt_graph *g, clt__node *n)
     clt__conv_geom s = geom_of(n);
     const direct_plan *d = &((conv_priv *)n->priv)->d;
     size_t P = (size_t)s.n * s.co;
-    size_t gx[2] = {P, (size_t)s.oh + 1};
-    CLT_TRY(clt__launch(ctx, n->k[K_D_PADDYX], 2, gx, NULL));
-    size_t gd[3] = {cdiv((size_t)s.co, (size_t)d->dcob), (size_t)s.c * s.kh, (size_t)d->nparts}, one[3] = {1, 1, 1};
-    CLT_TRY(clt__launch(ctx, n->k[K_D_DW], 3, gd, one));
+    CLT_TRY(launch_pad(ctx, n->k[K_D_PADDYX], P, (size_t)s.oh));
+    /* a work-group per part and group of (c, kh), so that a core keeps the part's dy in its cache */
+    size_t ncob = cdiv((size_t)s.co, (size_t)d->dcob), ckh = (size_t)s.c * s.kh, l1 = 256 / ncob;
+    l1 = l1 < 1 ? 1 : l1 > ckh ? ckh : l1;
+    size_t gd[3] = {ncob, ckh, (size_t)d->nparts}, ld[3] = {ncob, l1, 1};
+    CLT_TRY(clt__launch(ctx, n->k[K_D_DW], 3, gd, ncob * l1 <= ctx->info.max_work_group_size ? ld : NULL));
     if (d->nparts > 1) {
         size_t gl = (size_t)s.co * s.c * s.kh * s.kw;
         CLT_TRY(clt__launch(ctx, n->k[K_D_SUMPARTS], 1, &gl, NULL));
     }
     if (n->need_dx[0]) {
-        size_t gq[2] = {P, d->hq + 1}, gw = d->n_wt2;
-        CLT_TRY(clt__launch(ctx, n->k[K_D_PADDY], 2, gq, NULL));
-        CLT_TRY(clt__launch(ctx, n->k[K_D_PACKWT], 1, &gw, NULL));
+        CLT_TRY(launch_pad(ctx, n->k[K_D_PADDY], P, d->hq));
+        CLT_TRY(launch_1d(ctx, n->k[K_D_PACKWT], d->n_wt2));
         cl_int acc = n->acc_dx[0];
         CLT_CL(ctx, clSetKernelArg(n->k[K_D_BWDX], 11, sizeof acc, &acc));
         CLT_TRY(launch_direct_conv(ctx, n->k[K_D_BWDX], d, (size_t)s.n, (size_t)s.c, (size_t)s.h, (size_t)s.w));
