@@ -565,7 +565,6 @@ static int measure(clt_graph *g, clt__node *n, const char *pass, int *algo)
     key_shape(&s, pass, shape, sizeof shape);
     clt__tune_key key = {"conv2d_algo", "conv2d", "", shape};
     CLT_TRY(clt__tune_put(ctx, &key, v));
-    if (ctx->verbose) fprintf(stderr, "cltrain: tune conv2d_algo %s -> %s\n", shape, v);
     clt__tune_charge(ctx, (clt__now_ms() - t0) / 1000.0);
     return CLT_OK;
 }
