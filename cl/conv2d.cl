@@ -129,3 +129,193 @@ kernel void sum_parts(global const float *parts, global float *dw, const uint np
     for (uint p = 0; p < nparts; p++) s += parts[(size_t)p * len + i];
     dw[i] = s;
 }
+
+/* ---- direct convolution (stride 1), built with -DCONV_KH=.. -DCONV_KW=..; the block sizes are tunables.
+ * The input is first copied into zero-padded planes with slack behind them, so that every vector load of
+ * the inner loops is in bounds without a test; one program serves the forward (x, w) and the data gradient,
+ * which is the same stride-1 convolution of the padded dy with the flipped, transposed weights. */
+#ifdef CONV_KH
+#ifndef COB
+#define COB 8  /* output channels per work-item (forward and data gradient) */
+#endif
+#ifndef RB
+#define RB 2   /* output rows per work-item */
+#endif
+#ifndef VW
+#define VW 16  /* output pixels per vector: 8 or 16 */
+#endif
+#ifndef DCOB
+#define DCOB 4 /* output channels per work-item of the weight gradient */
+#endif
+#ifndef DVW
+#define DVW 16 /* vector width of the weight gradient's flat loop: 8 or 16 */
+#endif
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define VT CAT(float, VW)
+#define VLOAD CAT(vload, VW)
+#define VSTORE CAT(vstore, VW)
+#define DVT CAT(float, DVW)
+#define DVLOAD CAT(vload, DVW)
+
+inline float hsum(DVT v)
+{
+#if DVW == 16
+    float8 a = v.lo + v.hi;
+#else
+    float8 a = v;
+#endif
+    float4 b = a.lo + a.hi;
+    float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
+
+/* dst (P, DH, DW) planes `DPS` floats apart: src (P, SRH, SRW) at row `top`, column `left`, zeros around;
+ * also zeros each plane's tail (DPS - DH*DW) and `slack` floats after the last plane. Work-item
+ * (plane, r) writes row r; r = DH writes the tails. */
+kernel void pad_planes(global const float *src, global float *dst, const uint P, const uint SRH, const uint SRW,
+                       const uint DH, const uint DW, const uint DPS, const uint top, const uint left,
+                       const uint slack)
+{
+    uint plane = get_global_id(0), r = get_global_id(1);
+    if (plane >= P || r > DH) return;
+    global float *d = dst + (size_t)plane * DPS;
+    if (r == DH) {
+        for (uint i = DH * DW; i < DPS; i++) d[i] = 0.0f;
+        if (plane == P - 1)
+            for (uint i = 0; i < slack; i++) d[DPS + i] = 0.0f;
+        return;
+    }
+    d += r * DW;
+    int sr = (int)r - (int)top;
+    if (sr < 0 || sr >= (int)SRH) {
+        for (uint i = 0; i < DW; i++) d[i] = 0.0f;
+        return;
+    }
+    global const float *s = src + ((size_t)plane * SRH + (uint)sr) * SRW;
+    for (uint i = 0; i < left; i++) d[i] = 0.0f;
+    for (uint i = 0; i < SRW; i++) d[left + i] = s[i];
+    for (uint i = left + SRW; i < DW; i++) d[i] = 0.0f;
+}
+
+/* wt (ceil(A/COB), B, KK, COB) from w: forward (flip 0): A = Cout, B = Cin, wt[a/COB][b][k][a%COB] =
+ * w[a][b][k]; data gradient (flip 1): A = Cin, B = Cout, w[b][a][KK-1-k]. Channels past A read as 0, so
+ * the convolution never tests them. Each group of COB floats is what one input vector meets. */
+kernel void pack_weights(global const float *w, global float *wt, const uint A, const uint B, const uint KK,
+                         const int flip)
+{
+    uint i = get_global_id(0);
+    uint ab = (A + COB - 1) / COB;
+    if (i >= ab * COB * B * KK) return;
+    uint o = i % COB, t = i / COB, k = t % KK;
+    t /= KK;
+    uint b = t % B, a = (t / B) * COB + o;
+    float v = 0.0f;
+    if (a < A) v = flip ? w[((size_t)b * A + a) * KK + (KK - 1 - k)] : w[((size_t)a * B + b) * KK + k];
+    wt[i] = v;
+}
+
+/* y (N,CO,OH,OW) = (acc ? y : 0) + [b +] conv(xp, wt), stride 1, xp padded planes (N*CI, HP, WP) `PS`
+ * floats apart. Work-item (s, cob, n) computes RB rows x VW pixels x COB channels in registers: per input
+ * tap, one unaligned vector load and COB broadcast FMAs per row. */
+kernel void direct_fwd(global const float *xp, global const float *wt, global const float *b, global float *y,
+                       const uint CI, const uint CO, const uint PS, const uint WP, const uint OH, const uint OW,
+                       const int has_bias, const int acc)
+{
+    uint s = get_global_id(0), cob = get_global_id(1), n = get_global_id(2);
+    uint nsx = (OW + VW - 1) / VW;
+    uint rg = s / nsx, ow0 = (s - rg * nsx) * VW, oh0 = rg * RB;
+    if (oh0 >= OH || cob * COB >= CO) return;
+    VT a[RB][COB];
+#pragma unroll
+    for (int r = 0; r < RB; r++)
+#pragma unroll
+        for (int o = 0; o < COB; o++) a[r][o] = (VT)(0.0f);
+    global const float *xb = xp + (size_t)n * CI * PS + oh0 * WP + ow0;
+    global const float *wb = wt + (size_t)cob * CI * (CONV_KH * CONV_KW * COB);
+    for (uint c = 0; c < CI; c++, xb += PS, wb += CONV_KH * CONV_KW * COB) {
+#pragma unroll
+        for (int kh = 0; kh < CONV_KH; kh++) {
+#pragma unroll
+            for (int kw = 0; kw < CONV_KW; kw++) {
+                VT xv[RB];
+#pragma unroll
+                for (int r = 0; r < RB; r++) xv[r] = VLOAD(0, xb + (r + kh) * WP + kw);
+                global const float *wk = wb + (kh * CONV_KW + kw) * COB;
+#pragma unroll
+                for (int o = 0; o < COB; o++) {
+                    VT wv = (VT)(wk[o]);
+#pragma unroll
+                    for (int r = 0; r < RB; r++) a[r][o] = fma(xv[r], wv, a[r][o]);
+                }
+            }
+        }
+    }
+    bool full = ow0 + VW <= OW;
+#pragma unroll
+    for (int o = 0; o < COB; o++) {
+        uint co = cob * COB + o;
+        if (co < CO) {
+            float bv = has_bias ? b[co] : 0.0f;
+#pragma unroll
+            for (int r = 0; r < RB; r++) {
+                if (oh0 + r < OH) {
+                    global float *yr = y + (((size_t)n * CO + co) * OH + oh0 + r) * OW + ow0;
+                    VT v = a[r][o] + bv;
+                    if (full) {
+                        if (acc) v += VLOAD(0, yr);
+                        VSTORE(v, 0, yr);
+                    } else {
+                        float t[VW];
+                        VSTORE(v, 0, t);
+                        for (uint i = 0; i < OW - ow0; i++) yr[i] = acc ? yr[i] + t[i] : t[i];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Weight gradient over images [part*NPER, ..): dw (CO, CI, KH, KW) (part `part` of the split) =
+ * sum over n and q of dyx[n][co][q] * xp[n][c][q + kh*WP + kw], where dyx holds dy in rows of WP with
+ * zeros past OW (and up to DPS, a multiple of DVW): one flat, unmasked vector loop per plane. Work-item
+ * (cob, c*KH + kh, part) keeps DCOB x KW vector sums. */
+kernel void direct_dw(global const float *xp, global const float *dyx, global float *dw, const uint N,
+                      const uint CI, const uint CO, const uint PS, const uint WP, const uint DPS, const uint NPER)
+{
+    uint cob = get_global_id(0), ckh = get_global_id(1), part = get_global_id(2);
+    if (cob * DCOB >= CO || ckh >= CI * CONV_KH || part * NPER >= N) return;
+    uint c = ckh / CONV_KH, kh = ckh - c * CONV_KH;
+    uint n1 = min(N, (part + 1) * NPER);
+    DVT a[DCOB][CONV_KW];
+#pragma unroll
+    for (int o = 0; o < DCOB; o++)
+#pragma unroll
+        for (int kw = 0; kw < CONV_KW; kw++) a[o][kw] = (DVT)(0.0f);
+    for (uint n = part * NPER; n < n1; n++) {
+        global const float *xr = xp + ((size_t)n * CI + c) * PS + kh * WP;
+        global const float *dr[DCOB];
+#pragma unroll
+        for (int o = 0; o < DCOB; o++) dr[o] = dyx + ((size_t)n * CO + min(cob * DCOB + o, CO - 1)) * DPS;
+        for (uint q = 0; q < DPS; q += DVW) {
+            DVT xv[CONV_KW];
+#pragma unroll
+            for (int kw = 0; kw < CONV_KW; kw++) xv[kw] = DVLOAD(0, xr + q + kw);
+#pragma unroll
+            for (int o = 0; o < DCOB; o++) {
+                DVT d = DVLOAD(0, dr[o] + q);
+#pragma unroll
+                for (int kw = 0; kw < CONV_KW; kw++) a[o][kw] = fma(d, xv[kw], a[o][kw]);
+            }
+        }
+    }
+    global float *out = dw + (size_t)part * CO * CI * CONV_KH * CONV_KW;
+#pragma unroll
+    for (int o = 0; o < DCOB; o++) {
+        uint co = cob * DCOB + o;
+        if (co < CO)
+#pragma unroll
+            for (int kw = 0; kw < CONV_KW; kw++) out[((co * CI + c) * CONV_KH + kh) * CONV_KW + kw] = hsum(a[o][kw]);
+    }
+}
+#endif

@@ -191,7 +191,12 @@ typedef struct clt_conv2d_params {
 } clt_conv2d_params;
 /* Square kernel `k`, stride 1, no padding, bias on, He-normal. */
 CLT_API void clt_conv2d_default_params(clt_conv2d_params *p, int out_channels, int k);
-/* x (N,C,H,W) -> (N,out_channels,OH,OW), OH = (H + 2*pad_h - kernel_h)/stride_h + 1. */
+/* x (N,C,H,W) -> (N,out_channels,OH,OW), OH = (H + 2*pad_h - kernel_h)/stride_h + 1.
+ * Algorithm per layer: im2col + GEMM, or direct kernels (stride 1, padding < kernel, kernel up to 7x7).
+ * A cached tuning decision for the layer's shape is used when there is one; otherwise, when tuning may
+ * measure, both are timed (forward + backward) and checked against each other at compile, and the
+ * decision is cached; otherwise direct on CPU devices, im2col elsewhere. $CLTRAIN_CONV_ALGO=im2col or
+ * direct forces one (direct falls back to im2col where it does not apply); "auto" or unset: as above. */
 CLT_API int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const char *name,
                        clt_tensor **out);
 

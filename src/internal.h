@@ -10,7 +10,7 @@
 
 #define CLT_MAX_IN 4
 #define CLT_MAX_AUX 6
-#define CLT_MAX_KERNELS 12
+#define CLT_MAX_KERNELS 16
 #define CLT_NAME_LEN 64
 
 typedef struct clt__tuner clt__tuner;
@@ -107,7 +107,9 @@ void clt__gemm_release(clt_context *ctx);
 
 /* ---- conv2d algorithm (conv2d.c). Chosen per layer when the op is added; a tuner may extend the choice. */
 enum clt__conv_algo {
-    CLT__CONV_IM2COL = 0, /* im2col + one GEMM over the whole batch; columns kept for the backward */
+    CLT__CONV_IM2COL = 0,  /* im2col + one GEMM over the whole batch; columns kept for the backward */
+    CLT__CONV_DIRECT = 1,  /* stride 1 only: direct kernels on zero-padded planes, no GEMM */
+    CLT__CONV_MEASURE = 2, /* not an algorithm: memory for every candidate, chosen by measuring at prepare */
 };
 typedef struct clt__conv_geom {
     int n, c, h, w;       /* input (N,C,H,W) */
@@ -115,6 +117,8 @@ typedef struct clt__conv_geom {
     int sh, sw, ph, pw;   /* stride, padding */
     int oh, ow;           /* output (N,Cout,OH,OW) */
 } clt__conv_geom;
+/* The algorithm (or CLT__CONV_MEASURE) for a layer being added: $CLTRAIN_CONV_ALGO, then cached tuning
+ * decisions, then measuring if tuning may measure, else a default rule. <0 on error. */
 int clt__conv2d_algo(clt_context *ctx, const clt__conv_geom *geom);
 
 /* ---- tensors and graph */

@@ -1,17 +1,50 @@
-/* conv2d.c - 2-D convolution (NCHW): im2col + one batch-wide GEMM forward and backward (cl/conv2d.cl). */
+/* conv2d.c - 2-D convolution (NCHW): im2col + one batch-wide GEMM, or direct kernels for stride 1, chosen
+ * per layer from measurements (cl/conv2d.cl). */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
+#include "tune.h"
 
 /* iattr: 0..12 the clt__conv_geom fields in order (n c h w co kh kw sh sw ph pw oh ow), 13 has bias,
- * 14 algorithm, 15 split-k chunks S of the weight-gradient GEMM (0: no split). Private tensors: saved[0]
- * cols (K, N*OH*OW); fscratch[0] y' (Cout, N*OH*OW) and bscratch[0] dy' when N > 1 (for N = 1 the
- * (Cout, OH*OW) layout already is NCHW); then, with a split, the partial weight gradients (S + 1, Cout, K);
- * the last bscratch is dcols (K, N*OH*OW). */
-enum { K_IM2COL, K_TO_NCHW, K_TO_COLS, K_BIAS_GRAD, K_COL2IM, K_SUM_PARTS };
+ * 14 algorithm (CLT__CONV_MEASURE until prepare decides), 15 split-k chunks S of the im2col weight-gradient
+ * GEMM (0: no split).
+ *
+ * Private tensors are slots shared by the algorithms: saved[0], fscratch[0], bscratch[0..3], each as large as
+ * the largest use among the algorithms the layer may run (one, or both while the choice is measured). Only
+ * one algorithm runs a pass, so sharing is sound, and a decided layer pays for its own algorithm only.
+ *   im2col: saved cols (K, N*OH*OW); fscratch y' (Cout, N*OH*OW) and bscratch[0] dy' when N > 1 (for N = 1
+ *           the (Cout, OH*OW) layout already is NCHW); bscratch[1] the split-k partial weight gradients
+ *           (S + 1, Cout, K); bscratch[2] dcols (K, N*OH*OW).
+ *   direct: saved xp, the zero-padded input (N*C, HP, WP) + slack; fscratch the packed weights; bscratch[0]
+ *           the packed flipped weights, [1] the padded dy for the data gradient, [2] dy in rows of WP for the
+ *           weight gradient, [3] partial weight gradients when the images are split. */
+enum {
+    K_IM2COL, K_TO_NCHW, K_TO_COLS, K_BIAS_GRAD, K_COL2IM, K_SUM_PARTS, /* im2col */
+    K_D_PADX, K_D_PACKW, K_D_FWD, K_D_PADDYX, K_D_DW, K_D_SUMPARTS, K_D_PADDY, K_D_PACKWT, K_D_BWDX /* direct */
+};
+enum { NB = 4 }; /* bscratch slots */
 
-static cl_mem dcols_of(const clt__node *n) { return n->bscratch[n->nbscratch - 1]->mem; }
-static cl_mem parts_of(const clt__node *n) { return n->bscratch[n->iattr[0] > 1 ? 1 : 0]->mem; }
+/* Block sizes and buffer layout of the direct algorithm for one layer (see cl/conv2d.cl). */
+typedef struct direct_plan {
+    int vw, cob, rb, dcob, dvw;
+    size_t hp, wp, ps, slack;   /* xp: (N*C, HP, WP) planes PS floats apart, then slack */
+    size_t hq, wq, qs, qslack;  /* dy padded by (KH-1-PH, KW-1-PW): (N*Cout, HQ, WQ) */
+    size_t dps;                 /* dy in rows of WP: plane stride, a multiple of VW */
+    int nparts, nper;           /* weight gradient split over images */
+    size_t n_xp, n_wt, n_wt2, n_dyp, n_dyx, n_parts; /* floats */
+} direct_plan;
+
+typedef struct conv_priv {
+    direct_plan d;
+    int can_direct;
+} conv_priv;
+
+static cl_mem dcols_of(const clt__node *n) { return n->bscratch[2]->mem; }
+static cl_mem parts_of(const clt__node *n) { return n->bscratch[1]->mem; }
+static size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
 
 /* The weight gradient is a GEMM with a long inner dimension (N*OH*OW) and a small (Cout, K) result: one
  * such GEMM leaves most of a device idle (CLBlast on POCL: 7x slower than the split), so it runs as a
@@ -30,14 +63,98 @@ static clt__conv_geom geom_of(const clt__node *n)
     return (clt__conv_geom){a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12]};
 }
 
-/* The hook for an autotuner: only im2col exists today. A new algorithm adds its enum value, its own
- * private tensors in clt_conv2d and its branches in prepare/forward/backward. */
+/* Direct kernels: stride 1, padding smaller than the kernel (the data gradient pads dy by KH-1-PH), kernels
+ * up to 7x7 (fully unrolled taps), and every buffer addressable as one private tensor. */
+static int plan_direct(const clt__conv_geom *s, direct_plan *d)
+{
+    memset(d, 0, sizeof *d);
+    if (s->sh != 1 || s->sw != 1 || s->ph >= s->kh || s->pw >= s->kw || s->kh > 7 || s->kw > 7) return 0;
+    size_t N = (size_t)s->n, C = (size_t)s->c, CO = (size_t)s->co, KK = (size_t)s->kh * s->kw;
+    d->vw = s->ow <= 8 ? 8 : 16;
+    d->cob = 8;
+    d->rb = 2;
+    d->dcob = s->kw <= 3 ? 8 : s->kw <= 5 ? 4 : 2; /* DCOB x KW vector sums in registers */
+    d->dvw = 16;
+    d->hp = (size_t)s->h + 2 * (size_t)s->ph, d->wp = (size_t)s->w + 2 * (size_t)s->pw;
+    d->ps = d->hp * d->wp;
+    d->slack = (size_t)d->rb * d->wp + 2 * (size_t)(d->vw + d->dvw) + (size_t)s->kw;
+    d->hq = (size_t)s->oh + 2 * (size_t)(s->kh - 1 - s->ph), d->wq = (size_t)s->ow + 2 * (size_t)(s->kw - 1 - s->pw);
+    d->qs = d->hq * d->wq;
+    d->qslack = (size_t)d->rb * d->wq + 2 * (size_t)d->vw + (size_t)s->kw;
+    d->dps = cdiv((size_t)s->oh * d->wp, (size_t)d->dvw) * (size_t)d->dvw;
+    /* The weight gradient runs over the images in parts of NPER, each part one pass of all (co, c, kh)
+     * work-items over the same images: size a part so that its dy (NPER*Cout*DPS floats, read once per
+     * (c, kh)) stays in a core's L2, then sum the parts. */
+    size_t per = (size_t)(256 << 10) / (CO * d->dps * sizeof(float));
+    if (per < 1) per = 1;
+    if (per > N) per = N;
+    d->nper = (int)per;
+    d->nparts = (int)cdiv(N, per);
+    d->n_xp = N * C * d->ps + d->slack;
+    d->n_wt = cdiv(CO, (size_t)d->cob) * (size_t)d->cob * C * KK;
+    d->n_wt2 = cdiv(C, (size_t)d->cob) * (size_t)d->cob * CO * KK;
+    d->n_dyp = N * CO * d->qs + d->qslack;
+    d->n_dyx = N * CO * d->dps;
+    d->n_parts = d->nparts > 1 ? (size_t)d->nparts * CO * C * KK : 0;
+    size_t lim = (size_t)INT32_MAX;
+    return d->n_xp < lim && d->n_wt < lim && d->n_wt2 < lim && d->n_dyp < lim && d->n_dyx < lim && d->n_parts < lim;
+}
+
+/* ---------------------------------------------------------------------------------- algorithm choice */
+
+static const char *pass_names[3] = {"fwd", "fwd+bwd", "fwd+bwd+dx"};
+
+static void key_shape(const clt__conv_geom *s, const char *pass, char *buf, size_t len)
+{
+    snprintf(buf, len, "n=%d,c=%d,h=%d,w=%d,co=%d,kh=%d,kw=%d,sh=%d,sw=%d,ph=%d,pw=%d,pass=%s", s->n, s->c, s->h,
+             s->w, s->co, s->kh, s->kw, s->sh, s->sw, s->ph, s->pw, pass);
+}
+
+/* Cached decision for (geometry, pass): algorithm, or -1 when none. */
+static int cached_algo(clt_context *ctx, const clt__conv_geom *s, const char *pass)
+{
+    char shape[200], v[160];
+    key_shape(s, pass, shape, sizeof shape);
+    clt__tune_key key = {"conv2d_algo", "conv2d", "", shape};
+    if (clt__tune_get(ctx, &key, v, sizeof v) != 1) return -1;
+    if (strncmp(v, "algo=direct", 11) == 0) return CLT__CONV_DIRECT;
+    if (strncmp(v, "algo=im2col", 11) == 0) return CLT__CONV_IM2COL;
+    return -1;
+}
+
+/* Without a measurement: direct kernels on CPU devices (several times faster than im2col + GEMM there),
+ * im2col + GEMM elsewhere. */
+static int default_algo(clt_context *ctx, int can_direct)
+{
+    return can_direct && ctx->info.is_cpu ? CLT__CONV_DIRECT : CLT__CONV_IM2COL;
+}
+
 int clt__conv2d_algo(clt_context *ctx, const clt__conv_geom *geom)
 {
-    (void)ctx;
-    (void)geom;
-    return CLT__CONV_IM2COL;
+    direct_plan d;
+    int can_direct = plan_direct(geom, &d);
+    const char *e = getenv("CLTRAIN_CONV_ALGO");
+    if (e && *e && strcmp(e, "auto") != 0) {
+        if (strcmp(e, "im2col") == 0) return CLT__CONV_IM2COL;
+        if (strcmp(e, "direct") == 0) return can_direct ? CLT__CONV_DIRECT : CLT__CONV_IM2COL;
+        return clt__err(ctx, CLT_ERR_INVALID, "CLTRAIN_CONV_ALGO=%s: expected im2col, direct or auto", e);
+    }
+    if (!can_direct) return CLT__CONV_IM2COL;
+    /* The pass (inference, training with or without dx) is known only at compile: if the cached decisions
+     * of the passes this layer may run agree, take that one; if they differ, reserve both and let prepare
+     * pick the entry of the real pass. */
+    int agreed = -1;
+    for (int i = 0; i < 3; i++) {
+        int a = cached_algo(ctx, geom, pass_names[i]);
+        if (a < 0) continue;
+        if (agreed < 0) agreed = a;
+        else if (agreed != a) return CLT__CONV_MEASURE;
+    }
+    if (agreed >= 0) return agreed;
+    return clt__tune_may_measure(ctx) ? CLT__CONV_MEASURE : default_algo(ctx, can_direct);
 }
+
+/* ------------------------------------------------------------------------------------------ im2col */
 
 /* The geometry arguments shared by im2col and col2im, starting at argument 2. */
 static int set_geom_args(clt_context *ctx, cl_kernel k, const clt__conv_geom *s)
@@ -51,7 +168,7 @@ static int set_geom_args(clt_context *ctx, cl_kernel k, const clt__conv_geom *s)
     return CLT_OK;
 }
 
-static int prepare(clt_graph *g, clt__node *n)
+static int prepare_im2col(clt_graph *g, clt__node *n)
 {
     clt_context *ctx = g->ctx;
     clt__conv_geom s = geom_of(n);
@@ -59,8 +176,6 @@ static int prepare(clt_graph *g, clt__node *n)
     int has_bias = n->iattr[13];
     cl_mem bias = has_bias ? n->param[1]->mem : n->param[0]->mem; /* any valid buffer when unused */
 
-    if (!n->saved[0]->mem) /* the graph gives SAVED tensors memory in inference graphs too */
-        return clt__err(ctx, CLT_ERR_STATE, "conv2d '%s': no memory for the im2col columns", n->out->name);
     CLT_TRY(clt__kernel(ctx, "conv2d", "", "im2col", &n->k[K_IM2COL]));
     CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_IM2COL], CLT_ARG(n->in[0]->mem), CLT_ARG(n->saved[0]->mem)));
     CLT_TRY(set_geom_args(ctx, n->k[K_IM2COL], &s));
@@ -78,11 +193,6 @@ static int prepare(clt_graph *g, clt__node *n)
         CLT_TRY(clt__kernel(ctx, "conv2d", "", "nchw_to_cols", &n->k[K_TO_COLS]));
         CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_TO_COLS], CLT_ARG(dy), CLT_ARG(n->bscratch[0]->mem), CLT_ARG(N), CLT_ARG(CO),
                              CLT_ARG(P)));
-    }
-    if (has_bias && n->param[1]->grad) {
-        CLT_TRY(clt__kernel(ctx, "conv2d", "", "bias_grad", &n->k[K_BIAS_GRAD]));
-        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_BIAS_GRAD], CLT_ARG(dy), CLT_ARG(n->param[1]->grad->mem), CLT_ARG(N),
-                             CLT_ARG(CO), CLT_ARG(P)));
     }
     if (n->in[0]->grad) {
         cl_mem dcols_mem = dcols_of(n);
@@ -104,9 +214,8 @@ static int prepare(clt_graph *g, clt__node *n)
     return CLT_OK;
 }
 
-static int forward(clt_graph *g, clt__node *n, int training)
+static int forward_im2col(clt_graph *g, clt__node *n)
 {
-    (void)training;
     clt_context *ctx = g->ctx;
     clt__conv_geom s = geom_of(n);
     size_t N = (size_t)s.n, CO = (size_t)s.co, K = (size_t)s.c * s.kh * s.kw, NP = N * s.oh * s.ow;
@@ -124,7 +233,7 @@ static int forward(clt_graph *g, clt__node *n, int training)
     return CLT_OK;
 }
 
-static int backward(clt_graph *g, clt__node *n)
+static int backward_im2col(clt_graph *g, clt__node *n)
 {
     clt_context *ctx = g->ctx;
     clt__conv_geom s = geom_of(n);
@@ -160,10 +269,6 @@ static int backward(clt_graph *g, clt__node *n)
     } else {
         CLT_TRY(clt__gemm(ctx, &w));
     }
-    if (n->k[K_BIAS_GRAD]) {
-        size_t gc = CO;
-        CLT_TRY(clt__launch(ctx, n->k[K_BIAS_GRAD], 1, &gc, NULL));
-    }
     if (n->need_dx[0]) {
         /* dcols (K, NP) = W^T (K, Cout) x dy' (Cout, NP), then gathered back onto dx */
         clt__gemm_args d = {.trans_a = 1, .m = K, .n = NP, .k = CO, .alpha = 1, .beta = 0, .a = n->param[0]->mem,
@@ -177,7 +282,326 @@ static int backward(clt_graph *g, clt__node *n)
     return CLT_OK;
 }
 
-static const clt__op op_conv2d = {"conv2d", prepare, forward, backward, NULL};
+/* ------------------------------------------------------------------------------------------ direct */
+
+/* pad_planes arguments: src (P, SRH, SRW) into dst (P, DH, DW) planes DPS apart at (top, left). */
+static int set_pad_args(clt_context *ctx, cl_kernel k, cl_mem src, cl_mem dst, size_t P, size_t srh, size_t srw,
+                        size_t dh, size_t dw, size_t dps, size_t top, size_t left, size_t slack)
+{
+    cl_uint v[9] = {(cl_uint)P, (cl_uint)srh, (cl_uint)srw, (cl_uint)dh, (cl_uint)dw, (cl_uint)dps,
+                    (cl_uint)top, (cl_uint)left, (cl_uint)slack};
+    CLT_TRY(CLT_SET_ARGS(ctx, k, CLT_ARG(src), CLT_ARG(dst)));
+    for (cl_uint i = 0; i < 9; i++) CLT_CL(ctx, clSetKernelArg(k, 2 + i, sizeof(cl_uint), &v[i]));
+    return CLT_OK;
+}
+
+/* direct_fwd arguments: conv of planes xp (N*CI, ., WP) PS apart with packed weights into y (N,CO,OH,OW). */
+static int set_fwd_args(clt_context *ctx, cl_kernel k, cl_mem xp, cl_mem wt, cl_mem b, cl_mem y, size_t ci,
+                        size_t co, size_t ps, size_t wp, size_t oh, size_t ow, int has_bias)
+{
+    cl_uint CI = (cl_uint)ci, CO = (cl_uint)co, PS = (cl_uint)ps, WP = (cl_uint)wp, OH = (cl_uint)oh,
+            OW = (cl_uint)ow;
+    cl_int hb = has_bias, acc = 0;
+    return CLT_SET_ARGS(ctx, k, CLT_ARG(xp), CLT_ARG(wt), CLT_ARG(b), CLT_ARG(y), CLT_ARG(CI), CLT_ARG(CO),
+                        CLT_ARG(PS), CLT_ARG(WP), CLT_ARG(OH), CLT_ARG(OW), CLT_ARG(hb), CLT_ARG(acc));
+}
+
+static int prepare_direct(clt_graph *g, clt__node *n)
+{
+    clt_context *ctx = g->ctx;
+    clt__conv_geom s = geom_of(n);
+    const direct_plan *d = &((conv_priv *)n->priv)->d;
+    char opt[160];
+    snprintf(opt, sizeof opt, "-DCONV_KH=%d -DCONV_KW=%d -DCOB=%d -DRB=%d -DVW=%d -DDCOB=%d -DDVW=%d", s.kh, s.kw,
+             d->cob, d->rb, d->vw, d->dcob, d->dvw);
+    size_t N = (size_t)s.n, C = (size_t)s.c, CO = (size_t)s.co, KK = (size_t)s.kh * s.kw;
+    int has_bias = n->iattr[13];
+    cl_mem w = n->param[0]->mem, bias = has_bias ? n->param[1]->mem : w;
+    cl_mem xp = n->saved[0]->mem, wt = n->fscratch[0]->mem;
+    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pad_planes", &n->k[K_D_PADX]));
+    CLT_TRY(set_pad_args(ctx, n->k[K_D_PADX], n->in[0]->mem, xp, N * C, (size_t)s.h, (size_t)s.w, d->hp, d->wp, d->ps,
+                         (size_t)s.ph, (size_t)s.pw, d->slack));
+    cl_uint A = (cl_uint)CO, B = (cl_uint)C, KKu = (cl_uint)KK;
+    cl_int flip = 0;
+    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pack_weights", &n->k[K_D_PACKW]));
+    CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_PACKW], CLT_ARG(w), CLT_ARG(wt), CLT_ARG(A), CLT_ARG(B), CLT_ARG(KKu),
+                         CLT_ARG(flip)));
+    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_fwd", &n->k[K_D_FWD]));
+    CLT_TRY(set_fwd_args(ctx, n->k[K_D_FWD], xp, wt, bias, n->out->mem, C, CO, d->ps, d->wp, (size_t)s.oh,
+                         (size_t)s.ow, has_bias));
+    if (!n->out->grad) return CLT_OK;
+    cl_mem dy = n->out->grad->mem;
+    cl_mem dyx = n->bscratch[2]->mem, dw = n->param[0]->grad->mem;
+    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pad_planes", &n->k[K_D_PADDYX]));
+    CLT_TRY(set_pad_args(ctx, n->k[K_D_PADDYX], dy, dyx, N * CO, (size_t)s.oh, (size_t)s.ow, (size_t)s.oh, d->wp,
+                         d->dps, 0, 0, 0));
+    cl_uint Nu = (cl_uint)N, Cu = (cl_uint)C, COu = (cl_uint)CO, PS = (cl_uint)d->ps, WP = (cl_uint)d->wp,
+            DPS = (cl_uint)d->dps, NPER = (cl_uint)d->nper;
+    cl_mem dwout = d->nparts > 1 ? n->bscratch[3]->mem : dw;
+    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_dw", &n->k[K_D_DW]));
+    CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_DW], CLT_ARG(xp), CLT_ARG(dyx), CLT_ARG(dwout), CLT_ARG(Nu), CLT_ARG(Cu),
+                         CLT_ARG(COu), CLT_ARG(PS), CLT_ARG(WP), CLT_ARG(DPS), CLT_ARG(NPER)));
+    if (d->nparts > 1) {
+        cl_uint np = (cl_uint)d->nparts, len = (cl_uint)(CO * C * KK);
+        CLT_TRY(clt__kernel(ctx, "conv2d", "", "sum_parts", &n->k[K_D_SUMPARTS]));
+        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_SUMPARTS], CLT_ARG(dwout), CLT_ARG(dw), CLT_ARG(np), CLT_ARG(len)));
+    }
+    if (!n->in[0]->grad) return CLT_OK;
+    cl_mem wt2 = n->bscratch[0]->mem, dyp = n->bscratch[1]->mem;
+    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pad_planes", &n->k[K_D_PADDY]));
+    CLT_TRY(set_pad_args(ctx, n->k[K_D_PADDY], dy, dyp, N * CO, (size_t)s.oh, (size_t)s.ow, d->hq, d->wq, d->qs,
+                         (size_t)(s.kh - 1 - s.ph), (size_t)(s.kw - 1 - s.pw), d->qslack));
+    A = (cl_uint)C, B = (cl_uint)CO, flip = 1;
+    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pack_weights", &n->k[K_D_PACKWT]));
+    CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_PACKWT], CLT_ARG(w), CLT_ARG(wt2), CLT_ARG(A), CLT_ARG(B), CLT_ARG(KKu),
+                         CLT_ARG(flip)));
+    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_fwd", &n->k[K_D_BWDX]));
+    CLT_TRY(set_fwd_args(ctx, n->k[K_D_BWDX], dyp, wt2, w, n->in[0]->grad->mem, CO, C, d->qs, d->wq, (size_t)s.h,
+                         (size_t)s.w, 0));
+    return CLT_OK;
+}
+
+/* Launches direct_fwd over an (N, CO, OH, OW) output: one work-group per (channel block, image). */
+static int launch_direct_conv(clt_context *ctx, cl_kernel k, const direct_plan *d, size_t n, size_t co, size_t oh,
+                              size_t ow)
+{
+    size_t strips = cdiv(ow, (size_t)d->vw) * cdiv(oh, (size_t)d->rb);
+    size_t gl[3] = {strips, cdiv(co, (size_t)d->cob), n}, lo[3] = {strips, 1, 1};
+    return clt__launch(ctx, k, 3, gl, strips <= ctx->info.max_work_group_size ? lo : NULL);
+}
+
+/* The small kernels get explicit work-groups: left to the driver, POCL may pick 1 for awkward sizes. */
+static int launch_pad(clt_context *ctx, cl_kernel k, size_t planes, size_t rows)
+{
+    size_t gl[2] = {planes, rows + 1}, lo[2] = {1, rows + 1}; /* row `rows` zeros the tails */
+    return clt__launch(ctx, k, 2, gl, rows + 1 <= ctx->info.max_work_group_size ? lo : NULL);
+}
+
+static int launch_1d(clt_context *ctx, cl_kernel k, size_t count)
+{
+    size_t lo = 64;
+    return clt__launch(ctx, k, 1, &count, lo <= ctx->info.max_work_group_size ? &lo : NULL);
+}
+
+static int forward_direct(clt_graph *g, clt__node *n)
+{
+    clt_context *ctx = g->ctx;
+    clt__conv_geom s = geom_of(n);
+    const direct_plan *d = &((conv_priv *)n->priv)->d;
+    CLT_TRY(launch_pad(ctx, n->k[K_D_PADX], (size_t)s.n * s.c, d->hp));
+    CLT_TRY(launch_1d(ctx, n->k[K_D_PACKW], d->n_wt));
+    return launch_direct_conv(ctx, n->k[K_D_FWD], d, (size_t)s.n, (size_t)s.co, (size_t)s.oh, (size_t)s.ow);
+}
+
+static int backward_direct(clt_graph *g, clt__node *n)
+{
+    clt_context *ctx = g->ctx;
+    clt__conv_geom s = geom_of(n);
+    const direct_plan *d = &((conv_priv *)n->priv)->d;
+    size_t P = (size_t)s.n * s.co;
+    CLT_TRY(launch_pad(ctx, n->k[K_D_PADDYX], P, (size_t)s.oh));
+    /* a work-group per part and group of (c, kh), so that a core keeps the part's dy in its cache */
+    size_t ncob = cdiv((size_t)s.co, (size_t)d->dcob), ckh = (size_t)s.c * s.kh, l1 = 256 / ncob;
+    l1 = l1 < 1 ? 1 : l1 > ckh ? ckh : l1;
+    size_t gd[3] = {ncob, ckh, (size_t)d->nparts}, ld[3] = {ncob, l1, 1};
+    CLT_TRY(clt__launch(ctx, n->k[K_D_DW], 3, gd, ncob * l1 <= ctx->info.max_work_group_size ? ld : NULL));
+    if (d->nparts > 1) {
+        size_t gl = (size_t)s.co * s.c * s.kh * s.kw;
+        CLT_TRY(clt__launch(ctx, n->k[K_D_SUMPARTS], 1, &gl, NULL));
+    }
+    if (n->need_dx[0]) {
+        CLT_TRY(launch_pad(ctx, n->k[K_D_PADDY], P, d->hq));
+        CLT_TRY(launch_1d(ctx, n->k[K_D_PACKWT], d->n_wt2));
+        cl_int acc = n->acc_dx[0];
+        CLT_CL(ctx, clSetKernelArg(n->k[K_D_BWDX], 11, sizeof acc, &acc));
+        CLT_TRY(launch_direct_conv(ctx, n->k[K_D_BWDX], d, (size_t)s.n, (size_t)s.c, (size_t)s.h, (size_t)s.w));
+    }
+    return CLT_OK;
+}
+
+/* ------------------------------------------------------------------------------------- dispatch */
+
+static int forward(clt_graph *g, clt__node *n, int training)
+{
+    (void)training;
+    return n->iattr[14] == CLT__CONV_DIRECT ? forward_direct(g, n) : forward_im2col(g, n);
+}
+
+static int backward(clt_graph *g, clt__node *n)
+{
+    if (n->k[K_BIAS_GRAD]) {
+        clt__conv_geom s = geom_of(n);
+        size_t gc = (size_t)s.co;
+        CLT_TRY(clt__launch(g->ctx, n->k[K_BIAS_GRAD], 1, &gc, NULL));
+    }
+    return n->iattr[14] == CLT__CONV_DIRECT ? backward_direct(g, n) : backward_im2col(g, n);
+}
+
+/* The bias gradient reads dy as it is (NCHW), the same for every algorithm. */
+static int prepare_bias_grad(clt_graph *g, clt__node *n)
+{
+    if (!n->out->grad || !n->iattr[13] || !n->param[1]->grad || n->k[K_BIAS_GRAD]) return CLT_OK;
+    clt__conv_geom s = geom_of(n);
+    cl_uint N = (cl_uint)s.n, CO = (cl_uint)s.co, P = (cl_uint)(s.oh * s.ow);
+    CLT_TRY(clt__kernel(g->ctx, "conv2d", "", "bias_grad", &n->k[K_BIAS_GRAD]));
+    return CLT_SET_ARGS(g->ctx, n->k[K_BIAS_GRAD], CLT_ARG(n->out->grad->mem), CLT_ARG(n->param[1]->grad->mem),
+                        CLT_ARG(N), CLT_ARG(CO), CLT_ARG(P));
+}
+
+/* -------------------------------------------------------------------------------------- measuring */
+
+typedef struct run_ud {
+    clt_graph *g;
+    clt__node *n;
+    int bwd;
+} run_ud;
+
+static int run_pass(clt_context *ctx, void *ud)
+{
+    (void)ctx;
+    run_ud *u = ud;
+    return u->bwd ? backward(u->g, u->n) : forward(u->g, u->n, 1);
+}
+
+/* Results of one candidate on the measuring data. */
+typedef struct cand_out {
+    double fwd_ms, bwd_ms;
+    float *y, *dw, *db, *dx;
+} cand_out;
+
+static int read_mem(clt_context *ctx, cl_mem m, float *dst, size_t count)
+{
+    CLT_CL(ctx, clEnqueueReadBuffer(ctx->queue, m, CL_TRUE, 0, count * sizeof(float), dst, 0, NULL, NULL));
+    return CLT_OK;
+}
+
+static int write_mem(clt_context *ctx, cl_mem m, const float *src, size_t count)
+{
+    CLT_CL(ctx, clEnqueueWriteBuffer(ctx->queue, m, CL_TRUE, 0, count * sizeof(float), src, 0, NULL, NULL));
+    return CLT_OK;
+}
+
+/* Runs one candidate the way the graph would (x written, forward; dy written, backward), timing each pass.
+ * Forward and backward are timed separately because a backward may reuse the memory of x. */
+static int run_candidate(clt_graph *g, clt__node *n, int algo, const float *x, const float *dy, int reps,
+                         cand_out *o)
+{
+    clt_context *ctx = g->ctx;
+    n->iattr[14] = algo;
+    run_ud u = {g, n, 0};
+    CLT_TRY(write_mem(ctx, n->in[0]->mem, x, n->in[0]->numel));
+    CLT_TRY(clt__tune_time(ctx, run_pass, &u, reps, &o->fwd_ms));
+    CLT_TRY(read_mem(ctx, n->out->mem, o->y, n->out->numel));
+    o->bwd_ms = 0;
+    if (!n->out->grad) return CLT_OK;
+    u.bwd = 1;
+    CLT_TRY(write_mem(ctx, n->out->grad->mem, dy, n->out->numel));
+    CLT_TRY(clt__tune_time(ctx, run_pass, &u, reps, &o->bwd_ms));
+    CLT_TRY(read_mem(ctx, n->param[0]->grad->mem, o->dw, n->param[0]->numel));
+    if (o->db) CLT_TRY(read_mem(ctx, n->param[1]->grad->mem, o->db, n->param[1]->numel));
+    if (o->dx) CLT_TRY(read_mem(ctx, n->in[0]->grad->mem, o->dx, n->in[0]->numel));
+    return CLT_OK;
+}
+
+/* 1 if got matches ref to float accuracy: |got - ref| <= 1e-3 max|ref| + 1e-5 everywhere (an indexing error
+ * is off by the size of the values themselves). */
+static int agrees(const float *got, const float *ref, size_t count)
+{
+    if (!got) return 1;
+    double mx = 0, err = 0;
+    for (size_t i = 0; i < count; i++) mx = fmax(mx, fabs(ref[i]));
+    for (size_t i = 0; i < count; i++) {
+        double e = fabs((double)got[i] - ref[i]);
+        if (!(e <= err)) err = isnan(e) ? INFINITY : e;
+    }
+    return err <= 1e-3 * mx + 1e-5;
+}
+
+/* Times im2col and direct on the layer's own buffers and shapes (forward, plus backward in training
+ * graphs), checks direct against im2col, and records the decision. */
+static int measure(clt_graph *g, clt__node *n, const char *pass, int *algo)
+{
+    clt_context *ctx = g->ctx;
+    double t0 = clt__now_ms();
+    clt__conv_geom s = geom_of(n);
+    size_t nx = n->in[0]->numel, ny = n->out->numel, nw = n->param[0]->numel;
+    size_t nb = n->iattr[13] ? n->param[1]->numel : 0;
+    int train = n->out->grad != NULL, dx = train && n->in[0]->grad != NULL, db = train && nb && n->param[1]->grad;
+    size_t per = ny + (train ? nw + (db ? nb : 0) + (dx ? nx : 0) : 0);
+    float *buf = malloc((nx + ny + 2 * per) * sizeof(float));
+    if (!buf) return clt__err(ctx, CLT_ERR_NOMEM, "out of host memory");
+    float *x = buf, *dy = x + nx, *p = dy + ny;
+    uint64_t rng = 0x5eed0c0417ull;
+    for (size_t i = 0; i < nx; i++) x[i] = (float)(2 * clt__uniform01(&rng) - 1);
+    for (size_t i = 0; i < ny; i++) dy[i] = (float)(2 * clt__uniform01(&rng) - 1);
+    cand_out c[2];
+    for (int a = 0; a < 2; a++) {
+        c[a].y = p, p += ny;
+        c[a].dw = train ? p : NULL, p += train ? nw : 0;
+        c[a].db = db ? p : NULL, p += db ? nb : 0;
+        c[a].dx = dx ? p : NULL, p += dx ? nx : 0;
+    }
+    int save_need = n->need_dx[0], save_acc = n->acc_dx[0];
+    n->need_dx[0] = dx, n->acc_dx[0] = 0;
+    int reps = ctx->tune == CLT_TUNE_FULL ? 7 : 3;
+    int st = run_candidate(g, n, CLT__CONV_IM2COL, x, dy, reps, &c[0]);
+    if (st >= 0) st = run_candidate(g, n, CLT__CONV_DIRECT, x, dy, reps, &c[1]);
+    n->need_dx[0] = save_need, n->acc_dx[0] = save_acc;
+    if (st < 0) {
+        free(buf);
+        return st;
+    }
+    int ok = agrees(c[1].y, c[0].y, ny) && agrees(c[1].dw, c[0].dw, nw) && agrees(c[1].db, c[0].db, nb) &&
+             agrees(c[1].dx, c[0].dx, nx);
+    free(buf);
+    double ms[2] = {c[0].fwd_ms + c[0].bwd_ms, c[1].fwd_ms + c[1].bwd_ms};
+    *algo = ok && ms[1] < ms[0] ? CLT__CONV_DIRECT : CLT__CONV_IM2COL;
+    char v[160], shape[200];
+    if (ok)
+        snprintf(v, sizeof v, "algo=%s im2col_ms=%.3f+%.3f direct_ms=%.3f+%.3f",
+                 *algo == CLT__CONV_DIRECT ? "direct" : "im2col", c[0].fwd_ms, c[0].bwd_ms, c[1].fwd_ms, c[1].bwd_ms);
+    else
+        snprintf(v, sizeof v, "algo=im2col im2col_ms=%.3f+%.3f direct=rejected", c[0].fwd_ms, c[0].bwd_ms);
+    key_shape(&s, pass, shape, sizeof shape);
+    clt__tune_key key = {"conv2d_algo", "conv2d", "", shape};
+    CLT_TRY(clt__tune_put(ctx, &key, v));
+    clt__tune_charge(ctx, (clt__now_ms() - t0) / 1000.0);
+    return CLT_OK;
+}
+
+static int prepare(clt_graph *g, clt__node *n)
+{
+    clt_context *ctx = g->ctx;
+    conv_priv *pr = n->priv;
+    if (!n->saved[0]->mem) /* the graph gives SAVED tensors memory in inference graphs too */
+        return clt__err(ctx, CLT_ERR_STATE, "conv2d '%s': no memory for the saved tensor", n->out->name);
+    int algo = n->iattr[14];
+    if (algo == CLT__CONV_MEASURE) {
+        clt__conv_geom s = geom_of(n);
+        int pass = !n->out->grad ? 0 : n->in[0]->grad ? 2 : 1;
+        algo = cached_algo(ctx, &s, pass_names[pass]);
+        /* Measuring writes the layer's input: only where that memory holds nothing yet at compile. */
+        int writable = n->in[0]->kind == CLT__INPUT || n->in[0]->kind == CLT__ACT;
+        if (algo < 0 && pr->can_direct && writable && clt__tune_may_measure(ctx)) {
+            CLT_TRY(prepare_im2col(g, n));
+            CLT_TRY(prepare_direct(g, n));
+            CLT_TRY(prepare_bias_grad(g, n));
+            CLT_TRY(measure(g, n, pass_names[pass], &algo));
+        }
+        if (algo < 0) algo = default_algo(ctx, pr->can_direct);
+        n->iattr[14] = algo;
+    }
+    CLT_TRY(algo == CLT__CONV_DIRECT ? prepare_direct(g, n) : prepare_im2col(g, n));
+    return prepare_bias_grad(g, n);
+}
+
+static void destroy(clt__node *n)
+{
+    free(n->priv);
+    n->priv = NULL;
+}
+
+static const clt__op op_conv2d = {"conv2d", prepare, forward, backward, destroy};
 
 void clt_conv2d_default_params(clt_conv2d_params *p, int out_channels, int k)
 {
@@ -214,22 +638,32 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
     s.oh = (s.h + 2 * s.ph - s.kh) / s.sh + 1;
     s.ow = (s.w + 2 * s.pw - s.kw) / s.sw + 1;
     size_t K = (size_t)s.c * s.kh * s.kw, NP = (size_t)s.n * s.oh * s.ow;
-    if (K > (size_t)INT32_MAX / NP || (size_t)s.co * NP > (size_t)INT32_MAX)
-        return clt__err(g->ctx, CLT_ERR_SHAPE, "clt_conv2d: input '%s' %s with a %dx%d kernel needs %zu x %zu "
-                        "im2col columns, too many; use a smaller batch", x->name, clt__shape_str(x, b, sizeof b),
-                        s.kh, s.kw, K, NP);
     int algo = clt__conv2d_algo(g->ctx, &s);
-    if (algo != CLT__CONV_IM2COL) return clt__err(g->ctx, CLT_ERR_UNSUPPORTED, "clt_conv2d: algorithm %d", algo);
+    CLT_TRY(algo);
+    direct_plan dp;
+    int can_direct = plan_direct(&s, &dp);
+    if (K > (size_t)INT32_MAX / NP || (size_t)s.co * NP > (size_t)INT32_MAX) {
+        if (can_direct && algo != CLT__CONV_IM2COL) algo = CLT__CONV_DIRECT; /* im2col cannot run this layer */
+        else
+            return clt__err(g->ctx, CLT_ERR_SHAPE, "clt_conv2d: input '%s' %s with a %dx%d kernel needs %zu x %zu "
+                            "im2col columns, too many; use a smaller batch", x->name, clt__shape_str(x, b, sizeof b),
+                            s.kh, s.kw, K, NP);
+    }
 
     int shape[4] = {s.n, s.co, s.oh, s.ow};
     clt__node *n;
     CLT_TRY(clt__new_node(g, &op_conv2d, name, 1, &x, 4, shape, &n));
+    conv_priv *pr = calloc(1, sizeof *pr);
+    if (!pr) return clt__err(g->ctx, CLT_ERR_NOMEM, "out of host memory");
+    n->priv = pr;
+    pr->d = dp;
+    pr->can_direct = can_direct;
     int vals[13] = {s.n, s.c, s.h, s.w, s.co, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, s.oh, s.ow};
     for (int i = 0; i < 13; i++) n->iattr[i] = vals[i];
     n->iattr[13] = p->bias != 0;
     n->iattr[14] = algo;
     n->iattr[15] = split_k_chunks((size_t)s.co, K, NP);
-    /* The saved columns hold everything the weight gradient needs from x. */
+    /* The saved columns (im2col) or padded input (direct) hold everything the weight gradient needs from x. */
     n->bwd_needs_in = 0;
     n->bwd_needs_out = 0;
     int wshape[4] = {s.co, s.c, s.kh, s.kw}, bshape[1] = {s.co};
@@ -237,14 +671,28 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
     clt_tensor *t;
     CLT_TRY(clt__add_param(g, n, "weight", 4, wshape, p->init, fan_in, fan_out, 0.0f, &t));
     if (p->bias) CLT_TRY(clt__add_param(g, n, "bias", 1, bshape, CLT_INIT_ZEROS, fan_in, fan_out, 0.0f, &t));
-    CLT_TRY(clt__add_private(g, n, CLT__SAVED, "cols", K * NP, &t));
-    if (s.n > 1) {
-        CLT_TRY(clt__add_private(g, n, CLT__FSCRATCH, "ycols", (size_t)s.co * NP, &t));
-        CLT_TRY(clt__add_private(g, n, CLT__BSCRATCH, "dycols", (size_t)s.co * NP, &t));
+    /* Slot sizes: the largest use among the algorithms this layer may run (see the top of the file). */
+    size_t sv = 1, fs = 1, bs[NB] = {1, 1, 1, 1};
+#define GROW(v, x) ((v) = (x) > (v) ? (x) : (v))
+    if (algo != CLT__CONV_DIRECT) {
+        GROW(sv, K * NP);
+        if (s.n > 1) GROW(fs, (size_t)s.co * NP), GROW(bs[0], (size_t)s.co * NP);
+        if (n->iattr[15]) GROW(bs[1], (size_t)(n->iattr[15] + 1) * s.co * K);
+        GROW(bs[2], K * NP);
     }
-    if (n->iattr[15])
-        CLT_TRY(clt__add_private(g, n, CLT__BSCRATCH, "dwparts", (size_t)(n->iattr[15] + 1) * s.co * K, &t));
-    CLT_TRY(clt__add_private(g, n, CLT__BSCRATCH, "dcols", K * NP, &t));
+    if (algo != CLT__CONV_IM2COL) {
+        GROW(sv, dp.n_xp);
+        GROW(fs, dp.n_wt);
+        GROW(bs[0], dp.n_wt2), GROW(bs[1], dp.n_dyp), GROW(bs[2], dp.n_dyx), GROW(bs[3], dp.n_parts);
+    }
+#undef GROW
+    CLT_TRY(clt__add_private(g, n, CLT__SAVED, "saved", sv, &t));
+    CLT_TRY(clt__add_private(g, n, CLT__FSCRATCH, "fscratch", fs, &t));
+    for (int i = 0; i < NB; i++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, "bscratch%d", i);
+        CLT_TRY(clt__add_private(g, n, CLT__BSCRATCH, nm, bs[i], &t));
+    }
     *out = n->out;
     return CLT_OK;
 }
