@@ -67,20 +67,22 @@ kernel void pack_b(global const float *restrict B, ulong off, uint ldb, ulong st
     }
 }
 
-/* C[i0.., j0..] = alpha * Ap-panel x B-panel + beta * C. Global ids: (column panel q, row panel p, batch).
+/* C[i0.., j0..] = alpha * Ap-panel x B-panel + beta * C over K values of k (one KC block of the panels:
+ * the A panel p starts at Ap[ap_off + bz*ap_stride + p*a_panel]). Global ids: (column panel q, row panel p,
+ * batch).
  * B element (k, j) of panel q sits at B[b_off + bz*b_stride + q*b_panel + k*b_k + j]: packed panels use
  * b_panel = K*NR, b_k = NR; direct row-major B uses b_panel = NR, b_k = ldb (only for full panels).
  * Work-item q (< nq) covers the columns of C from (q0 + q) * NR. */
-kernel void gemm_tile(global const float *restrict Ap, ulong ap_stride,
-                      global const float *restrict B, ulong b_off, ulong b_stride, uint b_panel, uint b_k,
+kernel void gemm_tile(global const float *restrict Ap, ulong ap_off, ulong ap_stride, ulong a_panel,
+                      global const float *restrict B, ulong b_off, ulong b_stride, ulong b_panel, uint b_k,
                       global float *restrict C, ulong c_off, ulong c_stride, uint ldc,
                       uint M, uint N, uint K, uint q0, uint nq, float alpha, float beta)
 {
     uint q = get_global_id(0), p = get_global_id(1), bz = get_global_id(2);
     uint j0 = (q0 + q) * NR, i0 = p * MR;
     if (q >= nq || i0 >= M) return;
-    const global float *a = Ap + bz * ap_stride + (ulong)p * K * MR;
-    const global float *b = B + b_off + bz * b_stride + (ulong)q * b_panel;
+    const global float *a = Ap + ap_off + bz * ap_stride + (ulong)p * a_panel;
+    const global float *b = B + b_off + bz * b_stride + q * b_panel;
     floatV acc[MR][NV];
 #pragma unroll
     for (uint i = 0; i < MR; i++)

@@ -8,16 +8,20 @@
 #include "gemm.h"
 #include "tune.h"
 
-/* Parameter sets of cl/gemm.cl shipped and tuned over; the first is the CPU default (best measured on a
- * 2-core AVX-512 POCL device). QUICK tuning tries the first NQUICK, FULL all of them. */
+/* Parameter sets of cl/gemm.cl shipped and tuned over (measured on a 2-core AVX-512 POCL device: packed B
+ * wins for K >= 64, reading B in place wins for small K where packing would cost as much as the product).
+ * QUICK tuning tries the first NQUICK, FULL all of them. */
 static const clt__gemm_params params[] = {
-    {8, 16, 1, 4, 1, 1},
-    {8, 16, 1, 4, 1, 0},
-    {6, 16, 2, 4, 1, 1},
-    {4, 16, 2, 4, 1, 1},
-    {12, 16, 1, 4, 1, 1},
-    {8, 8, 2, 4, 1, 1},
-    {8, 16, 1, 4, 8, 1},
+    {8, 16, 1, 4, 1, 0, 0},   /* CPU default */
+    {8, 16, 1, 4, 1, 1, 0},   /* CPU default for small K and row-major B */
+    {12, 16, 1, 4, 1, 0, 0},
+    {8, 16, 1, 4, 1, 0, 256},
+    {14, 16, 1, 4, 1, 0, 0},
+    {8, 16, 2, 4, 1, 0, 0},
+    {6, 16, 2, 4, 1, 0, 0},
+    {8, 16, 1, 4, 8, 0, 0},
+    {8, 8, 2, 4, 1, 1, 0},
+    {4, 16, 2, 4, 1, 1, 512},
 };
 #define NPARAMS ((int)(sizeof params / sizeof params[0]))
 #define NQUICK 4
@@ -59,12 +63,14 @@ const clt__gemm_params *clt__gemm_param(int i)
 
 void clt__gemm_params_str(const clt__gemm_params *p, char *buf, size_t len)
 {
-    snprintf(buf, len, "MR=%d VW=%d NV=%d KU=%d LX=%d DB=%d", p->mr, p->vw, p->nv, p->ku, p->lx, p->db);
+    snprintf(buf, len, "MR=%d VW=%d NV=%d KU=%d LX=%d DB=%d KC=%d", p->mr, p->vw, p->nv, p->ku, p->lx, p->db,
+             p->kc);
 }
 
 static int parse_params(const char *s, clt__gemm_params *p)
 {
-    return sscanf(s, "MR=%d VW=%d NV=%d KU=%d LX=%d DB=%d", &p->mr, &p->vw, &p->nv, &p->ku, &p->lx, &p->db) == 6;
+    return sscanf(s, "MR=%d VW=%d NV=%d KU=%d LX=%d DB=%d KC=%d", &p->mr, &p->vw, &p->nv, &p->ku, &p->lx, &p->db,
+                  &p->kc) == 7;
 }
 
 static int state(clt_context *ctx, clt__gemm_state **out)
@@ -83,7 +89,8 @@ static int state(clt_context *ctx, clt__gemm_state **out)
 
 static int same_params(const clt__gemm_params *a, const clt__gemm_params *b)
 {
-    return a->mr == b->mr && a->vw == b->vw && a->nv == b->nv && a->ku == b->ku && a->lx == b->lx && a->db == b->db;
+    return a->mr == b->mr && a->vw == b->vw && a->nv == b->nv && a->ku == b->ku && a->lx == b->lx && a->db == b->db &&
+           a->kc == b->kc;
 }
 
 static int get_kernels(clt_context *ctx, clt__gemm_state *s, const clt__gemm_params *p, own_kernels **out)
@@ -93,6 +100,7 @@ static int get_kernels(clt_context *ctx, clt__gemm_state *s, const clt__gemm_par
         clt__gemm_params q = s->ks[i].p;
         q.lx = p->lx;
         q.db = p->db;
+        q.kc = p->kc;
         if (same_params(&q, p)) {
             *out = &s->ks[i];
             return CLT_OK;
@@ -207,38 +215,48 @@ static int run_own(clt_context *ctx, const clt__gemm_args *a, const clt__gemm_pa
         size_t g[3] = {a->k, pl.ntail, batch};
         CLT_TRY(clt__launch(ctx, k->pack_b, 3, g, NULL));
     }
-    cl_ulong aps = pl.ap_stride, c_off = a->off_c, c_stride = a->stride_c;
+    cl_ulong aps = pl.ap_stride, c_off = a->off_c, c_stride = a->stride_c, a_panel = (cl_ulong)a->k * p->mr;
     cl_uint ldc = (cl_uint)a->ldc;
-    float alpha = a->alpha, beta = a->beta;
-    for (int pass = 0; pass < 2; pass++) {
-        size_t npan = pass == 0 ? pl.nfull : pl.ntail;
-        if (npan == 0) continue;
-        cl_mem b;
-        cl_ulong b_off, b_stride;
-        cl_uint b_panel, b_k, q0, qn = (cl_uint)npan;
-        if (pass == 0) { /* B read in place: panel q starts at column q*NR of row-major B */
-            b = a->b;
-            b_off = a->off_b;
-            b_stride = a->stride_b;
-            b_panel = nr;
-            b_k = (cl_uint)a->ldb;
-            q0 = 0;
-        } else {
-            b = s->ws_b;
-            b_off = 0;
-            b_stride = pl.bp_stride;
-            b_panel = K * nr;
-            b_k = nr;
-            q0 = (cl_uint)pl.nfull;
+    float alpha = a->alpha;
+    /* K blocking keeps the panels of one block in cache; later blocks accumulate into C (beta = 1). */
+    size_t kc = p->kc > 0 && a->k > (size_t)p->kc ? (size_t)p->kc : a->k;
+    size_t k0 = 0;
+    do {
+        size_t kn = a->k - k0 < kc ? a->k - k0 : kc;
+        float beta = k0 == 0 ? a->beta : 1.0f;
+        cl_uint kblk = (cl_uint)kn;
+        cl_ulong ap_off = k0 * (size_t)p->mr;
+        for (int pass = 0; pass < 2; pass++) {
+            size_t npan = pass == 0 ? pl.nfull : pl.ntail;
+            if (npan == 0) continue;
+            cl_mem b;
+            cl_ulong b_off, b_stride, b_panel;
+            cl_uint b_k, q0, qn = (cl_uint)npan;
+            if (pass == 0) { /* B read in place: panel q starts at column q*NR of row-major B */
+                b = a->b;
+                b_off = a->off_b + k0 * a->ldb;
+                b_stride = a->stride_b;
+                b_panel = nr;
+                b_k = (cl_uint)a->ldb;
+                q0 = 0;
+            } else {
+                b = s->ws_b;
+                b_off = k0 * nr;
+                b_stride = pl.bp_stride;
+                b_panel = (cl_ulong)K * nr;
+                b_k = nr;
+                q0 = (cl_uint)pl.nfull;
+            }
+            CLT_TRY(CLT_SET_ARGS(ctx, k->tile, CLT_ARG(s->ws_a), CLT_ARG(ap_off), CLT_ARG(aps), CLT_ARG(a_panel),
+                                 CLT_ARG(b), CLT_ARG(b_off), CLT_ARG(b_stride), CLT_ARG(b_panel), CLT_ARG(b_k),
+                                 CLT_ARG(a->c), CLT_ARG(c_off), CLT_ARG(c_stride), CLT_ARG(ldc), CLT_ARG(M), CLT_ARG(N),
+                                 CLT_ARG(kblk), CLT_ARG(q0), CLT_ARG(qn), CLT_ARG(alpha), CLT_ARG(beta)));
+            size_t g[3] = {npan, pl.np, batch}, l[3] = {(size_t)p->lx, 1, 1};
+            if (l[0] > npan) l[0] = 1;
+            CLT_TRY(clt__launch(ctx, k->tile, 3, g, l));
         }
-        CLT_TRY(CLT_SET_ARGS(ctx, k->tile, CLT_ARG(s->ws_a), CLT_ARG(aps), CLT_ARG(b), CLT_ARG(b_off),
-                             CLT_ARG(b_stride), CLT_ARG(b_panel), CLT_ARG(b_k), CLT_ARG(a->c), CLT_ARG(c_off),
-                             CLT_ARG(c_stride), CLT_ARG(ldc), CLT_ARG(M), CLT_ARG(N), CLT_ARG(K), CLT_ARG(q0),
-                             CLT_ARG(qn), CLT_ARG(alpha), CLT_ARG(beta)));
-        size_t g[3] = {npan, pl.np, batch}, l[3] = {(size_t)p->lx, 1, 1};
-        if (l[0] > npan) l[0] = 1;
-        CLT_TRY(clt__launch(ctx, k->tile, 3, g, l));
-    }
+        k0 += kn;
+    } while (k0 < a->k);
     return CLT_OK;
 }
 
@@ -272,16 +290,16 @@ static int run_clblast(clt_context *ctx, const clt__gemm_args *a)
 int clt__gemm_run(clt_context *ctx, const clt__gemm_args *a, int algo, const clt__gemm_params *p)
 {
     if (a->m == 0 || a->n == 0) return CLT_OK;
-    if (algo == CLT__GEMM_OWN) return run_own(ctx, a, p ? p : &params[0]);
+    /* CLBlast refuses k = 0 (C = beta C); the own kernels handle it. */
+    if (algo == CLT__GEMM_OWN || a->k == 0) return run_own(ctx, a, p ? p : &params[0]);
     return run_clblast(ctx, a);
 }
 
 void clt__gemm_default(clt_context *ctx, const clt__gemm_args *a, int *algo, clt__gemm_params *p)
 {
-    (void)a;
-    *p = params[0];
+    *p = params[a->k <= 32 && !a->trans_b ? 1 : 0];
     *algo = ctx->info.is_gpu ? CLT__GEMM_CLBLAST : CLT__GEMM_OWN;
-    /* Developer knob for trying parameter sets: CLTRAIN_GEMM_PARAMS="MR=8 VW=16 NV=1 KU=4 LX=1 DB=1". */
+    /* Developer knob for trying parameter sets: CLTRAIN_GEMM_PARAMS="MR=8 VW=16 NV=1 KU=4 LX=1 DB=1 KC=0". */
     const char *e = getenv("CLTRAIN_GEMM_PARAMS");
     clt__gemm_params q;
     if (e && parse_params(e, &q)) *p = q;

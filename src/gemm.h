@@ -5,9 +5,10 @@
 #include "internal.h"
 
 /* One parameter set of the own kernel (cl/gemm.cl): tiles of MR x (NV*VW) per work-item, K unrolled KU
- * times, LX work-items per work-group along N, DB = 1 reads row-major B directly instead of packing it. */
+ * times, LX work-items per work-group along N, DB = 1 reads row-major B directly instead of packing it,
+ * KC > 0 splits K into blocks of KC (panels of a block stay in cache; C accumulates over blocks). */
 typedef struct clt__gemm_params {
-    int mr, vw, nv, ku, lx, db;
+    int mr, vw, nv, ku, lx, db, kc;
 } clt__gemm_params;
 
 enum { CLT__GEMM_AUTO = 0, CLT__GEMM_CLBLAST = 1, CLT__GEMM_OWN = 2 };
@@ -15,7 +16,7 @@ enum { CLT__GEMM_AUTO = 0, CLT__GEMM_CLBLAST = 1, CLT__GEMM_OWN = 2 };
 /* The shipped parameter sets; index 0 is the CPU default. */
 int clt__gemm_num_params(void);
 const clt__gemm_params *clt__gemm_param(int i);
-/* "MR=8 VW=16 NV=1 KU=4 LX=1 DB=1" */
+/* "MR=8 VW=16 NV=1 KU=4 LX=1 DB=1 KC=0" */
 void clt__gemm_params_str(const clt__gemm_params *p, char *buf, size_t len);
 
 /* Runs one GEMM on a given path, bypassing the per-shape decision (p may be NULL for CLBlast). */
