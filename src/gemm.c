@@ -587,11 +587,13 @@ int clt__gemm(clt_context *ctx, const clt__gemm_args *a)
 
 static const char *xgemm_names[] = {"GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
                                     "NDIMC", "NWG", "SA", "SB", "STRM", "STRN", "VWM", "VWN"};
+/* Moderate register tiles only (MWG/MDIMC x NWG/NDIMC <= 64 per work-item): bigger ones take POCL minutes
+ * to compile. The first is close to CLBlast's generic default. */
 static const size_t xgemm_cands[][16] = {
     {0, 1, 32, 2, 16, 16, 64, 16, 16, 64, 0, 0, 1, 0, 2, 2},
-    {0, 1, 16, 2, 4, 4, 64, 4, 4, 64, 0, 0, 0, 0, 4, 8},
-    {0, 1, 16, 2, 2, 2, 32, 2, 2, 32, 0, 0, 0, 0, 8, 8},
-    {0, 1, 32, 2, 8, 8, 64, 8, 8, 64, 0, 0, 0, 0, 4, 4},
+    {0, 1, 16, 2, 8, 8, 32, 8, 8, 64, 0, 0, 0, 0, 4, 8},
+    {0, 1, 16, 2, 8, 8, 64, 8, 8, 64, 0, 0, 0, 0, 4, 4},
+    {0, 1, 16, 2, 4, 4, 16, 4, 4, 32, 0, 0, 0, 0, 4, 8},
 };
 static const char *direct_names[] = {"KWID", "MDIMAD", "MDIMCD", "NDIMBD", "NDIMCD", "PADA", "PADB",
                                      "VWMD", "VWND", "WGD"};
@@ -599,7 +601,7 @@ static const size_t direct_cands[][10] = {
     {2, 8, 8, 8, 8, 1, 1, 1, 1, 32},
     {2, 4, 4, 4, 4, 1, 1, 4, 4, 32},
     {8, 8, 8, 8, 8, 1, 1, 4, 4, 64},
-    {2, 2, 2, 2, 2, 1, 1, 8, 8, 32},
+    {2, 4, 4, 4, 4, 1, 1, 4, 4, 16},
 };
 #define NXG ((int)(sizeof xgemm_cands / sizeof xgemm_cands[0]))
 #define NXD ((int)(sizeof direct_cands / sizeof direct_cands[0]))
