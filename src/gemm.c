@@ -700,7 +700,6 @@ int clt__gemm_tune_clblast(clt_context *ctx, int force_measure)
 void clt__gemm_release(clt_context *ctx)
 {
     clt__gemm_state *s = ctx->gemm;
-    clt__tuner_release(ctx); /* TEMPORARY until branch `tune` adds the call to clt_context_destroy */
     if (!s) return;
     for (int i = 0; i < s->nks; i++) {
         clReleaseKernel(s->ks[i].pack_a);
