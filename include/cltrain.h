@@ -109,7 +109,9 @@ typedef struct clt_context_settings {
      * (for kernel development). NULL: $CLTRAIN_KERNEL_DIR, else the built-in copies. */
     const char *kernel_dir;
     /* Folder for the tuning and program-binary caches. NULL: $CLTRAIN_CACHE_DIR, else
-     * $XDG_CACHE_HOME/cltrain, else ~/.cache/cltrain. */
+     * $XDG_CACHE_HOME/cltrain, else ~/.cache/cltrain. Compiled kernel binaries are cached in every tuning
+     * mode (their key is exact: device, driver, library version, source text, options); set
+     * $CLTRAIN_NO_BINARY_CACHE=1 to turn that off. An unwritable folder only costs the caching. */
     const char *cache_dir;
     int tune;             /* enum clt_tune_mode; default CLT_TUNE_QUICK */
     double tune_budget_s; /* seconds of measuring allowed per context in QUICK mode; default 20 */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "tune.h"
 
 typedef struct dev_ref {
     cl_platform_id platform;
@@ -304,6 +305,7 @@ void clt_context_destroy(clt_context *ctx)
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
     clt__gemm_release(ctx);
+    clt__tuner_release(ctx);
     for (int i = 0; i < ctx->nprograms; i++) {
         clReleaseProgram(ctx->programs[i].program);
         free(ctx->programs[i].name);

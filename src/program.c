@@ -6,6 +6,7 @@
 #include "clt_config.h"
 #include "embedded.h"
 #include "internal.h"
+#include "tune.h"
 
 int clt__source_text(clt_context *ctx, const char *name, char **text, size_t *len)
 {
@@ -83,19 +84,38 @@ int clt__program(clt_context *ctx, const char *source, const char *options, cl_p
         free(common);
         return st;
     }
-    const char *parts[2] = {common, text};
-    size_t lens[2] = {lc, lt};
-    cl_int err;
-    cl_program p = clCreateProgramWithSource(ctx->cl, 2, parts, lens, &err);
+    /* One string (common.cl then the source): the binary cache keys on exactly the text that is compiled. */
+    char *full = malloc(lc + lt + 1);
+    if (!full) {
+        free(common);
+        free(text);
+        return clt__err(ctx, CLT_ERR_NOMEM, "out of memory");
+    }
+    memcpy(full, common, lc);
+    memcpy(full + lc, text, lt);
+    full[lc + lt] = 0;
     free(common);
     free(text);
-    if (err != CL_SUCCESS) return clt__cl_err(ctx, err, "clCreateProgramWithSource", __FILE__, __LINE__);
-    err = clBuildProgram(p, 1, &ctx->dev, opts, NULL, NULL);
-    if (err != CL_SUCCESS) {
-        st = build_log_error(ctx, p, err, source, opts);
-        clReleaseProgram(p);
-        return st;
+    cl_program p = NULL;
+    if (!clt__binary_cache_load(ctx, full, lc + lt, opts, &p)) {
+        const char *src = full;
+        size_t len = lc + lt;
+        cl_int err;
+        p = clCreateProgramWithSource(ctx->cl, 1, &src, &len, &err);
+        if (err != CL_SUCCESS) {
+            free(full);
+            return clt__cl_err(ctx, err, "clCreateProgramWithSource", __FILE__, __LINE__);
+        }
+        err = clBuildProgram(p, 1, &ctx->dev, opts, NULL, NULL);
+        if (err != CL_SUCCESS) {
+            free(full);
+            st = build_log_error(ctx, p, err, source, opts);
+            clReleaseProgram(p);
+            return st;
+        }
+        clt__binary_cache_store(ctx, full, len, opts, p);
     }
+    free(full);
     if (ctx->nprograms == ctx->cap_programs) {
         int cap = ctx->cap_programs ? ctx->cap_programs * 2 : 16;
         clt__program_entry *np = realloc(ctx->programs, (size_t)cap * sizeof *np);

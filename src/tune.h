@@ -1,0 +1,90 @@
+/* tune.h - per-device autotuning decisions and compiled program binaries persisted in an on-disk cache. */
+#ifndef CLT_TUNE_H
+#define CLT_TUNE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+typedef struct clt__tune_key {
+    const char *kernel;  /* decision family, e.g. "gemm", "conv2d_algo", "clblast_xgemm" */
+    const char *source;  /* name of the cl/<source>.cl whose text (plus cl/common.cl) is hashed into the key,
+                            or NULL if no kernel source is involved (e.g. a CLBlast-only decision) */
+    const char *options; /* build options / parameters that also define the candidate set ("" if none) */
+    const char *shape;   /* problem shape, e.g. "m=64,n=10816,k=288,ta=0,tb=0,batch=1" */
+} clt__tune_key;
+
+/* Looks up a decision. Returns 1 and fills value (a short string such as "algo=own MR=8 NR=16 KU=4" or
+ * "rejected") when found, 0 when missing (or tuning mode is OFF), <0 on error (value does not fit in len).
+ * The full key also includes: platform name + version, device name + version, driver version, OpenCL C version,
+ * CLT_VERSION_STRING, CLBlast version, the hash of the kernel source text, the build options and the shape. */
+int clt__tune_get(clt_context *ctx, const clt__tune_key *key, char *value, size_t len);
+/* Records a decision. OFF: ignored. CACHED: kept in memory only (nothing was measured). QUICK/FULL: kept in
+ * memory and persisted at once (lock, re-read, merge, temp file + fsync + rename). A cache folder that cannot
+ * be written only costs persistence (one warning in verbose mode), never an error. `value` must be a printable
+ * single-line string (no tabs or control characters). */
+int clt__tune_put(clt_context *ctx, const clt__tune_key *key, const char *value);
+/* 1 if measuring is allowed now (mode QUICK/FULL and budget left for QUICK), else 0. */
+int clt__tune_may_measure(clt_context *ctx);
+/* Charges measured seconds to the context's budget (ctx->tune_spent_s). */
+void clt__tune_charge(clt_context *ctx, double seconds);
+
+/* Times `reps` runs of a callback that enqueues one run (1 warm-up run first); *ms = median in ms.
+ * clt__tune_time brackets each run with profiled markers when the queue has profiling, otherwise host time
+ * around clFinish. The elapsed time is charged to the budget by the caller (clt__tune_charge). */
+typedef int (*clt__tune_run_fn)(clt_context *ctx, void *ud);
+int clt__tune_time(clt_context *ctx, clt__tune_run_fn run, void *ud, int reps, double *ms);
+/* Same with a callback that may return the event of its (single) command in *ev (or leave it NULL): with
+ * queue profiling the event's START..END is used, otherwise host time. The callee's event is released here. */
+typedef int (*clt__tune_run_ev_fn)(clt_context *ctx, void *ud, cl_event *ev);
+int clt__tune_time_ev(clt_context *ctx, clt__tune_run_ev_fn run, void *ud, int reps, double *ms);
+
+/* Compiled program binaries (CL_PROGRAM_BINARIES), one file per program under <cache_dir>/programs/, keyed by
+ * the device identity, cltrain version, the hash of the full source text and the build options. On unless
+ * $CLTRAIN_NO_BINARY_CACHE is set to a non-empty value other than "0" (the tuning mode does not matter:
+ * the key is exact, so a hit is always the program the source would have built). */
+/* 1: *out is a program built from the cached binary; 0: miss (or unusable entry, which is then removed). */
+int clt__binary_cache_load(clt_context *ctx, const char *source_text, size_t len, const char *options,
+                           cl_program *out);
+/* Schedules storing the binary of a program built from source for ctx->dev (the program is retained); the
+ * binary is written by clt__binary_cache_flush, which context destruction calls. 1 if scheduled. Failures
+ * only cost the cache. */
+int clt__binary_cache_store(clt_context *ctx, const char *source_text, size_t len, const char *options,
+                            cl_program program);
+/* Drops a scheduled store, e.g. for a tuning candidate that lost (get it with clGetKernelInfo(
+ * CL_KERNEL_PROGRAM)); its binary is then never written. */
+void clt__binary_cache_discard(clt_context *ctx, cl_program program);
+/* Writes every scheduled binary now; returns how many were stored. */
+int clt__binary_cache_flush(clt_context *ctx);
+/* Frees the context's tuner (called from clt_context_destroy). */
+void clt__tuner_release(clt_context *ctx);
+
+/* ---- for tests and diagnostics */
+typedef struct clt__tune_stats {
+    int bin_hits, bin_misses, bin_stores, bin_rejected; /* rejected: a cached binary that failed to load */
+    int file_loads, file_writes, corrupt_files, bad_lines;
+} clt__tune_stats;
+void clt__tune_get_stats(clt_context *ctx, clt__tune_stats *s);
+
+/* Every part of a full key, explicit so that tests can vary one part at a time. */
+typedef struct clt__tune_key_parts {
+    const char *platform, *platform_version, *device, *device_version, *driver, *opencl_c; /* device */
+    const char *cltrain, *clblast;                                        /* library identity */
+    const char *kernel;
+    int has_source;
+    uint64_t source_hash; /* clt__fnv1a64 over cl/common.cl + cl/<source>.cl */
+    const char *options, *shape;
+} clt__tune_key_parts;
+/* Full key as stored in the cache file (escaped, no tabs/newlines); malloc'd, NULL when out of memory. */
+char *clt__tune_key_string(const clt__tune_key_parts *p);
+/* Full key for `key` on ctx's device (source hashed from the context's kernel sources). Caller frees. */
+int clt__tune_full_key(clt_context *ctx, const clt__tune_key *key, char **out);
+/* Path of the tuning cache file of ctx's device (NULL if there is no cache folder); owned by the tuner. */
+const char *clt__tune_file_path(clt_context *ctx);
+
+#define CLT__FNV_OFFSET 0xcbf29ce484222325ull
+/* FNV-1a 64 continuing from h (start with CLT__FNV_OFFSET). */
+uint64_t clt__fnv1a64(uint64_t h, const void *data, size_t n);
+
+#endif
