@@ -15,7 +15,7 @@ static const clt__gemm_params params[] = {
     {8, 16, 1, 4, 1, 0, 0},   /* CPU default */
     {8, 16, 1, 4, 1, 1, 0},   /* CPU default for small K and row-major B */
     {12, 16, 1, 4, 1, 0, 0},
-    {8, 16, 1, 4, 1, 0, 256},
+    {8, 16, 1, 4, 1, 0, 256}, /* CPU default for large M, N and K */
     {14, 16, 1, 4, 1, 0, 0},
     {8, 16, 2, 4, 1, 0, 0},
     {6, 16, 2, 4, 1, 0, 0},
@@ -298,6 +298,8 @@ int clt__gemm_run(clt_context *ctx, const clt__gemm_args *a, int algo, const clt
 void clt__gemm_default(clt_context *ctx, const clt__gemm_args *a, int *algo, clt__gemm_params *p)
 {
     *p = params[a->k <= 32 && !a->trans_b ? 1 : 0];
+    /* Large square-ish problems: K blocks of 256 keep the B panels in L2 (1024^3: ~1.5x faster measured). */
+    if (a->k >= 512 && a->m >= 256 && a->n >= 256) *p = params[3];
     *algo = ctx->info.is_gpu ? CLT__GEMM_CLBLAST : CLT__GEMM_OWN;
     /* Developer knob for trying parameter sets: CLTRAIN_GEMM_PARAMS="MR=8 VW=16 NV=1 KU=4 LX=1 DB=1 KC=0". */
     const char *e = getenv("CLTRAIN_GEMM_PARAMS");
