@@ -99,6 +99,9 @@ enum clt_tune_mode {
     CLT_TUNE_QUICK = 2,  /* measure missing entries with a small candidate set within tune_budget_s */
     CLT_TUNE_FULL = 3,   /* measure missing entries with every candidate */
 };
+/* GEMMs (dense and convolution layers) run either on cltrain's own packed, register-blocked kernels or on
+ * CLBlast, chosen per device and shape by tuning (untuned default: own kernels on CPUs, CLBlast elsewhere).
+ * Environment: CLTRAIN_GEMM=clblast or CLTRAIN_GEMM=own forces one path for every GEMM of the process. */
 
 typedef struct clt_context_settings {
     /* Device choice: NULL means $CLTRAIN_DEVICE, else the first GPU, else device 0. A spec is a global

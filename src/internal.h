@@ -103,6 +103,10 @@ typedef struct clt__gemm_args {
     size_t batch;
 } clt__gemm_args;
 int clt__gemm(clt_context *ctx, const clt__gemm_args *g);
+/* Optional, from an op's prepare(): decides (and, when tuning may measure, tunes) the algorithm for this
+ * shape and pre-sizes the packing workspaces, so that clt__gemm with this shape allocates nothing later.
+ * Only the shape fields (trans_a/b, m, n, k, batch) of `shape` are read. */
+int clt__gemm_prepare(clt_context *ctx, const clt__gemm_args *shape);
 void clt__gemm_release(clt_context *ctx);
 
 /* ---- conv2d algorithm (conv2d.c). Chosen per layer when the op is added; a tuner may extend the choice. */

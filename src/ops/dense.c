@@ -6,6 +6,13 @@
 static int prepare(clt_graph *g, clt__node *n)
 {
     cl_uint rows = (cl_uint)n->iattr[0], cols = (cl_uint)n->iattr[2];
+    /* Decide/tune the GEMMs of forward and backward now and size their workspaces (none at step time). */
+    size_t N = (size_t)n->iattr[0], F = (size_t)n->iattr[1], U = (size_t)n->iattr[2];
+    CLT_TRY(clt__gemm_prepare(g->ctx, &(clt__gemm_args){.trans_b = 1, .m = N, .n = U, .k = F, .batch = 1}));
+    if (n->param[0]->grad) {
+        CLT_TRY(clt__gemm_prepare(g->ctx, &(clt__gemm_args){.trans_a = 1, .m = U, .n = F, .k = N, .batch = 1}));
+        CLT_TRY(clt__gemm_prepare(g->ctx, &(clt__gemm_args){.m = N, .n = F, .k = U, .batch = 1}));
+    }
     if (n->iattr[3]) {
         CLT_TRY(clt__kernel(g->ctx, "dense", "", "bias_rows", &n->k[0]));
         CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[0], CLT_ARG(n->out->mem), CLT_ARG(n->param[1]->mem), CLT_ARG(rows),

@@ -1,0 +1,32 @@
+/* gemm.h - internals of the GEMM dispatcher shared with its tests and the bench tool. */
+#ifndef CLT_GEMM_H
+#define CLT_GEMM_H
+
+#include "internal.h"
+
+/* One parameter set of the own kernel (cl/gemm.cl): tiles of MR x (NV*VW) per work-item, K unrolled KU
+ * times, LX work-items per work-group along N, DB = 1 reads row-major B directly instead of packing it,
+ * KC > 0 splits K into blocks of KC (panels of a block stay in cache; C accumulates over blocks). */
+typedef struct clt__gemm_params {
+    int mr, vw, nv, ku, lx, db, kc;
+} clt__gemm_params;
+
+enum { CLT__GEMM_AUTO = 0, CLT__GEMM_CLBLAST = 1, CLT__GEMM_OWN = 2 };
+
+/* The shipped parameter sets; index 0 is the CPU default. */
+int clt__gemm_num_params(void);
+const clt__gemm_params *clt__gemm_param(int i);
+/* "MR=8 VW=16 NV=1 KU=4 LX=1 DB=1 KC=0" */
+void clt__gemm_params_str(const clt__gemm_params *p, char *buf, size_t len);
+
+/* Runs one GEMM on a given path, bypassing the per-shape decision (p may be NULL for CLBlast). */
+int clt__gemm_run(clt_context *ctx, const clt__gemm_args *a, int algo, const clt__gemm_params *p);
+/* The decision clt__gemm uses for this shape (after clt__gemm_prepare): algo and params (own). */
+int clt__gemm_decision(clt_context *ctx, const clt__gemm_args *a, int *algo, clt__gemm_params *p);
+/* Default decision without tuning, by device type. */
+void clt__gemm_default(clt_context *ctx, const clt__gemm_args *a, int *algo, clt__gemm_params *p);
+/* Applies (and in FULL mode, or QUICK mode on non-CPU devices, measures) CLBlast's own kernel parameters
+ * (Xgemm, XgemmDirect) for this device. Idempotent per context. */
+int clt__gemm_tune_clblast(clt_context *ctx, int force_measure);
+
+#endif
