@@ -19,6 +19,23 @@ kernel void max_pool_fwd(global const float *x, global float *y, global int *arg
     uint plane = r / (uint)OH;
     int oh = (int)(r - plane * (uint)OH);
     global const float *xp = x + (size_t)plane * H * W;
+    if (K == 2 && S == 2 && P == 0) {
+        global const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+        global float *yr = y + (size_t)r * OW;
+        global int *ar = arg + (size_t)r * OW;
+        for (int ow = 0; ow < OW; ow++) {
+            int i0 = 2 * ow;
+            float a = r0[i0], b = r0[i0 + 1], c = r1[i0], d = r1[i0 + 1];
+            float best = a;
+            int bi = 2 * oh * W + i0;
+            if (b > best || isnan(b)) best = b, bi = 2 * oh * W + i0 + 1;
+            if (c > best || isnan(c)) best = c, bi = (2 * oh + 1) * W + i0;
+            if (d > best || isnan(d)) best = d, bi = (2 * oh + 1) * W + i0 + 1;
+            yr[ow] = best;
+            ar[ow] = bi;
+        }
+        return;
+    }
     int h0 = max(oh * S - P, 0), h1 = min(oh * S - P + K, H);
     for (int ow = 0; ow < OW; ow++) {
         int w0 = max(ow * S - P, 0), w1 = min(ow * S - P + K, W);
