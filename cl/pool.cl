@@ -19,6 +19,23 @@ kernel void max_pool_fwd(global const float *x, global float *y, global int *arg
     uint plane = r / (uint)OH;
     int oh = (int)(r - plane * (uint)OH);
     global const float *xp = x + (size_t)plane * H * W;
+    if (K == 2 && S == 2 && P == 0) {
+        global const float *r0 = xp + 2 * oh * W, *r1 = r0 + W;
+        global float *yr = y + (size_t)r * OW;
+        global int *ar = arg + (size_t)r * OW;
+        for (int ow = 0; ow < OW; ow++) {
+            int i0 = 2 * ow;
+            float a = r0[i0], b = r0[i0 + 1], c = r1[i0], d = r1[i0 + 1];
+            float best = a;
+            int bi = 2 * oh * W + i0;
+            if (b > best || isnan(b)) best = b, bi = 2 * oh * W + i0 + 1;
+            if (c > best || isnan(c)) best = c, bi = (2 * oh + 1) * W + i0;
+            if (d > best || isnan(d)) best = d, bi = (2 * oh + 1) * W + i0 + 1;
+            yr[ow] = best;
+            ar[ow] = bi;
+        }
+        return;
+    }
     int h0 = max(oh * S - P, 0), h1 = min(oh * S - P + K, H);
     for (int ow = 0; ow < OW; ow++) {
         int w0 = max(ow * S - P, 0), w1 = min(ow * S - P + K, W);
@@ -34,7 +51,10 @@ kernel void max_pool_fwd(global const float *x, global float *y, global int *arg
     }
 }
 
-/* dx (NC,H,W) = (acc ? dx : 0) + sum of dy over the windows whose winner is this element. */
+/* dx (NC,H,W) = (acc ? dx : 0) + sum of dy over the windows whose winner is this element. Work-item
+ * (plane*H + ih) owns input row ih: it visits each window covering that row once and adds dy where the
+ * saved winner lies in its row, so no two work-items write the same element and no element tests every
+ * window around it. */
 kernel void max_pool_bwd(global const float *dy, global const int *arg, global float *dx, const uint NC,
                          const int H, const int W, const int OH, const int OW, const int K, const int S, const int P,
                          const int acc)
@@ -48,16 +68,14 @@ kernel void max_pool_bwd(global const float *dy, global const int *arg, global f
     global const float *dyp = dy + (size_t)plane * OH * OW;
     global const int *ap = arg + (size_t)plane * OH * OW;
     global float *row = dx + (size_t)r * W;
-    for (int iw = 0; iw < W; iw++) {
-        int ow0, ow1;
-        windows_of(iw, K, S, P, OW, &ow0, &ow1);
-        int me = ih * W + iw;
-        float s = 0.0f;
-        for (int oh = oh0; oh < oh1; oh++)
-            for (int ow = ow0; ow < ow1; ow++)
-                if (ap[oh * OW + ow] == me) s += dyp[oh * OW + ow];
-        row[iw] = acc ? row[iw] + s : s;
-    }
+    if (!acc)
+        for (int iw = 0; iw < W; iw++) row[iw] = 0.0f;
+    uint lo = (uint)(ih * W);
+    for (int oh = oh0; oh < oh1; oh++)
+        for (int ow = 0; ow < OW; ow++) {
+            uint d = (uint)ap[oh * OW + ow] - lo; /* an empty window's -1 wraps to a large value */
+            if (d < (uint)W) row[d] += dyp[oh * OW + ow];
+        }
 }
 
 /* y = mean over each K*K window of x, padding counted as zeros (count_include_pad). */

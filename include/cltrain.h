@@ -322,6 +322,8 @@ typedef struct clt_op_profile {
     const char *op;        /* op kind, e.g. "conv2d" */
     const char *name;      /* node output's name */
     double forward_ms, backward_ms;
+    int ndim;              /* the node output's shape */
+    int shape[4];
 } clt_op_profile;
 /* Fills up to `max` entries in graph order, sets *count to the number of nodes. */
 CLT_API int clt_graph_profile(clt_graph *g, clt_op_profile *entries, int max, int *count);

@@ -842,6 +842,8 @@ int clt_graph_profile(clt_graph *g, clt_op_profile *entries, int max, int *count
         entries[i].name = g->nodes[i]->out->name;
         entries[i].forward_ms = g->nodes[i]->fwd_ms;
         entries[i].backward_ms = g->nodes[i]->in_backward ? g->nodes[i]->bwd_ms : 0;
+        entries[i].ndim = g->nodes[i]->out->ndim;
+        for (int d = 0; d < 4; d++) entries[i].shape[d] = d < entries[i].ndim ? g->nodes[i]->out->shape[d] : 0;
     }
     if (count) *count = g->nnodes;
     return CLT_OK;

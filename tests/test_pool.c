@@ -96,6 +96,52 @@ static void check_case(clt_context *ctx, tu_rng *rng, int kind, int ci, const in
     clt_graph_destroy(g);
 }
 
+/* x feeds a max pool and an average pool whose outputs are added: the pool that runs its backward second
+ * must add into x's gradient (acc) instead of overwriting it. `max_first` picks which one that is. */
+static void ref_both(void *v, const double *const *in, const double *const *p, double *out)
+{
+    ud_t u = *(const ud_t *)v;
+    size_t n = (size_t)u.n * u.c * u.oh * u.ow;
+    double *tmp = malloc(n * sizeof *tmp);
+    if (!tmp) return;
+    u.kind = MAXP;
+    ref(&u, in, p, out);
+    u.kind = AVGP;
+    ref(&u, in, p, tmp);
+    for (size_t i = 0; i < n; i++) out[i] += tmp[i];
+    free(tmp);
+}
+
+static void check_shared_input(clt_context *ctx, tu_rng *rng, const int *cs, int max_first)
+{
+    ud_t u = {MAXP, cs[0], cs[1], cs[2], cs[3], cs[4], cs[5], cs[6], 0, 0};
+    u.oh = (u.h + 2 * u.p - u.k) / u.s + 1;
+    u.ow = (u.w + 2 * u.p - u.k) / u.s + 1;
+    char label[96];
+    snprintf(label, sizeof label, "max+avg pool of one input (%s first) k%d s%d p%d", max_first ? "max" : "avg", u.k,
+             u.s, u.p);
+    int shape[4] = {u.n, u.c, u.h, u.w};
+    clt_graph *g = NULL;
+    clt_tensor *x, *a = NULL, *b = NULL, *y = NULL;
+    TU_OK(ctx, clt_graph_create(ctx, &g));
+    TU_OK(ctx, clt_input(g, "x", 4, shape, &x));
+    if (max_first)
+        TU_OK(ctx, clt_max_pool2d(g, x, u.k, u.s, u.p, &a)), TU_OK(ctx, clt_avg_pool2d(g, x, u.k, u.s, u.p, &b));
+    else
+        TU_OK(ctx, clt_avg_pool2d(g, x, u.k, u.s, u.p, &a)), TU_OK(ctx, clt_max_pool2d(g, x, u.k, u.s, u.p, &b));
+    if (TU_OK(ctx, clt_add(g, a, b, &y)) && TU_OK(ctx, clt_graph_keep(g, x, 1)) &&
+        TU_OK(ctx, clt_graph_keep(g, y, 0)) && TU_OK(ctx, clt_graph_compile(g, NULL))) {
+        size_t nx = clt_tensor_numel(x);
+        float *xd = malloc(nx * sizeof(float));
+        fill_distinct(rng, xd, nx);
+        tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = ref_both, .ud = &u,
+                        .training = 1, .seed = (uint64_t)(500 + max_first), .max_fd = 96};
+        tu_check_op(ctx, label, &c);
+        free(xd);
+    }
+    clt_graph_destroy(g);
+}
+
 int main(void)
 {
     clt_context *ctx = tu_context();
@@ -113,6 +159,10 @@ int main(void)
     int ncases = (int)(sizeof cases / sizeof cases[0]);
     for (int ci = 0; ci < ncases; ci++) check_case(ctx, &rng, MAXP, ci, cases[ci]);
     for (int ci = 0; ci < ncases; ci++) check_case(ctx, &rng, AVGP, ci, cases[ci]);
+    for (int mf = 0; mf < 2; mf++) {
+        check_shared_input(ctx, &rng, cases[0], mf);
+        check_shared_input(ctx, &rng, cases[1], mf);
+    }
     int gcases[][7] = {{2, 3, 5, 7}, {1, 1, 1, 1}, {4, 8, 3, 3}};
     for (int ci = 0; ci < 3; ci++) check_case(ctx, &rng, GAP, ci, gcases[ci]);
 
