@@ -159,7 +159,8 @@ static void report(const char *what, double ms, double flops, double maxdiff, in
 
 int tool_cmd_bench(int argc, char **argv)
 {
-    const char *usage = "cltrain bench gemm M N K [--ta] [--tb] [--batch B] [--reps R] [--device SPEC] "
+    const char *usage = "cltrain bench step --model NAME [--batch N] ... (see cltrain bench step --help)\n"
+                        "cltrain bench gemm M N K [--ta] [--tb] [--batch B] [--reps R] [--device SPEC] "
                         "[--tune off|cached|quick|full] [--verbose]";
     bench_opts o;
     if (parse(argc, argv, &o, usage)) return 2;

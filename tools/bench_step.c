@@ -493,3 +493,73 @@ out:
     tool_model_free(&m);
     return rc;
 }
+
+/* `cltrain tune`: builds the model's training graph with measuring allowed, so that compiling it tunes every
+ * GEMM shape and convolution algorithm the network uses and stores the decisions in the cache. */
+int tool_tune_model(int argc, char **argv)
+{
+    const char *model = "cnn", *device = NULL;
+    int batch = 0, full = 0, c = 3, h = 32, w = 32, classes = 10, verbose = 1;
+    double budget = 120;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--full")) full = 1;
+        else if (!strcmp(a, "--quiet")) verbose = 0;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: cltrain tune [--model NAME|FILE] [--batch N] [--budget SECONDS] [--full] [--input C,H,W]\n"
+                   "                    [--classes K] [--device SPEC] [--quiet]\n"
+                   "Measures the GEMM kernels and convolution algorithms of the model's training step for this\n"
+                   "device (within --budget seconds, default 120; --full: every candidate, no budget) and stores\n"
+                   "the decisions in the tuning cache that training then uses. `cltrain tune gemm M N K` tunes one\n"
+                   "GEMM shape.\n");
+            return 0;
+        } else if (v && !strcmp(a, "--model")) model = v, i++;
+        else if (v && !strcmp(a, "--device")) device = v, i++;
+        else if (v && !strcmp(a, "--batch") && !parse_int(v, 1, &batch)) i++;
+        else if (v && !strcmp(a, "--classes") && !parse_int(v, 2, &classes)) i++;
+        else if (v && !strcmp(a, "--budget") && (budget = strtod(v, NULL)) > 0) i++;
+        else if (v && !strcmp(a, "--input") && sscanf(v, "%d,%d,%d", &c, &h, &w) == 3 && c > 0 && h > 0 && w > 0) i++;
+        else {
+            fprintf(stderr, "cltrain tune: bad or unknown option '%s' (see cltrain tune --help)\n", a);
+            return 2;
+        }
+    }
+    char err[TOOL_ERR_LEN];
+    tool_model m;
+    if (tool_model_load(model, &m, err)) {
+        fprintf(stderr, "cltrain tune: %s\n", err);
+        return 1;
+    }
+    if (batch == 0) batch = m.batch > 0 ? m.batch : 64;
+    clt_context_settings cs;
+    clt_context_default_settings(&cs);
+    cs.device = device;
+    cs.tune = full ? CLT_TUNE_FULL : CLT_TUNE_QUICK;
+    cs.tune_budget_s = budget;
+    cs.verbose = verbose;
+    clt_context *ctx = NULL;
+    clt_graph *g = NULL;
+    clt_tensor *x, *labels, *logits, *loss;
+    int xs[4] = {batch, c, h, w}, ls[1] = {batch};
+    double t0 = now_ms();
+    int st = clt_context_create(&cs, &ctx);
+    if (!st) st = clt_graph_create(ctx, &g);
+    if (!st) st = clt_input(g, "images", 4, xs, &x);
+    if (!st) st = clt_input(g, "labels", 1, ls, &labels);
+    if (!st && (st = tool_model_build(&m, g, x, classes, &logits, err))) {
+        fprintf(stderr, "cltrain tune: %s\n", err);
+    } else {
+        if (!st) st = clt_softmax_cross_entropy(g, logits, labels, 0.0f, &loss);
+        clt_compile_settings comp;
+        clt_compile_default_settings(&comp);
+        clt_optimizer_default_settings(&comp.optimizer, m.optimizer >= 0 ? m.optimizer : CLT_OPT_SGD);
+        if (!st) st = clt_graph_compile(g, &comp);
+        if (st) fprintf(stderr, "cltrain tune: %s\n", clt_errmsg(ctx));
+    }
+    if (!st) printf("tuned %s (batch %d, input %d,%d,%d) in %.1f s; decisions are cached for this device\n", model,
+                    batch, c, h, w, (now_ms() - t0) / 1000);
+    clt_graph_destroy(g);
+    clt_context_destroy(ctx);
+    tool_model_free(&m);
+    return st ? 1 : 0;
+}

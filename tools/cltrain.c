@@ -408,14 +408,10 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "eval")) return cmd_eval(sargc, sargv);
     if (!strcmp(cmd, "predict")) return cmd_predict(sargc, sargv);
     if (!strcmp(cmd, "devices")) return cmd_devices(sargc, sargv);
-    /* ---- LEAD: wire `bench` and `tune` here once tools/bench.c is merged:
-     *   if (!strcmp(cmd, "bench")) return tool_cmd_bench(sargc, sargv);
-     *   if (!strcmp(cmd, "tune")) return tool_cmd_tune(sargc, sargv);
-     * and add 'tools/bench.c' to the cltrain executable's sources in meson.build. */
-    if (!strcmp(cmd, "bench") || !strcmp(cmd, "tune")) {
-        fprintf(stderr, "cltrain: error: '%s' is not available in this build\n", cmd);
-        return 1;
-    }
+    if (!strcmp(cmd, "bench"))
+        return sargc > 1 && !strcmp(sargv[1], "step") ? tool_bench_step(sargc - 1, sargv + 1) : tool_cmd_bench(sargc, sargv);
+    if (!strcmp(cmd, "tune"))
+        return sargc > 1 && !strcmp(sargv[1], "gemm") ? tool_cmd_tune(sargc, sargv) : tool_tune_model(sargc, sargv);
     if (cmd[0] == '-') return usage_error(NULL, "unknown option '%s'", cmd);
     return usage_error(NULL, "unknown command '%s'", cmd);
 }
