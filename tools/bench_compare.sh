@@ -49,7 +49,7 @@ idle_pct() {
     [ -r /proc/stat ] || { echo "?"; return; }
     a=$(head -1 /proc/stat); sleep 1; b=$(head -1 /proc/stat)
     printf '%s\n%s\n' "$a" "$b" | awk '{idle[NR] = $5 + $6; tot[NR] = 0; for (i = 2; i <= NF; i++) tot[NR] += $i}
-        END {d = tot[2] - tot[1]; printf "%.0f", d > 0 ? 100 * (idle[2] - idle[1]) / d : 0}'
+        END {d = tot[2] - tot[1]; printf "%.0f", (d > 0 ? 100 * (idle[2] - idle[1]) / d : 0)}'
 }
 # Waits for an idle second (up to --wait-idle seconds); prints the last idle share measured.
 settle() {
