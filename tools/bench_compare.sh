@@ -8,8 +8,8 @@
 # On a shared machine, other processes distort both sides, PyTorch's (spinning OpenMP threads) far more:
 # each run line shows the CPU idle share measured just before it, and --wait-idle waits (up to SECONDS)
 # before each run for a second in which the CPUs are at least 90% idle.
-# Environment: BENCH_CMD (our benchmark; default build/cltrain-bench-step, else "build/cltrain bench step"),
-# PYTHON (default /usr/bin/python3), TORCH_REF (default /work/shared/bench/pytorch_reference.py).
+# Environment: BENCH_CMD (our benchmark; default "build/cltrain bench step"),
+# PYTHON (default /usr/bin/python3), TORCH_REF (default ../shared/bench/pytorch_reference.py).
 # Both sides train on random CIFAR-10-shaped batches with Adam; images/s are steps*batch / wall time of the
 # timed steps (after warm-up) on both sides. Without PyTorch the script still runs ours and says so.
 set -u
@@ -28,11 +28,10 @@ while [ $# -gt 0 ]; do
 done
 here=$(cd "$(dirname "$0")/.." && pwd)
 if [ -z "${BENCH_CMD:-}" ]; then
-    if [ -x "$here/build/cltrain-bench-step" ]; then BENCH_CMD="$here/build/cltrain-bench-step"
-    else BENCH_CMD="$here/build/cltrain bench step"; fi
+    BENCH_CMD="$here/build/cltrain bench step"
 fi
 PYTHON=${PYTHON:-/usr/bin/python3}
-TORCH_REF=${TORCH_REF:-/work/shared/bench/pytorch_reference.py}
+TORCH_REF=${TORCH_REF:-$here/../shared/bench/pytorch_reference.py}
 have_torch=1
 if [ ! -f "$TORCH_REF" ]; then
     echo "note: $TORCH_REF not found: PyTorch side skipped"; have_torch=0
