@@ -64,5 +64,7 @@ void cli_progress_eval(cli_progress *p, FILE *f, int done, int total);
 void cli_progress_clear(cli_progress *p, FILE *f);
 
 double cli_now_s(void);
+/* cli_now_s() when main() started: the time to the first training step is reported against it. */
+extern double cli_start_s;
 
 #endif

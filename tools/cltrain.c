@@ -377,8 +377,11 @@ static int cmd_devices(int argc, char **argv)
 
 /* ------------------------------------------------------------------------------------------ main */
 
+double cli_start_s;
+
 int main(int argc, char **argv)
 {
+    cli_start_s = cli_now_s();
     if (argc < 2) {
         fputs(usage_main, stderr);
         return 2;

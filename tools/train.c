@@ -765,6 +765,7 @@ int cli_train(const cli_train_opts *o)
         goto out;
     }
 
+    const int start_epoch_for_timing = meta->epochs_done;
     while (meta->epochs_done < meta->epochs_total) {
         int epoch = meta->epochs_done; /* 0-based */
         double t0 = cli_now_s();
@@ -807,6 +808,9 @@ int cli_train(const cli_train_opts *o)
                 fail("training step %d of epoch %d: %s", j + 1, epoch + 1, clt_errmsg(ctx));
                 goto out;
             }
+            if (o->verbose && epoch == start_epoch_for_timing && j == 0)
+                printf("startup: first training step finished %.2f s after the command started\n",
+                       cli_now_s() - cli_start_s);
             if (!isfinite(loss)) {
                 cli_progress_clear(&prog, stdout);
                 if (j + 1 < steps_per_epoch) worker_wait(&w);
