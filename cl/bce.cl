@@ -1,4 +1,4 @@
-/* bce.cl - binary cross-entropy on logits: two-stage deterministic mean and the gradients of both inputs. */
+/* bce.cl - binary cross-entropy on logits: first stage of the deterministic mean (reduce.cl), both gradients. */
 #ifndef RED_P
 #define RED_P 256 /* partial sums of the first stage (fixed: same summation order on every device) */
 #endif
@@ -14,15 +14,6 @@ kernel void bce_partial(global const float *x, global const float *t, global flo
     float s = 0.0f;
     for (uint i = p; i < n; i += RED_P) s += bce_term(x[i], t[i]);
     partial[p] = s;
-}
-
-/* A single work-item adds the RED_P partials in order: out[0] = mean. */
-kernel void bce_final(global const float *partial, global float *out, const uint n)
-{
-    if (get_global_id(0) != 0) return;
-    float s = 0.0f;
-    for (uint p = 0; p < RED_P; p++) s += partial[p];
-    out[0] = s / (float)n;
 }
 
 /* dx = (sigmoid(x) - t) dL/n, dt = -x dL/n. Modes: 0 skip, 1 write, 2 add (the input feeds several nodes).

@@ -1,4 +1,4 @@
-/* mse.cl - mean squared error: two-stage deterministic mean and the gradients of both inputs. */
+/* mse.cl - mean squared error: first stage of the deterministic mean (see reduce.cl), gradients of both inputs. */
 #ifndef RED_P
 #define RED_P 256 /* partial sums of the first stage (fixed: same summation order on every device) */
 #endif
@@ -14,15 +14,6 @@ kernel void mse_partial(global const float *x, global const float *t, global flo
         s += d * d;
     }
     partial[p] = s;
-}
-
-/* A single work-item adds the RED_P partials in order: out[0] = mean. */
-kernel void mse_final(global const float *partial, global float *out, const uint n)
-{
-    if (get_global_id(0) != 0) return;
-    float s = 0.0f;
-    for (uint p = 0; p < RED_P; p++) s += partial[p];
-    out[0] = s / (float)n;
 }
 
 /* dx = 2 (x - t) dL/n, dt = -dx. Modes: 0 skip, 1 write, 2 add (the input feeds several nodes).

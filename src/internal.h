@@ -249,6 +249,15 @@ const char *clt__shape_str(const clt_tensor *t, char *buf, size_t len);
 /* Zero-fills `count` floats of a tensor's memory starting at element `offset`. */
 int clt__fill(clt_graph *g, cl_mem mem, size_t count, float value);
 
+/* Elementwise losses (ops/loss_common.c): node with inputs (a, b) of the same shape and a scalar output, the
+ * mean over all elements. Kernels <source>_partial (RED_P partial sums) and <source>_backward come from
+ * cl/<source>.cl; the final sum is cl/reduce.cl. The op's prepare calls clt__pair_loss_prepare with its source. */
+int clt__pair_loss_new(clt_graph *g, const clt__op *op, const char *fn, clt_tensor *a, const char *a_what,
+                       clt_tensor *b, const char *b_what, clt_tensor **out);
+int clt__pair_loss_prepare(clt_graph *g, clt__node *n, const char *source);
+int clt__pair_loss_forward(clt_graph *g, clt__node *n, int training);
+int clt__pair_loss_backward(clt_graph *g, clt__node *n);
+
 /* Portable RNG (init.c). */
 uint64_t clt__splitmix64(uint64_t *state);
 double clt__uniform01(uint64_t *state);

@@ -1,76 +1,14 @@
 /* mse.c - mean squared error over all elements, gradients for both inputs (cl/mse.cl). */
 #include "internal.h"
 
-/* fscratch[0]: RED_P partial sums. Kernels: 0 partial, 1 final, 2 backward. */
-#define RED_P 256
-
 static int prepare(clt_graph *g, clt__node *n)
 {
-    clt_context *ctx = g->ctx;
-    cl_uint cnt = (cl_uint)n->in[0]->numel;
-    cl_mem part = n->fscratch[0]->mem;
-    CLT_TRY(clt__kernel(ctx, "mse", "", "mse_partial", &n->k[0]));
-    CLT_TRY(CLT_SET_ARGS(ctx, n->k[0], CLT_ARG(n->in[0]->mem), CLT_ARG(n->in[1]->mem), CLT_ARG(part), CLT_ARG(cnt)));
-    CLT_TRY(clt__kernel(ctx, "mse", "", "mse_final", &n->k[1]));
-    CLT_TRY(CLT_SET_ARGS(ctx, n->k[1], CLT_ARG(part), CLT_ARG(n->out->mem), CLT_ARG(cnt)));
-    if (n->out->grad) {
-        /* An input without a gradient gets a stand-in buffer that the kernel never touches (mode 0). */
-        cl_mem dl = n->out->grad->mem;
-        cl_mem dx = n->in[0]->grad ? n->in[0]->grad->mem : dl, dt = n->in[1]->grad ? n->in[1]->grad->mem : dl;
-        cl_int mode = 0;
-        CLT_TRY(clt__kernel(ctx, "mse", "", "mse_backward", &n->k[2]));
-        CLT_TRY(CLT_SET_ARGS(ctx, n->k[2], CLT_ARG(n->in[0]->mem), CLT_ARG(n->in[1]->mem), CLT_ARG(dl), CLT_ARG(dx),
-                             CLT_ARG(dt), CLT_ARG(mode), CLT_ARG(mode), CLT_ARG(cnt)));
-    }
-    return CLT_OK;
+    return clt__pair_loss_prepare(g, n, "mse");
 }
 
-static int forward(clt_graph *g, clt__node *n, int training)
-{
-    (void)training;
-    size_t gs = RED_P, ls = 64, one = 1;
-    CLT_TRY(clt__launch(g->ctx, n->k[0], 1, &gs, &ls));
-    return clt__launch(g->ctx, n->k[1], 1, &one, &one);
-}
-
-static int backward(clt_graph *g, clt__node *n)
-{
-    if (!n->need_dx[0] && !n->need_dx[1]) return CLT_OK;
-    cl_int mx = n->need_dx[0] ? 1 + n->acc_dx[0] : 0, mt = n->need_dx[1] ? 1 + n->acc_dx[1] : 0;
-    CLT_CL(g->ctx, clSetKernelArg(n->k[2], 5, sizeof mx, &mx));
-    CLT_CL(g->ctx, clSetKernelArg(n->k[2], 6, sizeof mt, &mt));
-    size_t gs = n->in[0]->numel, ls = 64;
-    return clt__launch(g->ctx, n->k[2], 1, &gs, &ls);
-}
-
-static const clt__op op_mse = {"mse", prepare, forward, backward, NULL};
+static const clt__op op_mse = {"mse", prepare, clt__pair_loss_forward, clt__pair_loss_backward, NULL};
 
 int clt_mse(clt_graph *g, clt_tensor *pred, clt_tensor *target, clt_tensor **out)
 {
-    const char *fn = "clt_mse";
-    if (!out) return g ? clt__err(g->ctx, CLT_ERR_INVALID, "%s: out is NULL", fn) : CLT_ERR_INVALID;
-    *out = NULL;
-    CLT_TRY(clt__check_building(g, fn));
-    CLT_TRY(clt__check_tensor(g, pred, fn, "pred"));
-    CLT_TRY(clt__check_tensor(g, target, fn, "target"));
-    int same = pred->ndim == target->ndim;
-    for (int i = 0; same && i < pred->ndim; i++) same = pred->shape[i] == target->shape[i];
-    if (!same) {
-        /* No broadcasting: (N,1) against (N) is almost always a bug. */
-        char b1[64], b2[64];
-        return clt__err(g->ctx, CLT_ERR_SHAPE, "%s: pred '%s' %s and target '%s' %s must have the same shape", fn,
-                        pred->name, clt__shape_str(pred, b1, sizeof b1), target->name,
-                        clt__shape_str(target, b2, sizeof b2));
-    }
-    clt_tensor *in[2] = {pred, target};
-    int shape[1] = {1};
-    clt__node *n;
-    CLT_TRY(clt__new_node(g, &op_mse, NULL, 2, in, 1, shape, &n));
-    n->bwd_needs_in = 3u;
-    n->bwd_needs_out = 0;
-    n->out->keep_value = 1;
-    clt_tensor *t;
-    CLT_TRY(clt__add_private(g, n, CLT__FSCRATCH, "partial", RED_P, &t));
-    *out = n->out;
-    return CLT_OK;
+    return clt__pair_loss_new(g, &op_mse, "clt_mse", pred, "pred", target, "target", out);
 }
