@@ -14,7 +14,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,18 +27,6 @@
 #define CKPT_VERSION 1u
 #define CKPT_PREFIX 20        /* magic + version + length */
 #define CKPT_MAX_DIMS 4
-
-static int fail(char *err, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, int status, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, TOOL_ERR_LEN, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
 
 /* ------------------------------------------------------------------------------------------ writing */
 
@@ -184,7 +171,7 @@ static int serialize(wbuf *b, clt_graph *g, const tool_ckpt_meta *meta, const ch
             float *nh = realloc(host, numel * sizeof *nh);
             if (!nh) {
                 free(host);
-                return fail(err, CLT_ERR_NOMEM, "out of memory writing a checkpoint");
+                return tool_fail(err, CLT_ERR_NOMEM, "out of memory writing a checkpoint");
             }
             host = nh;
             host_cap = numel;
@@ -192,25 +179,25 @@ static int serialize(wbuf *b, clt_graph *g, const tool_ckpt_meta *meta, const ch
         int st = clt_tensor_read(g, t, 0, host, numel);
         if (st) {
             free(host);
-            return fail(err, st, "cannot read '%s' for the checkpoint: %s", clt_tensor_name(t), clt_errmsg(ctx));
+            return tool_fail(err, st, "cannot read '%s' for the checkpoint: %s", clt_tensor_name(t), clt_errmsg(ctx));
         }
         put_floats(b, host, numel);
         for (int slot = 0; trainable && slot < 2; slot++) {
             st = clt_tensor_read_slot(g, t, slot, host, numel);
             if (st) {
                 free(host);
-                return fail(err, st, "cannot read optimizer slot %d of '%s' for the checkpoint: %s", slot,
-                            clt_tensor_name(t), clt_errmsg(ctx));
+                return tool_fail(err, st, "cannot read optimizer slot %d of '%s' for the checkpoint: %s", slot,
+                                 clt_tensor_name(t), clt_errmsg(ctx));
             }
             put_floats(b, host, numel);
         }
     }
     free(host);
-    if (b->oom) return fail(err, CLT_ERR_NOMEM, "out of memory writing a checkpoint");
+    if (b->oom) return tool_fail(err, CLT_ERR_NOMEM, "out of memory writing a checkpoint");
     uint64_t total = b->len + 4;
     for (int i = 0; i < 8; i++) b->p[12 + i] = (unsigned char)(total >> (8 * i));
     put_u32(b, (uint32_t)crc32(crc32(0L, Z_NULL, 0), b->p, (uInt)b->len));
-    if (b->oom) return fail(err, CLT_ERR_NOMEM, "out of memory writing a checkpoint");
+    if (b->oom) return tool_fail(err, CLT_ERR_NOMEM, "out of memory writing a checkpoint");
     return CLT_OK;
 }
 
@@ -238,9 +225,10 @@ static int sync_dir(const char *path)
 int tool_checkpoint_save(const char *path, clt_graph *g, const tool_ckpt_meta *meta, const char *model_text,
                          char *err)
 {
-    if (!path || !g || !meta || !model_text) return fail(err, CLT_ERR_INVALID, "tool_checkpoint_save: NULL argument");
+    if (!path || !g || !meta || !model_text)
+        return tool_fail(err, CLT_ERR_INVALID, "tool_checkpoint_save: NULL argument");
     if (meta->nhistory < 0 || meta->nhistory > (int)(sizeof meta->history / sizeof meta->history[0]))
-        return fail(err, CLT_ERR_INVALID, "tool_checkpoint_save: nhistory %d out of range", meta->nhistory);
+        return tool_fail(err, CLT_ERR_INVALID, "tool_checkpoint_save: nhistory %d out of range", meta->nhistory);
     wbuf b = {0};
     int st = serialize(&b, g, meta, model_text, err);
     if (st) {
@@ -253,8 +241,8 @@ int tool_checkpoint_save(const char *path, clt_graph *g, const tool_ckpt_meta *m
     if (!f) {
         int e = errno;
         free(b.p);
-        return fail(err, CLT_ERR_IO, "%s: cannot create the temporary file %s (%s); the old checkpoint, if any, is "
-                    "unchanged", path, tmp, strerror(e));
+        return tool_fail(err, CLT_ERR_IO, "%s: cannot create the temporary file %s (%s); the old checkpoint, if any, "
+                         "is unchanged", path, tmp, strerror(e));
     }
     const char *what = NULL;
     if (fwrite(b.p, 1, b.len, f) != b.len)
@@ -275,11 +263,11 @@ int tool_checkpoint_save(const char *path, clt_graph *g, const tool_ckpt_meta *m
     }
     if (what) {
         unlink(tmp);
-        return fail(err, CLT_ERR_IO, "%s: %s of the temporary file %s failed (%s); the old checkpoint, if any, is "
-                    "unchanged", path, what, tmp, strerror(e));
+        return tool_fail(err, CLT_ERR_IO, "%s: %s of the temporary file %s failed (%s); the old checkpoint, if any, is "
+                         "unchanged", path, what, tmp, strerror(e));
     }
     if (sync_dir(path) != 0)
-        return fail(err, CLT_ERR_IO, "%s: written, but syncing its folder failed (%s)", path, strerror(errno));
+        return tool_fail(err, CLT_ERR_IO, "%s: written, but syncing its folder failed (%s)", path, strerror(errno));
     return CLT_OK;
 }
 
@@ -462,7 +450,7 @@ static int parse_body(rbuf *r, tool_checkpoint *out, const char *path, char *err
     if (!r->bad && n > (r->len - r->at) / 13) r->bad = 1;
     ckpt_priv *p = calloc(1, sizeof *p);
     out->priv = p;
-    if (!p || (n && !(p->t = calloc(n, sizeof *p->t)))) return fail(err, CLT_ERR_NOMEM, "%s: out of memory", path);
+    if (!p || (n && !(p->t = calloc(n, sizeof *p->t)))) return tool_fail(err, CLT_ERR_NOMEM, "%s: out of memory", path);
     for (uint32_t i = 0; i < n && !r->bad; i++) {
         ckpt_tensor *t = &p->t[i];
         p->n = (int)i + 1;
@@ -492,67 +480,68 @@ static int parse_body(rbuf *r, tool_checkpoint *out, const char *path, char *err
         t->value = get_floats(r, t->numel);
         for (int s = 0; s < 2 && t->trainable; s++) t->slot[s] = get_floats(r, t->numel);
     }
-    if (r->bad == 2) return fail(err, CLT_ERR_NOMEM, "%s: out of memory", path);
+    if (r->bad == 2) return tool_fail(err, CLT_ERR_NOMEM, "%s: out of memory", path);
     if (r->bad || !out->model_text)
-        return fail(err, CLT_ERR_FORMAT, "%s: malformed checkpoint (a field runs past the end or holds an impossible "
-                    "value) although its checksum matches", path);
-    if (r->at != r->len) return fail(err, CLT_ERR_FORMAT, "%s: malformed checkpoint (unused bytes before the checksum)", path);
+        return tool_fail(err, CLT_ERR_FORMAT, "%s: malformed checkpoint (a field runs past the end or holds an "
+                         "impossible value) although its checksum matches", path);
+    if (r->at != r->len)
+        return tool_fail(err, CLT_ERR_FORMAT, "%s: malformed checkpoint (unused bytes before the checksum)", path);
     return CLT_OK;
 }
 
 int tool_checkpoint_read(const char *path, tool_checkpoint *out, char *err)
 {
-    if (!path || !out) return fail(err, CLT_ERR_INVALID, "tool_checkpoint_read: NULL argument");
+    if (!path || !out) return tool_fail(err, CLT_ERR_INVALID, "tool_checkpoint_read: NULL argument");
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, CLT_ERR_IO, "%s: cannot open the checkpoint (%s)", path, strerror(errno));
+    if (!f) return tool_fail(err, CLT_ERR_IO, "%s: cannot open the checkpoint (%s)", path, strerror(errno));
     struct stat stt;
     if (fstat(fileno(f), &stt) != 0 || !S_ISREG(stt.st_mode)) {
         fclose(f);
-        return fail(err, CLT_ERR_IO, "%s: not a regular file", path);
+        return tool_fail(err, CLT_ERR_IO, "%s: not a regular file", path);
     }
     size_t len = (size_t)stt.st_size;
     unsigned char *data = malloc(len ? len : 1);
     if (!data) {
         fclose(f);
-        return fail(err, CLT_ERR_NOMEM, "%s: out of memory (%zu bytes)", path, len);
+        return tool_fail(err, CLT_ERR_NOMEM, "%s: out of memory (%zu bytes)", path, len);
     }
     size_t got = fread(data, 1, len, f);
     int rerr = ferror(f);
     fclose(f);
     int st = CLT_OK;
     if (rerr || got != len) {
-        st = fail(err, CLT_ERR_IO, "%s: read error", path);
+        st = tool_fail(err, CLT_ERR_IO, "%s: read error", path);
         goto done;
     }
     if (len < 8 || memcmp(data, CKPT_MAGIC, 8) != 0) {
-        st = fail(err, CLT_ERR_FORMAT, "%s: not a cltrain checkpoint (%s)", path,
-                  len < 8 ? "file too short" : "bad magic bytes");
+        st = tool_fail(err, CLT_ERR_FORMAT, "%s: not a cltrain checkpoint (%s)", path,
+                       len < 8 ? "file too short" : "bad magic bytes");
         goto done;
     }
     if (len < CKPT_PREFIX + 4) {
-        st = fail(err, CLT_ERR_FORMAT, "%s: truncated checkpoint (%zu bytes)", path, len);
+        st = tool_fail(err, CLT_ERR_FORMAT, "%s: truncated checkpoint (%zu bytes)", path, len);
         goto done;
     }
     rbuf r = {data, len, 8, 0};
     uint32_t version = get_u32(&r);
     if (version != CKPT_VERSION) {
-        st = fail(err, CLT_ERR_FORMAT, "%s: checkpoint format version %u; this cltrain reads version %u%s", path, version,
-                  CKPT_VERSION, version > CKPT_VERSION ? " (written by a newer cltrain?)" : "");
+        st = tool_fail(err, CLT_ERR_FORMAT, "%s: checkpoint format version %u; this cltrain reads version %u%s", path,
+                       version, CKPT_VERSION, version > CKPT_VERSION ? " (written by a newer cltrain?)" : "");
         goto done;
     }
     uint64_t total = get_u64(&r);
     if (total != len) {
-        st = fail(err, CLT_ERR_FORMAT, "%s: %s checkpoint: the header says %llu bytes, the file has %zu", path,
-                  total > len ? "truncated" : "corrupt (trailing data)", (unsigned long long)total, len);
+        st = tool_fail(err, CLT_ERR_FORMAT, "%s: %s checkpoint: the header says %llu bytes, the file has %zu", path,
+                       total > len ? "truncated" : "corrupt (trailing data)", (unsigned long long)total, len);
         goto done;
     }
     uint32_t want = (uint32_t)data[len - 4] | (uint32_t)data[len - 3] << 8 | (uint32_t)data[len - 2] << 16 |
                     (uint32_t)data[len - 1] << 24;
     uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), data, (uInt)(len - 4));
     if (crc != want) {
-        st = fail(err, CLT_ERR_FORMAT, "%s: corrupt checkpoint: checksum mismatch (CRC-32 %08x, stored %08x)", path, crc,
-                  want);
+        st = tool_fail(err, CLT_ERR_FORMAT, "%s: corrupt checkpoint: checksum mismatch (CRC-32 %08x, stored %08x)",
+                       path, crc, want);
         goto done;
     }
     r.len = len - 4;
@@ -575,7 +564,7 @@ static void shape_str(int nd, const int *s, char *buf, size_t n)
 
 int tool_checkpoint_apply(const tool_checkpoint *c, clt_graph *g, char *err)
 {
-    if (!c || !c->priv || !g) return fail(err, CLT_ERR_INVALID, "tool_checkpoint_apply: NULL argument");
+    if (!c || !c->priv || !g) return tool_fail(err, CLT_ERR_INVALID, "tool_checkpoint_apply: NULL argument");
     const ckpt_priv *p = c->priv;
     clt_context *ctx = clt_graph_context(g);
     int n = clt_graph_state_count(g);
@@ -585,7 +574,7 @@ int tool_checkpoint_apply(const tool_checkpoint *c, clt_graph *g, char *err)
     if (!match || !used) {
         free(match);
         free(used);
-        return fail(err, CLT_ERR_NOMEM, "out of memory");
+        return tool_fail(err, CLT_ERR_NOMEM, "out of memory");
     }
     int st = CLT_OK;
     for (int i = 0; i < n && !st; i++) {
@@ -603,29 +592,30 @@ int tool_checkpoint_apply(const tool_checkpoint *c, clt_graph *g, char *err)
         char a[96], b[96];
         shape_str(nd, shape, a, sizeof a);
         if (match[i] < 0) {
-            st = fail(err, CLT_ERR_FORMAT, "the checkpoint has no tensor '%s' %s: it was saved from another model",
-                      name, a);
+            st = tool_fail(err, CLT_ERR_FORMAT, "the checkpoint has no tensor '%s' %s: it was saved from another model",
+                           name, a);
             break;
         }
         const ckpt_tensor *ct = &p->t[match[i]];
         used[match[i]] = 1;
         shape_str(ct->ndim, ct->shape, b, sizeof b);
         if (ct->ndim != nd || memcmp(ct->shape, shape, sizeof shape) != 0)
-            st = fail(err, CLT_ERR_SHAPE, "tensor '%s' is %s in the checkpoint but %s in the model", name, b, a);
+            st = tool_fail(err, CLT_ERR_SHAPE, "tensor '%s' is %s in the checkpoint but %s in the model", name, b, a);
         else if (trainable && !ct->trainable)
-            st = fail(err, CLT_ERR_FORMAT, "tensor '%s' is trainable in the model but a buffer in the checkpoint", name);
+            st = tool_fail(err, CLT_ERR_FORMAT, "tensor '%s' is trainable in the model but a buffer in the checkpoint",
+                           name);
     }
     for (int j = 0; j < p->n && !st; j++)
         if (!used[j])
-            st = fail(err, CLT_ERR_FORMAT, "the checkpoint's tensor '%s' does not exist in the model: it was saved "
-                      "from another model", p->t[j].name);
+            st = tool_fail(err, CLT_ERR_FORMAT, "the checkpoint's tensor '%s' does not exist in the model: it was "
+                           "saved from another model", p->t[j].name);
     for (int i = 0; i < n && !st; i++) {
         int trainable;
         clt_tensor *t = clt_graph_state_tensor(g, i, &trainable);
         const ckpt_tensor *ct = &p->t[match[i]];
         st = clt_tensor_write(g, t, ct->value, ct->numel);
         for (int s = 0; s < 2 && !st && trainable; s++) st = clt_tensor_write_slot(g, t, s, ct->slot[s], ct->numel);
-        if (st) st = fail(err, st, "cannot restore '%s': %s", ct->name, clt_errmsg(ctx));
+        if (st) st = tool_fail(err, st, "cannot restore '%s': %s", ct->name, clt_errmsg(ctx));
     }
     free(match);
     free(used);

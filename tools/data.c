@@ -1,6 +1,5 @@
 /* data.c - dataset loaders of the cltrain tool: CIFAR-10 binary batches and MNIST/Fashion-MNIST IDX files. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,18 +15,6 @@ static const char *const cifar_names[10] = {"airplane", "automobile", "bird", "c
                                             "dog",      "frog",       "horse", "ship", "truck"};
 static const char *const fashion_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                               "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
-
-static int fail(char *err, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, int status, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, TOOL_ERR_LEN, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
 
 static int is_file(const char *path)
 {
@@ -76,7 +63,7 @@ static void cifar_meta_names(const char *dir, tool_dataset *d)
 
 int tool_load_cifar10(const char *dir, int train, tool_dataset *out, char *err)
 {
-    if (!dir || !out) return fail(err, CLT_ERR_INVALID, "tool_load_cifar10: NULL argument");
+    if (!dir || !out) return tool_fail(err, CLT_ERR_INVALID, "tool_load_cifar10: NULL argument");
     memset(out, 0, sizeof *out);
     const char *probe = train ? "data_batch_1.bin" : "test_batch.bin";
     char base[4096], path[4200];
@@ -104,17 +91,18 @@ int tool_load_cifar10(const char *dir, int train, tool_dataset *out, char *err)
         snprintf(path, sizeof path, "%s/%s", base, files[i]);
         struct stat st;
         if (stat(path, &st) != 0)
-            return fail(err, CLT_ERR_IO, "%s: missing (%s); expected the CIFAR-10 binary version "
-                        "(cifar-10-binary.tar.gz) in %s or %s/cifar-10-batches-bin", path, strerror(errno), dir, dir);
-        if (!S_ISREG(st.st_mode)) return fail(err, CLT_ERR_IO, "%s: not a regular file", path);
+            return tool_fail(err, CLT_ERR_IO, "%s: missing (%s); expected the CIFAR-10 binary version "
+                             "(cifar-10-binary.tar.gz) in %s or %s/cifar-10-batches-bin", path, strerror(errno), dir,
+                             dir);
+        if (!S_ISREG(st.st_mode)) return tool_fail(err, CLT_ERR_IO, "%s: not a regular file", path);
         if (st.st_size <= 0 || st.st_size % CIFAR_RECORD != 0)
-            return fail(err, CLT_ERR_FORMAT, "%s: wrong size: %lld bytes is not a non-zero multiple of the %d-byte "
-                        "CIFAR-10 record (truncated or not a CIFAR-10 binary batch)", path,
-                        (long long)st.st_size, CIFAR_RECORD);
+            return tool_fail(err, CLT_ERR_FORMAT, "%s: wrong size: %lld bytes is not a non-zero multiple of the "
+                             "%d-byte CIFAR-10 record (truncated or not a CIFAR-10 binary batch)", path,
+                             (long long)st.st_size, CIFAR_RECORD);
         records[i] = st.st_size / CIFAR_RECORD;
         total += records[i];
     }
-    if (total > 100000000) return fail(err, CLT_ERR_FORMAT, "%s: unreasonably many records (%lld)", base, total);
+    if (total > 100000000) return tool_fail(err, CLT_ERR_FORMAT, "%s: unreasonably many records (%lld)", base, total);
     out->n = (int)total;
     out->c = 3;
     out->h = 32;
@@ -126,7 +114,7 @@ int tool_load_cifar10(const char *dir, int train, tool_dataset *out, char *err)
     if (!out->pixels || !out->labels || !rec) {
         free(rec);
         tool_dataset_free(out);
-        return fail(err, CLT_ERR_NOMEM, "out of memory loading CIFAR-10 from %s", base);
+        return tool_fail(err, CLT_ERR_NOMEM, "out of memory loading CIFAR-10 from %s", base);
     }
     size_t at = 0;
     for (int i = 0; i < nfiles; i++) {
@@ -136,7 +124,7 @@ int tool_load_cifar10(const char *dir, int train, tool_dataset *out, char *err)
             int e = errno;
             free(rec);
             tool_dataset_free(out);
-            return fail(err, CLT_ERR_IO, "%s: cannot open (%s)", path, strerror(e));
+            return tool_fail(err, CLT_ERR_IO, "%s: cannot open (%s)", path, strerror(e));
         }
         for (long long r = 0; r < records[i]; r++, at++) {
             if (fread(rec, 1, CIFAR_RECORD, f) != CIFAR_RECORD) {
@@ -144,15 +132,16 @@ int tool_load_cifar10(const char *dir, int train, tool_dataset *out, char *err)
                 fclose(f);
                 free(rec);
                 tool_dataset_free(out);
-                return fail(err, bad ? CLT_ERR_IO : CLT_ERR_FORMAT, "%s: %s at record %lld", path,
-                            bad ? "read error" : "truncated (file shrank while reading)", r);
+                return tool_fail(err, bad ? CLT_ERR_IO : CLT_ERR_FORMAT, "%s: %s at record %lld", path,
+                                 bad ? "read error" : "truncated (file shrank while reading)", r);
             }
             if (rec[0] > 9) {
                 int lab = rec[0];
                 fclose(f);
                 free(rec);
                 tool_dataset_free(out);
-                return fail(err, CLT_ERR_FORMAT, "%s: bad label %d at record %lld (labels are 0..9)", path, lab, r);
+                return tool_fail(err, CLT_ERR_FORMAT, "%s: bad label %d at record %lld (labels are 0..9)", path, lab,
+                                 r);
             }
             out->labels[at] = rec[0];
             memcpy(out->pixels + at * CIFAR_PIXELS, rec + 1, CIFAR_PIXELS); /* already CHW */
@@ -177,28 +166,28 @@ static int read_idx_file(const char *dir, const char *name, char *used, size_t u
     snprintf(gz, sizeof gz, "%s.gz", plain);
     const char *path = is_file(plain) ? plain : is_file(gz) ? gz : NULL;
     if (!path)
-        return fail(err, CLT_ERR_IO, "%s: missing (neither %s nor %s.gz exists)", plain, name, name);
+        return tool_fail(err, CLT_ERR_IO, "%s: missing (neither %s nor %s.gz exists)", plain, name, name);
     snprintf(used, used_len, "%s", path);
     gzFile f = gzopen(path, "rb");
-    if (!f) return fail(err, CLT_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    if (!f) return tool_fail(err, CLT_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
     size_t cap = 1 << 20, n = 0;
     unsigned char *buf = malloc(cap);
     if (!buf) {
         gzclose(f);
-        return fail(err, CLT_ERR_NOMEM, "%s: out of memory", path);
+        return tool_fail(err, CLT_ERR_NOMEM, "%s: out of memory", path);
     }
     for (;;) {
         if (n == cap) {
             if (cap >= ((size_t)1 << 32)) {
                 free(buf);
                 gzclose(f);
-                return fail(err, CLT_ERR_FORMAT, "%s: larger than 4 GiB, not an MNIST-like IDX file", path);
+                return tool_fail(err, CLT_ERR_FORMAT, "%s: larger than 4 GiB, not an MNIST-like IDX file", path);
             }
             unsigned char *nb = realloc(buf, cap * 2);
             if (!nb) {
                 free(buf);
                 gzclose(f);
-                return fail(err, CLT_ERR_NOMEM, "%s: out of memory", path);
+                return tool_fail(err, CLT_ERR_NOMEM, "%s: out of memory", path);
             }
             buf = nb;
             cap *= 2;
@@ -212,7 +201,8 @@ static int read_idx_file(const char *dir, const char *name, char *used, size_t u
             snprintf(m, sizeof m, "%s", zerr == Z_ERRNO ? strerror(errno) : msg);
             free(buf);
             gzclose(f);
-            return fail(err, zerr == Z_ERRNO ? CLT_ERR_IO : CLT_ERR_FORMAT, "%s: corrupt or unreadable (%s)", path, m);
+            return tool_fail(err, zerr == Z_ERRNO ? CLT_ERR_IO : CLT_ERR_FORMAT, "%s: corrupt or unreadable (%s)", path,
+                             m);
         }
         if (got == 0) break;
         n += (size_t)got;
@@ -225,7 +215,7 @@ static int read_idx_file(const char *dir, const char *name, char *used, size_t u
         snprintf(m, sizeof m, "%s", msg);
         free(buf);
         gzclose(f);
-        return fail(err, CLT_ERR_FORMAT, "%s: corrupt or truncated gzip data (%s)", path, m);
+        return tool_fail(err, CLT_ERR_FORMAT, "%s: corrupt or truncated gzip data (%s)", path, m);
     }
     gzclose(f);
     *data = buf;
@@ -240,7 +230,7 @@ static uint32_t be32(const unsigned char *p)
 
 int tool_load_idx(const char *dir, int train, int fashion, tool_dataset *out, char *err)
 {
-    if (!dir || !out) return fail(err, CLT_ERR_INVALID, "tool_load_idx: NULL argument");
+    if (!dir || !out) return tool_fail(err, CLT_ERR_INVALID, "tool_load_idx: NULL argument");
     memset(out, 0, sizeof *out);
     const char *img_name = train ? "train-images-idx3-ubyte" : "t10k-images-idx3-ubyte";
     const char *lab_name = train ? "train-labels-idx1-ubyte" : "t10k-labels-idx1-ubyte";
@@ -256,55 +246,58 @@ int tool_load_idx(const char *dir, int train, int fashion, tool_dataset *out, ch
     }
     /* Images: magic 0x00000803 (unsigned bytes, 3 dims), count, rows, cols, then pixels row-major. */
     if (ilen < 16) {
-        st = fail(err, CLT_ERR_FORMAT, "%s: truncated header (%zu bytes; an IDX image file starts with 16)", ipath, ilen);
+        st = tool_fail(err, CLT_ERR_FORMAT, "%s: truncated header (%zu bytes; an IDX image file starts with 16)", ipath,
+                       ilen);
         goto done;
     }
     if (be32(img) != 0x00000803) {
-        st = fail(err, CLT_ERR_FORMAT, "%s: bad magic number 0x%08x (expected 0x00000803: unsigned-byte images "
-                  "with 3 dimensions)", ipath, be32(img));
+        st = tool_fail(err, CLT_ERR_FORMAT, "%s: bad magic number 0x%08x (expected 0x00000803: unsigned-byte images "
+                       "with 3 dimensions)", ipath, be32(img));
         goto done;
     }
     uint32_t n = be32(img + 4), rows = be32(img + 8), cols = be32(img + 12);
     if (n == 0 || rows == 0 || cols == 0 || rows > 4096 || cols > 4096 || n > 100000000) {
-        st = fail(err, CLT_ERR_FORMAT, "%s: implausible dimensions %u x %u x %u", ipath, n, rows, cols);
+        st = tool_fail(err, CLT_ERR_FORMAT, "%s: implausible dimensions %u x %u x %u", ipath, n, rows, cols);
         goto done;
     }
     size_t want = 16 + (size_t)n * rows * cols;
     if (ilen != want) {
-        st = fail(err, CLT_ERR_FORMAT, "%s: %zu bytes, but the header (%u images of %ux%u) implies %zu (%s)", ipath,
-                  ilen, n, rows, cols, want, ilen < want ? "truncated" : "trailing data");
+        st = tool_fail(err, CLT_ERR_FORMAT, "%s: %zu bytes, but the header (%u images of %ux%u) implies %zu (%s)",
+                       ipath, ilen, n, rows, cols, want, ilen < want ? "truncated" : "trailing data");
         goto done;
     }
     /* Labels: magic 0x00000801, count, then one byte each. */
     if (llen < 8) {
-        st = fail(err, CLT_ERR_FORMAT, "%s: truncated header (%zu bytes; an IDX label file starts with 8)", lpath, llen);
+        st = tool_fail(err, CLT_ERR_FORMAT, "%s: truncated header (%zu bytes; an IDX label file starts with 8)", lpath,
+                       llen);
         goto done;
     }
     if (be32(lab) != 0x00000801) {
-        st = fail(err, CLT_ERR_FORMAT, "%s: bad magic number 0x%08x (expected 0x00000801: unsigned-byte labels "
-                  "with 1 dimension)", lpath, be32(lab));
+        st = tool_fail(err, CLT_ERR_FORMAT, "%s: bad magic number 0x%08x (expected 0x00000801: unsigned-byte labels "
+                       "with 1 dimension)", lpath, be32(lab));
         goto done;
     }
     uint32_t nl = be32(lab + 4);
     if (llen != 8 + (size_t)nl) {
-        st = fail(err, CLT_ERR_FORMAT, "%s: %zu bytes, but the header (%u labels) implies %zu (%s)", lpath, llen, nl,
-                  8 + (size_t)nl, llen < 8 + (size_t)nl ? "truncated" : "trailing data");
+        st = tool_fail(err, CLT_ERR_FORMAT, "%s: %zu bytes, but the header (%u labels) implies %zu (%s)", lpath, llen,
+                       nl, 8 + (size_t)nl, llen < 8 + (size_t)nl ? "truncated" : "trailing data");
         goto done;
     }
     if (nl != n) {
-        st = fail(err, CLT_ERR_FORMAT, "%s has %u labels but %s has %u images", lpath, nl, ipath, n);
+        st = tool_fail(err, CLT_ERR_FORMAT, "%s has %u labels but %s has %u images", lpath, nl, ipath, n);
         goto done;
     }
     for (uint32_t i = 0; i < n; i++)
         if (lab[8 + i] > 9) {
-            st = fail(err, CLT_ERR_FORMAT, "%s: bad label %d at record %u (labels are 0..9)", lpath, lab[8 + i], i);
+            st = tool_fail(err, CLT_ERR_FORMAT, "%s: bad label %d at record %u (labels are 0..9)", lpath, lab[8 + i],
+                           i);
             goto done;
         }
     out->pixels = malloc((size_t)n * rows * cols);
     out->labels = malloc(n);
     if (!out->pixels || !out->labels) {
         tool_dataset_free(out);
-        st = fail(err, CLT_ERR_NOMEM, "out of memory loading %s", ipath);
+        st = tool_fail(err, CLT_ERR_NOMEM, "out of memory loading %s", ipath);
         goto done;
     }
     memcpy(out->pixels, img + 16, (size_t)n * rows * cols);

@@ -97,18 +97,6 @@ typedef struct parsed {
     int n, cap;
 } parsed;
 
-static int fail(char *err, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, int status, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, TOOL_ERR_LEN, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
-
 static int parse_int(const char *s, int lo, int hi, int *out)
 {
     if (!s || !*s) return 0;
@@ -152,7 +140,7 @@ static int line_fail(line_ctx *lc, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return fail(lc->err, CLT_ERR_INVALID, "%s:%d: %s", lc->origin, lc->line, msg);
+    return tool_fail(lc->err, CLT_ERR_INVALID, "%s:%d: %s", lc->origin, lc->line, msg);
 }
 
 /* Positional argument i (1-based, counting only tokens without '='), or NULL. */
@@ -438,7 +426,7 @@ void tool_model_free(tool_model *m)
 /* `name` NULL: derived from origin. */
 static int parse_named(const char *text, const char *origin, const char *name, tool_model *out, char *err)
 {
-    if (!text || !out) return fail(err, CLT_ERR_INVALID, "tool_model_parse: NULL argument");
+    if (!text || !out) return tool_fail(err, CLT_ERR_INVALID, "tool_model_parse: NULL argument");
     if (!origin) origin = "model";
     memset(out, 0, sizeof *out);
     out->optimizer = -1;
@@ -459,7 +447,7 @@ static int parse_named(const char *text, const char *origin, const char *name, t
     if (!p || !copy) {
         free(p);
         free(copy);
-        return fail(err, CLT_ERR_NOMEM, "out of memory parsing %s", origin);
+        return tool_fail(err, CLT_ERR_NOMEM, "out of memory parsing %s", origin);
     }
     out->priv = p;
     int st = CLT_OK, depth = 0, train_line = 0, open_line[64];
@@ -516,7 +504,7 @@ static int parse_named(const char *text, const char *origin, const char *name, t
             int nc = p->cap ? p->cap * 2 : 32;
             tool_layer *nl2 = realloc(p->l, (size_t)nc * sizeof *nl2);
             if (!nl2) {
-                st = fail(err, CLT_ERR_NOMEM, "out of memory parsing %s", origin);
+                st = tool_fail(err, CLT_ERR_NOMEM, "out of memory parsing %s", origin);
                 break;
             }
             p->l = nl2;
@@ -526,14 +514,15 @@ static int parse_named(const char *text, const char *origin, const char *name, t
     }
     free(copy);
     if (st == CLT_OK && depth > 0)
-        st = fail(err, CLT_ERR_INVALID, "%s:%d: residual block is not closed with '}'", origin, open_line[depth - 1]);
-    if (st == CLT_OK && p->n == 0) st = fail(err, CLT_ERR_INVALID, "%s: no layers", origin);
+        st = tool_fail(err, CLT_ERR_INVALID, "%s:%d: residual block is not closed with '}'", origin,
+                       open_line[depth - 1]);
+    if (st == CLT_OK && p->n == 0) st = tool_fail(err, CLT_ERR_INVALID, "%s: no layers", origin);
     if (st == CLT_OK) {
         sbuf b = {0};
         canonical(&b, out, p);
         if (b.oom) {
             free(b.s);
-            st = fail(err, CLT_ERR_NOMEM, "out of memory parsing %s", origin);
+            st = tool_fail(err, CLT_ERR_NOMEM, "out of memory parsing %s", origin);
         } else {
             out->text = b.s;
         }
@@ -549,7 +538,7 @@ int tool_model_parse(const char *text, const char *origin, tool_model *out, char
 
 int tool_model_load(const char *name_or_path, tool_model *out, char *err)
 {
-    if (!name_or_path || !out) return fail(err, CLT_ERR_INVALID, "tool_model_load: NULL argument");
+    if (!name_or_path || !out) return tool_fail(err, CLT_ERR_INVALID, "tool_model_load: NULL argument");
     for (int i = 0; tool_model_presets[i]; i++)
         if (strcmp(name_or_path, tool_model_presets[i]) == 0) {
             char origin[96];
@@ -558,8 +547,8 @@ int tool_model_load(const char *name_or_path, tool_model *out, char *err)
         }
     FILE *f = fopen(name_or_path, "rb");
     if (!f)
-        return fail(err, CLT_ERR_IO, "%s: not a preset (seed-cnn, mlp, cnn) and cannot open it as a file (%s)",
-                    name_or_path, strerror(errno));
+        return tool_fail(err, CLT_ERR_IO, "%s: not a preset (seed-cnn, mlp, cnn) and cannot open it as a file (%s)",
+                         name_or_path, strerror(errno));
     sbuf b = {0};
     char chunk[4096];
     size_t got;
@@ -567,20 +556,20 @@ int tool_model_load(const char *name_or_path, tool_model *out, char *err)
         if (memchr(chunk, 0, got)) {
             fclose(f);
             free(b.s);
-            return fail(err, CLT_ERR_FORMAT, "%s: not a text file", name_or_path);
+            return tool_fail(err, CLT_ERR_FORMAT, "%s: not a text file", name_or_path);
         }
         sb_printf(&b, "%.*s", (int)got, chunk);
         if (b.len > (1u << 20)) {
             fclose(f);
             free(b.s);
-            return fail(err, CLT_ERR_FORMAT, "%s: too large for a model description", name_or_path);
+            return tool_fail(err, CLT_ERR_FORMAT, "%s: too large for a model description", name_or_path);
         }
     }
     int rerr = ferror(f);
     fclose(f);
     if (rerr || b.oom) {
         free(b.s);
-        return fail(err, rerr ? CLT_ERR_IO : CLT_ERR_NOMEM, "%s: cannot read", name_or_path);
+        return tool_fail(err, rerr ? CLT_ERR_IO : CLT_ERR_NOMEM, "%s: cannot read", name_or_path);
     }
     int st = tool_model_parse(b.s ? b.s : "", name_or_path, out, err);
     free(b.s);
@@ -616,10 +605,10 @@ static int window_out(int in, int k, int stride, int pad)
 int tool__model_walk(const tool_model *m, int c, int h, int w, int classes, const tool_model_builder *b,
                      void *input, void **output, tool_model_info *info, FILE *table, char *err)
 {
-    if (!m || !m->priv) return fail(err, CLT_ERR_INVALID, "tool_model: the model was not parsed");
+    if (!m || !m->priv) return tool_fail(err, CLT_ERR_INVALID, "tool_model: the model was not parsed");
     if (c <= 0 || h <= 0 || w <= 0 || classes <= 0)
-        return fail(err, CLT_ERR_INVALID, "%s: bad input shape (%d,%d,%d) or class count %d", m->origin, c, h, w,
-                    classes);
+        return tool_fail(err, CLT_ERR_INVALID, "%s: bad input shape (%d,%d,%d) or class count %d", m->origin, c, h, w,
+                         classes);
     const parsed *p = m->priv;
     tool_model_info inf = {0};
     tool_shape cur = {0, c, h, w};
@@ -743,10 +732,10 @@ int tool__model_walk(const tool_model *m, int c, int h, int w, int classes, cons
             } else {
                 st = b->layer(b->ud, L, name, &cur, &out, x, &y, msg);
             }
-            if (st) return fail(err, st, "%s:%d: %s", m->origin, L->line, msg);
+            if (st) return tool_fail(err, st, "%s:%d: %s", m->origin, L->line, msg);
             x = y;
         }
-        if (msg[0]) return fail(err, CLT_ERR_SHAPE, "%s:%d: %s", m->origin, L->line, msg);
+        if (msg[0]) return tool_fail(err, CLT_ERR_SHAPE, "%s:%d: %s", m->origin, L->line, msg);
         inf.params += params;
         inf.macs += macs;
         inf.layers++;
@@ -765,8 +754,8 @@ int tool__model_walk(const tool_model *m, int c, int h, int w, int classes, cons
     }
     if (!cur.flat || cur.c != classes) {
         shape_str(&cur, sa, sizeof sa);
-        return fail(err, CLT_ERR_SHAPE, "%s: the network ends with shape %s but must give %d class scores per image "
-                    "(end it with 'dense classes')", m->origin, sa, classes);
+        return tool_fail(err, CLT_ERR_SHAPE, "%s: the network ends with shape %s but must give %d class scores per "
+                         "image (end it with 'dense classes')", m->origin, sa, classes);
     }
     if (table) fprintf(table, "total: %lld parameters, %.2f M multiply-adds per image (forward)\n", inf.params, inf.macs / 1e6);
     if (info) *info = inf;

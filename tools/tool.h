@@ -11,6 +11,8 @@
 /* Every tool function returns 0 on success or a negative clt_status, with a message in err (which names
  * the file and the problem). */
 #define TOOL_ERR_LEN 1024
+/* Formats the message into err (TOOL_ERR_LEN bytes; err may be NULL) and returns status (tools/util.c). */
+int tool_fail(char *err, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ------------------------------------------------------------------------------------------ data */
 
