@@ -319,6 +319,51 @@ static void worker_stop(worker *w)
     w->started = 0;
 }
 
+/* The host side of a pass over a dataset: the worker fills one batch buffer while the device reads the other;
+ * logits of a batch and the confusion matrix of an evaluation. */
+typedef struct pipeline {
+    worker w;
+    float *xb[2], *yb[2], *logits;
+    int64_t *confusion;
+} pipeline;
+
+/* Allocates the buffers for batches of `batch` images of `img` floats and starts the worker (message on failure;
+ * pipeline_stop cleans up either way). */
+static int pipeline_start(pipeline *p, int batch, size_t img, int classes)
+{
+    for (int i = 0; i < 2; i++) {
+        p->xb[i] = malloc((size_t)batch * img * sizeof(float));
+        p->yb[i] = malloc((size_t)batch * sizeof(float));
+    }
+    p->logits = malloc((size_t)batch * classes * sizeof(float));
+    p->confusion = calloc((size_t)classes * classes, sizeof *p->confusion);
+    if (!p->xb[0] || !p->xb[1] || !p->yb[0] || !p->yb[1] || !p->logits || !p->confusion)
+        return fail("out of host memory");
+    if (worker_start(&p->w)) return fail("cannot start the batch preparation thread");
+    return 0;
+}
+
+static void pipeline_stop(pipeline *p)
+{
+    worker_stop(&p->w);
+    for (int i = 0; i < 2; i++) {
+        free(p->xb[i]);
+        free(p->yb[i]);
+    }
+    free(p->logits);
+    free(p->confusion);
+    memset(p, 0, sizeof *p);
+}
+
+/* Normalization of the data set's pixels with the stored per-channel statistics. */
+static void prep_spec_normalize(prep_spec *spec, const cli_data_meta *dm)
+{
+    for (int c = 0; c < dm->c; c++) {
+        spec->scale[c] = 1.0f / (255.0f * dm->std[c]);
+        spec->shift[c] = -dm->mean[c] / dm->std[c];
+    }
+}
+
 /* ------------------------------------------------------------------------------------------ graphs */
 
 typedef struct net {
@@ -430,18 +475,18 @@ static void score_rows(const float *logits, const float *labels, int valid, int 
 /* Evaluation pass (no dropout, batch-norm running statistics) over a whole dataset on a graph of any
  * batch size: the last batch is padded with zero rows whose outputs are ignored, which is exact because
  * evaluation passes treat every row independently. */
-static int evaluate(clt_context *ctx, net *n, const tool_dataset *ds, const cli_data_meta *dm, worker *w, float *xb[2],
-                    float *yb[2], float *logits, double *loss, double *acc, int64_t *confusion, cli_progress *prog)
+static int evaluate(clt_context *ctx, net *n, const tool_dataset *ds, const cli_data_meta *dm, pipeline *p,
+                    double *loss, double *acc, cli_progress *prog)
 {
     prep_spec spec = {.ds = ds, .total = ds->n, .batch = n->batch};
-    for (int c = 0; c < dm->c; c++) {
-        spec.scale[c] = 1.0f / (255.0f * dm->std[c]);
-        spec.shift[c] = -dm->mean[c] / dm->std[c];
-    }
+    prep_spec_normalize(&spec, dm);
+    worker *w = &p->w;
+    float **xb = p->xb, **yb = p->yb, *logits = p->logits;
+    int64_t *confusion = p->confusion;
     int k = dm->classes, steps = (ds->n + n->batch - 1) / n->batch;
     double loss_sum = 0;
     int64_t correct = 0;
-    if (confusion) memset(confusion, 0, sizeof(int64_t) * k * k);
+    memset(confusion, 0, sizeof(int64_t) * k * k);
     worker_submit(w, &spec, 0, xb[0], yb[0]);
     for (int j = 0; j < steps; j++) {
         worker_wait(w);
@@ -521,6 +566,37 @@ static int check_writable_dir(const char *path)
     return 0;
 }
 
+/* ------------------------------------------------------------------------------------------ checkpoints */
+
+/* Parses the data settings and the model stored in a checkpoint read from `path`. */
+static int checkpoint_model(const tool_checkpoint *ck, const char *path, cli_data_meta *dm, tool_model *model)
+{
+    char err[TOOL_ERR_LEN] = "";
+    char *model_only = NULL;
+    if (cli_meta_parse(ck->model_text, &model_only, dm, err) < 0) return fail("checkpoint %s: %s", path, err);
+    int st = tool_model_parse(model_only, path, model, err);
+    free(model_only);
+    if (st < 0) return fail("%s (the model stored in the checkpoint)", err);
+    return 0;
+}
+
+/* Refuses a data set whose images or classes differ from those the checkpoint's model was trained on. */
+static int check_data_fits(const char *path, const cli_data_meta *dm, const char *dir, const tool_dataset *ds)
+{
+    if (dm->c != ds->c || dm->h != ds->h || dm->w != ds->w || dm->classes != ds->classes)
+        return fail("checkpoint %s expects %dx%dx%d images in %d classes; %s has %dx%dx%d in %d", path, dm->c, dm->h,
+                    dm->w, dm->classes, dir, ds->c, ds->h, ds->w, ds->classes);
+    return 0;
+}
+
+/* Graph settings of a run: its seed and optimizer (from the options or the checkpoint). */
+static void run_compile_settings(const tool_ckpt_meta *meta, clt_compile_settings *cs)
+{
+    clt_compile_default_settings(cs);
+    cs->seed = meta->seed;
+    cs->optimizer = meta->opt;
+}
+
 /* ------------------------------------------------------------------------------------------ train */
 
 int cli_train(const cli_train_opts *o)
@@ -533,13 +609,12 @@ int cli_train(const cli_train_opts *o)
     int have_ck = 0;
     cli_data_meta dm = {0};
     tool_ckpt_meta *meta = NULL;
-    char *model_text = NULL, *model_only = NULL;
+    char *model_text = NULL;
     clt_context *ctx = NULL;
     net tr = {0}, tail = {0};
-    worker w = {0};
-    float *xb[2] = {NULL, NULL}, *yb[2] = {NULL, NULL}, *logits = NULL, *statebuf = NULL;
+    pipeline pl = {0};
+    float *statebuf = NULL;
     int *order = NULL;
-    int64_t *confusion = NULL;
     struct sigaction old_sa;
     int sa_set = 0;
 
@@ -577,14 +652,7 @@ int cli_train(const cli_train_opts *o)
             fail("checkpoint %s was trained on %s, not %s", o->checkpoint, meta->dataset, o->dataset);
             goto out;
         }
-        if (cli_meta_parse(ck.model_text, &model_only, &dm, err) < 0) {
-            fail("checkpoint %s: %s", o->checkpoint, err);
-            goto out;
-        }
-        if (tool_model_parse(model_only, o->checkpoint, &model, err) < 0) {
-            fail("%s (the model stored in the checkpoint)", err);
-            goto out;
-        }
+        if (checkpoint_model(&ck, o->checkpoint, &dm, &model)) goto out;
         const char *ignored[16];
         int ni = 0;
         if (o->model) ignored[ni++] = "--model";
@@ -665,11 +733,7 @@ int cli_train(const cli_train_opts *o)
     int ntrain = train.n;
     if (meta->limit > 0 && meta->limit < ntrain) ntrain = meta->limit;
     if (resume) {
-        if (dm.c != train.c || dm.h != train.h || dm.w != train.w || dm.classes != train.classes) {
-            fail("checkpoint %s expects %dx%dx%d images in %d classes; %s has %dx%dx%d in %d", o->checkpoint, dm.c,
-                 dm.h, dm.w, dm.classes, dir, train.c, train.h, train.w, train.classes);
-            goto out;
-        }
+        if (check_data_fits(o->checkpoint, &dm, dir, &train)) goto out;
     } else {
         dm.c = train.c, dm.h = train.h, dm.w = train.w, dm.classes = train.classes;
         memcpy(dm.class_names, train.class_names, sizeof dm.class_names);
@@ -696,9 +760,7 @@ int cli_train(const cli_train_opts *o)
     clt_device_info di;
     clt_context_device_info(ctx, &di);
     clt_compile_settings cs;
-    clt_compile_default_settings(&cs);
-    cs.seed = meta->seed;
-    cs.optimizer = meta->opt;
+    run_compile_settings(meta, &cs);
     if (net_build(ctx, &model, &dm, B, 1, &cs, &tr)) goto out;
     if (tail_n && net_build(ctx, &model, &dm, tail_n, 1, &cs, &tail)) goto out;
     if (resume && tool_checkpoint_apply(&ck, tr.g, err) < 0) {
@@ -707,22 +769,13 @@ int cli_train(const cli_train_opts *o)
     }
 
     size_t img = (size_t)dm.c * dm.h * dm.w;
-    for (int i = 0; i < 2; i++) {
-        xb[i] = malloc((size_t)B * img * sizeof(float));
-        yb[i] = malloc((size_t)B * sizeof(float));
-    }
-    logits = malloc((size_t)B * dm.classes * sizeof(float));
     statebuf = malloc(max_state_numel(tr.g) * sizeof(float));
     order = malloc((size_t)ntrain * sizeof *order);
-    confusion = calloc((size_t)dm.classes * dm.classes, sizeof *confusion);
-    if (!xb[0] || !xb[1] || !yb[0] || !yb[1] || !logits || !statebuf || !order || !confusion) {
+    if (!statebuf || !order) {
         fail("out of host memory");
         goto out;
     }
-    if (worker_start(&w)) {
-        fail("cannot start the batch preparation thread");
-        goto out;
-    }
+    if (pipeline_start(&pl, B, img, dm.classes)) goto out;
 
     size_t pbytes = 0, abytes = 0;
     clt_graph_memory(tr.g, &pbytes, &abytes);
@@ -756,10 +809,9 @@ int cli_train(const cli_train_opts *o)
     int evaluated = 0;
     uint64_t total_steps = (uint64_t)steps_per_epoch * meta->epochs_total;
     prep_spec spec = {.ds = &train, .order = order, .total = ntrain, .batch = B, .augment = meta->augment};
-    for (int c = 0; c < dm.c; c++) {
-        spec.scale[c] = 1.0f / (255.0f * dm.std[c]);
-        spec.shift[c] = -dm.mean[c] / dm.std[c];
-    }
+    prep_spec_normalize(&spec, &dm);
+    worker *w = &pl.w;
+    float **xb = pl.xb, **yb = pl.yb, *logits = pl.logits;
     if (meta->epochs_total > (int)(sizeof meta->history / sizeof meta->history[0])) {
         fail("at most %d epochs", (int)(sizeof meta->history / sizeof meta->history[0]));
         goto out;
@@ -781,11 +833,11 @@ int cli_train(const cli_train_opts *o)
         }
         double loss_sum = 0;
         int64_t correct = 0, seen = 0;
-        worker_submit(&w, &spec, 0, xb[0], yb[0]);
+        worker_submit(w, &spec, 0, xb[0], yb[0]);
         for (int j = 0; j < steps_per_epoch; j++) {
-            worker_wait(&w);
+            worker_wait(w);
             float *x = xb[j & 1], *y = yb[j & 1];
-            if (j + 1 < steps_per_epoch) worker_submit(&w, &spec, (j + 1) * B, xb[(j + 1) & 1], yb[(j + 1) & 1]);
+            if (j + 1 < steps_per_epoch) worker_submit(w, &spec, (j + 1) * B, xb[(j + 1) & 1], yb[(j + 1) & 1]);
             int is_tail = j >= nfull;
             net *n = is_tail ? &tail : &tr;
             uint64_t step;
@@ -804,7 +856,7 @@ int cli_train(const cli_train_opts *o)
             if (st >= 0 && is_tail) st = copy_state(ctx, tail.g, tr.g, statebuf) ? -1 : 0;
             if (st < 0) {
                 cli_progress_clear(&prog, stdout);
-                if (j + 1 < steps_per_epoch) worker_wait(&w);
+                if (j + 1 < steps_per_epoch) worker_wait(w);
                 fail("training step %d of epoch %d: %s", j + 1, epoch + 1, clt_errmsg(ctx));
                 goto out;
             }
@@ -813,7 +865,7 @@ int cli_train(const cli_train_opts *o)
                        cli_now_s() - cli_start_s);
             if (!isfinite(loss)) {
                 cli_progress_clear(&prog, stdout);
-                if (j + 1 < steps_per_epoch) worker_wait(&w);
+                if (j + 1 < steps_per_epoch) worker_wait(w);
                 fail("the loss became %g at step %d of epoch %d: training diverged (try a lower --lr)", loss, j + 1,
                      epoch + 1);
                 goto out;
@@ -827,7 +879,7 @@ int cli_train(const cli_train_opts *o)
                               (double)correct / seen, seen / el, el / (j + 1) * (steps_per_epoch - j - 1));
             if (g_interrupted) {
                 cli_progress_clear(&prog, stdout);
-                if (j + 1 < steps_per_epoch) worker_wait(&w);
+                if (j + 1 < steps_per_epoch) worker_wait(w);
                 if (o->checkpoint && meta->epochs_done > 0)
                     note("interrupted during epoch %d; %s holds the state after epoch %d (continue with --resume)",
                          epoch + 1, o->checkpoint, meta->epochs_done);
@@ -840,7 +892,7 @@ int cli_train(const cli_train_opts *o)
         double t_train = cli_now_s() - t0;
         cli_progress_clear(&prog, stdout);
         double tl, ta;
-        if (evaluate(ctx, &tr, &test, &dm, &w, xb, yb, logits, &tl, &ta, confusion, &prog)) goto out;
+        if (evaluate(ctx, &tr, &test, &dm, &pl, &tl, &ta, &prog)) goto out;
         evaluated = 1;
         last_test_loss = tl;
         last_test_acc = ta;
@@ -875,30 +927,23 @@ int cli_train(const cli_train_opts *o)
     }
     if (!evaluated) {
         /* Resumed a finished run: report the stored weights. */
-        if (evaluate(ctx, &tr, &test, &dm, &w, xb, yb, logits, &last_test_loss, &last_test_acc, confusion, &prog)) goto out;
+        if (evaluate(ctx, &tr, &test, &dm, &pl, &last_test_loss, &last_test_acc, &prog)) goto out;
         printf("all %d epochs were already done; test_loss=%.4f test_acc=%.4f\n", meta->epochs_total, last_test_loss,
                last_test_acc);
     }
-    cli_print_class_report(stdout, confusion, dm.classes, (const char(*)[32])dm.class_names);
+    cli_print_class_report(stdout, pl.confusion, dm.classes, (const char(*)[32])dm.class_names);
     if (o->checkpoint) printf("checkpoint: %s\n", o->checkpoint);
     print_final(meta->history, meta->nhistory, last_test_acc, last_test_loss);
     rc = 0;
 out:
     if (sa_set) sigaction(SIGINT, &old_sa, NULL);
-    worker_stop(&w);
+    pipeline_stop(&pl);
     net_free(&tail);
     net_free(&tr);
     clt_context_destroy(ctx);
-    for (int i = 0; i < 2; i++) {
-        free(xb[i]);
-        free(yb[i]);
-    }
-    free(logits);
     free(statebuf);
     free(order);
-    free(confusion);
     free(model_text);
-    free(model_only);
     tool_model_free(&model);
     if (have_ck) tool_checkpoint_free(&ck);
     tool_dataset_free(&train);
@@ -912,17 +957,11 @@ static int load_for_inference(const char *path, const char *device, int tune, in
                               tool_checkpoint *ck, cli_data_meta *dm, tool_model *model, clt_context **ctx, net *n)
 {
     char err[TOOL_ERR_LEN] = "";
-    char *model_only = NULL;
     if (tool_checkpoint_read(path, ck, err) < 0) return fail("%s", err);
-    if (cli_meta_parse(ck->model_text, &model_only, dm, err) < 0) return fail("checkpoint %s: %s", path, err);
-    int st = tool_model_parse(model_only, path, model, err);
-    free(model_only);
-    if (st < 0) return fail("%s (the model stored in the checkpoint)", err);
+    if (checkpoint_model(ck, path, dm, model)) return 1;
     if (make_context(device, tune, verbose, ctx)) return 1;
     clt_compile_settings cs;
-    clt_compile_default_settings(&cs);
-    cs.seed = ck->meta.seed;
-    cs.optimizer = ck->meta.opt;
+    run_compile_settings(&ck->meta, &cs);
     if (net_build(*ctx, model, dm, batch, 0, &cs, n)) return 1;
     if (tool_checkpoint_apply(ck, n->g, err) < 0) return fail("checkpoint %s: %s", path, err);
     return 0;
@@ -937,9 +976,7 @@ int cli_eval(const char *path, const char *data_dir, const char *device, int tun
     clt_context *ctx = NULL;
     net n = {0};
     tool_dataset test = {0};
-    worker w = {0};
-    float *xb[2] = {NULL, NULL}, *yb[2] = {NULL, NULL}, *logits = NULL;
-    int64_t *confusion = NULL;
+    pipeline pl = {0};
     char err[TOOL_ERR_LEN] = "";
     /* The dataset comes from the checkpoint; read it before opening the device to fail fast. */
     if (tool_checkpoint_read(path, &ck, err) < 0) {
@@ -958,48 +995,24 @@ int cli_eval(const char *path, const char *data_dir, const char *device, int tun
     }
     if (b > test.n) b = test.n;
     if (load_for_inference(path, device, tune, verbose, b, &ck, &dm, &model, &ctx, &n)) goto out;
-    if (dm.c != test.c || dm.h != test.h || dm.w != test.w || dm.classes != test.classes) {
-        fail("checkpoint %s expects %dx%dx%d images in %d classes; %s has %dx%dx%d in %d", path, dm.c, dm.h, dm.w,
-             dm.classes, dir, test.c, test.h, test.w, test.classes);
-        goto out;
-    }
-    size_t img = (size_t)dm.c * dm.h * dm.w;
-    for (int i = 0; i < 2; i++) {
-        xb[i] = malloc((size_t)b * img * sizeof(float));
-        yb[i] = malloc((size_t)b * sizeof(float));
-    }
-    logits = malloc((size_t)b * dm.classes * sizeof(float));
-    confusion = calloc((size_t)dm.classes * dm.classes, sizeof *confusion);
-    if (!xb[0] || !xb[1] || !yb[0] || !yb[1] || !logits || !confusion) {
-        fail("out of host memory");
-        goto out;
-    }
-    if (worker_start(&w)) {
-        fail("cannot start the batch preparation thread");
-        goto out;
-    }
+    if (check_data_fits(path, &dm, dir, &test)) goto out;
+    if (pipeline_start(&pl, b, (size_t)dm.c * dm.h * dm.w, dm.classes)) goto out;
     cli_progress prog;
     cli_progress_init(&prog, stdout);
-    double t0 = cli_now_s(), loss, acc;
-    if (evaluate(ctx, &n, &test, &dm, &w, xb, yb, logits, &loss, &acc, confusion, &prog)) goto out;
+    double t0 = cli_now_s(), loss = 0, acc = 0;
+    if (evaluate(ctx, &n, &test, &dm, &pl, &loss, &acc, &prog)) goto out;
     double secs = cli_now_s() - t0;
     printf("checkpoint %s: %s, model %s, %d epochs trained\n", path, dataset, ck.meta.model_text_origin, ck.meta.epochs_done);
     printf("test: %d images, loss %.4f, accuracy %.4f (%.1f s, %.1f images/s)\n", test.n, loss, acc, secs,
            test.n / secs);
-    cli_print_class_report(stdout, confusion, dm.classes, (const char(*)[32])dm.class_names);
+    cli_print_class_report(stdout, pl.confusion, dm.classes, (const char(*)[32])dm.class_names);
     print_final(ck.meta.history, ck.meta.nhistory < ck.meta.epochs_done ? ck.meta.nhistory : ck.meta.epochs_done,
                 acc, loss);
     rc = 0;
 out:
-    worker_stop(&w);
+    pipeline_stop(&pl);
     net_free(&n);
     clt_context_destroy(ctx);
-    for (int i = 0; i < 2; i++) {
-        free(xb[i]);
-        free(yb[i]);
-    }
-    free(logits);
-    free(confusion);
     tool_model_free(&model);
     tool_checkpoint_free(&ck);
     tool_dataset_free(&test);
@@ -1033,6 +1046,24 @@ static int pnm_int(FILE *f, int *v)
     }
     *v = (int)x; /* the single whitespace after maxval is consumed here */
     return 0;
+}
+
+/* Appends an image (taking ownership of pix) to *imgs; NULL (pix freed) when out of memory. */
+static pimage *push_image(pimage **imgs, int *n, int *cap, uint8_t *pix)
+{
+    if (*n == *cap) {
+        int ncap = *cap ? *cap * 2 : 16;
+        pimage *ni = realloc(*imgs, (size_t)ncap * sizeof *ni);
+        if (!ni) {
+            free(pix);
+            return NULL;
+        }
+        *imgs = ni;
+        *cap = ncap;
+    }
+    pimage *p = &(*imgs)[(*n)++];
+    p->pix = pix;
+    return p;
 }
 
 /* Reads one file into images of the model's shape (appending to *imgs). */
@@ -1080,18 +1111,12 @@ static int read_images(const char *path, const cli_data_meta *dm, pimage **imgs,
         for (int c = 0; c < ch; c++)
             for (int i = 0; i < w * h; i++) pix[(size_t)c * w * h + i] = (uint8_t)(raw[(size_t)i * ch + c] * 255 / maxv);
         free(raw);
-        if (*n == *cap) {
-            *cap = *cap ? *cap * 2 : 16;
-            pimage *ni = realloc(*imgs, (size_t)*cap * sizeof *ni);
-            if (!ni) {
-                free(pix);
-                fail("out of memory");
-                goto done;
-            }
-            *imgs = ni;
+        pimage *pi = push_image(imgs, n, cap, pix);
+        if (!pi) {
+            fail("out of memory");
+            goto done;
         }
-        snprintf((*imgs)[*n].label, sizeof (*imgs)[*n].label, "%s", path);
-        (*imgs)[(*n)++].pix = pix;
+        snprintf(pi->label, sizeof pi->label, "%s", path);
         rc = 0;
         goto done;
     }
@@ -1120,23 +1145,17 @@ static int read_images(const char *path, const cli_data_meta *dm, pimage **imgs,
             fail("%s: read error", path);
             goto done;
         }
-        if (*n == *cap) {
-            *cap = *cap ? *cap * 2 : 16;
-            pimage *ni = realloc(*imgs, (size_t)*cap * sizeof *ni);
-            if (!ni) {
-                free(buf);
-                fail("out of memory");
-                goto done;
-            }
-            *imgs = ni;
-        }
         int lab = buf[0];
-        if (lab < dm->classes)
-            snprintf((*imgs)[*n].label, sizeof (*imgs)[*n].label, "%s#%zu (label %s)", path, r, dm->class_names[lab]);
-        else
-            snprintf((*imgs)[*n].label, sizeof (*imgs)[*n].label, "%s#%zu", path, r);
         memmove(buf, buf + 1, img);
-        (*imgs)[(*n)++].pix = buf;
+        pimage *pi = push_image(imgs, n, cap, buf);
+        if (!pi) {
+            fail("out of memory");
+            goto done;
+        }
+        if (lab < dm->classes)
+            snprintf(pi->label, sizeof pi->label, "%s#%zu (label %s)", path, r, dm->class_names[lab]);
+        else
+            snprintf(pi->label, sizeof pi->label, "%s#%zu", path, r);
     }
     rc = 0;
 done:
