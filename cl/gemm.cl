@@ -67,6 +67,20 @@ kernel void pack_b(global const float *restrict B, ulong off, uint ldb, ulong st
     }
 }
 
+/* One k of the register tile: acc[i][..] += a[i] * b[0..NR) for i < MR, then a and b move to the next k. A
+ * macro (expanded in place, unrolled as before) so the KU-unrolled loop and the remainder loop share one body. */
+#define GEMM_K_STEP()                                                                                  \
+    do {                                                                                               \
+        floatV bv[NV];                                                                                 \
+        _Pragma("unroll") for (uint v = 0; v < NV; v++) bv[v] = VLOAD(v, b);                           \
+        _Pragma("unroll") for (uint i = 0; i < MR; i++) {                                              \
+            floatV ai = (floatV)(a[i]);                                                                \
+            _Pragma("unroll") for (uint v = 0; v < NV; v++) acc[i][v] = fma(ai, bv[v], acc[i][v]);     \
+        }                                                                                              \
+        a += MR;                                                                                       \
+        b += b_k;                                                                                      \
+    } while (0)
+
 /* C[i0.., j0..] = alpha * Ap-panel x B-panel + beta * C over K values of k (one KC block of the panels:
  * the A panel p starts at Ap[ap_off + bz*ap_stride + p*a_panel]). Global ids: (column panel q, row panel p,
  * batch).
@@ -91,33 +105,9 @@ kernel void gemm_tile(global const float *restrict Ap, ulong ap_off, ulong ap_st
     uint k = 0;
     for (; k + KU <= K; k += KU) {
 #pragma unroll
-        for (uint u = 0; u < KU; u++) {
-            floatV bv[NV];
-#pragma unroll
-            for (uint v = 0; v < NV; v++) bv[v] = VLOAD(v, b);
-#pragma unroll
-            for (uint i = 0; i < MR; i++) {
-                floatV ai = (floatV)(a[i]);
-#pragma unroll
-                for (uint v = 0; v < NV; v++) acc[i][v] = fma(ai, bv[v], acc[i][v]);
-            }
-            a += MR;
-            b += b_k;
-        }
+        for (uint u = 0; u < KU; u++) GEMM_K_STEP();
     }
-    for (; k < K; k++) {
-        floatV bv[NV];
-#pragma unroll
-        for (uint v = 0; v < NV; v++) bv[v] = VLOAD(v, b);
-#pragma unroll
-        for (uint i = 0; i < MR; i++) {
-            floatV ai = (floatV)(a[i]);
-#pragma unroll
-            for (uint v = 0; v < NV; v++) acc[i][v] = fma(ai, bv[v], acc[i][v]);
-        }
-        a += MR;
-        b += b_k;
-    }
+    for (; k < K; k++) GEMM_K_STEP();
     global float *c = C + c_off + bz * c_stride + (ulong)i0 * ldc + j0;
     uint rows = min((uint)MR, M - i0);
     if (j0 + NR <= N) {
