@@ -201,3 +201,97 @@ int tu_check_op(clt_context *ctx, const char *label, tu_opcheck *c)
     if (tu_failures == fails0) printf("ok   %s\n", label);
     return tu_failures == fails0;
 }
+
+typedef struct pair_ud {
+    const tu_pair_loss *l;
+    size_t n;
+    int dense; /* pred = dense(x) with U=3 outputs from F=4 features, N = n/3 rows */
+} pair_ud;
+
+static void pair_ref(void *v, const double *const *in, const double *const *p, double *out)
+{
+    pair_ud *d = v;
+    double s = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        double pr = in[0][i];
+        if (d->dense) {
+            size_t r = i / 3, j = i % 3;
+            pr = p[1][j];
+            for (int f = 0; f < 4; f++) pr += in[0][r * 4 + f] * p[0][j * 4 + f];
+        }
+        s += d->l->term(pr, in[1][i]);
+    }
+    out[0] = s / (double)d->n;
+}
+
+void tu_check_pair_loss(clt_context *ctx, tu_rng *rng, const tu_pair_loss *l)
+{
+    int shapes[][4] = {{1, 1, 1, 1}, {4, 3, 1, 1}, {2, 3, 4, 5}, {1000, 1, 1, 1}, {3, 257, 1, 1}};
+    int nd[] = {1, 2, 4, 1, 2};
+    for (int si = 0; si < 5; si++)
+        for (int tg = 0; tg < 2; tg++) {
+            clt_graph *g = NULL;
+            clt_tensor *x, *t, *loss;
+            TU_OK(ctx, clt_graph_create(ctx, &g));
+            TU_OK(ctx, clt_input(g, "pred", nd[si], shapes[si], &x));
+            TU_OK(ctx, clt_input(g, "target", nd[si], shapes[si], &t));
+            TU_OK(ctx, l->fn(g, x, t, &loss));
+            TU_OK(ctx, clt_graph_keep(g, x, 1));
+            if (tg) TU_OK(ctx, clt_graph_keep(g, t, 1));
+            if (!TU_OK(ctx, clt_graph_compile(g, NULL))) {
+                clt_graph_destroy(g);
+                continue;
+            }
+            size_t n = clt_tensor_numel(x);
+            float *xd = malloc(n * sizeof(float)), *td = malloc(n * sizeof(float));
+            tu_fill_uniform(rng, xd, n, l->pred_lo, l->pred_hi);
+            tu_fill_uniform(rng, td, n, l->target_lo, l->target_hi);
+            pair_ud u = {l, n, 0};
+            tu_opcheck c = {.g = g, .nin = 2, .in = {x, t}, .in_data = {xd, td}, .no_grad = {0, !tg}, .out = loss,
+                            .ref = pair_ref, .ud = &u, .training = 1, .seed = (uint64_t)(si * 2 + tg + 1)};
+            char label[64];
+            snprintf(label, sizeof label, "%s shape#%d target grad %d", l->name, si, tg);
+            tu_check_op(ctx, label, &c);
+            free(xd), free(td);
+            clt_graph_destroy(g);
+        }
+
+    /* pred from a dense layer: parameter gradients flow through the loss. */
+    {
+        clt_graph *g = NULL;
+        clt_tensor *x, *t, *y, *loss;
+        int xs[2] = {5, 4}, ts[2] = {5, 3};
+        TU_OK(ctx, clt_graph_create(ctx, &g));
+        TU_OK(ctx, clt_input(g, "x", 2, xs, &x));
+        TU_OK(ctx, clt_input(g, "target", 2, ts, &t));
+        TU_OK(ctx, clt_dense(g, x, 3, 1, CLT_INIT_DEFAULT, "fc", &y));
+        TU_OK(ctx, l->fn(g, y, t, &loss));
+        TU_OK(ctx, clt_graph_keep(g, x, 1));
+        if (TU_OK(ctx, clt_graph_compile(g, NULL))) {
+            float xd[20], td[15];
+            tu_fill_uniform(rng, xd, 20, -1, 1);
+            tu_fill_uniform(rng, td, 15, l->dense_target_lo, l->dense_target_hi);
+            pair_ud u = {l, 15, 1};
+            tu_opcheck c = {.g = g, .nin = 2, .in = {x, t}, .in_data = {xd, td}, .no_grad = {0, 1}, .out = loss,
+                            .ref = pair_ref, .ud = &u, .training = 1, .seed = 99};
+            char label[64];
+            snprintf(label, sizeof label, "%s after dense", l->name);
+            tu_check_op(ctx, label, &c);
+        }
+        clt_graph_destroy(g);
+    }
+
+    /* Shapes must match exactly (no broadcasting). */
+    {
+        clt_graph *g = NULL;
+        clt_tensor *a, *b, *y = NULL;
+        int as[2] = {4, 1}, bs[1] = {4};
+        TU_OK(ctx, clt_graph_create(ctx, &g));
+        TU_OK(ctx, clt_input(g, "a", 2, as, &a));
+        TU_OK(ctx, clt_input(g, "b", 1, bs, &b));
+        TU_CHECK(l->fn(g, a, b, &y) == CLT_ERR_SHAPE && !y, "%s: (4,1) vs (4) must be refused", l->name);
+        TU_CHECK(clt_errmsg(ctx)[0] != 0, "%s: error message must be set", l->name);
+        TU_CHECK(l->fn(g, a, NULL, &y) == CLT_ERR_INVALID, "%s: NULL target must be refused", l->name);
+        clt_graph_destroy(g);
+    }
+}

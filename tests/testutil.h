@@ -65,4 +65,19 @@ typedef struct tu_opcheck {
 } tu_opcheck;
 int tu_check_op(clt_context *ctx, const char *label, tu_opcheck *c);
 
+/* Elementwise losses of a same-shape (pred, target) pair (clt_mse, clt_bce_with_logits): the mean over all
+ * elements of term(pred, target). tu_check_pair_loss checks, against a double reference and finite
+ * differences: several shapes with and without a target gradient (pred and target uniform in the given
+ * ranges), pred from a dense layer (parameter gradients through the loss), and the refusal of mismatched
+ * shapes and a NULL target. Labels start with `name`. */
+typedef int (*tu_pair_loss_fn)(clt_graph *g, clt_tensor *pred, clt_tensor *target, clt_tensor **out);
+typedef struct tu_pair_loss {
+    const char *name;
+    tu_pair_loss_fn fn;
+    double (*term)(double pred, double target);
+    double pred_lo, pred_hi, target_lo, target_hi;
+    double dense_target_lo, dense_target_hi; /* targets of the dense-layer check */
+} tu_pair_loss;
+void tu_check_pair_loss(clt_context *ctx, tu_rng *rng, const tu_pair_loss *l);
+
 #endif
