@@ -295,3 +295,17 @@ void tu_check_pair_loss(clt_context *ctx, tu_rng *rng, const tu_pair_loss *l)
         clt_graph_destroy(g);
     }
 }
+
+int tu_pair_loss_aliased(clt_context *ctx, const tu_pair_loss *l, const float *xd, float *v, float *gx)
+{
+    clt_graph *g = NULL;
+    clt_tensor *x, *loss;
+    int xs[2] = {3, 70};
+    int ok = TU_OK(ctx, clt_graph_create(ctx, &g)) && TU_OK(ctx, clt_input(g, "x", 2, xs, &x)) &&
+             TU_OK(ctx, l->fn(g, x, x, &loss)) && TU_OK(ctx, clt_graph_keep(g, x, 1)) &&
+             TU_OK(ctx, clt_graph_compile(g, NULL)) && TU_OK(ctx, clt_tensor_write(g, x, xd, 210)) &&
+             TU_OK(ctx, clt_graph_forward(g, 1)) && TU_OK(ctx, clt_graph_backward(g, loss)) &&
+             TU_OK(ctx, clt_tensor_read(g, loss, 0, v, 1)) && TU_OK(ctx, clt_tensor_read(g, x, 1, gx, 210));
+    clt_graph_destroy(g);
+    return ok;
+}

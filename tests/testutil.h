@@ -79,5 +79,8 @@ typedef struct tu_pair_loss {
     double dense_target_lo, dense_target_hi; /* targets of the dense-layer check */
 } tu_pair_loss;
 void tu_check_pair_loss(clt_context *ctx, tu_rng *rng, const tu_pair_loss *l);
+/* loss = l->fn(x, x) with x (3,70) = xd (210 values), so both gradients land in the same memory: runs forward
+ * and backward, reads the loss into *v and dL/dx into gx (210 values). Returns 1 if every call succeeded. */
+int tu_pair_loss_aliased(clt_context *ctx, const tu_pair_loss *l, const float *xd, float *v, float *gx);
 
 #endif
