@@ -4,43 +4,12 @@
 
 #include "testutil.h"
 
-typedef struct {
-    int n, c, h, w, co, kh, kw, sh, sw, ph, pw, bias;
-    int oh, ow;
-} ud_t;
-
-static void ref(void *v, const double *const *in, const double *const *p, double *out)
-{
-    const ud_t *d = v;
-    const double *x = in[0], *wt = p[0];
-    for (int n = 0; n < d->n; n++)
-        for (int co = 0; co < d->co; co++)
-            for (int oh = 0; oh < d->oh; oh++)
-                for (int ow = 0; ow < d->ow; ow++) {
-                    double s = d->bias ? p[1][co] : 0;
-                    for (int c = 0; c < d->c; c++)
-                        for (int kh = 0; kh < d->kh; kh++)
-                            for (int kw = 0; kw < d->kw; kw++) {
-                                int ih = oh * d->sh - d->ph + kh, iw = ow * d->sw - d->pw + kw;
-                                if (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w) continue;
-                                s += x[((n * d->c + c) * d->h + ih) * d->w + iw] *
-                                     wt[((co * d->c + c) * d->kh + kh) * d->kw + kw];
-                            }
-                    out[((n * d->co + co) * d->oh + oh) * d->ow + ow] = s;
-                }
-}
-
 /* One conv layer checked by tu_check_op; training = 0 compiles an inference graph and checks the forward only. */
 static void check_case(clt_context *ctx, tu_rng *rng, int ci, const int *cs, int training)
 {
-    ud_t u = {cs[0], cs[1], cs[2], cs[3], cs[4], cs[5], cs[6], cs[7], cs[8], cs[9], cs[10], cs[11], 0, 0};
-    u.oh = (u.h + 2 * u.ph - u.kh) / u.sh + 1;
-    u.ow = (u.w + 2 * u.pw - u.kw) / u.sw + 1;
+    tu_conv_geom u = tu_conv_geom_of(cs);
     int shape[4] = {u.n, u.c, u.h, u.w};
-    clt_conv2d_params p;
-    clt_conv2d_default_params(&p, u.co, u.kh);
-    p.kernel_w = u.kw;
-    p.stride_h = u.sh, p.stride_w = u.sw, p.pad_h = u.ph, p.pad_w = u.pw, p.bias = u.bias;
+    clt_conv2d_params p = tu_conv_params(&u);
     clt_graph *g = NULL;
     clt_tensor *x, *y;
     char label[96];
@@ -68,7 +37,7 @@ static void check_case(clt_context *ctx, tu_rng *rng, int ci, const int *cs, int
     float *xd = malloc(nx * sizeof(float));
     tu_fill_uniform(rng, xd, nx, -1, 1);
     if (training) {
-        tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = ref, .ud = &u,
+        tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = tu_conv_ref_op, .ud = &u,
                         .training = 1, .seed = (uint64_t)ci + 11};
         tu_check_op(ctx, label, &c);
     } else {
@@ -90,7 +59,7 @@ static void check_case(clt_context *ctx, tu_rng *rng, int ci, const int *cs, int
         TU_OK(ctx, clt_tensor_write(g, x, xd, nx));
         if (TU_OK(ctx, clt_graph_forward(g, 0)) && TU_OK(ctx, clt_tensor_read(g, y, 0, yf, ny))) {
             const double *ins[1] = {xdd}, *ps[2] = {wd, bd};
-            ref(&u, ins, ps, yr);
+            tu_conv_ref_op(&u, ins, ps, yr);
             if (tu_close(label, yf, yr, ny, 1e-4, 1e-5)) printf("ok   %s\n", label);
         }
         free(wf), free(bf), free(yf), free(xdd), free(wd), free(bd), free(yr);

@@ -11,53 +11,6 @@
 #include "testutil.h"
 #include "tune.h"
 
-typedef struct {
-    int n, c, h, w, co, kh, kw, sh, sw, ph, pw, bias;
-    int oh, ow;
-} geo_t;
-
-static geo_t geo(const int *cs)
-{
-    geo_t u = {cs[0], cs[1], cs[2], cs[3], cs[4], cs[5], cs[6], cs[7], cs[8], cs[9], cs[10], cs[11], 0, 0};
-    u.oh = (u.h + 2 * u.ph - u.kh) / u.sh + 1;
-    u.ow = (u.w + 2 * u.pw - u.kw) / u.sw + 1;
-    return u;
-}
-
-static void conv_ref(const geo_t *d, const double *x, const double *wt, const double *b, double *out)
-{
-    for (int n = 0; n < d->n; n++)
-        for (int co = 0; co < d->co; co++)
-            for (int oh = 0; oh < d->oh; oh++)
-                for (int ow = 0; ow < d->ow; ow++) {
-                    double s = b ? b[co] : 0;
-                    for (int c = 0; c < d->c; c++)
-                        for (int kh = 0; kh < d->kh; kh++)
-                            for (int kw = 0; kw < d->kw; kw++) {
-                                int ih = oh * d->sh - d->ph + kh, iw = ow * d->sw - d->pw + kw;
-                                if (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w) continue;
-                                s += x[((n * d->c + c) * d->h + ih) * d->w + iw] *
-                                     wt[((co * d->c + c) * d->kh + kh) * d->kw + kw];
-                            }
-                    out[((n * d->co + co) * d->oh + oh) * d->ow + ow] = s;
-                }
-}
-
-static void ref_one(void *v, const double *const *in, const double *const *p, double *out)
-{
-    const geo_t *d = v;
-    conv_ref(d, in[0], p[0], d->bias ? p[1] : NULL, out);
-}
-
-static clt_conv2d_params params_of(const geo_t *u)
-{
-    clt_conv2d_params p;
-    clt_conv2d_default_params(&p, u->co, u->kh);
-    p.kernel_w = u->kw;
-    p.stride_h = u->sh, p.stride_w = u->sw, p.pad_h = u->ph, p.pad_w = u->pw, p.bias = u->bias;
-    return p;
-}
-
 static const char *algo_name(int a) { return a == CLT__CONV_DIRECT ? "direct" : a == CLT__CONV_IM2COL ? "im2col" : "?"; }
 
 /* The algorithm the graph's conv node runs (after compile) or reserved (before). */
@@ -66,8 +19,8 @@ static int node_algo(clt_graph *g, int node) { return g->nodes[node]->iattr[14];
 /* One layer with the algorithm forced: forward and all gradients vs the reference. */
 static void check_forced(clt_context *ctx, tu_rng *rng, int ci, const int *cs, const char *algo)
 {
-    geo_t u = geo(cs);
-    clt_conv2d_params p = params_of(&u);
+    tu_conv_geom u = tu_conv_geom_of(cs);
+    clt_conv2d_params p = tu_conv_params(&u);
     int shape[4] = {u.n, u.c, u.h, u.w};
     int expect = strcmp(algo, "direct") == 0 && u.sh == 1 && u.sw == 1 ? CLT__CONV_DIRECT : CLT__CONV_IM2COL;
     char label[128];
@@ -97,8 +50,8 @@ static void check_forced(clt_context *ctx, tu_rng *rng, int ci, const int *cs, c
     size_t nx = clt_tensor_numel(x);
     float *xd = malloc(nx * sizeof(float));
     tu_fill_uniform(rng, xd, nx, -1, 1);
-    tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = ref_one, .ud = &u, .training = 1,
-                    .seed = (uint64_t)ci + 101};
+    tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = tu_conv_ref_op, .ud = &u,
+                    .training = 1, .seed = (uint64_t)ci + 101};
     tu_check_op(ctx, label, &c);
     free(xd);
     clt_graph_destroy(g);
@@ -106,7 +59,7 @@ static void check_forced(clt_context *ctx, tu_rng *rng, int ci, const int *cs, c
 
 /* mse(conv_a(x), conv_b(x)): both convs write x's gradient, the second one adds to it. */
 typedef struct {
-    geo_t a, b;
+    tu_conv_geom a, b;
 } pair_t;
 
 static void ref_pair(void *v, const double *const *in, const double *const *p, double *out)
@@ -114,8 +67,8 @@ static void ref_pair(void *v, const double *const *in, const double *const *p, d
     const pair_t *d = v;
     size_t ny = (size_t)d->a.n * d->a.co * d->a.oh * d->a.ow;
     double *ya = malloc(ny * sizeof(double)), *yb = malloc(ny * sizeof(double));
-    conv_ref(&d->a, in[0], p[0], p[1], ya);
-    conv_ref(&d->b, in[0], p[2], p[3], yb);
+    tu_conv_ref(&d->a, in[0], p[0], p[1], ya);
+    tu_conv_ref(&d->b, in[0], p[2], p[3], yb);
     double s = 0;
     for (size_t i = 0; i < ny; i++) s += (ya[i] - yb[i]) * (ya[i] - yb[i]);
     out[0] = s / (double)ny;
@@ -125,8 +78,8 @@ static void ref_pair(void *v, const double *const *in, const double *const *p, d
 static void check_shared_input(clt_context *ctx, tu_rng *rng, const char *algo)
 {
     int ca[12] = {2, 3, 7, 9, 4, 3, 3, 1, 1, 1, 1, 1}, cb[12] = {2, 3, 7, 9, 4, 1, 3, 1, 1, 0, 1, 1};
-    pair_t u = {geo(ca), geo(cb)};
-    clt_conv2d_params pa = params_of(&u.a), pb = params_of(&u.b);
+    pair_t u = {tu_conv_geom_of(ca), tu_conv_geom_of(cb)};
+    clt_conv2d_params pa = tu_conv_params(&u.a), pb = tu_conv_params(&u.b);
     int shape[4] = {u.a.n, u.a.c, u.a.h, u.a.w};
     char label[64];
     snprintf(label, sizeof label, "%s: x feeds two convs (accumulated dx)", algo);
@@ -160,8 +113,8 @@ static void check_shared_input(clt_context *ctx, tu_rng *rng, const char *algo)
  * *at_add and the one running after compile in *at_run (-1 on failure). */
 static void build_layer(clt_context *ctx, const int *cs, int *at_add, int *at_run)
 {
-    geo_t u = geo(cs);
-    clt_conv2d_params p = params_of(&u);
+    tu_conv_geom u = tu_conv_geom_of(cs);
+    clt_conv2d_params p = tu_conv_params(&u);
     int shape[4] = {u.n, u.c, u.h, u.w};
     clt_graph *g = NULL;
     clt_tensor *x, *y;

@@ -309,3 +309,45 @@ int tu_pair_loss_aliased(clt_context *ctx, const tu_pair_loss *l, const float *x
     clt_graph_destroy(g);
     return ok;
 }
+
+tu_conv_geom tu_conv_geom_of(const int *cs)
+{
+    tu_conv_geom u = {cs[0], cs[1], cs[2], cs[3], cs[4], cs[5], cs[6], cs[7], cs[8], cs[9], cs[10], cs[11], 0, 0};
+    u.oh = (u.h + 2 * u.ph - u.kh) / u.sh + 1;
+    u.ow = (u.w + 2 * u.pw - u.kw) / u.sw + 1;
+    return u;
+}
+
+clt_conv2d_params tu_conv_params(const tu_conv_geom *d)
+{
+    clt_conv2d_params p;
+    clt_conv2d_default_params(&p, d->co, d->kh);
+    p.kernel_w = d->kw;
+    p.stride_h = d->sh, p.stride_w = d->sw, p.pad_h = d->ph, p.pad_w = d->pw, p.bias = d->bias;
+    return p;
+}
+
+void tu_conv_ref(const tu_conv_geom *d, const double *x, const double *wt, const double *b, double *out)
+{
+    for (int n = 0; n < d->n; n++)
+        for (int co = 0; co < d->co; co++)
+            for (int oh = 0; oh < d->oh; oh++)
+                for (int ow = 0; ow < d->ow; ow++) {
+                    double s = b ? b[co] : 0;
+                    for (int c = 0; c < d->c; c++)
+                        for (int kh = 0; kh < d->kh; kh++)
+                            for (int kw = 0; kw < d->kw; kw++) {
+                                int ih = oh * d->sh - d->ph + kh, iw = ow * d->sw - d->pw + kw;
+                                if (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w) continue;
+                                s += x[((n * d->c + c) * d->h + ih) * d->w + iw] *
+                                     wt[((co * d->c + c) * d->kh + kh) * d->kw + kw];
+                            }
+                    out[((n * d->co + co) * d->oh + oh) * d->ow + ow] = s;
+                }
+}
+
+void tu_conv_ref_op(void *ud, const double *const *in, const double *const *p, double *out)
+{
+    const tu_conv_geom *d = ud;
+    tu_conv_ref(d, in[0], p[0], d->bias ? p[1] : NULL, out);
+}

@@ -83,4 +83,18 @@ void tu_check_pair_loss(clt_context *ctx, tu_rng *rng, const tu_pair_loss *l);
  * and backward, reads the loss into *v and dL/dx into gx (210 values). Returns 1 if every call succeeded. */
 int tu_pair_loss_aliased(clt_context *ctx, const tu_pair_loss *l, const float *xd, float *v, float *gx);
 
+
+/* 2-D convolution for the conv tests: geometry from a case row {N, C, H, W, Cout, KH, KW, SH, SW, PH, PW, bias}
+ * (output size derived), the layer's parameters, and the double reference x (N,C,H,W) * wt (Cout,C,KH,KW)
+ * + b (Cout; NULL: none) -> out (N,Cout,OH,OW). */
+typedef struct tu_conv_geom {
+    int n, c, h, w, co, kh, kw, sh, sw, ph, pw, bias;
+    int oh, ow;
+} tu_conv_geom;
+tu_conv_geom tu_conv_geom_of(const int *cs);
+clt_conv2d_params tu_conv_params(const tu_conv_geom *d);
+void tu_conv_ref(const tu_conv_geom *d, const double *x, const double *wt, const double *b, double *out);
+/* tu_ref_fn of one conv layer: ud is its tu_conv_geom, params are the weight and (with bias) the bias. */
+void tu_conv_ref_op(void *ud, const double *const *in, const double *const *p, double *out);
+
 #endif
