@@ -13,7 +13,7 @@
  *  - Ownership. Objects come in create/destroy pairs; destroy functions accept NULL. Tensors belong to their
  *    graph and die with it. Pointers passed in (names, host arrays) are copied or only read during the call.
  *  - Shapes. Tensors are float32, 1 to 4 dimensions, row-major, images in NCHW order. A `shape` argument is
- *    an array of `ndim` positive ints.
+ *    an array of `ndim` positive ints; a tensor holds at most 2^31-1 values (kernels index with 32-bit ints).
  *  - Threads. A context and everything made from it must be used by one thread at a time.
  */
 
@@ -154,7 +154,10 @@ CLT_API int clt_context_finish(clt_context *ctx);
 typedef struct clt_graph clt_graph;
 typedef struct clt_tensor clt_tensor; /* owned by its graph */
 
-/* An empty graph. Build it with the op functions, then clt_graph_compile, then run steps. */
+/* An empty graph. Build it with the op functions, then clt_graph_compile, then run steps. An op function or
+ * clt_graph_compile that fails on its arguments changes nothing; one that fails after it started changing
+ * the graph (out of memory, a parameter too large, device memory, a kernel build) leaves a graph on which
+ * every later call fails with CLT_ERR_STATE: destroy it and build a new one. */
 CLT_API int clt_graph_create(clt_context *ctx, clt_graph **out);
 /* Frees the graph, its tensors and all its device memory. NULL is a no-op. */
 CLT_API void clt_graph_destroy(clt_graph *g);
