@@ -573,6 +573,15 @@ int cli_train(const cli_train_opts *o)
 
     if (resume) {
         *meta = ck.meta;
+        /* The checksum only says the file is what was written: refuse settings no run could have stored (they
+         * index name tables and divide by the batch). */
+        if (meta->batch < 1 || meta->schedule < 0 || meta->schedule > CLI_SCHED_ONECYCLE || meta->opt.type < 0 ||
+            meta->opt.type > CLT_OPT_ADAMW || meta->limit < 0) {
+            fail("checkpoint %s holds invalid training settings (batch %d, schedule %d, optimizer %d, limit %d); "
+                 "the file was left untouched", o->checkpoint, meta->batch, meta->schedule, meta->opt.type,
+                 meta->limit);
+            goto out;
+        }
         if (strcmp(meta->dataset, o->dataset)) {
             fail("checkpoint %s was trained on %s, not %s", o->checkpoint, meta->dataset, o->dataset);
             goto out;
