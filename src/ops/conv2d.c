@@ -176,6 +176,22 @@ static int prepare_im2col(clt_graph *g, clt__node *n)
     int has_bias = n->iattr[13];
     cl_mem bias = has_bias ? n->param[1]->mem : n->param[0]->mem; /* any valid buffer when unused */
 
+    /* Decide (and tune) the layer's GEMMs and size their workspaces now, not in the first step. */
+    size_t K = (size_t)s.c * s.kh * s.kw, NP = (size_t)N * P;
+    CLT_TRY(clt__gemm_prepare(ctx, &(clt__gemm_args){.m = CO, .n = NP, .k = K, .batch = 1}));
+    if (n->out->grad) {
+        size_t S = (size_t)n->iattr[15];
+        if (S) {
+            size_t L = NP / S, rest = NP - S * L;
+            CLT_TRY(clt__gemm_prepare(ctx, &(clt__gemm_args){.trans_b = 1, .m = CO, .n = K, .k = L, .batch = S}));
+            if (rest)
+                CLT_TRY(clt__gemm_prepare(ctx, &(clt__gemm_args){.trans_b = 1, .m = CO, .n = K, .k = rest, .batch = 1}));
+        } else {
+            CLT_TRY(clt__gemm_prepare(ctx, &(clt__gemm_args){.trans_b = 1, .m = CO, .n = K, .k = NP, .batch = 1}));
+        }
+        if (n->in[0]->grad)
+            CLT_TRY(clt__gemm_prepare(ctx, &(clt__gemm_args){.trans_a = 1, .m = K, .n = NP, .k = CO, .batch = 1}));
+    }
     CLT_TRY(clt__kernel(ctx, "conv2d", "", "im2col", &n->k[K_IM2COL]));
     CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_IM2COL], CLT_ARG(n->in[0]->mem), CLT_ARG(n->saved[0]->mem)));
     CLT_TRY(set_geom_args(ctx, n->k[K_IM2COL], &s));
