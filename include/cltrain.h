@@ -215,7 +215,7 @@ CLT_API int clt_avg_pool2d(clt_graph *g, clt_tensor *x, int kernel, int stride, 
 CLT_API int clt_global_avg_pool(clt_graph *g, clt_tensor *x, clt_tensor **out);
 
 /* Fully connected: x (N, F...) is read as (N, F) with F the product of the other dims; -> (N, units).
- * y = x W^T + b with W (units, F). GEMMs run through CLBlast or the tuned GEMM (see clt_tune). */
+ * y = x W^T + b with W (units, F). GEMMs run on cltrain's own kernels or CLBlast (see enum clt_tune_mode). */
 CLT_API int clt_dense(clt_graph *g, clt_tensor *x, int units, int bias, int init, const char *name,
                       clt_tensor **out);
 /* Adds a learnable bias per channel (dim 1) of x (N,C) or (N,C,H,W). */
@@ -230,7 +230,8 @@ CLT_API int clt_gelu(clt_graph *g, clt_tensor *x, clt_tensor **out); /* exact: x
 /* Softmax over dim 1 (classes/channels) of (N,C) or (N,C,H,W), at each position. */
 CLT_API int clt_softmax(clt_graph *g, clt_tensor *x, clt_tensor **out);
 /* Inverted dropout: in training passes zeroes each value with probability p and scales the rest by
- * 1/(1-p); identity in evaluation passes. Masks come from the graph's seed and step counter. */
+ * 1/(1-p); identity in evaluation passes. Masks come from the graph's seed and its count of training
+ * forward passes (the `passes` of clt_graph_get_counters); the backward pass reuses its forward's mask. */
 CLT_API int clt_dropout(clt_graph *g, clt_tensor *x, float p, clt_tensor **out);
 /* Batch normalization over dim 1 of (N,C) or (N,C,H,W) with learnable scale (1) and shift (0).
  * Training passes use batch statistics and update running ones: r = (1-momentum) r + momentum * batch
@@ -293,7 +294,8 @@ CLT_API int clt_graph_memory(const clt_graph *g, size_t *param_bytes, size_t *ac
 
 /* ---------------------------------------------------------------------------------------------- run */
 
-/* Copies `count` floats into an input or parameter tensor (count must equal its numel). Blocking. */
+/* Copies `count` floats into an input, parameter or buffer (state) tensor (count must equal its numel).
+ * Blocking. */
 CLT_API int clt_tensor_write(clt_graph *g, clt_tensor *t, const float *data, size_t count);
 /* Reads a kept tensor's value (or, with grad=1, its gradient) into `data` (count == numel). Blocking. */
 CLT_API int clt_tensor_read(clt_graph *g, clt_tensor *t, int grad, float *data, size_t count);

@@ -590,7 +590,8 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
 
 int clt_graph_memory(const clt_graph *g, size_t *param_bytes, size_t *activation_bytes)
 {
-    if (!g || g->compiled != 1) return g ? CLT_ERR_STATE : CLT_ERR_INVALID;
+    if (!g) return CLT_ERR_INVALID;
+    if (g->compiled != 1) return clt__err(g->ctx, CLT_ERR_STATE, "clt_graph_memory: the graph is not compiled");
     size_t p = g->param_elems * sizeof(float) * (1 + (g->training_alloc ? 1 : 0) + (size_t)g->nslots) +
                g->buf_elems * sizeof(float);
     size_t a = g->act_bytes;
