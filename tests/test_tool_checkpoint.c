@@ -288,6 +288,16 @@ int main(void)
     st = tool_checkpoint_save(path, a.g, &meta, text, err);
     TU_CHECK(st == CLT_ERR_IO && strstr(err, path) && strstr(err, "unchanged"), "blocked temp: %d %s", st, err);
     rmdir(tmpdir);
+    /* A user's file that happens to have the temporary name is neither truncated nor renamed over the
+     * checkpoint. */
+    spit(tmpdir, (const unsigned char *)"mine", 4);
+    st = tool_checkpoint_save(path, a.g, &meta, text, err);
+    TU_CHECK(st == CLT_ERR_IO && strstr(err, "unchanged"), "temp name taken: %d %s", st, err);
+    size_t lmine;
+    unsigned char *mine = slurp(tmpdir, &lmine);
+    TU_CHECK(mine && lmine == 4 && memcmp(mine, "mine", 4) == 0, "a file with the temporary name was changed");
+    free(mine);
+    unlink(tmpdir);
     size_t len2;
     unsigned char *now = slurp(path, &len2);
     TU_CHECK(now && len2 == len && memcmp(now, orig, len) == 0, "old checkpoint changed by a failed save");

@@ -249,9 +249,15 @@ int tool_checkpoint_save(const char *path, clt_graph *g, const tool_ckpt_meta *m
     }
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
+    /* O_EXCL: a file or symbolic link that happens to have this name is never truncated or followed. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!f) {
         int e = errno;
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
         free(b.p);
         return fail(err, CLT_ERR_IO, "%s: cannot create the temporary file %s (%s); the old checkpoint, if any, is "
                     "unchanged", path, tmp, strerror(e));
