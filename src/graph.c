@@ -566,8 +566,9 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
     for (int i = 0; i < g->ntensors; i++) {
         clt_tensor *t = g->tensors[i];
         if (t->view_of) {
-            t->mem = root_of(t)->mem;
-            if (t->mem) clRetainMemObject(t->mem);
+            cl_mem m = root_of(t)->mem;
+            if (m) CLT_CL(ctx, clRetainMemObject(m)); /* held before stored: destroy releases what is stored */
+            t->mem = m;
             if (t->requires_grad && !t->grad) t->grad = root_of(t)->grad;
         }
     }
