@@ -117,7 +117,8 @@ int cli_meta_parse(const char *text, char **model_only, cli_data_meta *m, char *
         }
         p = eol;
     }
-    if ((got & 15) != 15 || m->c < 1 || m->c > 4 || m->h < 1 || m->w < 1 || m->classes < 2 || m->classes > 10) {
+    if ((got & 15) != 15 || m->c < 1 || m->c > 4 || m->h < 1 || m->w < 1 || m->h > 65536 || m->w > 65536 ||
+        m->classes < 2 || m->classes > 10) {
         snprintf(err, TOOL_ERR_LEN, "the data settings block is malformed");
         return CLT_ERR_FORMAT;
     }
