@@ -614,7 +614,9 @@ int clt__gemm(clt_context *ctx, const clt__gemm_args *a)
             CLBlastLayoutRowMajor, a->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
             a->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, a->m, a->n, a->k, a->alpha, a->a, 0, a->lda, a->b,
             0, a->ldb, a->beta, a->c, 0, a->ldc, &ctx->queue, NULL, s->ws_t);
-        return st == CLBlastSuccess ? CLT_OK : clblast_err(ctx, st, "CLBlastSgemmWithTempBuffer", a);
+        if (st != CLBlastInsufficientMemoryTemp)
+            return st == CLBlastSuccess ? CLT_OK : clblast_err(ctx, st, "CLBlastSgemmWithTempBuffer", a);
+        d->clblast_temp = TEMP_UNKNOWN; /* CLBlast's parameters changed since prepare: let it allocate */
     }
     return clt__gemm_run(ctx, a, d->algo, &d->p);
 }
