@@ -644,6 +644,16 @@ static void mode_errors(void)
     TU_CHECK(same_file(p, "my precious notes\n", 18), "the file was left untouched by --overwrite");
     result_free(&r);
 
+    /* A log or plot written over the checkpoint (or each other) would lose it every epoch. */
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--checkpoint", p, "--log", p, NULL);
+    expect_fail(&r, "same file", "--log naming the --checkpoint file");
+    TU_CHECK(same_file(p, "my precious notes\n", 18), "the file was left untouched by --log = --checkpoint");
+    result_free(&r);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--log", p, "--plot", p, NULL);
+    expect_fail(&r, "same file", "--plot naming the --log file");
+    TU_CHECK(same_file(p, "my precious notes\n", 18), "the file was left untouched by --log = --plot");
+    result_free(&r);
+
     r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--batch", "25", "--checkpoint", ck, "--tune",
             "off", NULL);
     expect_ok(&r, "a checkpoint to corrupt");

@@ -509,6 +509,14 @@ static int file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+/* Equal names, or two names of one existing file. */
+static int same_path(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (!strcmp(a, b)) return 1;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 /* The folder of `path` must accept new files (the checkpoint is written next to itself, then renamed). */
 static int check_writable_dir(const char *path)
 {
@@ -547,6 +555,18 @@ int cli_train(const cli_train_opts *o)
     const char *dir = o->data_dir ? o->data_dir : default_data_dir(o->dataset);
     meta = calloc(1, sizeof *meta);
     if (!meta) return fail("out of memory");
+
+    /* ---- output files: each is rewritten every epoch, so two names for one file would replace each other
+     * (a log written over the checkpoint loses it). */
+    {
+        const char *outs[3] = {o->checkpoint, o->log, o->plot}, *what[3] = {"--checkpoint", "--log", "--plot"};
+        for (int i = 0; i < 3; i++)
+            for (int j = i + 1; j < 3; j++)
+                if (outs[i] && outs[j] && same_path(outs[i], outs[j])) {
+                    fail("%s and %s name the same file (%s)", what[i], what[j], outs[j]);
+                    goto out;
+                }
+    }
 
     /* ---- checkpoint policy: resume from it, or refuse to destroy anything that is not ours. */
     int resume = 0;
