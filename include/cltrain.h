@@ -13,7 +13,7 @@
  *  - Ownership. Objects come in create/destroy pairs; destroy functions accept NULL. Tensors belong to their
  *    graph and die with it. Pointers passed in (names, host arrays) are copied or only read during the call.
  *  - Shapes. Tensors are float32, 1 to 4 dimensions, row-major, images in NCHW order. A `shape` argument is
- *    an array of `ndim` positive ints.
+ *    an array of `ndim` positive ints; a tensor holds at most 2^31-1 values (kernels index with 32-bit ints).
  *  - Threads. A context and everything made from it must be used by one thread at a time.
  */
 
@@ -154,7 +154,10 @@ CLT_API int clt_context_finish(clt_context *ctx);
 typedef struct clt_graph clt_graph;
 typedef struct clt_tensor clt_tensor; /* owned by its graph */
 
-/* An empty graph. Build it with the op functions, then clt_graph_compile, then run steps. */
+/* An empty graph. Build it with the op functions, then clt_graph_compile, then run steps. An op function or
+ * clt_graph_compile that fails on its arguments changes nothing; one that fails after it started changing
+ * the graph (out of memory, a parameter too large, device memory, a kernel build) leaves a graph on which
+ * every later call fails with CLT_ERR_STATE: destroy it and build a new one. */
 CLT_API int clt_graph_create(clt_context *ctx, clt_graph **out);
 /* Frees the graph, its tensors and all its device memory. NULL is a no-op. */
 CLT_API void clt_graph_destroy(clt_graph *g);
@@ -212,7 +215,7 @@ CLT_API int clt_avg_pool2d(clt_graph *g, clt_tensor *x, int kernel, int stride, 
 CLT_API int clt_global_avg_pool(clt_graph *g, clt_tensor *x, clt_tensor **out);
 
 /* Fully connected: x (N, F...) is read as (N, F) with F the product of the other dims; -> (N, units).
- * y = x W^T + b with W (units, F). GEMMs run through CLBlast or the tuned GEMM (see clt_tune). */
+ * y = x W^T + b with W (units, F). GEMMs run on cltrain's own kernels or CLBlast (see enum clt_tune_mode). */
 CLT_API int clt_dense(clt_graph *g, clt_tensor *x, int units, int bias, int init, const char *name,
                       clt_tensor **out);
 /* Adds a learnable bias per channel (dim 1) of x (N,C) or (N,C,H,W). */
@@ -227,7 +230,8 @@ CLT_API int clt_gelu(clt_graph *g, clt_tensor *x, clt_tensor **out); /* exact: x
 /* Softmax over dim 1 (classes/channels) of (N,C) or (N,C,H,W), at each position. */
 CLT_API int clt_softmax(clt_graph *g, clt_tensor *x, clt_tensor **out);
 /* Inverted dropout: in training passes zeroes each value with probability p and scales the rest by
- * 1/(1-p); identity in evaluation passes. Masks come from the graph's seed and step counter. */
+ * 1/(1-p); identity in evaluation passes. Masks come from the graph's seed and its count of training
+ * forward passes (the `passes` of clt_graph_get_counters); the backward pass reuses its forward's mask. */
 CLT_API int clt_dropout(clt_graph *g, clt_tensor *x, float p, clt_tensor **out);
 /* Batch normalization over dim 1 of (N,C) or (N,C,H,W) with learnable scale (1) and shift (0).
  * Training passes use batch statistics and update running ones: r = (1-momentum) r + momentum * batch
@@ -290,7 +294,8 @@ CLT_API int clt_graph_memory(const clt_graph *g, size_t *param_bytes, size_t *ac
 
 /* ---------------------------------------------------------------------------------------------- run */
 
-/* Copies `count` floats into an input or parameter tensor (count must equal its numel). Blocking. */
+/* Copies `count` floats into an input, parameter or buffer (state) tensor (count must equal its numel).
+ * Blocking. */
 CLT_API int clt_tensor_write(clt_graph *g, clt_tensor *t, const float *data, size_t count);
 /* Reads a kept tensor's value (or, with grad=1, its gradient) into `data` (count == numel). Blocking. */
 CLT_API int clt_tensor_read(clt_graph *g, clt_tensor *t, int grad, float *data, size_t count);

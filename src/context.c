@@ -20,8 +20,9 @@ static int enumerate(dev_ref **out, int *count)
     *count = 0;
     cl_uint np = 0;
     cl_int err = clGetPlatformIDs(0, NULL, &np);
-    if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || np == 0) return CLT_OK;
-    if (err != CL_SUCCESS) return CLT_ERR_OPENCL;
+    if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */) return CLT_OK;
+    if (err != CL_SUCCESS) return CLT_ERR_OPENCL; /* a failing ICD loader is not "no platform" */
+    if (np == 0) return CLT_OK;
     cl_platform_id *ps = calloc(np, sizeof *ps);
     if (!ps) return CLT_ERR_NOMEM;
     if (clGetPlatformIDs(np, ps, NULL) != CL_SUCCESS) {
@@ -53,18 +54,30 @@ static int enumerate(dev_ref **out, int *count)
     return CLT_OK;
 }
 
+/* A platform (d == NULL) or device string into a fixed field: a longer one is cut, not lost (a too-small
+ * buffer makes the query fail outright). */
+static void info_str(cl_platform_id p, cl_device_id d, cl_uint what, char *dst, size_t cap)
+{
+    size_t n = 0;
+    cl_int err = d ? clGetDeviceInfo(d, what, 0, NULL, &n) : clGetPlatformInfo(p, what, 0, NULL, &n);
+    char *tmp = err == CL_SUCCESS && n > 0 ? calloc(n + 1, 1) : NULL;
+    if (tmp && (d ? clGetDeviceInfo(d, what, n, tmp, NULL) : clGetPlatformInfo(p, what, n, tmp, NULL)) == CL_SUCCESS)
+        snprintf(dst, cap, "%s", tmp);
+    free(tmp);
+}
+
 static void fill_info(cl_platform_id p, cl_device_id d, int index, int pindex, clt_device_info *info)
 {
     memset(info, 0, sizeof *info);
     info->index = index;
     info->platform_index = pindex;
-    clGetPlatformInfo(p, CL_PLATFORM_NAME, sizeof info->platform_name, info->platform_name, NULL);
-    clGetPlatformInfo(p, CL_PLATFORM_VERSION, sizeof info->platform_version, info->platform_version, NULL);
-    clGetDeviceInfo(d, CL_DEVICE_NAME, sizeof info->name, info->name, NULL);
-    clGetDeviceInfo(d, CL_DEVICE_VENDOR, sizeof info->vendor, info->vendor, NULL);
-    clGetDeviceInfo(d, CL_DRIVER_VERSION, sizeof info->driver_version, info->driver_version, NULL);
-    clGetDeviceInfo(d, CL_DEVICE_VERSION, sizeof info->device_version, info->device_version, NULL);
-    clGetDeviceInfo(d, CL_DEVICE_OPENCL_C_VERSION, sizeof info->opencl_c_version, info->opencl_c_version, NULL);
+    info_str(p, NULL, CL_PLATFORM_NAME, info->platform_name, sizeof info->platform_name);
+    info_str(p, NULL, CL_PLATFORM_VERSION, info->platform_version, sizeof info->platform_version);
+    info_str(p, d, CL_DEVICE_NAME, info->name, sizeof info->name);
+    info_str(p, d, CL_DEVICE_VENDOR, info->vendor, sizeof info->vendor);
+    info_str(p, d, CL_DRIVER_VERSION, info->driver_version, sizeof info->driver_version);
+    info_str(p, d, CL_DEVICE_VERSION, info->device_version, sizeof info->device_version);
+    info_str(p, d, CL_DEVICE_OPENCL_C_VERSION, info->opencl_c_version, sizeof info->opencl_c_version);
     cl_device_type type = 0;
     clGetDeviceInfo(d, CL_DEVICE_TYPE, sizeof type, &type, NULL);
     info->is_gpu = (type & CL_DEVICE_TYPE_GPU) != 0;
@@ -93,10 +106,15 @@ static void fill_info(cl_platform_id p, cl_device_id d, int index, int pindex, c
     u = 0;
     clGetDeviceInfo(d, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof u, &u, NULL);
     info->preferred_vector_width_float = u;
-    char ext[8192] = "";
-    clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, sizeof ext, ext, NULL);
-    info->fp16 = strstr(ext, "cl_khr_fp16") != NULL;
-    info->fp64 = strstr(ext, "cl_khr_fp64") != NULL;
+    /* Extension lists of GPU drivers can be long: ask for the size instead of guessing a buffer. */
+    size_t next = 0;
+    char *ext = NULL;
+    if (clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, 0, NULL, &next) == CL_SUCCESS && next > 0 &&
+        (ext = calloc(next + 1, 1)) != NULL && clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, next, ext, NULL) == CL_SUCCESS) {
+        info->fp16 = strstr(ext, "cl_khr_fp16") != NULL;
+        info->fp64 = strstr(ext, "cl_khr_fp64") != NULL;
+    }
+    free(ext);
 }
 
 int clt_device_count(int *count)

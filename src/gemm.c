@@ -38,11 +38,15 @@ typedef struct decision {
     size_t m, n, k, batch;
     int algo;
     clt__gemm_params p;
+    size_t clblast_temp; /* CLBlast temporary bytes for the compact layout; TEMP_UNKNOWN if not asked */
 } decision;
+#define TEMP_UNKNOWN ((size_t)-1)
 
 struct clt__gemm_state {
     cl_mem ws_a, ws_b;       /* packing workspaces, grown on demand (normally at prepare time) */
     size_t cap_a, cap_b;     /* bytes */
+    cl_mem ws_t;             /* CLBlast's temporary matrices (otherwise it allocates them in every call) */
+    size_t cap_t;
     own_kernels ks[16];
     int nks;
     decision *dec;
@@ -521,7 +525,7 @@ static int decide(clt_context *ctx, const clt__gemm_args *a, decision **out)
         s->dec = nd;
         s->cap_dec = cap;
     }
-    decision d = {a->trans_a != 0, a->trans_b != 0, a->m, a->n, a->k, batch, 0, params[0]};
+    decision d = {a->trans_a != 0, a->trans_b != 0, a->m, a->n, a->k, batch, 0, params[0], TEMP_UNKNOWN};
     clt__gemm_default(ctx, a, &d.algo, &d.p);
     if (!s->force && ctx->tune != CLT_TUNE_OFF) {
         CLT_TRY(clt__gemm_tune_clblast(ctx, 0));
@@ -561,10 +565,31 @@ int clt__gemm_decision(clt_context *ctx, const clt__gemm_args *a, int *algo, clt
     return CLT_OK;
 }
 
+/* The layout ops use (no offsets, rows exactly as long as the matrices), for which CLBlast's temporary size
+ * is asked at prepare time. */
+static int compact(const clt__gemm_args *a)
+{
+    return a->off_a == 0 && a->off_b == 0 && a->off_c == 0 && a->lda == (a->trans_a ? a->m : a->k) &&
+           a->ldb == (a->trans_b ? a->k : a->n) && a->ldc == a->n;
+}
+
 int clt__gemm_prepare(clt_context *ctx, const clt__gemm_args *shape)
 {
     decision *d;
     CLT_TRY(decide(ctx, shape, &d));
+    if (d->algo == CLT__GEMM_CLBLAST && d->batch == 1 && d->clblast_temp == TEMP_UNKNOWN) {
+        /* CLBlast's indirect GEMM copies (pads, transposes) its operands into a temporary buffer that it
+         * allocates per call unless given one: size one here, for steps that allocate nothing. */
+        size_t bytes = 0;
+        CLBlastStatusCode cs = CLBlastSGemmTempBufferSize(
+            CLBlastLayoutRowMajor, d->ta ? CLBlastTransposeYes : CLBlastTransposeNo,
+            d->tb ? CLBlastTransposeYes : CLBlastTransposeNo, d->m, d->n, d->k, 0, d->ta ? d->m : d->k, 0,
+            d->tb ? d->k : d->n, 0, d->n, &ctx->queue, &bytes);
+        if (cs == CLBlastSuccess) { /* else the GEMM keeps CLBlast's own allocation (and reports any error) */
+            if (bytes > 0) CLT_TRY(ensure_ws(ctx, &ctx->gemm->ws_t, &ctx->gemm->cap_t, bytes));
+            d->clblast_temp = bytes;
+        }
+    }
     if (d->algo != CLT__GEMM_OWN) return CLT_OK;
     clt__gemm_state *s = ctx->gemm;
     own_kernels *k;
@@ -582,6 +607,17 @@ int clt__gemm(clt_context *ctx, const clt__gemm_args *a)
     if (a->m == 0 || a->n == 0) return CLT_OK;
     decision *d;
     CLT_TRY(decide(ctx, a, &d));
+    clt__gemm_state *s = ctx->gemm;
+    if (d->algo == CLT__GEMM_CLBLAST && d->batch == 1 && a->k > 0 && d->clblast_temp != TEMP_UNKNOWN &&
+        d->clblast_temp > 0 && d->clblast_temp <= s->cap_t && compact(a)) {
+        CLBlastStatusCode st = CLBlastSgemmWithTempBuffer(
+            CLBlastLayoutRowMajor, a->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
+            a->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, a->m, a->n, a->k, a->alpha, a->a, 0, a->lda, a->b,
+            0, a->ldb, a->beta, a->c, 0, a->ldc, &ctx->queue, NULL, s->ws_t);
+        if (st != CLBlastInsufficientMemoryTemp)
+            return st == CLBlastSuccess ? CLT_OK : clblast_err(ctx, st, "CLBlastSgemmWithTempBuffer", a);
+        d->clblast_temp = TEMP_UNKNOWN; /* CLBlast's parameters changed since prepare: let it allocate */
+    }
     return clt__gemm_run(ctx, a, d->algo, &d->p);
 }
 
@@ -710,6 +746,7 @@ void clt__gemm_release(clt_context *ctx)
     }
     if (s->ws_a) clReleaseMemObject(s->ws_a);
     if (s->ws_b) clReleaseMemObject(s->ws_b);
+    if (s->ws_t) clReleaseMemObject(s->ws_t);
     free(s->dec);
     free(s);
     ctx->gemm = NULL;

@@ -62,12 +62,16 @@ void clt_graph_destroy(clt_graph *g)
     free(g->tensors);
     free(g->nodes);
     free(g->contrib);
+    free(g->reached);
     free(g);
 }
 
 int clt__check_building(clt_graph *g, const char *op)
 {
     if (!g) return CLT_ERR_INVALID;
+    if (g->compiled < 0)
+        return clt__err(g->ctx, CLT_ERR_STATE, "%s: an earlier call on this graph failed part-way (see its error); "
+                        "build a new graph", op);
     if (g->compiled) return clt__err(g->ctx, CLT_ERR_STATE, "%s: the graph is already compiled; build a new graph", op);
     return CLT_OK;
 }
@@ -109,8 +113,10 @@ int clt__new_tensor(clt_graph *g, int kind, const char *name, int ndim, const in
         if (shape[i] <= 0)
             return clt__err(g->ctx, CLT_ERR_SHAPE, "tensor '%s': dimension %d is %d (must be positive)",
                             name ? name : "?", i, shape[i]);
-        if (numel > SIZE_MAX / 4 / (size_t)shape[i])
-            return clt__err(g->ctx, CLT_ERR_SHAPE, "tensor '%s' is too large", name ? name : "?");
+        /* Kernels index tensors with 32-bit integers. */
+        if (numel > (size_t)INT_MAX / (size_t)shape[i])
+            return clt__err(g->ctx, CLT_ERR_SHAPE, "tensor '%s' is too large (more than %d elements)",
+                            name ? name : "?", INT_MAX);
         numel *= (size_t)shape[i];
     }
     if (g->ntensors == g->cap_tensors) {
@@ -195,11 +201,20 @@ static int add_owned(clt_graph *g, clt__node *n, int kind, const char *suffix, i
     return clt__new_tensor(g, kind, name, ndim, shape, out);
 }
 
+/* An op function that fails after clt__new_node leaves a node without its parameters or private memory in the
+ * graph; compiling or running it would dereference what is missing, so the graph refuses every later call. */
+int clt__graph_poison(clt_graph *g, int status)
+{
+    if (status < 0 && g) g->compiled = -1;
+    return status;
+}
+
 int clt__add_param(clt_graph *g, clt__node *n, const char *suffix, int ndim, const int *shape, int init,
                    int fan_in, int fan_out, float init_const, clt_tensor **out)
 {
-    if (n->nparam == CLT_MAX_AUX) return clt__err(g->ctx, CLT_ERR_INVALID, "too many parameters in one node");
-    CLT_TRY(add_owned(g, n, CLT__PARAM, suffix, ndim, shape, out));
+    if (n->nparam == CLT_MAX_AUX)
+        return clt__graph_poison(g, clt__err(g->ctx, CLT_ERR_INVALID, "too many parameters in one node"));
+    CLT_TRY(clt__graph_poison(g, add_owned(g, n, CLT__PARAM, suffix, ndim, shape, out)));
     (*out)->init = init;
     (*out)->fan_in = fan_in;
     (*out)->fan_out = fan_out;
@@ -212,8 +227,9 @@ int clt__add_param(clt_graph *g, clt__node *n, const char *suffix, int ndim, con
 int clt__add_buffer(clt_graph *g, clt__node *n, const char *suffix, int ndim, const int *shape, float init_const,
                     clt_tensor **out)
 {
-    if (n->nbuf == CLT_MAX_AUX) return clt__err(g->ctx, CLT_ERR_INVALID, "too many buffers in one node");
-    CLT_TRY(add_owned(g, n, CLT__BUFFER, suffix, ndim, shape, out));
+    if (n->nbuf == CLT_MAX_AUX)
+        return clt__graph_poison(g, clt__err(g->ctx, CLT_ERR_INVALID, "too many buffers in one node"));
+    CLT_TRY(clt__graph_poison(g, add_owned(g, n, CLT__BUFFER, suffix, ndim, shape, out)));
     (*out)->init_const = init_const;
     n->buf[n->nbuf++] = *out;
     return CLT_OK;
@@ -226,11 +242,14 @@ int clt__add_private(clt_graph *g, clt__node *n, int kind, const char *suffix, s
     if (kind == CLT__SAVED) arr = n->saved, cnt = &n->nsaved;
     else if (kind == CLT__FSCRATCH) arr = n->fscratch, cnt = &n->nfscratch;
     else if (kind == CLT__BSCRATCH) arr = n->bscratch, cnt = &n->nbscratch;
-    else return clt__err(g->ctx, CLT_ERR_INVALID, "clt__add_private: bad kind %d", kind);
-    if (*cnt == CLT_MAX_AUX) return clt__err(g->ctx, CLT_ERR_INVALID, "too many private tensors in one node");
-    if (numel == 0 || numel > INT_MAX) return clt__err(g->ctx, CLT_ERR_SHAPE, "private tensor of %zu elements", numel);
+    else return clt__graph_poison(g, clt__err(g->ctx, CLT_ERR_INVALID, "clt__add_private: bad kind %d", kind));
+    if (*cnt == CLT_MAX_AUX)
+        return clt__graph_poison(g, clt__err(g->ctx, CLT_ERR_INVALID, "too many private tensors in one node"));
+    if (numel == 0 || numel > INT_MAX)
+        return clt__graph_poison(g, clt__err(g->ctx, CLT_ERR_SHAPE, "'%s': private tensor of %zu elements (at most "
+                                             "%d)", n->out->name, numel, INT_MAX));
     int shape[1] = {(int)numel};
-    CLT_TRY(add_owned(g, n, kind, suffix, 1, shape, out));
+    CLT_TRY(clt__graph_poison(g, add_owned(g, n, kind, suffix, 1, shape, out)));
     arr[(*cnt)++] = *out;
     return CLT_OK;
 }
@@ -396,6 +415,9 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
                             "weight decay %g, l1 %g)", o->lr, o->momentum, o->nesterov, o->beta1, o->beta2, o->eps,
                             o->weight_decay, o->l1);
     }
+    /* From here on the graph changes; until everything below succeeded it refuses every call, so that a
+     * failure part-way never leaves a half-planned graph that a second compile would plan again. */
+    g->compiled = -1;
     g->training_alloc = g->settings.training;
     const int N = g->nnodes;
     const int SEED_T = N;
@@ -508,6 +530,10 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
             g->buf_elems += clt__round_up(t->numel, align_el);
         }
     }
+    /* The optimizer kernel counts in 32 bits (a larger arena than the device allows fails just below). */
+    if (g->param_elems > (size_t)UINT_MAX && g->param_elems * sizeof(float) <= ctx->info.max_alloc_bytes)
+        return clt__err(ctx, CLT_ERR_UNSUPPORTED, "the parameters hold %zu values; the optimizer handles at most %u",
+                        g->param_elems, UINT_MAX);
     g->nslots = 0;
     if (g->training_alloc)
         g->nslots = o->type == CLT_OPT_SGD ? (o->momentum > 0 ? 1 : 0) : 2;
@@ -540,34 +566,24 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
     for (int i = 0; i < g->ntensors; i++) {
         clt_tensor *t = g->tensors[i];
         if (t->view_of) {
-            t->mem = root_of(t)->mem;
-            if (t->mem) clRetainMemObject(t->mem);
+            cl_mem m = root_of(t)->mem;
+            if (m) CLT_CL(ctx, clRetainMemObject(m)); /* held before stored: destroy releases what is stored */
+            t->mem = m;
             if (t->requires_grad && !t->grad) t->grad = root_of(t)->grad;
         }
     }
     g->contrib = calloc((size_t)g->ntensors, sizeof *g->contrib);
-    if (!g->contrib) return clt__err(ctx, CLT_ERR_NOMEM, "out of host memory");
+    g->reached = calloc((size_t)g->ntensors, sizeof *g->reached);
+    if (!g->contrib || !g->reached) return clt__err(ctx, CLT_ERR_NOMEM, "out of host memory");
 
-    g->compiled = 1; /* from here on, failures leave a graph that refuses to run */
     CLT_TRY(clt__init_params(g));
     for (int i = 0; i < N; i++) {
         clt__node *n = g->nodes[i];
-        if (n->op->prepare) {
-            st = n->op->prepare(g, n);
-            if (st < 0) {
-                g->compiled = -1;
-                return st;
-            }
-        }
+        if (n->op->prepare) CLT_TRY(n->op->prepare(g, n));
     }
-    if (g->training_alloc) {
-        st = clt__optim_prepare(g);
-        if (st < 0) {
-            g->compiled = -1;
-            return st;
-        }
-    }
+    if (g->training_alloc) CLT_TRY(clt__optim_prepare(g));
     CLT_CL(ctx, clFinish(ctx->queue));
+    g->compiled = 1;
     return CLT_OK;
 #undef FT
 #undef BT
@@ -575,7 +591,8 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
 
 int clt_graph_memory(const clt_graph *g, size_t *param_bytes, size_t *activation_bytes)
 {
-    if (!g || g->compiled != 1) return g ? CLT_ERR_STATE : CLT_ERR_INVALID;
+    if (!g) return CLT_ERR_INVALID;
+    if (g->compiled != 1) return clt__err(g->ctx, CLT_ERR_STATE, "clt_graph_memory: the graph is not compiled");
     size_t p = g->param_elems * sizeof(float) * (1 + (g->training_alloc ? 1 : 0) + (size_t)g->nslots) +
                g->buf_elems * sizeof(float);
     size_t a = g->act_bytes;
@@ -594,7 +611,9 @@ static int check_compiled(clt_graph *g, const char *fn)
 {
     if (!g) return CLT_ERR_INVALID;
     if (g->compiled == 0) return clt__err(g->ctx, CLT_ERR_STATE, "%s: compile the graph first", fn);
-    if (g->compiled < 0) return clt__err(g->ctx, CLT_ERR_STATE, "%s: the graph failed to compile", fn);
+    if (g->compiled < 0)
+        return clt__err(g->ctx, CLT_ERR_STATE, "%s: the graph failed to compile (or an op function failed part-way)",
+                        fn);
     return CLT_OK;
 }
 
@@ -682,8 +701,8 @@ static int run_backward(clt_graph *g, clt_tensor *seed_t)
     clt_context *ctx = g->ctx;
     /* Which nodes lie on a path to the seed, and which input gradients they must produce. */
     memset(g->contrib, 0, (size_t)g->ntensors * sizeof *g->contrib);
-    int *reached = calloc((size_t)g->ntensors, sizeof *reached);
-    if (!reached) return clt__err(ctx, CLT_ERR_NOMEM, "out of host memory");
+    int *reached = g->reached; /* allocated at compile: backward passes allocate nothing */
+    memset(reached, 0, (size_t)g->ntensors * sizeof *reached);
     reached[root_of(seed_t)->id] = 1;
     g->contrib[root_of(seed_t)->id] = 1;
     for (int i = g->nnodes - 1; i >= 0; i--) {
@@ -699,7 +718,6 @@ static int run_backward(clt_graph *g, clt_tensor *seed_t)
             }
         }
     }
-    free(reached);
     for (int i = g->nnodes - 1; i >= 0; i--) {
         clt__node *n = g->nodes[i];
         if (!n->in_backward) {

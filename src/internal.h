@@ -86,9 +86,13 @@ int clt__kernel(clt_context *ctx, const char *source, const char *options, const
 /* Source text of cl/<name>.cl (embedded or from kernel_dir); caller frees. */
 int clt__source_text(clt_context *ctx, const char *name, char **text, size_t *len);
 /* Enqueues a kernel; global sizes are rounded up to multiples of the local ones (kernels bound-check).
- * `local` may be NULL to let the driver choose. */
+ * `local` may be NULL to let the driver choose. `local` is a hint: over the device's or the kernel's
+ * work-group limit the driver chooses instead, so a kernel that needs its exact group size must check
+ * clt__kernel_wg_max at prepare. */
 int clt__launch(clt_context *ctx, cl_kernel k, int dims, const size_t *global, const size_t *local);
 size_t clt__round_up(size_t x, size_t m);
+/* Largest work-group the kernel can run with on the context's device (CL_KERNEL_WORK_GROUP_SIZE). */
+int clt__kernel_wg_max(clt_context *ctx, cl_kernel k, size_t *out);
 
 /* ---- GEMM (gemm.c): row-major C = alpha op(A) op(B) + beta C, batched with strides (batch 1: plain).
  * Chooses CLBlast or the library's own kernels per device and shape (tuned; see tune.c). */
@@ -227,6 +231,7 @@ struct clt_graph {
     int nslots;
     /* per-backward bookkeeping */
     int *contrib; /* scratch: per-tensor count of gradient writes in the current backward */
+    int *reached; /* scratch: per-tensor "on a path to the seed" in the current backward */
     int auto_name;
 };
 
@@ -242,6 +247,9 @@ int clt__add_param(clt_graph *g, clt__node *n, const char *suffix, int ndim, con
                    int fan_in, int fan_out, float init_const, clt_tensor **out);
 int clt__add_buffer(clt_graph *g, clt__node *n, const char *suffix, int ndim, const int *shape, float init_const,
                     clt_tensor **out);
+/* Marks the graph unusable (every later call fails with CLT_ERR_STATE) when status < 0; returns status. For op
+ * functions that fail after clt__new_node (the add_* helpers below do it themselves). */
+int clt__graph_poison(clt_graph *g, int status);
 /* Node-private device tensors (kinds SAVED, FSCRATCH, BSCRATCH), flat with `numel` floats. */
 int clt__add_private(clt_graph *g, clt__node *n, int kind, const char *suffix, size_t numel, clt_tensor **out);
 /* Shape string like "(64,3,32,32)" into buf. */

@@ -169,6 +169,13 @@ int clt__set_args(clt_context *ctx, cl_kernel k, int n, const clt__arg *args)
     return CLT_OK;
 }
 
+int clt__kernel_wg_max(clt_context *ctx, cl_kernel k, size_t *out)
+{
+    *out = 0;
+    CLT_CL(ctx, clGetKernelWorkGroupInfo(k, ctx->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof *out, out, NULL));
+    return CLT_OK;
+}
+
 size_t clt__round_up(size_t x, size_t m)
 {
     return m ? (x + m - 1) / m * m : x;
@@ -176,7 +183,7 @@ size_t clt__round_up(size_t x, size_t m)
 
 int clt__launch(clt_context *ctx, cl_kernel k, int dims, const size_t *global, const size_t *local)
 {
-    size_t g[3], prod = 1;
+    size_t g[3] = {1, 1, 1}, prod = 1;
     for (int i = 0; local && i < dims; i++) prod *= local[i];
     /* Respect the device's limit rather than assuming every device takes our preferred group size. */
     if (local && prod > ctx->info.max_work_group_size) local = NULL;
@@ -185,6 +192,15 @@ int clt__launch(clt_context *ctx, cl_kernel k, int dims, const size_t *global, c
         if (g[i] == 0) return CLT_OK; /* nothing to do */
     }
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, k, (cl_uint)dims, NULL, g, local, 0, NULL, NULL);
+    if (err == CL_INVALID_WORK_GROUP_SIZE && local) {
+        /* A kernel may allow less than the device (CL_KERNEL_WORK_GROUP_SIZE: registers, local memory). Our
+         * group sizes are hints except where a kernel says otherwise (those size themselves at prepare), so
+         * let the driver choose. Only on this error path: steps pay no query. */
+        size_t kmax = 0;
+        if (clGetKernelWorkGroupInfo(k, ctx->dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax, NULL) == CL_SUCCESS &&
+            prod > kmax)
+            err = clEnqueueNDRangeKernel(ctx->queue, k, (cl_uint)dims, NULL, g, NULL, 0, NULL, NULL);
+    }
     if (err != CL_SUCCESS) {
         char name[128] = "?";
         clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);

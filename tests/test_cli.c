@@ -644,6 +644,16 @@ static void mode_errors(void)
     TU_CHECK(same_file(p, "my precious notes\n", 18), "the file was left untouched by --overwrite");
     result_free(&r);
 
+    /* A log or plot written over the checkpoint (or each other) would lose it every epoch. */
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--checkpoint", p, "--log", p, NULL);
+    expect_fail(&r, "same file", "--log naming the --checkpoint file");
+    TU_CHECK(same_file(p, "my precious notes\n", 18), "the file was left untouched by --log = --checkpoint");
+    result_free(&r);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--log", p, "--plot", p, NULL);
+    expect_fail(&r, "same file", "--plot naming the --log file");
+    TU_CHECK(same_file(p, "my precious notes\n", 18), "the file was left untouched by --log = --plot");
+    result_free(&r);
+
     r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--batch", "25", "--checkpoint", ck, "--tune",
             "off", NULL);
     expect_ok(&r, "a checkpoint to corrupt");
@@ -681,6 +691,22 @@ static void mode_errors(void)
     r = run("mnist", "--data", data, "--checkpoint", ck, "--resume", NULL);
     expect_fail(&r, "cifar10", "resuming a CIFAR-10 checkpoint as MNIST");
     result_free(&r);
+    /* Settings no run can store, with a valid checksum: batch 0 (the epoch loop divides by it) and schedule 7
+     * (a name-table index). Offsets follow the layout at the top of tools/checkpoint.c. */
+    size_t o_batch = 20 + 4 + strlen("cifar10") + 4 + strlen("mlp") + 8 + 24 + 36;
+    for (int v = 0; v < 2; v++) {
+        memcpy(d, good, len);
+        TU_CHECK(d[o_batch] == 25 && d[o_batch + 4] == 3, "batch/schedule offsets: %d %d", d[o_batch], d[o_batch + 4]);
+        memset(d + o_batch + 4 * v, 0, 4);
+        if (v) d[o_batch + 4] = 7;
+        uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const unsigned char *)d, (uInt)(len - 4));
+        for (int b = 0; b < 4; b++) d[len - 4 + b] = (char)(crc >> (8 * b));
+        write_file(corrupt, d, len);
+        r = run("cifar10", "--data", data, "--epochs", "2", "--checkpoint", corrupt, "--resume", "--tune", "off", NULL);
+        expect_fail(&r, "invalid training settings", v ? "resume with schedule 7" : "resume with batch 0");
+        TU_CHECK(same_file(corrupt, d, len), "the invalid checkpoint was not overwritten");
+        result_free(&r);
+    }
     free(d);
     free(good);
 }

@@ -1,6 +1,8 @@
 /* test_conv2d.c - 2-D convolution against a double reference and finite differences, plus error cases. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -68,6 +70,60 @@ static void check_case(clt_context *ctx, tu_rng *rng, int ci, const int *cs, int
     clt_graph_destroy(g);
 }
 
+/* Every GEMM of an im2col layer (forward, split-k weight gradient with a remainder, data gradient) is
+ * decided and its workspace sized at compile: a verbose context prints each new GEMM decision, and a
+ * training step must print none (deciding in the step would allocate there, or even tune). */
+static void gemm_decided_at_compile(void)
+{
+    clt_context_settings cs;
+    clt_context_default_settings(&cs);
+    cs.tune = CLT_TUNE_OFF;
+    cs.verbose = 1;
+    clt_context *ctx = NULL;
+    const char *old = getenv("CLTRAIN_CONV_ALGO");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("CLTRAIN_CONV_ALGO", "im2col", 1);
+    clt_graph *g = NULL;
+    clt_tensor *x, *y;
+    int xs[4] = {1, 1, 91, 93};
+    clt_conv2d_params p;
+    clt_conv2d_default_params(&p, 2, 3);
+    p.pad_h = p.pad_w = 1;
+    if (TU_OK(ctx, clt_context_create(&cs, &ctx)) && TU_OK(ctx, clt_graph_create(ctx, &g)) &&
+        TU_OK(ctx, clt_input(g, "x", 4, xs, &x)) && TU_OK(ctx, clt_conv2d(g, x, &p, "c", &y)) &&
+        TU_OK(ctx, clt_graph_keep(g, x, 1)) && TU_OK(ctx, clt_graph_compile(g, NULL))) {
+        size_t nx = clt_tensor_numel(x), ny = clt_tensor_numel(y);
+        float *buf = calloc(nx > ny ? nx : ny, sizeof(float));
+        char path[64] = "/tmp/clt_conv_gemm_XXXXXX";
+        int fd = mkstemp(path);
+        fflush(stderr);
+        int err_fd = dup(2);
+        if (buf && fd >= 0 && err_fd >= 0 && dup2(fd, 2) >= 0) {
+            TU_OK(ctx, clt_tensor_write(g, x, buf, nx));
+            TU_OK(ctx, clt_graph_forward(g, 1));
+            TU_OK(ctx, clt_graph_backward_from(g, y, buf, ny));
+            TU_OK(ctx, clt_context_finish(ctx));
+            fflush(stderr);
+            dup2(err_fd, 2);
+            char text[4096] = "";
+            ssize_t got = pread(fd, text, sizeof text - 1, 0);
+            text[got > 0 ? got : 0] = 0;
+            TU_CHECK(strstr(text, "gemm") == NULL, "GEMMs decided during a training step:\n%s", text);
+        } else {
+            TU_CHECK(0, "test setup (stderr redirection) failed");
+        }
+        if (err_fd >= 0) close(err_fd);
+        if (fd >= 0) close(fd);
+        unlink(path);
+        free(buf);
+    }
+    clt_graph_destroy(g);
+    clt_context_destroy(ctx);
+    if (saved) setenv("CLTRAIN_CONV_ALGO", saved, 1);
+    else unsetenv("CLTRAIN_CONV_ALGO");
+    free(saved);
+}
+
 int main(void)
 {
     clt_context *ctx = tu_context();
@@ -92,6 +148,7 @@ int main(void)
     /* Inference graphs (no gradients, saved columns used as forward scratch). */
     check_case(ctx, &rng, 0, cases[0], 0);
     check_case(ctx, &rng, 1, cases[1], 0);
+    gemm_decided_at_compile();
 
     /* Errors come back as statuses with messages. */
     clt_graph *g = NULL;

@@ -291,20 +291,32 @@ static void test_bad_calls(clt_context *ctx)
         int big_f[2] = {1, 1 << 16};
         TU_OK(ctx, clt_graph_create(ctx, &g));
         TU_OK(ctx, clt_input(g, "x", 2, big_f, &x));
-        TU_OK(ctx, clt_dense(g, x, 1 << 20, 1, 0, "giant", &y)); /* 2^36 weights: 256 GiB */
+        /* 16 layers of 32767 x 65536 weights (each just under 2^31 values): 128 GiB of parameters */
+        for (int i = 0; i < 16; i++) TU_OK(ctx, clt_dense(g, x, (1 << 15) - 1, 1, 0, NULL, &y));
         int st = clt_graph_compile(g, NULL);
-        TU_CHECK(st == CLT_ERR_DEVICE_MEMORY, "giant weight: compile returned %d (%s)", st, clt_errmsg(ctx));
+        TU_CHECK(st == CLT_ERR_DEVICE_MEMORY, "giant weights: compile returned %d (%s)", st, clt_errmsg(ctx));
         ERRMSG_SET(ctx);
         TU_CHECK(clt_graph_forward(g, 1) == CLT_ERR_STATE, "forward after a failed compile");
+        /* A compile that failed part-way is not redone over the half-planned graph. */
+        st = clt_graph_compile(g, NULL);
+        TU_CHECK(st == CLT_ERR_STATE, "second compile after a failed one returned %d", st);
+        ERRMSG_SET(ctx);
         clt_graph_destroy(g);
 
-        int huge[2] = {64, 1 << 30}; /* 256 GiB input */
+        /* Kernels index with 32-bit integers: tensors hold at most INT_MAX values. */
+        int huge[2] = {64, 1 << 30}, y_ok[2] = {2, 1 << 16};
         TU_OK(ctx, clt_graph_create(ctx, &g));
-        TU_OK(ctx, clt_input(g, "huge", 2, huge, &x));
-        TU_OK(ctx, clt_dense(g, x, 1, 0, 0, "fc", &y));
-        st = clt_graph_compile(g, NULL);
-        TU_CHECK(st == CLT_ERR_DEVICE_MEMORY, "huge input: compile returned %d (%s)", st, clt_errmsg(ctx));
-        ERRMSG_SET(ctx);
+        st = clt_input(g, "huge", 2, huge, &x);
+        TU_CHECK(st == CLT_ERR_SHAPE && x == NULL && strstr(clt_errmsg(ctx), "huge"), "2^36-value input: %d (%s)",
+                 st, clt_errmsg(ctx));
+        /* An op function that fails part-way (here: a 2^32-value weight) leaves an unusable graph: later calls
+         * fail cleanly instead of compiling a node without its weight. */
+        TU_OK(ctx, clt_input(g, "x", 2, y_ok, &x));
+        st = clt_dense(g, x, 1 << 16, 1, 0, "fc", &y);
+        TU_CHECK(st == CLT_ERR_SHAPE && y == NULL, "2^32-value weight: %d (%s)", st, clt_errmsg(ctx));
+        TU_CHECK(clt_relu(g, x, &y) == CLT_ERR_STATE, "adding an op after a failed op function");
+        TU_CHECK(clt_graph_compile(g, NULL) == CLT_ERR_STATE, "compiling after a failed op function");
+        TU_CHECK(clt_graph_forward(g, 1) == CLT_ERR_STATE, "forward after a failed op function");
         clt_graph_destroy(g);
     }
 

@@ -1,4 +1,5 @@
 /* test_pool.c - max, average and global average pooling against double references and finite differences. */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -155,6 +156,7 @@ int main(void)
         {1, 2, 6, 9, 5, 2, 2},  /* 5x5 with padding 2 */
         {3, 2, 4, 4, 4, 4, 0},  /* one window covers the plane */
         {1, 1, 8, 8, 2, 3, 0},  /* stride > kernel: some elements in no window */
+        {1, 2, 5, 5, 2, INT_MAX, 0}, /* one window per axis; (row + stride) used to overflow in the kernels */
     };
     int ncases = (int)(sizeof cases / sizeof cases[0]);
     for (int ci = 0; ci < ncases; ci++) check_case(ctx, &rng, MAXP, ci, cases[ci]);

@@ -153,6 +153,10 @@ static void errors(clt_context *ctx)
     TU_CHECK(clt_reshape(g, x, 2, NULL, &y) == CLT_ERR_SHAPE, "NULL shape");
     TU_CHECK(clt_reshape(g, NULL, 2, xs, &y) == CLT_ERR_INVALID, "NULL input");
     TU_CHECK(clt_flatten(g, NULL, &y) == CLT_ERR_INVALID, "NULL input to flatten");
+    /* 2^30 * 2^30 * 16 = 2^64 wraps a size_t product to 0, which then divided by zero (undefined: a SIGFPE
+     * with some compilers, a trap under -fsanitize=undefined). */
+    int wrap0[4] = {-1, 1 << 30, 1 << 30, 16};
+    TU_CHECK(clt_reshape(g, x, 4, wrap0, &y) == CLT_ERR_SHAPE && y == NULL, "-1 with a known product of 2^64");
     clt_graph_destroy(g);
 }
 

@@ -250,6 +250,30 @@ int main(void)
         for (int i = 0; i < 4; i++) d[len - 4 + i] = (unsigned char)(crc >> (8 * i));
         spit(bad, d, len);
         expect_read_err(bad, CLT_ERR_FORMAT, "version 2", "future version");
+        /* Impossible values with a valid checksum (anyone can compute one): refused, nothing huge allocated.
+         * Offsets follow the layout at the top of tools/checkpoint.c. */
+        size_t o_done = 20 + 4 + strlen(meta.dataset) + 4 + strlen(meta.model_text_origin);
+        size_t o_count = o_done + 8 + 24 + 36 + 8 + 8 + 8 + 8 + 4 + (size_t)meta.nhistory * 48 + 4 + strlen(text);
+        struct {
+            size_t off;
+            uint32_t v;
+            const char *what;
+        } patches[] = {{o_done, (uint32_t)-1, "epochs_done -1"},
+                       {o_done, 2, "3 history entries for 2 epochs done"},
+                       {o_done + 4, 5000, "epochs_total 5000"},
+                       {o_count, 0xffffffffu, "2^32-1 tensors"}};
+        for (int i = 0; i < 4; i++) {
+            memcpy(d, orig, len);
+            for (int b = 0; b < 4; b++) d[patches[i].off + b] = (unsigned char)(patches[i].v >> (8 * b));
+            crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), d, (uInt)(len - 4));
+            for (int b = 0; b < 4; b++) d[len - 4 + b] = (unsigned char)(crc >> (8 * b));
+            spit(bad, d, len);
+            expect_read_err(bad, CLT_ERR_FORMAT, "malformed", patches[i].what);
+        }
+        /* The unpatched offsets hold what was written (so the patches above hit the intended fields). */
+        TU_CHECK(orig[o_done] == 3 && orig[o_done + 4] == 20 && orig[o_count] == clt_graph_state_count(a.g) &&
+                     orig[o_count + 1] == 0,
+                 "field offsets: %u %u %u", orig[o_done], orig[o_done + 4], orig[o_count]);
         free(d);
     }
     char missing[420];
@@ -264,6 +288,16 @@ int main(void)
     st = tool_checkpoint_save(path, a.g, &meta, text, err);
     TU_CHECK(st == CLT_ERR_IO && strstr(err, path) && strstr(err, "unchanged"), "blocked temp: %d %s", st, err);
     rmdir(tmpdir);
+    /* A user's file that happens to have the temporary name is neither truncated nor renamed over the
+     * checkpoint. */
+    spit(tmpdir, (const unsigned char *)"mine", 4);
+    st = tool_checkpoint_save(path, a.g, &meta, text, err);
+    TU_CHECK(st == CLT_ERR_IO && strstr(err, "unchanged"), "temp name taken: %d %s", st, err);
+    size_t lmine;
+    unsigned char *mine = slurp(tmpdir, &lmine);
+    TU_CHECK(mine && lmine == 4 && memcmp(mine, "mine", 4) == 0, "a file with the temporary name was changed");
+    free(mine);
+    unlink(tmpdir);
     size_t len2;
     unsigned char *now = slurp(path, &len2);
     TU_CHECK(now && len2 == len && memcmp(now, orig, len) == 0, "old checkpoint changed by a failed save");

@@ -237,9 +237,15 @@ int tool_checkpoint_save(const char *path, clt_graph *g, const tool_ckpt_meta *m
     }
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
+    /* O_EXCL: a file or symbolic link that happens to have this name is never truncated or followed. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!f) {
         int e = errno;
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
         free(b.p);
         return tool_fail(err, CLT_ERR_IO, "%s: cannot create the temporary file %s (%s); the old checkpoint, if any, "
                          "is unchanged", path, tmp, strerror(e));
@@ -444,10 +450,17 @@ void tool_checkpoint_free(tool_checkpoint *c)
 static int parse_body(rbuf *r, tool_checkpoint *out, const char *path, char *err)
 {
     get_meta(r, &out->meta);
+    /* What the tool indexes with: one history entry per finished epoch, within the history's capacity. */
+    const tool_ckpt_meta *m = &out->meta;
+    int cap = (int)(sizeof m->history / sizeof m->history[0]);
+    if (!r->bad && (m->epochs_done < 0 || m->epochs_done > cap || m->epochs_total < 0 || m->epochs_total > cap ||
+                    m->nhistory > m->epochs_done))
+        r->bad = 1;
     out->model_text = get_str_alloc(r);
     uint32_t n = get_u32(r);
-    /* Each tensor takes at least 13 bytes; a larger count cannot be right. */
+    /* Each tensor takes at least 13 bytes; a larger count cannot be right (and is not allocated). */
     if (!r->bad && n > (r->len - r->at) / 13) r->bad = 1;
+    if (r->bad) n = 0;
     ckpt_priv *p = calloc(1, sizeof *p);
     out->priv = p;
     if (!p || (n && !(p->t = calloc(n, sizeof *p->t)))) return tool_fail(err, CLT_ERR_NOMEM, "%s: out of memory", path);

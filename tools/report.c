@@ -1,5 +1,6 @@
 /* report.c - what cltrain shows and writes about a run: progress bar, per-class metrics, JSON log, SVG plot. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,12 +126,20 @@ void cli_print_class_report(FILE *f, const int64_t *cm, int k, const char (*name
 
 /* ------------------------------------------------------------------------------------------ files */
 
-/* Writes to path.tmp and renames, so a reader never sees half a file. */
+/* Writes to a new path.tmp.<pid> and renames, so a reader never sees half a file. O_EXCL: a file (or a
+ * symbolic link) that happens to have that name is never truncated or followed. */
 static FILE *open_tmp(const char *path, char *tmp, size_t len, char *err)
 {
-    snprintf(tmp, len, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) snprintf(err, TOOL_ERR_LEN, "cannot write %.900s: %s", tmp, strerror(errno));
+    snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        snprintf(err, TOOL_ERR_LEN, "cannot write %.900s: %s", tmp, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            remove(tmp);
+        }
+    }
     return f;
 }
 

@@ -117,7 +117,8 @@ int cli_meta_parse(const char *text, char **model_only, cli_data_meta *m, char *
         }
         p = eol;
     }
-    if ((got & 15) != 15 || m->c < 1 || m->c > 4 || m->h < 1 || m->w < 1 || m->classes < 2 || m->classes > 10) {
+    if ((got & 15) != 15 || m->c < 1 || m->c > 4 || m->h < 1 || m->w < 1 || m->h > 65536 || m->w > 65536 ||
+        m->classes < 2 || m->classes > 10) {
         snprintf(err, TOOL_ERR_LEN, "the data settings block is malformed");
         return CLT_ERR_FORMAT;
     }
@@ -553,6 +554,14 @@ static int file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+/* Equal names, or two names of one existing file. */
+static int same_path(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (!strcmp(a, b)) return 1;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 /* The folder of `path` must accept new files (the checkpoint is written next to itself, then renamed). */
 static int check_writable_dir(const char *path)
 {
@@ -622,6 +631,18 @@ int cli_train(const cli_train_opts *o)
     meta = calloc(1, sizeof *meta);
     if (!meta) return fail("out of memory");
 
+    /* ---- output files: each is rewritten every epoch, so two names for one file would replace each other
+     * (a log written over the checkpoint loses it). */
+    {
+        const char *outs[3] = {o->checkpoint, o->log, o->plot}, *what[3] = {"--checkpoint", "--log", "--plot"};
+        for (int i = 0; i < 3; i++)
+            for (int j = i + 1; j < 3; j++)
+                if (outs[i] && outs[j] && same_path(outs[i], outs[j])) {
+                    fail("%s and %s name the same file (%s)", what[i], what[j], outs[j]);
+                    goto out;
+                }
+    }
+
     /* ---- checkpoint policy: resume from it, or refuse to destroy anything that is not ours. */
     int resume = 0;
     if (o->checkpoint) {
@@ -648,6 +669,15 @@ int cli_train(const cli_train_opts *o)
 
     if (resume) {
         *meta = ck.meta;
+        /* The checksum only says the file is what was written: refuse settings no run could have stored (they
+         * index name tables and divide by the batch). */
+        if (meta->batch < 1 || meta->schedule < 0 || meta->schedule > CLI_SCHED_ONECYCLE || meta->opt.type < 0 ||
+            meta->opt.type > CLT_OPT_ADAMW || meta->limit < 0) {
+            fail("checkpoint %s holds invalid training settings (batch %d, schedule %d, optimizer %d, limit %d); "
+                 "the file was left untouched", o->checkpoint, meta->batch, meta->schedule, meta->opt.type,
+                 meta->limit);
+            goto out;
+        }
         if (strcmp(meta->dataset, o->dataset)) {
             fail("checkpoint %s was trained on %s, not %s", o->checkpoint, meta->dataset, o->dataset);
             goto out;

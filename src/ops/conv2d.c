@@ -176,6 +176,22 @@ static int prepare_im2col(clt_graph *g, clt__node *n)
     int has_bias = n->iattr[13];
     cl_mem bias = has_bias ? n->param[1]->mem : n->param[0]->mem; /* any valid buffer when unused */
 
+    /* Decide (and tune) the layer's GEMMs and size their workspaces now, not in the first step. */
+    size_t K = (size_t)s.c * s.kh * s.kw, NP = (size_t)N * P;
+    CLT_TRY(clt__gemm_prepare(ctx, &(clt__gemm_args){.m = CO, .n = NP, .k = K, .batch = 1}));
+    if (n->out->grad) {
+        size_t S = (size_t)n->iattr[15];
+        if (S) {
+            size_t L = NP / S, rest = NP - S * L;
+            CLT_TRY(clt__gemm_prepare(ctx, &(clt__gemm_args){.trans_b = 1, .m = CO, .n = K, .k = L, .batch = S}));
+            if (rest)
+                CLT_TRY(clt__gemm_prepare(ctx, &(clt__gemm_args){.trans_b = 1, .m = CO, .n = K, .k = rest, .batch = 1}));
+        } else {
+            CLT_TRY(clt__gemm_prepare(ctx, &(clt__gemm_args){.trans_b = 1, .m = CO, .n = K, .k = NP, .batch = 1}));
+        }
+        if (n->in[0]->grad)
+            CLT_TRY(clt__gemm_prepare(ctx, &(clt__gemm_args){.trans_a = 1, .m = K, .n = NP, .k = CO, .batch = 1}));
+    }
     CLT_TRY(clt__kernel(ctx, "conv2d", "", "im2col", &n->k[K_IM2COL]));
     CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_IM2COL], CLT_ARG(n->in[0]->mem), CLT_ARG(n->saved[0]->mem)));
     CLT_TRY(set_geom_args(ctx, n->k[K_IM2COL], &s));
@@ -631,7 +647,9 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
                         clt__shape_str(x, b, sizeof b));
     clt__conv_geom s = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], p->out_channels, p->kernel_h,
                         p->kernel_w, p->stride_h, p->stride_w, p->pad_h, p->pad_w, 0, 0};
-    if (s.kh > s.h + 2 * s.ph || s.kw > s.w + 2 * s.pw)
+    /* 64-bit: huge paddings must give an error, not an overflow. */
+    if ((long long)s.kh > (long long)s.h + 2LL * s.ph || (long long)s.kw > (long long)s.w + 2LL * s.pw ||
+        (long long)s.h + 2LL * s.ph > INT32_MAX || (long long)s.w + 2LL * s.pw > INT32_MAX)
         return clt__err(g->ctx, CLT_ERR_SHAPE,
                         "clt_conv2d: kernel %dx%d is larger than input '%s' %s with padding %dx%d", s.kh, s.kw,
                         x->name, clt__shape_str(x, b, sizeof b), s.ph, s.pw);
@@ -654,7 +672,7 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
     clt__node *n;
     CLT_TRY(clt__new_node(g, &op_conv2d, name, 1, &x, 4, shape, &n));
     conv_priv *pr = calloc(1, sizeof *pr);
-    if (!pr) return clt__err(g->ctx, CLT_ERR_NOMEM, "out of host memory");
+    if (!pr) return clt__graph_poison(g, clt__err(g->ctx, CLT_ERR_NOMEM, "out of host memory"));
     n->priv = pr;
     pr->d = dp;
     pr->can_direct = can_direct;
@@ -667,7 +685,8 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
     n->bwd_needs_in = 0;
     n->bwd_needs_out = 0;
     int wshape[4] = {s.co, s.c, s.kh, s.kw}, bshape[1] = {s.co};
-    int fan_in = (int)K, fan_out = s.co * s.kh * s.kw;
+    size_t fo = (size_t)s.co * s.kh * s.kw; /* a weight tensor this large is refused by clt__add_param */
+    int fan_in = K > INT32_MAX ? INT32_MAX : (int)K, fan_out = fo > INT32_MAX ? INT32_MAX : (int)fo;
     clt_tensor *t;
     CLT_TRY(clt__add_param(g, n, "weight", 4, wshape, p->init, fan_in, fan_out, 0.0f, &t));
     if (p->bias) CLT_TRY(clt__add_param(g, n, "bias", 1, bshape, CLT_INIT_ZEROS, fan_in, fan_out, 0.0f, &t));

@@ -1,5 +1,6 @@
 /* pool.c - max pooling (argmax saved for the backward), average pooling and global average pooling
  * (cl/pool.cl). */
+#include <limits.h>
 #include <stdio.h>
 
 #include "internal.h"
@@ -93,13 +94,18 @@ static int add_pool(clt_graph *g, clt_tensor *x, int kind, int k, int stride, in
     int N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], OH = 1, OW = 1;
     if (kind != P_GAP) {
         /* pad <= k/2 keeps every window partly inside the input (PyTorch has the same rule). */
-        if (k <= 0 || stride <= 0 || pad < 0 || 2 * pad > k)
+        if (k <= 0 || stride <= 0 || pad < 0 || pad > k / 2)
             return clt__err(g->ctx, CLT_ERR_INVALID,
                             "%s: kernel %d, stride %d, padding %d (kernel and stride must be positive, padding "
                             "between 0 and kernel/2)", fn, k, stride, pad);
-        if (k > H + 2 * pad || k > W + 2 * pad)
-            return clt__err(g->ctx, CLT_ERR_SHAPE, "%s: kernel %d is larger than input '%s' %s with padding %d", fn,
+        /* 64-bit, and the padded extent small enough for the kernels' int window arithmetic. */
+        long long span = (long long)(H > W ? H : W) + 2LL * pad;
+        if ((long long)k > (long long)H + 2LL * pad || (long long)k > (long long)W + 2LL * pad || span > INT_MAX / 4)
+            return clt__err(g->ctx, CLT_ERR_SHAPE, "%s: kernel %d does not fit input '%s' %s with padding %d", fn,
                             k, x->name, clt__shape_str(x, b, sizeof b), pad);
+        /* A stride past the padded input gives one window per axis whatever its value: clamp it, so that the
+         * kernels' (i + pad + stride) cannot overflow. */
+        if (stride > span) stride = (int)span;
         OH = (H + 2 * pad - k) / stride + 1;
         OW = (W + 2 * pad - k) / stride + 1;
     }

@@ -36,6 +36,10 @@ int clt_reshape(clt_graph *g, clt_tensor *x, int ndim, const int *shape, clt_ten
         } else if (shape[i] <= 0) {
             return clt__err(g->ctx, CLT_ERR_SHAPE, "clt_reshape: '%s' %s: dimension %d of the new shape is %d "
                             "(must be positive, or -1 once)", x->name, clt__shape_str(x, b, sizeof b), i, shape[i]);
+        } else if ((size_t)shape[i] > x->numel / known) {
+            /* More values than x holds (checked before multiplying, so the product cannot wrap to 0). */
+            return clt__err(g->ctx, CLT_ERR_SHAPE, "clt_reshape: '%s' %s has %zu values, fewer than the new shape "
+                            "holds", x->name, clt__shape_str(x, b, sizeof b), x->numel);
         } else {
             known *= (size_t)shape[i];
         }

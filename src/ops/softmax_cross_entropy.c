@@ -21,15 +21,25 @@ static int prepare(clt_graph *g, clt__node *n)
     /* Probabilities are kept only for backward; an inference graph has no SAVED memory at all. */
     cl_int save = n->in[0]->grad != NULL && n->saved[0]->mem != NULL;
     cl_mem p = save ? n->saved[0]->mem : scratch;
+    /* The mean is one work-group of exactly SCE_WG (a power of two) work-items: within the device's limit and
+     * the kernel's own (CL_KERNEL_WORK_GROUP_SIZE, which local memory and registers may lower). */
     int wg = 256;
     while ((size_t)wg > ctx->info.max_work_group_size && wg > 1) wg /= 2;
-    n->iattr[2] = wg;
     char opts[32];
-    snprintf(opts, sizeof opts, "-DSCE_WG=%d", wg);
+    for (;;) {
+        snprintf(opts, sizeof opts, "-DSCE_WG=%d", wg);
+        CLT_TRY(clt__kernel(ctx, "softmax_cross_entropy", opts, "sce_mean", &n->k[1]));
+        size_t kmax;
+        CLT_TRY(clt__kernel_wg_max(ctx, n->k[1], &kmax));
+        if ((size_t)wg <= kmax || wg == 1) break;
+        clReleaseKernel(n->k[1]);
+        n->k[1] = NULL;
+        wg /= 2;
+    }
+    n->iattr[2] = wg;
     CLT_TRY(clt__kernel(ctx, "softmax_cross_entropy", opts, "sce_rows", &n->k[0]));
     CLT_TRY(CLT_SET_ARGS(ctx, n->k[0], CLT_ARG(n->in[0]->mem), CLT_ARG(n->in[1]->mem), CLT_ARG(p), CLT_ARG(scratch),
                          CLT_ARG(n->fattr[0]), CLT_ARG(save), CLT_ARG(N), CLT_ARG(K)));
-    CLT_TRY(clt__kernel(ctx, "softmax_cross_entropy", opts, "sce_mean", &n->k[1]));
     CLT_TRY(CLT_SET_ARGS(ctx, n->k[1], CLT_ARG(scratch), CLT_ARG(n->in[1]->mem), CLT_ARG(n->out->mem),
                          CLT_ARG(N), CLT_ARG(K)));
     if (save) {
