@@ -78,6 +78,105 @@ kernel void max_pool_bwd(global const float *dy, global const int *arg, global f
         }
 }
 
+/* Max pooling with a 2x2 window, stride 2, no padding (the common CNN case), vectorized across output columns:
+ * work-item (plane*OH + oh) does output row oh in chunks of PV outputs, each from one vload of 2*PV floats of
+ * both input rows, split into even and odd columns. The winner is saved as a 1-byte code 0..3 (top-left,
+ * top-right, bottom-left, bottom-right) instead of an int index: a quarter of the traffic. Rows with OW not a
+ * multiple of PV end with a chunk that overlaps the previous one (the host picks PV <= OW). */
+#ifndef PV
+#define PV 8
+#endif
+#define PCAT_(a, b) a##b
+#define PCAT(a, b) PCAT_(a, b)
+#if PV == 2
+#define PV2 4
+#define P_IOTA (int2)(0, 1)
+#elif PV == 4
+#define PV2 8
+#define P_IOTA (int4)(0, 1, 2, 3)
+#elif PV == 8
+#define PV2 16
+#define P_IOTA (int8)(0, 1, 2, 3, 4, 5, 6, 7)
+#else
+#error "PV must be 2, 4 or 8"
+#endif
+#define PF PCAT(float, PV)
+#define PF2 PCAT(float, PV2)
+#define PI PCAT(int, PV)
+#define PLOAD PCAT(vload, PV)
+#define PLOAD2 PCAT(vload, PV2)
+#define PSTORE PCAT(vstore, PV)
+#define PSTORE2 PCAT(vstore, PV2)
+
+/* y (NC,OH,OW), code (NC,OH,OW) from x (NC,H,W) with OH = H/2, OW = W/2 (an odd last row/column is dropped).
+ * Same winner as max_pool_fwd: the first maximum in row-major window order, but the last NaN if any. */
+kernel void max_pool2_fwd(global const float *x, global float *y, global uchar *code, const uint NC, const int H,
+                          const int W, const int OH, const int OW)
+{
+    uint r = get_global_id(0);
+    if (r >= NC * (uint)OH) return;
+    uint plane = r / (uint)OH;
+    int oh = (int)(r - plane * (uint)OH);
+    global const float *x0 = x + ((size_t)plane * H + 2 * oh) * W, *x1 = x0 + W;
+    global float *yr = y + (size_t)r * OW;
+    global uchar *cr = code + (size_t)r * OW;
+    for (int s = 0;; s += PV) {
+        int s0 = min(s, OW - PV);
+        PF2 t = PLOAD2(0, x0 + 2 * s0), b = PLOAD2(0, x1 + 2 * s0);
+        PF m = t.even, v = t.odd;
+        PI k = (PI)0, u = isgreater(v, m) | isnan(v);
+        m = select(m, v, u), k = select(k, (PI)1, u);
+        v = b.even, u = isgreater(v, m) | isnan(v);
+        m = select(m, v, u), k = select(k, (PI)2, u);
+        v = b.odd, u = isgreater(v, m) | isnan(v);
+        m = select(m, v, u), k = select(k, (PI)3, u);
+        PSTORE(m, 0, yr + s0);
+        PSTORE(PCAT(convert_uchar, PV)(k), 0, cr + s0);
+        if (s0 + PV >= OW) break;
+    }
+}
+
+/* dx (NC,H,W) = (acc ? dx : 0) + dy routed to each window's saved winner. Work-item (plane*OH + oh) writes
+ * input rows 2oh and 2oh+1 whole (windows do not overlap), an odd last column and (for the last oh) an odd last
+ * row, which are in no window, get zeros. */
+kernel void max_pool2_bwd(global const float *dy, global const uchar *code, global float *dx, const uint NC,
+                          const int H, const int W, const int OH, const int OW, const int acc)
+{
+    uint r = get_global_id(0);
+    if (r >= NC * (uint)OH) return;
+    uint plane = r / (uint)OH;
+    int oh = (int)(r - plane * (uint)OH);
+    global float *d0 = dx + ((size_t)plane * H + 2 * oh) * W, *d1 = d0 + W;
+    global const float *gr = dy + (size_t)r * OW;
+    global const uchar *cr = code + (size_t)r * OW;
+    for (int s = 0;; s += PV) {
+        int s0 = min(s, OW - PV);
+        PF g = PLOAD(0, gr + s0);
+        PI c = PCAT(convert_int, PV)(PLOAD(0, cr + s0));
+        PF2 o0 = (PF2)0.0f, o1 = (PF2)0.0f;
+        if (acc || s0 < s) {
+            /* Lanes below s were finished by the previous chunk (overlapping last chunk): keep them as they
+             * are now, route nothing more into them. */
+            PI done = (s0 + P_IOTA) < s;
+            g = select(g, (PF)0.0f, done);
+            o0 = PLOAD2(0, d0 + 2 * s0), o1 = PLOAD2(0, d1 + 2 * s0);
+            if (!acc) {
+                o0.even = select((PF)0.0f, o0.even, done), o0.odd = select((PF)0.0f, o0.odd, done);
+                o1.even = select((PF)0.0f, o1.even, done), o1.odd = select((PF)0.0f, o1.odd, done);
+            }
+        }
+        o0.even += select((PF)0.0f, g, c == 0), o0.odd += select((PF)0.0f, g, c == 1);
+        o1.even += select((PF)0.0f, g, c == 2), o1.odd += select((PF)0.0f, g, c == 3);
+        PSTORE2(o0, 0, d0 + 2 * s0), PSTORE2(o1, 0, d1 + 2 * s0);
+        if (s0 + PV >= OW) break;
+    }
+    if (!acc) {
+        if (W & 1) d0[W - 1] = 0.0f, d1[W - 1] = 0.0f;
+        if ((H & 1) && oh == OH - 1)
+            for (int i = 0; i < W; i++) d1[W + i] = 0.0f;
+    }
+}
+
 /* y = mean over each K*K window of x, padding counted as zeros (count_include_pad). */
 kernel void avg_pool_fwd(global const float *x, global float *y, const uint NC, const int H, const int W,
                          const int OH, const int OW, const int K, const int S, const int P)

@@ -9,7 +9,14 @@ enum { P_MAX, P_AVG, P_GAP };
 static const char *fn_names[] = {"clt_max_pool2d", "clt_avg_pool2d", "clt_global_avg_pool"};
 
 /* iattr: 0 kind, 1 N, 2 C, 3 H, 4 W, 5 OH, 6 OW, 7 kernel, 8 stride, 9 pad. saved[0]: max pool argmax
- * (ints stored in a float tensor, one per output). k[0] forward, k[1] backward. */
+ * (ints stored in a float tensor, one per output; in the 2x2 fast path one byte per output). k[0] forward,
+ * k[1] backward. */
+
+/* Max pooling 2x2, stride 2, no padding, at least 2 output columns: the vectorized kernels (max_pool2_*). */
+static int fast2x2(const int *a)
+{
+    return a[0] == P_MAX && a[7] == 2 && a[8] == 2 && a[9] == 0 && a[6] >= 2;
+}
 
 static int prepare(clt_graph *g, clt__node *n)
 {
@@ -32,6 +39,20 @@ static int prepare(clt_graph *g, clt__node *n)
         cl_mem arg = n->saved[0]->mem;
         if (!arg) /* the graph gives SAVED tensors memory in inference graphs too */
             return clt__err(ctx, CLT_ERR_STATE, "max_pool2d '%s': no memory for the argmax", n->out->name);
+        if (fast2x2(a)) {
+            /* Vector width: the largest of 8, 4, 2 outputs that fits a row (one kernel program per width). */
+            const char *opt = OW >= 8 ? "-DPV=8" : OW >= 4 ? "-DPV=4" : "-DPV=2";
+            CLT_TRY(clt__kernel(ctx, "pool", opt, "max_pool2_fwd", &n->k[0]));
+            CLT_TRY(CLT_SET_ARGS(ctx, n->k[0], CLT_ARG(x), CLT_ARG(y), CLT_ARG(arg), CLT_ARG(NC), CLT_ARG(H),
+                                 CLT_ARG(W), CLT_ARG(OH), CLT_ARG(OW)));
+            if (n->in[0]->grad) {
+                CLT_TRY(clt__kernel(ctx, "pool", opt, "max_pool2_bwd", &n->k[1]));
+                CLT_TRY(CLT_SET_ARGS(ctx, n->k[1], CLT_ARG(n->out->grad->mem), CLT_ARG(arg),
+                                     CLT_ARG(n->in[0]->grad->mem), CLT_ARG(NC), CLT_ARG(H), CLT_ARG(W), CLT_ARG(OH),
+                                     CLT_ARG(OW), CLT_ARG(acc)));
+            }
+            return CLT_OK;
+        }
         CLT_TRY(clt__kernel(ctx, "pool", "", "max_pool_fwd", &n->k[0]));
         CLT_TRY(CLT_SET_ARGS(ctx, n->k[0], CLT_ARG(x), CLT_ARG(y), CLT_ARG(arg), CLT_ARG(NC), CLT_ARG(H), CLT_ARG(W),
                              CLT_ARG(OH), CLT_ARG(OW), CLT_ARG(K), CLT_ARG(S), CLT_ARG(P)));
@@ -69,10 +90,11 @@ static int backward(clt_graph *g, clt__node *n)
     if (!n->need_dx[0]) return CLT_OK;
     const int *a = n->iattr;
     cl_int acc = n->acc_dx[0];
-    cl_uint argi = a[0] == P_GAP ? 4 : a[0] == P_MAX ? 11 : 10;
+    cl_uint argi = a[0] == P_GAP ? 4 : fast2x2(a) ? 8 : a[0] == P_MAX ? 11 : 10;
     CLT_CL(g->ctx, clSetKernelArg(n->k[1], argi, sizeof acc, &acc));
     size_t NC = (size_t)a[1] * a[2];
-    size_t gs = a[0] == P_GAP ? NC : NC * (size_t)a[3];
+    /* The 2x2 fast path writes two input rows per output row. */
+    size_t gs = a[0] == P_GAP ? NC : NC * (size_t)a[fast2x2(a) ? 5 : 3];
     return clt__launch(g->ctx, n->k[1], 1, &gs, NULL);
 }
 
@@ -119,7 +141,8 @@ static int add_pool(clt_graph *g, clt_tensor *x, int kind, int k, int stride, in
     n->bwd_needs_out = 0;
     if (kind == P_MAX) {
         clt_tensor *t;
-        CLT_TRY(clt__add_private(g, n, CLT__SAVED, "argmax", n->out->numel, &t));
+        size_t numel = fast2x2(n->iattr) ? (n->out->numel + 3) / 4 : n->out->numel; /* bytes or ints */
+        CLT_TRY(clt__add_private(g, n, CLT__SAVED, "argmax", numel, &t));
     }
     *out = n->out;
     return CLT_OK;
