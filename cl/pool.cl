@@ -154,16 +154,11 @@ kernel void max_pool2_bwd(global const float *dy, global const uchar *code, glob
         PF g = PLOAD(0, gr + s0);
         PI c = PCAT(convert_int, PV)(PLOAD(0, cr + s0));
         PF2 o0 = (PF2)0.0f, o1 = (PF2)0.0f;
-        if (acc || s0 < s) {
-            /* Lanes below s were finished by the previous chunk (overlapping last chunk): keep them as they
-             * are now, route nothing more into them. */
-            PI done = (s0 + P_IOTA) < s;
-            g = select(g, (PF)0.0f, done);
+        if (acc) {
+            /* Lanes below s were finished by the previous chunk (overlapping last chunk): route nothing more
+             * into them. Without acc, writing them again writes the same values. */
+            g = select(g, (PF)0.0f, (s0 + P_IOTA) < s);
             o0 = PLOAD2(0, d0 + 2 * s0), o1 = PLOAD2(0, d1 + 2 * s0);
-            if (!acc) {
-                o0.even = select((PF)0.0f, o0.even, done), o0.odd = select((PF)0.0f, o0.odd, done);
-                o1.even = select((PF)0.0f, o1.even, done), o1.odd = select((PF)0.0f, o1.odd, done);
-            }
         }
         o0.even += select((PF)0.0f, g, c == 0), o0.odd += select((PF)0.0f, g, c == 1);
         o1.even += select((PF)0.0f, g, c == 2), o1.odd += select((PF)0.0f, g, c == 3);
