@@ -80,9 +80,10 @@ kernel void max_pool_bwd(global const float *dy, global const int *arg, global f
 
 /* Max pooling with a 2x2 window, stride 2, no padding (the common CNN case), vectorized across output columns:
  * work-item (plane*OH + oh) does output row oh in chunks of PV outputs, each from one vload of 2*PV floats of
- * both input rows, split into even and odd columns. The winner is saved as a 1-byte code 0..3 (top-left,
- * top-right, bottom-left, bottom-right) instead of an int index: a quarter of the traffic. Rows with OW not a
- * multiple of PV end with a chunk that overlaps the previous one (the host picks PV <= OW). */
+ * both input rows, split into even and odd columns. The winner is saved as a 2-bit code 0..3 (top-left,
+ * top-right, bottom-left, bottom-right) instead of an int index, packed into one uint per chunk (an aligned
+ * scalar store: POCL splits a vstore of bytes into single byte stores). Rows with OW not a multiple of PV end
+ * with a chunk that overlaps the previous one (the host picks PV <= OW); each row has ceil(OW/PV) code words. */
 #ifndef PV
 #define PV 8
 #endif
@@ -108,9 +109,24 @@ kernel void max_pool_bwd(global const float *dy, global const int *arg, global f
 #define PSTORE PCAT(vstore, PV)
 #define PSTORE2 PCAT(vstore, PV2)
 
-/* y (NC,OH,OW), code (NC,OH,OW) from x (NC,H,W) with OH = H/2, OW = W/2 (an odd last row/column is dropped).
- * Same winner as max_pool_fwd: the first maximum in row-major window order, but the last NaN if any. */
-kernel void max_pool2_fwd(global const float *x, global float *y, global uchar *code, const uint NC, const int H,
+/* Lane i's code (0..3) at bits 2i..2i+1. */
+inline uint pack_codes(PI k)
+{
+    k <<= 2 * P_IOTA;
+#if PV == 8
+    int4 k4 = k.lo | k.hi;
+    int2 k2 = k4.lo | k4.hi;
+#elif PV == 4
+    int2 k2 = k.lo | k.hi;
+#else
+    int2 k2 = k;
+#endif
+    return (uint)(k2.x | k2.y);
+}
+
+/* y (NC,OH,OW), code (NC,OH,ceil(OW/PV)) from x (NC,H,W) with OH = H/2, OW = W/2 (an odd last row/column is
+ * dropped). Same winner as max_pool_fwd: the first maximum in row-major window order, but the last NaN if any. */
+kernel void max_pool2_fwd(global const float *x, global float *y, global uint *code, const uint NC, const int H,
                           const int W, const int OH, const int OW)
 {
     uint r = get_global_id(0);
@@ -119,8 +135,8 @@ kernel void max_pool2_fwd(global const float *x, global float *y, global uchar *
     int oh = (int)(r - plane * (uint)OH);
     global const float *x0 = x + ((size_t)plane * H + 2 * oh) * W, *x1 = x0 + W;
     global float *yr = y + (size_t)r * OW;
-    global uchar *cr = code + (size_t)r * OW;
-    for (int s = 0;; s += PV) {
+    global uint *cr = code + (size_t)r * ((OW + PV - 1) / PV);
+    for (int s = 0;; s += PV, cr++) {
         int s0 = min(s, OW - PV);
         PF2 t = PLOAD2(0, x0 + 2 * s0), b = PLOAD2(0, x1 + 2 * s0);
         PF m = t.even, v = t.odd;
@@ -131,7 +147,7 @@ kernel void max_pool2_fwd(global const float *x, global float *y, global uchar *
         v = b.odd, u = isgreater(v, m) | isnan(v);
         m = select(m, v, u), k = select(k, (PI)3, u);
         PSTORE(m, 0, yr + s0);
-        PSTORE(PCAT(convert_uchar, PV)(k), 0, cr + s0);
+        *cr = pack_codes(k);
         if (s0 + PV >= OW) break;
     }
 }
@@ -139,7 +155,7 @@ kernel void max_pool2_fwd(global const float *x, global float *y, global uchar *
 /* dx (NC,H,W) = (acc ? dx : 0) + dy routed to each window's saved winner. Work-item (plane*OH + oh) writes
  * input rows 2oh and 2oh+1 whole (windows do not overlap), an odd last column and (for the last oh) an odd last
  * row, which are in no window, get zeros. */
-kernel void max_pool2_bwd(global const float *dy, global const uchar *code, global float *dx, const uint NC,
+kernel void max_pool2_bwd(global const float *dy, global const uint *code, global float *dx, const uint NC,
                           const int H, const int W, const int OH, const int OW, const int acc)
 {
     uint r = get_global_id(0);
@@ -148,11 +164,11 @@ kernel void max_pool2_bwd(global const float *dy, global const uchar *code, glob
     int oh = (int)(r - plane * (uint)OH);
     global float *d0 = dx + ((size_t)plane * H + 2 * oh) * W, *d1 = d0 + W;
     global const float *gr = dy + (size_t)r * OW;
-    global const uchar *cr = code + (size_t)r * OW;
-    for (int s = 0;; s += PV) {
+    global const uint *cr = code + (size_t)r * ((OW + PV - 1) / PV);
+    for (int s = 0;; s += PV, cr++) {
         int s0 = min(s, OW - PV);
         PF g = PLOAD(0, gr + s0);
-        PI c = PCAT(convert_int, PV)(PLOAD(0, cr + s0));
+        PI c = ((PI)(int)*cr >> (2 * P_IOTA)) & 3;
         PF2 o0 = (PF2)0.0f, o1 = (PF2)0.0f;
         if (acc) {
             /* Lanes below s were finished by the previous chunk (overlapping last chunk): route nothing more

@@ -9,14 +9,16 @@ enum { P_MAX, P_AVG, P_GAP };
 static const char *fn_names[] = {"clt_max_pool2d", "clt_avg_pool2d", "clt_global_avg_pool"};
 
 /* iattr: 0 kind, 1 N, 2 C, 3 H, 4 W, 5 OH, 6 OW, 7 kernel, 8 stride, 9 pad. saved[0]: max pool argmax
- * (ints stored in a float tensor, one per output; in the 2x2 fast path one byte per output). k[0] forward,
- * k[1] backward. */
+ * (ints stored in a float tensor, one per output; in the 2x2 fast path one uint of 2-bit codes per chunk of
+ * fast_width outputs). k[0] forward, k[1] backward. */
 
 /* Max pooling 2x2, stride 2, no padding, at least 2 output columns: the vectorized kernels (max_pool2_*). */
 static int fast2x2(const int *a)
 {
     return a[0] == P_MAX && a[7] == 2 && a[8] == 2 && a[9] == 0 && a[6] >= 2;
 }
+/* Their vector width (outputs per chunk): the largest of 8, 4, 2 that fits the output width OW. */
+static int fast_width(int OW) { return OW >= 8 ? 8 : OW >= 4 ? 4 : 2; }
 
 static int prepare(clt_graph *g, clt__node *n)
 {
@@ -40,8 +42,8 @@ static int prepare(clt_graph *g, clt__node *n)
         if (!arg) /* the graph gives SAVED tensors memory in inference graphs too */
             return clt__err(ctx, CLT_ERR_STATE, "max_pool2d '%s': no memory for the argmax", n->out->name);
         if (fast2x2(a)) {
-            /* Vector width: the largest of 8, 4, 2 outputs that fits a row (one kernel program per width). */
-            const char *opt = OW >= 8 ? "-DPV=8" : OW >= 4 ? "-DPV=4" : "-DPV=2";
+            char opt[16];
+            snprintf(opt, sizeof opt, "-DPV=%d", fast_width(OW));
             CLT_TRY(clt__kernel(ctx, "pool", opt, "max_pool2_fwd", &n->k[0]));
             CLT_TRY(CLT_SET_ARGS(ctx, n->k[0], CLT_ARG(x), CLT_ARG(y), CLT_ARG(arg), CLT_ARG(NC), CLT_ARG(H),
                                  CLT_ARG(W), CLT_ARG(OH), CLT_ARG(OW)));
@@ -141,7 +143,8 @@ static int add_pool(clt_graph *g, clt_tensor *x, int kind, int k, int stride, in
     n->bwd_needs_out = 0;
     if (kind == P_MAX) {
         clt_tensor *t;
-        size_t numel = fast2x2(n->iattr) ? (n->out->numel + 3) / 4 : n->out->numel; /* bytes or ints */
+        size_t numel = n->out->numel; /* one int per output, or one uint per chunk of the 2x2 path */
+        if (fast2x2(n->iattr)) numel = (size_t)N * C * OH * (size_t)((OW + fast_width(OW) - 1) / fast_width(OW));
         CLT_TRY(clt__add_private(g, n, CLT__SAVED, "argmax", numel, &t));
     }
     *out = n->out;
