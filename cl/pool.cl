@@ -153,8 +153,8 @@ kernel void max_pool2_fwd(global const float *x, global float *y, global uint *c
 }
 
 /* dx (NC,H,W) = (acc ? dx : 0) + dy routed to each window's saved winner. Work-item (plane*OH + oh) writes
- * input rows 2oh and 2oh+1 whole (windows do not overlap), an odd last column and (for the last oh) an odd last
- * row, which are in no window, get zeros. */
+ * input rows 2oh and 2oh+1 whole (windows do not overlap); without acc it also zeroes an odd last column and
+ * (for the last oh) an odd last row, which are in no window. */
 kernel void max_pool2_bwd(global const float *dy, global const uint *code, global float *dx, const uint NC,
                           const int H, const int W, const int OH, const int OW, const int acc)
 {
