@@ -99,8 +99,9 @@ static int plan_direct(const clt__conv_geom *s, int dx, direct_plan *d)
     d->qslack = (size_t)d->rb * d->ws + 2 * (size_t)d->vw + (size_t)s->kw;
     /* The weight gradient runs over the images in parts of NPER, each part one pass of all (co, c, kh)
      * work-items over the same images: size a part so that its dy (NPER*Cout*QS floats, read once per
-     * (c, kh)) stays in a core's L2, then sum the parts. */
-    size_t per = (size_t)(256 << 10) / (CO * d->qs * sizeof(float));
+     * (c, kh)) stays in a core's L2 (1 MiB: fewer parts to sum cost more than the cache misses of a
+     * smaller L2), then sum the parts. */
+    size_t per = (size_t)(1024 << 10) / (CO * d->qs * sizeof(float));
     if (per < 1) per = 1;
     if (per > N) per = N;
     d->nper = (int)per;
