@@ -338,4 +338,107 @@ kernel void direct_dw(global const float *xp, global const float *dq, global flo
             for (int kw = 0; kw < CONV_KW; kw++) out[((co * CI + c) * CONV_KH + kh) * CONV_KW + kw] = hsum(a[o][kw]);
     }
 }
+
+/* dy (DVW floats) at p where lanes [valid, DVW) would read past the end of dy: loads only the valid ones. */
+inline DVT load_tail(global const float *p, uint valid)
+{
+    float t[DVW];
+    for (uint i = 0; i < DVW; i++) t[i] = i < valid ? p[i] : 0.0f;
+    return DVLOAD(0, t);
+}
+
+/* direct_dw for a backward without the data gradient, where no padded copy of dy is made: dy is read in
+ * place (NCHW), DVW pixels of a row per vector (unaligned loads, which cost less than the copy); a
+ * vector's lanes past OW hold the next row's dy, so they meet masked (zeroed) x, and the bias sums mask dy.
+ * Work-items, parts and outputs as in direct_dw; xp rows are WS apart. */
+kernel void direct_dw_rows(global const float *xp, global const float *dy, global float *dw, global float *db,
+                           const uint N, const uint CI, const uint CO, const uint PS, const uint WS, const uint OH,
+                           const uint OW, const uint NPER, const uint DWS, const uint DBO, const int has_bias)
+{
+    uint cob = get_global_id(0), ckh = get_global_id(1), part = get_global_id(2);
+    if (cob * DCOB >= CO || ckh > CI * CONV_KH || (ckh == CI * CONV_KH && !has_bias) || part * NPER >= N) return;
+    uint n1 = min(N, (part + 1) * NPER), P = OH * OW, nfull = OW / DVW, tail = OW - nfull * DVW;
+    size_t dylen = (size_t)N * CO * P;
+#if DVW == 16
+    int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+#else
+    int8 lane = (int8)(0, 1, 2, 3, 4, 5, 6, 7);
+#endif
+    DVT zero = (DVT)(0.0f);
+    if (ckh == CI * CONV_KH) {
+        DVT a[DCOB];
+#pragma unroll
+        for (int o = 0; o < DCOB; o++) a[o] = zero;
+        for (uint n = part * NPER; n < n1; n++) {
+#pragma unroll
+            for (int o = 0; o < DCOB; o++) {
+                size_t off = ((size_t)n * CO + min(cob * DCOB + o, CO - 1)) * P;
+                global const float *dr = dy + off;
+                for (uint oh = 0; oh < OH; oh++, dr += OW, off += OW) {
+                    for (uint v = 0; v < nfull; v++) a[o] += DVLOAD(0, dr + v * DVW);
+                    if (tail) {
+                        uint q = nfull * DVW;
+                        DVT d = off + q + DVW <= dylen ? DVLOAD(0, dr + q) : load_tail(dr + q, tail);
+                        a[o] += select(zero, d, lane < (int)tail);
+                    }
+                }
+            }
+        }
+        global float *out = db + DBO + (size_t)part * DWS;
+#pragma unroll
+        for (int o = 0; o < DCOB; o++)
+            if (cob * DCOB + o < CO) out[cob * DCOB + o] = hsum(a[o]);
+        return;
+    }
+    uint c = ckh / CONV_KH, kh = ckh - c * CONV_KH;
+    DVT a[DCOB][CONV_KW];
+#pragma unroll
+    for (int o = 0; o < DCOB; o++)
+#pragma unroll
+        for (int kw = 0; kw < CONV_KW; kw++) a[o][kw] = zero;
+    for (uint n = part * NPER; n < n1; n++) {
+        global const float *xr = xp + ((size_t)n * CI + c) * PS + kh * WS;
+        size_t off0 = ((size_t)n * CO + cob * DCOB) * P;
+        global const float *dr[DCOB];
+#pragma unroll
+        for (int o = 0; o < DCOB; o++) dr[o] = dy + ((size_t)n * CO + min(cob * DCOB + o, CO - 1)) * P;
+        for (uint oh = 0; oh < OH; oh++, xr += WS) {
+            uint q = 0;
+            for (uint v = 0; v < nfull; v++, q += DVW) {
+                DVT xv[CONV_KW];
+#pragma unroll
+                for (int kw = 0; kw < CONV_KW; kw++) xv[kw] = DVLOAD(0, xr + q + kw);
+#pragma unroll
+                for (int o = 0; o < DCOB; o++) {
+                    DVT d = DVLOAD(0, dr[o] + q);
+#pragma unroll
+                    for (int kw = 0; kw < CONV_KW; kw++) a[o][kw] = fma(d, xv[kw], a[o][kw]);
+                }
+            }
+            if (tail) {
+                DVT xv[CONV_KW];
+#pragma unroll
+                for (int kw = 0; kw < CONV_KW; kw++) xv[kw] = select(zero, DVLOAD(0, xr + q + kw), lane < (int)tail);
+                /* only the last plane's last row can reach past dy: its tail loads the valid lanes only */
+                bool safe = off0 + (size_t)(DCOB - 1) * P + (size_t)oh * OW + q + DVW <= dylen;
+#pragma unroll
+                for (int o = 0; o < DCOB; o++) {
+                    DVT d = safe ? DVLOAD(0, dr[o] + q) : load_tail(dr[o] + q, tail);
+#pragma unroll
+                    for (int kw = 0; kw < CONV_KW; kw++) a[o][kw] = fma(d, xv[kw], a[o][kw]);
+                }
+            }
+#pragma unroll
+            for (int o = 0; o < DCOB; o++) dr[o] += OW;
+        }
+    }
+    global float *out = dw + (size_t)part * DWS;
+#pragma unroll
+    for (int o = 0; o < DCOB; o++) {
+        uint co = cob * DCOB + o;
+        if (co < CO)
+#pragma unroll
+            for (int kw = 0; kw < CONV_KW; kw++) out[((co * CI + c) * CONV_KH + kh) * CONV_KW + kw] = hsum(a[o][kw]);
+    }
+}
 #endif

@@ -235,7 +235,7 @@ int main(void)
         {3, 4, 5, 5, 5, 1, 1, 1, 1, 0, 0, 0},    /* 1x1 */
         {1, 1, 2, 3, 2, 3, 3, 1, 1, 1, 1, 0},    /* input smaller than the kernel */
         {3, 5, 11, 13, 6, 3, 3, 2, 2, 1, 1, 1},  /* stride 2: direct does not apply, im2col runs */
-        {4, 1, 40, 40, 40, 3, 3, 1, 1, 1, 1, 1}, /* direct: weight gradient split over the images (parts) */
+        {5, 1, 40, 40, 40, 3, 3, 1, 1, 1, 1, 1}, /* direct: weight gradient split over the images (parts) */
         {2, 3, 18, 18, 9, 3, 3, 1, 1, 0, 0, 1},  /* 16-wide rows without a partial strip */
     };
     int ncases = (int)(sizeof cases / sizeof cases[0]);

@@ -27,13 +27,14 @@ enum {
 };
 enum { NB = 4 }; /* bscratch slots */
 
-/* Block sizes and buffer layout of the direct algorithm for one layer (see cl/conv2d.cl). x and dy are
- * copied into zero-padded planes with one row stride WS, so that the weight gradient runs one flat vector
- * loop over both: xp (N*C, HP, WS) holds x at (PH, PW); dq (N*Cout, HQ, WS) holds dy at (top, left), with
- * the data origin of every plane on a vector boundary (aligned dy loads). In training graphs that need the
- * data gradient, dq also is the input of that convolution (dy padded by KH-1-PH, KW-1-PW), so one copy of
- * dy serves both gradients; otherwise dq is dy in rows of WS = WP with nothing around. */
+/* Block sizes and buffer layout of the direct algorithm for one layer (see cl/conv2d.cl). xp (N*C, HP, WS)
+ * holds x zero-padded at (PH, PW). When the backward computes the data gradient (dx), dy is copied once
+ * into dq (N*Cout, HQ, WS), zero-padded by (top, left) = (KH-1-PH, KW-1-PW) for that convolution, with x's
+ * row stride WS and every plane's data origin on a vector boundary: the weight gradient then runs one flat,
+ * unmasked loop of aligned dy loads over both, so that one copy of dy serves both gradients. Without dx,
+ * the weight gradient reads dy in place (a copy costs more than the unaligned loads), and WS = WP. */
 typedef struct direct_plan {
+    int dx;
     int vw, cob, rb, dcob, dvw;
     size_t hp, ws, ps, slack;   /* xp: (N*C, HP, WS) planes PS floats apart, then slack */
     size_t hq, top, left;       /* dq: (N*Cout, HQ, WS) with dy at (top, left) */
@@ -76,6 +77,7 @@ static int plan_direct(const clt__conv_geom *s, int dx, direct_plan *d)
 {
     memset(d, 0, sizeof *d);
     if (s->sh != 1 || s->sw != 1 || s->ph >= s->kh || s->pw >= s->kw || s->kh > 7 || s->kw > 7) return 0;
+    d->dx = dx;
     size_t N = (size_t)s->n, C = (size_t)s->c, CO = (size_t)s->co, KK = (size_t)s->kh * s->kw;
     size_t OH = (size_t)s->oh, OW = (size_t)s->ow;
     d->vw = s->ow <= 8 ? 8 : 16;
@@ -98,10 +100,10 @@ static int plan_direct(const clt__conv_geom *s, int dx, direct_plan *d)
     d->lead = (V - org % V) % V;
     d->qslack = (size_t)d->rb * d->ws + 2 * (size_t)d->vw + (size_t)s->kw;
     /* The weight gradient runs over the images in parts of NPER, each part one pass of all (co, c, kh)
-     * work-items over the same images: size a part so that its dy (NPER*Cout*QS floats, read once per
-     * (c, kh)) stays in a core's L2 (1 MiB: fewer parts to sum cost more than the cache misses of a
-     * smaller L2), then sum the parts. */
-    size_t per = (size_t)(1024 << 10) / (CO * d->qs * sizeof(float));
+     * work-items over the same images: size a part so that its dy (NPER*Cout*QS or OH*OW floats, read
+     * once per (c, kh)) stays in a core's L2 (1 MiB: fewer parts to sum cost more than the cache misses of
+     * a smaller L2), then sum the parts. */
+    size_t per = (size_t)(1024 << 10) / (CO * (dx ? d->qs : OH * OW) * sizeof(float));
     if (per < 1) per = 1;
     if (per > N) per = N;
     d->nper = (int)per;
@@ -109,7 +111,7 @@ static int plan_direct(const clt__conv_geom *s, int dx, direct_plan *d)
     d->n_xp = N * C * d->ps + d->slack;
     d->n_wt = cdiv(CO, (size_t)d->cob) * (size_t)d->cob * C * KK;
     d->n_wt2 = cdiv(C, (size_t)d->cob) * (size_t)d->cob * CO * KK;
-    d->n_dq = d->lead + N * CO * d->qs + d->qslack;
+    d->n_dq = dx ? d->lead + N * CO * d->qs + d->qslack : 0;
     d->n_parts = d->nparts > 1 ? (size_t)d->nparts * (CO * C * KK + CO) : 0;
     size_t lim = (size_t)INT32_MAX;
     return d->n_xp < lim && d->n_wt < lim && d->n_wt2 < lim && d->n_dq < lim && d->n_parts < lim;
@@ -372,9 +374,11 @@ static int prepare_direct(clt_graph *g, clt__node *n)
                          (size_t)s.ow, has_bias, 0));
     if (!n->out->grad) return CLT_OK;
     cl_mem dy = n->out->grad->mem, dw = n->param[0]->grad->mem, dq = n->bscratch[1]->mem;
-    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pad_planes", &n->k[K_D_PADDY]));
-    CLT_TRY(set_pad_args(ctx, n->k[K_D_PADDY], dy, dq, N * CO, (size_t)s.oh, (size_t)s.ow, d->hq, d->ws, d->qs,
-                         d->top, d->left, d->qslack, d->lead));
+    if (d->dx) {
+        CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pad_planes", &n->k[K_D_PADDY]));
+        CLT_TRY(set_pad_args(ctx, n->k[K_D_PADDY], dy, dq, N * CO, (size_t)s.oh, (size_t)s.ow, d->hq, d->ws, d->qs,
+                             d->top, d->left, d->qslack, d->lead));
+    }
     /* the bias gradient comes out of the weight-gradient kernel (into the parts when the images are split) */
     cl_int db_on = has_bias && n->param[1]->grad;
     cl_mem db = db_on ? n->param[1]->grad->mem : dw;
@@ -384,10 +388,18 @@ static int prepare_direct(clt_graph *g, clt__node *n)
             DWS = len + (cl_uint)CO, DBO = 0;
     cl_mem dwout = dw, dbout = db;
     if (d->nparts > 1) dwout = dbout = n->bscratch[3]->mem, DBO = len;
-    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_dw", &n->k[K_D_DW]));
-    CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_DW], CLT_ARG(xp), CLT_ARG(dq), CLT_ARG(dwout), CLT_ARG(dbout), CLT_ARG(Nu),
-                         CLT_ARG(Cu), CLT_ARG(COu), CLT_ARG(PS), CLT_ARG(WS), CLT_ARG(QS), CLT_ARG(DOFF), CLT_ARG(NQ),
-                         CLT_ARG(NPER), CLT_ARG(DWS), CLT_ARG(DBO), CLT_ARG(db_on)));
+    if (d->dx) {
+        CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_dw", &n->k[K_D_DW]));
+        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_DW], CLT_ARG(xp), CLT_ARG(dq), CLT_ARG(dwout), CLT_ARG(dbout), CLT_ARG(Nu),
+                             CLT_ARG(Cu), CLT_ARG(COu), CLT_ARG(PS), CLT_ARG(WS), CLT_ARG(QS), CLT_ARG(DOFF),
+                             CLT_ARG(NQ), CLT_ARG(NPER), CLT_ARG(DWS), CLT_ARG(DBO), CLT_ARG(db_on)));
+    } else {
+        cl_uint OH = (cl_uint)s.oh, OW = (cl_uint)s.ow;
+        CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_dw_rows", &n->k[K_D_DW]));
+        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_DW], CLT_ARG(xp), CLT_ARG(dy), CLT_ARG(dwout), CLT_ARG(dbout), CLT_ARG(Nu),
+                             CLT_ARG(Cu), CLT_ARG(COu), CLT_ARG(PS), CLT_ARG(WS), CLT_ARG(OH), CLT_ARG(OW),
+                             CLT_ARG(NPER), CLT_ARG(DWS), CLT_ARG(DBO), CLT_ARG(db_on)));
+    }
     if (d->nparts > 1) {
         cl_uint np = (cl_uint)d->nparts;
         CLT_TRY(clt__kernel(ctx, "conv2d", "", "sum_parts", &n->k[K_D_SUMPARTS]));
@@ -444,7 +456,7 @@ static int backward_direct(clt_graph *g, clt__node *n)
     clt__conv_geom s = geom_of(n);
     const direct_plan *d = &((conv_priv *)n->priv)->d;
     /* dq: dy zero-padded for both gradients (see direct_plan) */
-    CLT_TRY(launch_pad(ctx, n->k[K_D_PADDY], (size_t)s.n * s.co));
+    if (d->dx) CLT_TRY(launch_pad(ctx, n->k[K_D_PADDY], (size_t)s.n * s.co));
     /* a work-group per part and group of (c, kh), so that a core keeps the part's dy in its cache; the
      * extra ckh = C*KH computes the bias gradient */
     size_t ncob = cdiv((size_t)s.co, (size_t)d->dcob), ckh = (size_t)s.c * s.kh + 1, l1 = 256 / ncob;
