@@ -18,30 +18,23 @@
  *   im2col: saved cols (K, N*OH*OW); fscratch y' (Cout, N*OH*OW) and bscratch[0] dy' when N > 1 (for N = 1
  *           the (Cout, OH*OW) layout already is NCHW); bscratch[1] the split-k partial weight gradients
  *           (S + 1, Cout, K); bscratch[2] dcols (K, N*OH*OW).
- *   direct: saved xp, the zero-padded input; fscratch the packed weights; bscratch[0] the packed flipped
- *           weights, [1] dq, the zero-padded dy both gradients read (see direct_plan), [3] partial weight and
- *           bias gradients when the images are split. */
+ *   direct: saved xp, the zero-padded input (N*C, HP, WP) + slack; fscratch the packed weights; bscratch[0]
+ *           the packed flipped weights, [1] the padded dy for the data gradient, [2] dy in rows of WP for the
+ *           weight gradient, [3] partial weight gradients when the images are split. */
 enum {
     K_IM2COL, K_TO_NCHW, K_TO_COLS, K_BIAS_GRAD, K_COL2IM, K_SUM_PARTS, /* im2col */
-    K_D_PADX, K_D_PACKW, K_D_FWD, K_D_DW, K_D_SUMPARTS, K_D_PADDY, K_D_PACKWT, K_D_BWDX /* direct */
+    K_D_PADX, K_D_PACKW, K_D_FWD, K_D_PADDYX, K_D_DW, K_D_SUMPARTS, K_D_PADDY, K_D_PACKWT, K_D_BWDX /* direct */
 };
 enum { NB = 4 }; /* bscratch slots */
 
-/* Block sizes and buffer layout of the direct algorithm for one layer (see cl/conv2d.cl). xp (N*C, HP, WS)
- * holds x zero-padded at (PH, PW). When the backward computes the data gradient (dx), dy is copied once
- * into dq (N*Cout, HQ, WS), zero-padded by (top, left) = (KH-1-PH, KW-1-PW) for that convolution, with x's
- * row stride WS and every plane's data origin on a vector boundary: the weight gradient then runs one flat,
- * unmasked loop of aligned dy loads over both, so that one copy of dy serves both gradients. Without dx,
- * the weight gradient reads dy in place (a copy costs more than the unaligned loads), and WS = WP. */
+/* Block sizes and buffer layout of the direct algorithm for one layer (see cl/conv2d.cl). */
 typedef struct direct_plan {
-    int dx;
     int vw, cob, rb, dcob, dvw;
-    size_t hp, ws, ps, slack;   /* xp: (N*C, HP, WS) planes PS floats apart, then slack */
-    size_t hq, top, left;       /* dq: (N*Cout, HQ, WS) with dy at (top, left) */
-    size_t qs, lead, qslack;    /* dq planes QS floats apart from dq + lead, then slack */
-    size_t nq;                  /* floats of a dq plane (from its data origin) the weight gradient reads */
+    size_t hp, wp, ps, slack;   /* xp: (N*C, HP, WP) planes PS floats apart, then slack */
+    size_t hq, wq, qs, qslack;  /* dy padded by (KH-1-PH, KW-1-PW): (N*Cout, HQ, WQ) */
+    size_t dps;                 /* dy in rows of WP: plane stride, a multiple of VW */
     int nparts, nper;           /* weight gradient split over images */
-    size_t n_xp, n_wt, n_wt2, n_dq, n_parts; /* floats */
+    size_t n_xp, n_wt, n_wt2, n_dyp, n_dyx, n_parts; /* floats */
 } direct_plan;
 
 typedef struct conv_priv {
@@ -71,39 +64,28 @@ static clt__conv_geom geom_of(const clt__node *n)
 }
 
 /* Direct kernels: stride 1, padding smaller than the kernel (the data gradient pads dy by KH-1-PH), kernels
- * up to 7x7 (fully unrolled taps), and every buffer addressable as one private tensor. `dx`: the layout for
- * a backward that computes the data gradient too (see direct_plan). */
-static int plan_direct(const clt__conv_geom *s, int dx, direct_plan *d)
+ * up to 7x7 (fully unrolled taps), and every buffer addressable as one private tensor. */
+static int plan_direct(const clt__conv_geom *s, direct_plan *d)
 {
     memset(d, 0, sizeof *d);
     if (s->sh != 1 || s->sw != 1 || s->ph >= s->kh || s->pw >= s->kw || s->kh > 7 || s->kw > 7) return 0;
-    d->dx = dx;
     size_t N = (size_t)s->n, C = (size_t)s->c, CO = (size_t)s->co, KK = (size_t)s->kh * s->kw;
-    size_t OH = (size_t)s->oh, OW = (size_t)s->ow;
     d->vw = s->ow <= 8 ? 8 : 16;
     d->cob = 8;
     d->rb = 2;
     d->dcob = s->kw <= 3 ? 8 : s->kw <= 5 ? 4 : 2; /* DCOB x KW vector sums in registers */
     d->dvw = 16;
-    size_t V = (size_t)d->dvw, wp = (size_t)s->w + 2 * (size_t)s->pw;
-    d->top = dx ? (size_t)(s->kh - 1 - s->ph) : 0, d->left = dx ? (size_t)(s->kw - 1 - s->pw) : 0;
-    d->hq = OH + 2 * d->top;
-    d->ws = wp > OW + 2 * d->left ? wp : OW + 2 * d->left;
-    d->hp = (size_t)s->h + 2 * (size_t)s->ph;
-    d->ps = d->hp * d->ws;
-    /* the weight gradient reads x up to NQ + KW + DVW past a plane's row KH-1 */
-    d->slack = (size_t)d->rb * d->ws + 2 * (size_t)(d->vw + d->dvw) + (size_t)s->kw;
-    d->nq = cdiv(OH * d->ws, V) * V;
-    size_t org = d->top * d->ws + d->left, qs = d->hq * d->ws;
-    if (qs < org + d->nq) qs = org + d->nq; /* the flat loop stays inside its zero-padded plane */
-    d->qs = cdiv(qs, V) * V;
-    d->lead = (V - org % V) % V;
-    d->qslack = (size_t)d->rb * d->ws + 2 * (size_t)d->vw + (size_t)s->kw;
+    d->hp = (size_t)s->h + 2 * (size_t)s->ph, d->wp = (size_t)s->w + 2 * (size_t)s->pw;
+    d->ps = d->hp * d->wp;
+    d->slack = (size_t)d->rb * d->wp + 2 * (size_t)(d->vw + d->dvw) + (size_t)s->kw;
+    d->hq = (size_t)s->oh + 2 * (size_t)(s->kh - 1 - s->ph), d->wq = (size_t)s->ow + 2 * (size_t)(s->kw - 1 - s->pw);
+    d->qs = d->hq * d->wq;
+    d->qslack = (size_t)d->rb * d->wq + 2 * (size_t)d->vw + (size_t)s->kw;
+    d->dps = cdiv((size_t)s->oh * d->wp, (size_t)d->dvw) * (size_t)d->dvw;
     /* The weight gradient runs over the images in parts of NPER, each part one pass of all (co, c, kh)
-     * work-items over the same images: size a part so that its dy (NPER*Cout*QS or OH*OW floats, read
-     * once per (c, kh)) stays in a core's L2 (1 MiB: fewer parts to sum cost more than the cache misses of
-     * a smaller L2), then sum the parts. */
-    size_t per = (size_t)(1024 << 10) / (CO * (dx ? d->qs : OH * OW) * sizeof(float));
+     * work-items over the same images: size a part so that its dy (NPER*Cout*DPS floats, read once per
+     * (c, kh)) stays in a core's L2, then sum the parts. */
+    size_t per = (size_t)(256 << 10) / (CO * d->dps * sizeof(float));
     if (per < 1) per = 1;
     if (per > N) per = N;
     d->nper = (int)per;
@@ -111,10 +93,11 @@ static int plan_direct(const clt__conv_geom *s, int dx, direct_plan *d)
     d->n_xp = N * C * d->ps + d->slack;
     d->n_wt = cdiv(CO, (size_t)d->cob) * (size_t)d->cob * C * KK;
     d->n_wt2 = cdiv(C, (size_t)d->cob) * (size_t)d->cob * CO * KK;
-    d->n_dq = dx ? d->lead + N * CO * d->qs + d->qslack : 0;
-    d->n_parts = d->nparts > 1 ? (size_t)d->nparts * (CO * C * KK + CO) : 0;
+    d->n_dyp = N * CO * d->qs + d->qslack;
+    d->n_dyx = N * CO * d->dps;
+    d->n_parts = d->nparts > 1 ? (size_t)d->nparts * CO * C * KK : 0;
     size_t lim = (size_t)INT32_MAX;
-    return d->n_xp < lim && d->n_wt < lim && d->n_wt2 < lim && d->n_dq < lim && d->n_parts < lim;
+    return d->n_xp < lim && d->n_wt < lim && d->n_wt2 < lim && d->n_dyp < lim && d->n_dyx < lim && d->n_parts < lim;
 }
 
 /* ---------------------------------------------------------------------------------- algorithm choice */
@@ -149,7 +132,7 @@ static int default_algo(clt_context *ctx, int can_direct)
 int clt__conv2d_algo(clt_context *ctx, const clt__conv_geom *geom)
 {
     direct_plan d;
-    int can_direct = plan_direct(geom, 0, &d) && plan_direct(geom, 1, &d);
+    int can_direct = plan_direct(geom, &d);
     const char *e = getenv("CLTRAIN_CONV_ALGO");
     if (e && *e && strcmp(e, "auto") != 0) {
         if (strcmp(e, "im2col") == 0) return CLT__CONV_IM2COL;
@@ -241,10 +224,8 @@ static int prepare_im2col(clt_graph *g, clt__node *n)
         cl_uint nparts = (cl_uint)(S + (np % (size_t)S != 0)), len = (cl_uint)(s.co * s.c * s.kh * s.kw);
         cl_mem parts = parts_of(n);
         CLT_TRY(clt__kernel(ctx, "conv2d", "", "sum_parts", &n->k[K_SUM_PARTS]));
-        cl_uint lenb = 0;
-        cl_mem dw = n->param[0]->grad->mem;
-        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_SUM_PARTS], CLT_ARG(parts), CLT_ARG(dw), CLT_ARG(dw), CLT_ARG(nparts),
-                             CLT_ARG(len), CLT_ARG(lenb)));
+        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_SUM_PARTS], CLT_ARG(parts), CLT_ARG(n->param[0]->grad->mem), CLT_ARG(nparts),
+                             CLT_ARG(len)));
     }
     return CLT_OK;
 }
@@ -274,10 +255,6 @@ static int backward_im2col(clt_graph *g, clt__node *n)
     clt__conv_geom s = geom_of(n);
     size_t N = (size_t)s.n, CO = (size_t)s.co, K = (size_t)s.c * s.kh * s.kw, NP = N * s.oh * s.ow;
     cl_mem dyp = n->out->grad->mem; /* dy' (Cout, N*OH*OW) */
-    if (n->k[K_BIAS_GRAD]) {
-        size_t gc = CO;
-        CLT_TRY(clt__launch(ctx, n->k[K_BIAS_GRAD], 1, &gc, NULL));
-    }
     if (N > 1) {
         size_t gp = N * CO;
         CLT_TRY(clt__launch(ctx, n->k[K_TO_COLS], 1, &gp, NULL));
@@ -323,37 +300,33 @@ static int backward_im2col(clt_graph *g, clt__node *n)
 
 /* ------------------------------------------------------------------------------------------ direct */
 
-/* pad_planes arguments: src (P, SRH, SRW) into dst + d0 (P, DH, DW) planes DPS apart at (top, left). */
+/* pad_planes arguments: src (P, SRH, SRW) into dst (P, DH, DW) planes DPS apart at (top, left). */
 static int set_pad_args(clt_context *ctx, cl_kernel k, cl_mem src, cl_mem dst, size_t P, size_t srh, size_t srw,
-                        size_t dh, size_t dw, size_t dps, size_t top, size_t left, size_t slack, size_t d0)
+                        size_t dh, size_t dw, size_t dps, size_t top, size_t left, size_t slack)
 {
-    cl_uint v[10] = {(cl_uint)P, (cl_uint)srh, (cl_uint)srw, (cl_uint)dh, (cl_uint)dw, (cl_uint)dps,
-                     (cl_uint)top, (cl_uint)left, (cl_uint)slack, (cl_uint)d0};
+    cl_uint v[9] = {(cl_uint)P, (cl_uint)srh, (cl_uint)srw, (cl_uint)dh, (cl_uint)dw, (cl_uint)dps,
+                    (cl_uint)top, (cl_uint)left, (cl_uint)slack};
     CLT_TRY(CLT_SET_ARGS(ctx, k, CLT_ARG(src), CLT_ARG(dst)));
-    for (cl_uint i = 0; i < 10; i++) CLT_CL(ctx, clSetKernelArg(k, 2 + i, sizeof(cl_uint), &v[i]));
+    for (cl_uint i = 0; i < 9; i++) CLT_CL(ctx, clSetKernelArg(k, 2 + i, sizeof(cl_uint), &v[i]));
     return CLT_OK;
 }
 
-/* direct_fwd arguments: conv of planes xp + x0 (N*CI, ., WP) PS apart with packed weights into y (N,CO,OH,OW). */
+/* direct_fwd arguments: conv of planes xp (N*CI, ., WP) PS apart with packed weights into y (N,CO,OH,OW). */
 static int set_fwd_args(clt_context *ctx, cl_kernel k, cl_mem xp, cl_mem wt, cl_mem b, cl_mem y, size_t ci,
-                        size_t co, size_t ps, size_t wp, size_t oh, size_t ow, int has_bias, size_t x0)
+                        size_t co, size_t ps, size_t wp, size_t oh, size_t ow, int has_bias)
 {
     cl_uint CI = (cl_uint)ci, CO = (cl_uint)co, PS = (cl_uint)ps, WP = (cl_uint)wp, OH = (cl_uint)oh,
-            OW = (cl_uint)ow, X0 = (cl_uint)x0;
+            OW = (cl_uint)ow;
     cl_int hb = has_bias, acc = 0;
     return CLT_SET_ARGS(ctx, k, CLT_ARG(xp), CLT_ARG(wt), CLT_ARG(b), CLT_ARG(y), CLT_ARG(CI), CLT_ARG(CO),
-                        CLT_ARG(PS), CLT_ARG(WP), CLT_ARG(OH), CLT_ARG(OW), CLT_ARG(hb), CLT_ARG(acc), CLT_ARG(X0));
+                        CLT_ARG(PS), CLT_ARG(WP), CLT_ARG(OH), CLT_ARG(OW), CLT_ARG(hb), CLT_ARG(acc));
 }
 
 static int prepare_direct(clt_graph *g, clt__node *n)
 {
     clt_context *ctx = g->ctx;
     clt__conv_geom s = geom_of(n);
-    conv_priv *pr = n->priv;
-    /* the layout depends on whether the backward computes the data gradient (known now, not at build) */
-    if (!plan_direct(&s, n->out->grad && n->in[0]->grad, &pr->d))
-        return clt__err(ctx, CLT_ERR_STATE, "conv2d '%s': no direct plan", n->out->name);
-    const direct_plan *d = &pr->d;
+    const direct_plan *d = &((conv_priv *)n->priv)->d;
     char opt[160];
     snprintf(opt, sizeof opt, "-DCONV_KH=%d -DCONV_KW=%d -DCOB=%d -DRB=%d -DVW=%d -DDCOB=%d -DDVW=%d", s.kh, s.kw,
              d->cob, d->rb, d->vw, d->dcob, d->dvw);
@@ -362,59 +335,45 @@ static int prepare_direct(clt_graph *g, clt__node *n)
     cl_mem w = n->param[0]->mem, bias = has_bias ? n->param[1]->mem : w;
     cl_mem xp = n->saved[0]->mem, wt = n->fscratch[0]->mem;
     CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pad_planes", &n->k[K_D_PADX]));
-    CLT_TRY(set_pad_args(ctx, n->k[K_D_PADX], n->in[0]->mem, xp, N * C, (size_t)s.h, (size_t)s.w, d->hp, d->ws, d->ps,
-                         (size_t)s.ph, (size_t)s.pw, d->slack, 0));
+    CLT_TRY(set_pad_args(ctx, n->k[K_D_PADX], n->in[0]->mem, xp, N * C, (size_t)s.h, (size_t)s.w, d->hp, d->wp, d->ps,
+                         (size_t)s.ph, (size_t)s.pw, d->slack));
     cl_uint A = (cl_uint)CO, B = (cl_uint)C, KKu = (cl_uint)KK;
     cl_int flip = 0;
     CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pack_weights", &n->k[K_D_PACKW]));
     CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_PACKW], CLT_ARG(w), CLT_ARG(wt), CLT_ARG(A), CLT_ARG(B), CLT_ARG(KKu),
                          CLT_ARG(flip)));
     CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_fwd", &n->k[K_D_FWD]));
-    CLT_TRY(set_fwd_args(ctx, n->k[K_D_FWD], xp, wt, bias, n->out->mem, C, CO, d->ps, d->ws, (size_t)s.oh,
-                         (size_t)s.ow, has_bias, 0));
+    CLT_TRY(set_fwd_args(ctx, n->k[K_D_FWD], xp, wt, bias, n->out->mem, C, CO, d->ps, d->wp, (size_t)s.oh,
+                         (size_t)s.ow, has_bias));
     if (!n->out->grad) return CLT_OK;
-    cl_mem dy = n->out->grad->mem, dw = n->param[0]->grad->mem, dq = n->bscratch[1]->mem;
-    if (d->dx) {
-        CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pad_planes", &n->k[K_D_PADDY]));
-        CLT_TRY(set_pad_args(ctx, n->k[K_D_PADDY], dy, dq, N * CO, (size_t)s.oh, (size_t)s.ow, d->hq, d->ws, d->qs,
-                             d->top, d->left, d->qslack, d->lead));
-    }
-    /* the bias gradient comes out of the weight-gradient kernel (into the parts when the images are split) */
-    cl_int db_on = has_bias && n->param[1]->grad;
-    cl_mem db = db_on ? n->param[1]->grad->mem : dw;
-    cl_uint Nu = (cl_uint)N, Cu = (cl_uint)C, COu = (cl_uint)CO, PS = (cl_uint)d->ps, WS = (cl_uint)d->ws,
-            QS = (cl_uint)d->qs, DOFF = (cl_uint)(d->lead + d->top * d->ws + d->left), NQ = (cl_uint)d->nq,
-            NPER = (cl_uint)d->nper, len = (cl_uint)(CO * C * KK), lenb = db_on ? (cl_uint)CO : 0,
-            DWS = len + (cl_uint)CO, DBO = 0;
-    cl_mem dwout = dw, dbout = db;
-    if (d->nparts > 1) dwout = dbout = n->bscratch[3]->mem, DBO = len;
-    if (d->dx) {
-        CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_dw", &n->k[K_D_DW]));
-        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_DW], CLT_ARG(xp), CLT_ARG(dq), CLT_ARG(dwout), CLT_ARG(dbout), CLT_ARG(Nu),
-                             CLT_ARG(Cu), CLT_ARG(COu), CLT_ARG(PS), CLT_ARG(WS), CLT_ARG(QS), CLT_ARG(DOFF),
-                             CLT_ARG(NQ), CLT_ARG(NPER), CLT_ARG(DWS), CLT_ARG(DBO), CLT_ARG(db_on)));
-    } else {
-        cl_uint OH = (cl_uint)s.oh, OW = (cl_uint)s.ow;
-        CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_dw_rows", &n->k[K_D_DW]));
-        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_DW], CLT_ARG(xp), CLT_ARG(dy), CLT_ARG(dwout), CLT_ARG(dbout), CLT_ARG(Nu),
-                             CLT_ARG(Cu), CLT_ARG(COu), CLT_ARG(PS), CLT_ARG(WS), CLT_ARG(OH), CLT_ARG(OW),
-                             CLT_ARG(NPER), CLT_ARG(DWS), CLT_ARG(DBO), CLT_ARG(db_on)));
-    }
+    cl_mem dy = n->out->grad->mem;
+    cl_mem dyx = n->bscratch[2]->mem, dw = n->param[0]->grad->mem;
+    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pad_planes", &n->k[K_D_PADDYX]));
+    CLT_TRY(set_pad_args(ctx, n->k[K_D_PADDYX], dy, dyx, N * CO, (size_t)s.oh, (size_t)s.ow, (size_t)s.oh, d->wp,
+                         d->dps, 0, 0, 0));
+    cl_uint Nu = (cl_uint)N, Cu = (cl_uint)C, COu = (cl_uint)CO, PS = (cl_uint)d->ps, WP = (cl_uint)d->wp,
+            DPS = (cl_uint)d->dps, NPER = (cl_uint)d->nper;
+    cl_mem dwout = d->nparts > 1 ? n->bscratch[3]->mem : dw;
+    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_dw", &n->k[K_D_DW]));
+    CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_DW], CLT_ARG(xp), CLT_ARG(dyx), CLT_ARG(dwout), CLT_ARG(Nu), CLT_ARG(Cu),
+                         CLT_ARG(COu), CLT_ARG(PS), CLT_ARG(WP), CLT_ARG(DPS), CLT_ARG(NPER)));
     if (d->nparts > 1) {
-        cl_uint np = (cl_uint)d->nparts;
+        cl_uint np = (cl_uint)d->nparts, len = (cl_uint)(CO * C * KK);
         CLT_TRY(clt__kernel(ctx, "conv2d", "", "sum_parts", &n->k[K_D_SUMPARTS]));
-        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_SUMPARTS], CLT_ARG(dwout), CLT_ARG(dw), CLT_ARG(db), CLT_ARG(np),
-                             CLT_ARG(len), CLT_ARG(lenb)));
+        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_SUMPARTS], CLT_ARG(dwout), CLT_ARG(dw), CLT_ARG(np), CLT_ARG(len)));
     }
     if (!n->in[0]->grad) return CLT_OK;
-    cl_mem wt2 = n->bscratch[0]->mem;
+    cl_mem wt2 = n->bscratch[0]->mem, dyp = n->bscratch[1]->mem;
+    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pad_planes", &n->k[K_D_PADDY]));
+    CLT_TRY(set_pad_args(ctx, n->k[K_D_PADDY], dy, dyp, N * CO, (size_t)s.oh, (size_t)s.ow, d->hq, d->wq, d->qs,
+                         (size_t)(s.kh - 1 - s.ph), (size_t)(s.kw - 1 - s.pw), d->qslack));
     A = (cl_uint)C, B = (cl_uint)CO, flip = 1;
     CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pack_weights", &n->k[K_D_PACKWT]));
     CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_PACKWT], CLT_ARG(w), CLT_ARG(wt2), CLT_ARG(A), CLT_ARG(B), CLT_ARG(KKu),
                          CLT_ARG(flip)));
     CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_fwd", &n->k[K_D_BWDX]));
-    CLT_TRY(set_fwd_args(ctx, n->k[K_D_BWDX], dq, wt2, w, n->in[0]->grad->mem, CO, C, d->qs, d->ws, (size_t)s.h,
-                         (size_t)s.w, 0, d->lead));
+    CLT_TRY(set_fwd_args(ctx, n->k[K_D_BWDX], dyp, wt2, w, n->in[0]->grad->mem, CO, C, d->qs, d->wq, (size_t)s.h,
+                         (size_t)s.w, 0));
     return CLT_OK;
 }
 
@@ -428,10 +387,10 @@ static int launch_direct_conv(clt_context *ctx, cl_kernel k, const direct_plan *
 }
 
 /* The small kernels get explicit work-groups: left to the driver, POCL may pick 1 for awkward sizes. */
-static int launch_pad(clt_context *ctx, cl_kernel k, size_t planes)
+static int launch_pad(clt_context *ctx, cl_kernel k, size_t planes, size_t rows)
 {
-    size_t lo = 16;
-    return clt__launch(ctx, k, 1, &planes, lo <= ctx->info.max_work_group_size ? &lo : NULL);
+    size_t gl[2] = {planes, rows + 1}, lo[2] = {1, rows + 1}; /* row `rows` zeros the tails */
+    return clt__launch(ctx, k, 2, gl, rows + 1 <= ctx->info.max_work_group_size ? lo : NULL);
 }
 
 static int launch_1d(clt_context *ctx, cl_kernel k, size_t count)
@@ -445,7 +404,7 @@ static int forward_direct(clt_graph *g, clt__node *n)
     clt_context *ctx = g->ctx;
     clt__conv_geom s = geom_of(n);
     const direct_plan *d = &((conv_priv *)n->priv)->d;
-    CLT_TRY(launch_pad(ctx, n->k[K_D_PADX], (size_t)s.n * s.c));
+    CLT_TRY(launch_pad(ctx, n->k[K_D_PADX], (size_t)s.n * s.c, d->hp));
     CLT_TRY(launch_1d(ctx, n->k[K_D_PACKW], d->n_wt));
     return launch_direct_conv(ctx, n->k[K_D_FWD], d, (size_t)s.n, (size_t)s.co, (size_t)s.oh, (size_t)s.ow);
 }
@@ -455,20 +414,19 @@ static int backward_direct(clt_graph *g, clt__node *n)
     clt_context *ctx = g->ctx;
     clt__conv_geom s = geom_of(n);
     const direct_plan *d = &((conv_priv *)n->priv)->d;
-    /* dq: dy zero-padded for both gradients (see direct_plan) */
-    if (d->dx) CLT_TRY(launch_pad(ctx, n->k[K_D_PADDY], (size_t)s.n * s.co));
-    /* a work-group per part and group of (c, kh), so that a core keeps the part's dy in its cache; the
-     * extra ckh = C*KH computes the bias gradient */
-    size_t ncob = cdiv((size_t)s.co, (size_t)d->dcob), ckh = (size_t)s.c * s.kh + 1, l1 = 256 / ncob;
+    size_t P = (size_t)s.n * s.co;
+    CLT_TRY(launch_pad(ctx, n->k[K_D_PADDYX], P, (size_t)s.oh));
+    /* a work-group per part and group of (c, kh), so that a core keeps the part's dy in its cache */
+    size_t ncob = cdiv((size_t)s.co, (size_t)d->dcob), ckh = (size_t)s.c * s.kh, l1 = 256 / ncob;
     l1 = l1 < 1 ? 1 : l1 > ckh ? ckh : l1;
-    l1 = cdiv(ckh, cdiv(ckh, l1)); /* equal groups: the rounded-up global size adds no near-empty one */
     size_t gd[3] = {ncob, ckh, (size_t)d->nparts}, ld[3] = {ncob, l1, 1};
     CLT_TRY(clt__launch(ctx, n->k[K_D_DW], 3, gd, ncob * l1 <= ctx->info.max_work_group_size ? ld : NULL));
     if (d->nparts > 1) {
-        size_t gl = (size_t)s.co * s.c * s.kh * s.kw + (size_t)s.co;
+        size_t gl = (size_t)s.co * s.c * s.kh * s.kw;
         CLT_TRY(clt__launch(ctx, n->k[K_D_SUMPARTS], 1, &gl, NULL));
     }
     if (n->need_dx[0]) {
+        CLT_TRY(launch_pad(ctx, n->k[K_D_PADDY], P, d->hq));
         CLT_TRY(launch_1d(ctx, n->k[K_D_PACKWT], d->n_wt2));
         cl_int acc = n->acc_dx[0];
         CLT_CL(ctx, clSetKernelArg(n->k[K_D_BWDX], 11, sizeof acc, &acc));
@@ -487,10 +445,15 @@ static int forward(clt_graph *g, clt__node *n, int training)
 
 static int backward(clt_graph *g, clt__node *n)
 {
+    if (n->k[K_BIAS_GRAD]) {
+        clt__conv_geom s = geom_of(n);
+        size_t gc = (size_t)s.co;
+        CLT_TRY(clt__launch(g->ctx, n->k[K_BIAS_GRAD], 1, &gc, NULL));
+    }
     return n->iattr[14] == CLT__CONV_DIRECT ? backward_direct(g, n) : backward_im2col(g, n);
 }
 
-/* The bias gradient of im2col reads dy as it is (NCHW); direct computes it in its weight-gradient kernel. */
+/* The bias gradient reads dy as it is (NCHW), the same for every algorithm. */
 static int prepare_bias_grad(clt_graph *g, clt__node *n)
 {
     if (!n->out->grad || !n->iattr[13] || !n->param[1]->grad || n->k[K_BIAS_GRAD]) return CLT_OK;
@@ -644,8 +607,7 @@ static int prepare(clt_graph *g, clt__node *n)
         if (algo < 0) algo = default_algo(ctx, pr->can_direct);
         n->iattr[14] = algo;
     }
-    if (algo == CLT__CONV_DIRECT) return prepare_direct(g, n);
-    CLT_TRY(prepare_im2col(g, n));
+    CLT_TRY(algo == CLT__CONV_DIRECT ? prepare_direct(g, n) : prepare_im2col(g, n));
     return prepare_bias_grad(g, n);
 }
 
@@ -697,8 +659,7 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
     int algo = clt__conv2d_algo(g->ctx, &s);
     CLT_TRY(algo);
     direct_plan dp;
-    direct_plan dp1; /* the layouts without and with the data gradient: buffers fit either */
-    int can_direct = plan_direct(&s, 0, &dp) && plan_direct(&s, 1, &dp1);
+    int can_direct = plan_direct(&s, &dp);
     if (K > (size_t)INT32_MAX / NP || (size_t)s.co * NP > (size_t)INT32_MAX) {
         if (can_direct && algo != CLT__CONV_IM2COL) algo = CLT__CONV_DIRECT; /* im2col cannot run this layer */
         else
@@ -739,11 +700,9 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
         GROW(bs[2], K * NP);
     }
     if (algo != CLT__CONV_IM2COL) {
-        for (int i = 0; i < 2; i++) {
-            const direct_plan *q = i ? &dp1 : &dp;
-            GROW(sv, q->n_xp), GROW(fs, q->n_wt);
-            GROW(bs[0], q->n_wt2), GROW(bs[1], q->n_dq), GROW(bs[3], q->n_parts);
-        }
+        GROW(sv, dp.n_xp);
+        GROW(fs, dp.n_wt);
+        GROW(bs[0], dp.n_wt2), GROW(bs[1], dp.n_dyp), GROW(bs[2], dp.n_dyx), GROW(bs[3], dp.n_parts);
     }
 #undef GROW
     CLT_TRY(clt__add_private(g, n, CLT__SAVED, "saved", sv, &t));
