@@ -256,6 +256,94 @@ CLT_API int clt_bce_with_logits(clt_graph *g, clt_tensor *logits, clt_tensor *ta
 /* Mean squared error over all elements. */
 CLT_API int clt_mse(clt_graph *g, clt_tensor *pred, clt_tensor *target, clt_tensor **out);
 
+/* ---------------------------------------------------------------------------------------------- models */
+
+/* A network description in cltrain's text format (what `cltrain --model FILE` reads and checkpoints store).
+ *
+ * Format: one layer per line, applied in order to the input image (C,H,W); `#` starts a comment; blank lines
+ * are ignored; a UTF-8 byte-order mark at the start is skipped. Arguments are positional numbers then
+ * key=value options (each option at most once).
+ *
+ *   conv OUT K [stride=1] [pad=0|same] [bias=1]   KxK convolution with OUT channels; pad=same keeps the size
+ *                                                 (odd K; with stride S the size becomes ceil(H/S))
+ *   relu | sigmoid | tanh | gelu                  activations
+ *   leaky_relu [SLOPE=0.01]
+ *   maxpool K [stride=K] [pad=0]                  pooling (floor mode)
+ *   avgpool K [stride=K] [pad=0]
+ *   global_avgpool                                (C,H,W) -> C
+ *   flatten                                       (C,H,W) -> C*H*W
+ *   dense UNITS|classes [bias=1]                  fully connected (flattens an image input)
+ *   dropout [P=0.5]                               inverted dropout, training passes only
+ *   batchnorm [momentum=0.1] [eps=1e-5]
+ *   residual {  ...  }                            adds the block's input to its output (same shape)
+ *   residual project {  ...  }                    the shortcut goes through a 1x1 convolution (stride if the
+ *                                                 size shrinks), or a dense layer for vectors
+ *   train [batch=N] [optimizer=sgd|adam|adamw] [lr=X] [momentum=X] [nesterov=0|1] [weight_decay=X]
+ *         [epochs=N]                              training defaults (an application's options override them)
+ *
+ * The network must end with `classes` values per image (usually `dense classes`); a loss such as
+ * clt_softmax_cross_entropy applies softmax. Messages have the form "ORIGIN:LINE: message". The canonical
+ * text (clt_model_text) spells out every option, so that a stored description keeps meaning the same network
+ * when defaults change. Layers are named conv1, conv2, fc1, bn1, res1 ... in order (parameters
+ * "conv1.weight", "fc2.bias", "res1.proj.weight").
+ *
+ * A clt_model is plain host data: it needs no context and may be used for any number of graphs. */
+typedef struct clt_model clt_model;
+
+/* Parses `text`; `origin` (NULL: "model") names it in messages and gives the model its name (the base name
+ * without extension). Like clt_context_create, *out is set even on failure (NULL only when host memory ran
+ * out) so that clt_model_errmsg(*out) says why; the caller always calls clt_model_destroy(*out). A model that
+ * failed to parse makes every other model function fail with CLT_ERR_STATE. */
+CLT_API int clt_model_parse(const char *text, const char *origin, clt_model **out);
+/* A built-in description by name (see clt_model_preset_name); *out as for clt_model_parse. */
+CLT_API int clt_model_preset(const char *name, clt_model **out);
+/* Name of preset i (0, 1, ...): "seed-cnn", "mlp", "cnn"; NULL past the last. */
+CLT_API const char *clt_model_preset_name(int i);
+/* A preset name, else a file in the text format (a regular file of at most 1 MiB; FIFOs, devices and
+ * folders are refused without being read). *out as for clt_model_parse. */
+CLT_API int clt_model_load(const char *name_or_path, clt_model **out);
+CLT_API void clt_model_destroy(clt_model *m);
+/* Message of the model's last failure ("" after success). Never NULL, even for m == NULL. */
+CLT_API const char *clt_model_errmsg(const clt_model *m);
+/* The canonical text, owned by the model ("" if it failed to parse). */
+CLT_API const char *clt_model_text(const clt_model *m);
+/* The model's name: the preset name or the origin's base name ("" for NULL). */
+CLT_API const char *clt_model_name(const clt_model *m);
+
+/* Training defaults from the description's `train` line. Values not set there read as: batch 0,
+ * optimizer -1 (else enum clt_optimizer_type), lr 0, momentum -1, nesterov -1, weight_decay -1, epochs 0. */
+typedef struct clt_model_train_defaults {
+    int batch;
+    int optimizer;
+    float lr;
+    float momentum;
+    int nesterov;
+    float weight_decay;
+    int epochs;
+} clt_model_train_defaults;
+/* (The type and the function cannot share a name in C.) */
+CLT_API int clt_model_get_train_defaults(const clt_model *m, clt_model_train_defaults *d);
+
+typedef struct clt_model_info {
+    long long params;   /* learned parameters */
+    double macs;        /* forward multiply-adds per image (convolutions and dense layers) */
+    int layers;         /* layer lines */
+    size_t table_bytes; /* size the whole per-layer table needs, with its terminating NUL */
+} clt_model_info;
+/* Checks the description against an input image (c,h,w) and `classes` outputs without building anything
+ * (the same shape rules as clt_model_build). `info` may be NULL. With `table` (table_len bytes) it also
+ * writes a per-layer table (line, layer, output shape, parameters, multiply-adds), truncated to fit and
+ * always NUL-terminated; info->table_bytes says how much the whole table needs. After a failure `info`
+ * and `table` hold what the check got to (the table up to the failing layer). Errors (CLT_ERR_SHAPE for a
+ * network that does not fit the input) in clt_model_errmsg(m), naming the line. */
+CLT_API int clt_model_check(clt_model *m, int c, int h, int w, int classes, clt_model_info *info, char *table,
+                            size_t table_len);
+/* Adds the network to g on top of `input` (N,C,H,W) and returns the logits (N,classes) in *logits. The whole
+ * description is checked first: a shape error changes nothing in g. Errors (naming the line) go to
+ * clt_errmsg(clt_graph_context(g)); a failure while adding ops leaves g unusable, as for op functions. The graph
+ * records the model's canonical text, input shape and class count (for self-describing checkpoints). */
+CLT_API int clt_model_build(clt_graph *g, const clt_model *m, clt_tensor *input, int classes, clt_tensor **logits);
+
 /* ---------------------------------------------------------------------------------------------- compile */
 
 enum clt_optimizer_type { CLT_OPT_SGD = 0, CLT_OPT_ADAM = 1, CLT_OPT_ADAMW = 2 };

@@ -63,6 +63,7 @@ void clt_graph_destroy(clt_graph *g)
     free(g->nodes);
     free(g->contrib);
     free(g->reached);
+    free(g->model_text);
     free(g);
 }
 

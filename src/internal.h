@@ -233,7 +233,20 @@ struct clt_graph {
     int *contrib; /* scratch: per-tensor count of gradient writes in the current backward */
     int *reached; /* scratch: per-tensor "on a path to the seed" in the current backward */
     int auto_name;
+    /* What clt_model_build added (model_build.c), so that a checkpoint of the graph describes itself. */
+    char *model_text;          /* canonical text of the model (owned); NULL: no model was built */
+    int model_in[3];           /* its input image (c,h,w) */
+    int model_classes;
+    clt_tensor *model_input;   /* (N,C,H,W) */
+    clt_tensor *model_output;  /* logits (N,classes) */
+    int model_count;           /* models built on this graph; the fields describe the last one */
 };
+
+/* The model clt_model_build added to g (the last one if several): its canonical text (owned by g), input
+ * image (c,h,w), class count, input and logits tensors; any output pointer may be NULL. CLT_ERR_STATE (no
+ * message) when no model was built on g. */
+int clt__graph_model(const clt_graph *g, const char **text, int in[3], int *classes, clt_tensor **input,
+                     clt_tensor **output);
 
 /* Graph building helpers for ops (graph.c). All set the error message on failure. */
 int clt__check_building(clt_graph *g, const char *op);

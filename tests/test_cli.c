@@ -396,8 +396,7 @@ static float *checkpoint_state(clt_context *ctx, const char *path, size_t *count
     char *text = strdup(c.model_text);
     char *mk = strstr(text, "# --- cltrain data settings");
     if (mk) *mk = 0;
-    tool_model m;
-    memset(&m, 0, sizeof m);
+    clt_model *m = NULL;
     clt_graph *g = NULL;
     clt_tensor *x, *logits;
     int shape[4] = {8, 3, 32, 32};
@@ -406,10 +405,10 @@ static float *checkpoint_state(clt_context *ctx, const char *path, size_t *count
     clt_compile_settings cs;
     clt_compile_default_settings(&cs);
     cs.optimizer = c.meta.opt;
-    if (tool_model_parse(text, path, &m, err) < 0 || clt_graph_create(ctx, &g) < 0 ||
-        clt_input(g, "x", 4, shape, &x) < 0 || tool_model_build(&m, g, x, 10, &logits, err) < 0 ||
+    if (clt_model_parse(text, path, &m) < 0 || clt_graph_create(ctx, &g) < 0 ||
+        clt_input(g, "x", 4, shape, &x) < 0 || clt_model_build(g, m, x, 10, &logits) < 0 ||
         clt_graph_compile(g, &cs) < 0 || tool_checkpoint_apply(&c, g, err) < 0) {
-        TU_CHECK(0, "rebuilding %s: %s %s", path, err, clt_errmsg(ctx));
+        TU_CHECK(0, "rebuilding %s: %s %s %s", path, err, clt_model_errmsg(m), clt_errmsg(ctx));
         goto done;
     }
     for (int i = 0; i < clt_graph_state_count(g); i++) n += 3 * clt_tensor_numel(clt_graph_state_tensor(g, i, NULL));
@@ -430,7 +429,7 @@ static float *checkpoint_state(clt_context *ctx, const char *path, size_t *count
     *count = n;
 done:
     clt_graph_destroy(g);
-    tool_model_free(&m);
+    clt_model_destroy(m);
     tool_checkpoint_free(&c);
     free(text);
     return all;

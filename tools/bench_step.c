@@ -166,7 +166,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
     }
     if (!o->model) {
         fprintf(stderr, "bench step: --model is required (a preset: ");
-        for (int i = 0; tool_model_presets[i]; i++) fprintf(stderr, "%s%s", i ? ", " : "", tool_model_presets[i]);
+        for (int i = 0; clt_model_preset_name(i); i++) fprintf(stderr, "%s%s", i ? ", " : "", clt_model_preset_name(i));
         fprintf(stderr, "; or a model file)\n");
         return -1;
     }
@@ -195,10 +195,11 @@ static int fail(setup *s, const char *what, int st)
     return st;
 }
 
-static int make_setup(const bench_opts *o, const tool_model *m, int batch, int profile, setup *s)
+static int make_setup(const bench_opts *o, const clt_model *model, int batch, int profile, setup *s)
 {
     memset(s, 0, sizeof *s);
-    char err[TOOL_ERR_LEN];
+    clt_model_train_defaults md, *m = &md;
+    clt_model_get_train_defaults(model, &md);
     double t0 = now_ms();
     clt_context_settings cs;
     clt_context_default_settings(&cs);
@@ -214,8 +215,8 @@ static int make_setup(const bench_opts *o, const tool_model *m, int batch, int p
     if ((st = clt_input(s->g, "images", 4, xs, &s->x))) return fail(s, "clt_input", st);
     if ((st = clt_input(s->g, "labels", 1, ls, &s->labels))) return fail(s, "clt_input", st);
     clt_tensor *logits;
-    if ((st = tool_model_build(m, s->g, s->x, o->classes, &logits, err))) {
-        fprintf(stderr, "bench step: %s\n", err);
+    if ((st = clt_model_build(s->g, model, s->x, o->classes, &logits))) {
+        fprintf(stderr, "bench step: %s\n", clt_errmsg(s->ctx));
         return st;
     }
     if ((st = clt_softmax_cross_entropy(s->g, logits, s->labels, 0.0f, &s->loss)))
@@ -293,7 +294,7 @@ typedef struct prof_result {
     double opt_ms, step_ms; /* medians: optimizer, whole profiled step */
 } prof_result;
 
-static int run_profile(const bench_opts *o, const tool_model *m, int batch, prof_result *pr)
+static int run_profile(const bench_opts *o, const clt_model *m, int batch, prof_result *pr)
 {
     setup s;
     int st = make_setup(o, m, batch, 1, &s);
@@ -373,17 +374,19 @@ int tool_bench_step(int argc, char **argv)
     bench_opts o;
     int st = parse_args(argc, argv, &o);
     if (st) return st > 0 ? 0 : 2;
-    tool_model m;
-    char err[TOOL_ERR_LEN];
-    if (tool_model_load(o.model, &m, err)) {
-        fprintf(stderr, "bench step: %s\n", err);
+    clt_model *m = NULL;
+    if (clt_model_load(o.model, &m)) {
+        fprintf(stderr, "bench step: %s\n", clt_model_errmsg(m));
+        clt_model_destroy(m);
         return 2;
     }
-    int batch = o.batch ? o.batch : m.batch ? m.batch : 64;
-    tool_model_info info;
-    if (tool_model_check(&m, o.c, o.h, o.w, o.classes, &info, NULL, err)) {
-        fprintf(stderr, "bench step: %s\n", err);
-        tool_model_free(&m);
+    clt_model_train_defaults md;
+    clt_model_get_train_defaults(m, &md);
+    int batch = o.batch ? o.batch : md.batch ? md.batch : 64;
+    clt_model_info info;
+    if (clt_model_check(m, o.c, o.h, o.w, o.classes, &info, NULL, 0)) {
+        fprintf(stderr, "bench step: %s\n", clt_model_errmsg(m));
+        clt_model_destroy(m);
         return 2;
     }
 
@@ -394,11 +397,11 @@ int tool_bench_step(int argc, char **argv)
         fprintf(stderr, "bench step: out of host memory\n");
         free(times);
         free(pr);
-        tool_model_free(&m);
+        clt_model_destroy(m);
         return 1;
     }
     int rc = 1;
-    if (make_setup(&o, &m, batch, 0, &s)) goto out;
+    if (make_setup(&o, m, batch, 0, &s)) goto out;
     double t = now_ms();
     if (train_step(&s, NULL)) goto out;
     double first_step_ms = now_ms() - t;
@@ -426,7 +429,7 @@ int tool_bench_step(int argc, char **argv)
     setup_free(&s);
 
     if (!o.json) {
-        printf("model %s  input %d,%d,%d  classes %d  batch %d  params %lld  %.1f MMAC/image fwd\n", m.name, o.c, o.h,
+        printf("model %s  input %d,%d,%d  classes %d  batch %d  params %lld  %.1f MMAC/image fwd\n", clt_model_name(m), o.c, o.h,
                o.w, o.classes, batch, info.params, info.macs / 1e6);
         printf("device %s (%s)  lr %g\n", dev.name, dev.platform_name, lr);
         printf("start: process start -> first finished training step %.0f ms%s (context %.0f ms, build %.0f ms, "
@@ -436,11 +439,11 @@ int tool_bench_step(int argc, char **argv)
                "loss %.4f\n", med, p10, p90, mean, o.steps, o.warmup, ips, loss);
         fflush(stdout);
     }
-    if (o.profile_steps > 0 && run_profile(&o, &m, batch, pr)) goto out;
+    if (o.profile_steps > 0 && run_profile(&o, m, batch, pr)) goto out;
 
     if (o.json) {
         printf("{\"model\": ");
-        json_str(m.name);
+        json_str(clt_model_name(m));
         printf(", \"device\": ");
         json_str(dev.name);
         printf(", \"batch\": %d, \"input\": [%d, %d, %d], \"classes\": %d, \"steps\": %d, \"warmup\": %d, "
@@ -490,7 +493,7 @@ out:
     if (rc) setup_free(&s);
     free(times);
     free(pr);
-    tool_model_free(&m);
+    clt_model_destroy(m);
     return rc;
 }
 
@@ -524,13 +527,15 @@ int tool_tune_model(int argc, char **argv)
             return 2;
         }
     }
-    char err[TOOL_ERR_LEN];
-    tool_model m;
-    if (tool_model_load(model, &m, err)) {
-        fprintf(stderr, "cltrain tune: %s\n", err);
+    clt_model *m = NULL;
+    if (clt_model_load(model, &m)) {
+        fprintf(stderr, "cltrain tune: %s\n", clt_model_errmsg(m));
+        clt_model_destroy(m);
         return 1;
     }
-    if (batch == 0) batch = m.batch > 0 ? m.batch : 64;
+    clt_model_train_defaults md;
+    clt_model_get_train_defaults(m, &md);
+    if (batch == 0) batch = md.batch > 0 ? md.batch : 64;
     clt_context_settings cs;
     clt_context_default_settings(&cs);
     cs.device = device;
@@ -546,13 +551,13 @@ int tool_tune_model(int argc, char **argv)
     if (!st) st = clt_graph_create(ctx, &g);
     if (!st) st = clt_input(g, "images", 4, xs, &x);
     if (!st) st = clt_input(g, "labels", 1, ls, &labels);
-    if (!st && (st = tool_model_build(&m, g, x, classes, &logits, err))) {
-        fprintf(stderr, "cltrain tune: %s\n", err);
+    if (!st && (st = clt_model_build(g, m, x, classes, &logits))) {
+        fprintf(stderr, "cltrain tune: %s\n", clt_errmsg(ctx));
     } else {
         if (!st) st = clt_softmax_cross_entropy(g, logits, labels, 0.0f, &loss);
         clt_compile_settings comp;
         clt_compile_default_settings(&comp);
-        clt_optimizer_default_settings(&comp.optimizer, m.optimizer >= 0 ? m.optimizer : CLT_OPT_SGD);
+        clt_optimizer_default_settings(&comp.optimizer, md.optimizer >= 0 ? md.optimizer : CLT_OPT_SGD);
         if (!st) st = clt_graph_compile(g, &comp);
         if (st) fprintf(stderr, "cltrain tune: %s\n", clt_errmsg(ctx));
     }
@@ -560,6 +565,6 @@ int tool_tune_model(int argc, char **argv)
                     batch, c, h, w, (now_ms() - t0) / 1000);
     clt_graph_destroy(g);
     clt_context_destroy(ctx);
-    tool_model_free(&m);
+    clt_model_destroy(m);
     return st ? 1 : 0;
 }

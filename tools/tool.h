@@ -34,48 +34,6 @@ int tool_load_cifar10(const char *dir, int train, tool_dataset *out, char *err);
 int tool_load_idx(const char *dir, int train, int fashion, tool_dataset *out, char *err);
 void tool_dataset_free(tool_dataset *d);
 
-/* ------------------------------------------------------------------------------------------ models */
-
-/* A network description: the text format of `cltrain --model FILE` (documented at the top of tools/model.c),
- * also stored in checkpoints. Presets: "seed-cnn", "mlp", "cnn" (the stronger default, with batch normalization). */
-typedef struct tool_model {
-    char name[64];
-    char *text;          /* canonical text of the description (owned) */
-    /* Training defaults the description may set (0 = not set). */
-    int batch;
-    int optimizer;       /* -1 = not set, else enum clt_optimizer_type */
-    float lr;
-    float momentum;      /* < 0 = not set */
-    int nesterov;        /* -1 = not set */
-    float weight_decay;  /* < 0 = not set */
-    int epochs;          /* 0 = not set */
-    char origin[256];    /* file name or "preset NAME": messages name it with the line */
-    void *priv;          /* parsed layers (with their lines in the origin) */
-} tool_model;
-
-/* What tool_model_check found. */
-typedef struct tool_model_info {
-    long long params;    /* learned parameters */
-    double macs;         /* forward multiply-adds per image (convolutions and dense layers) */
-    int layers;          /* layer lines */
-} tool_model_info;
-
-/* Parses a preset name or a model file. Errors name the file and line. */
-int tool_model_load(const char *name_or_path, tool_model *out, char *err);
-/* Parses description text directly (used for checkpoints); `origin` names it in messages. */
-int tool_model_parse(const char *text, const char *origin, tool_model *out, char *err);
-/* Adds the network to g on top of `input` (N,C,H,W) and returns the logits (N, classes). */
-int tool_model_build(const tool_model *m, clt_graph *g, clt_tensor *input, int classes, clt_tensor **logits,
-                     char *err);
-void tool_model_free(tool_model *m);
-/* Checks the description against an input of shape (c,h,w) and `classes` outputs without building anything
- * (same shape rules as tool_model_build); prints a per-layer table to `table` unless it is NULL. `info` may
- * be NULL. Errors name the line. */
-int tool_model_check(const tool_model *m, int c, int h, int w, int classes, tool_model_info *info, FILE *table,
-                     char *err);
-/* Names of the presets, NULL-terminated. */
-extern const char *const tool_model_presets[];
-
 /* ------------------------------------------------------------------------------------------ checkpoints */
 
 typedef struct tool_epoch_metrics {

@@ -380,20 +380,19 @@ static void net_free(net *n)
 }
 
 /* x (B,C,H,W) -> model -> logits (B,K); with `training` also labels (B) and the loss. */
-static int net_build(clt_context *ctx, const tool_model *model, const cli_data_meta *dm, int batch, int training,
+static int net_build(clt_context *ctx, const clt_model *model, const cli_data_meta *dm, int batch, int training,
                      const clt_compile_settings *cs, net *n)
 {
-    char err[TOOL_ERR_LEN] = "";
     memset(n, 0, sizeof *n);
     n->batch = batch;
     int xs[4] = {batch, dm->c, dm->h, dm->w}, ys[1] = {batch};
     if (clt_graph_create(ctx, &n->g) < 0 || clt_input(n->g, "x", 4, xs, &n->x) < 0)
         return fail("creating the graph: %s", clt_errmsg(ctx));
-    if (tool_model_build(model, n->g, n->x, dm->classes, &n->logits, err) < 0)
-        return fail("building model '%s': %s", model->name, err[0] ? err : clt_errmsg(ctx));
+    if (clt_model_build(n->g, model, n->x, dm->classes, &n->logits) < 0)
+        return fail("building model '%s': %s", clt_model_name(model), clt_errmsg(ctx));
     if (clt_tensor_ndim(n->logits) != 2 || clt_tensor_dim(n->logits, 0) != batch ||
         clt_tensor_dim(n->logits, 1) != dm->classes)
-        return fail("model '%s' does not end in (batch, %d) logits", model->name, dm->classes);
+        return fail("model '%s' does not end in (batch, %d) logits", clt_model_name(model), dm->classes);
     if (clt_graph_keep(n->g, n->logits, 0) < 0) return fail("%s", clt_errmsg(ctx));
     if (training) {
         if (clt_input(n->g, "labels", 1, ys, &n->y) < 0 ||
@@ -578,15 +577,25 @@ static int check_writable_dir(const char *path)
 /* ------------------------------------------------------------------------------------------ checkpoints */
 
 /* Parses the data settings and the model stored in a checkpoint read from `path`. */
-static int checkpoint_model(const tool_checkpoint *ck, const char *path, cli_data_meta *dm, tool_model *model)
+static int checkpoint_model(const tool_checkpoint *ck, const char *path, cli_data_meta *dm, clt_model **model)
 {
     char err[TOOL_ERR_LEN] = "";
     char *model_only = NULL;
     if (cli_meta_parse(ck->model_text, &model_only, dm, err) < 0) return fail("checkpoint %s: %s", path, err);
-    int st = tool_model_parse(model_only, path, model, err);
+    int st = clt_model_parse(model_only, path, model);
     free(model_only);
-    if (st < 0) return fail("%s (the model stored in the checkpoint)", err);
+    if (st < 0) return fail("%s (the model stored in the checkpoint)", clt_model_errmsg(*model));
     return 0;
+}
+
+/* Prints the model's per-layer table (the check's message follows if it failed). */
+static void print_model_table(clt_model *model, const cli_data_meta *dm, size_t bytes)
+{
+    char *table = malloc(bytes);
+    if (!table) return;
+    clt_model_check(model, dm->c, dm->h, dm->w, dm->classes, NULL, table, bytes);
+    fputs(table, stdout);
+    free(table);
 }
 
 /* Refuses a data set whose images or classes differ from those the checkpoint's model was trained on. */
@@ -613,7 +622,7 @@ int cli_train(const cli_train_opts *o)
     int rc = 1;
     char err[TOOL_ERR_LEN] = "";
     tool_dataset train = {0}, test = {0};
-    tool_model model = {0};
+    clt_model *model = NULL;
     tool_checkpoint ck = {0};
     int have_ck = 0;
     cli_data_meta dm = {0};
@@ -709,21 +718,23 @@ int cli_train(const cli_train_opts *o)
         }
     } else {
         const char *mname = o->model ? o->model : "cnn";
-        if (tool_model_load(mname, &model, err) < 0) {
-            fail("%s", err);
+        if (clt_model_load(mname, &model) < 0) {
+            fail("%s", clt_model_errmsg(model));
             goto out;
         }
+        clt_model_train_defaults md;
+        clt_model_get_train_defaults(model, &md);
         memset(meta, 0, sizeof *meta);
         snprintf(meta->dataset, sizeof meta->dataset, "%s", o->dataset);
         snprintf(meta->model_text_origin, sizeof meta->model_text_origin, "%s", mname);
-        int opt = o->optimizer >= 0 ? o->optimizer : model.optimizer >= 0 ? model.optimizer : CLT_OPT_SGD;
+        int opt = o->optimizer >= 0 ? o->optimizer : md.optimizer >= 0 ? md.optimizer : CLT_OPT_SGD;
         clt_optimizer_default_settings(&meta->opt, opt);
-        meta->opt.lr = !isnan(o->lr) ? o->lr : model.lr > 0 ? model.lr : opt == CLT_OPT_SGD ? 0.05f : 0.001f;
+        meta->opt.lr = !isnan(o->lr) ? o->lr : md.lr > 0 ? md.lr : opt == CLT_OPT_SGD ? 0.05f : 0.001f;
         if (opt == CLT_OPT_SGD) {
-            meta->opt.momentum = !isnan(o->momentum) ? o->momentum : model.momentum >= 0 ? model.momentum : 0.9f;
-            meta->opt.nesterov = o->nesterov > 0 || (o->nesterov < 0 && model.nesterov > 0);
+            meta->opt.momentum = !isnan(o->momentum) ? o->momentum : md.momentum >= 0 ? md.momentum : 0.9f;
+            meta->opt.nesterov = o->nesterov > 0 || (o->nesterov < 0 && md.nesterov > 0);
             meta->opt.weight_decay = !isnan(o->weight_decay) ? o->weight_decay
-                                     : model.weight_decay >= 0 ? model.weight_decay : 5e-4f;
+                                     : md.weight_decay >= 0 ? md.weight_decay : 5e-4f;
         } else {
             if (!isnan(o->momentum)) note("--momentum applies to sgd only; %s uses beta1 %.3g", cli_optimizer_names[opt],
                                           meta->opt.beta1);
@@ -732,7 +743,7 @@ int cli_train(const cli_train_opts *o)
                 goto out;
             }
             if (!isnan(o->weight_decay)) meta->opt.weight_decay = o->weight_decay;
-            else if (model.weight_decay >= 0) meta->opt.weight_decay = model.weight_decay;
+            else if (md.weight_decay >= 0) meta->opt.weight_decay = md.weight_decay;
         }
         if (meta->opt.nesterov && !(meta->opt.momentum > 0)) {
             fail("--nesterov needs a momentum above 0");
@@ -740,12 +751,12 @@ int cli_train(const cli_train_opts *o)
         }
         meta->lr = meta->opt.lr;
         meta->momentum = meta->opt.momentum;
-        meta->batch = o->batch > 0 ? o->batch : model.batch > 0 ? model.batch : 128;
+        meta->batch = o->batch > 0 ? o->batch : md.batch > 0 ? md.batch : 128;
         meta->schedule = o->schedule >= 0 ? o->schedule : CLI_SCHED_ONECYCLE;
         meta->augment = o->augment >= 0 ? o->augment : !strcmp(o->dataset, "cifar10");
         meta->limit = o->limit > 0 ? o->limit : 0;
         meta->seed = o->seed >= 0 ? (uint64_t)o->seed : 1;
-        meta->epochs_total = o->epochs > 0 ? o->epochs : model.epochs > 0 ? model.epochs : 10;
+        meta->epochs_total = o->epochs > 0 ? o->epochs : md.epochs > 0 ? md.epochs : 10;
         meta->rng_state = meta->seed ^ 0x5DEECE66Dull;
         dm.label_smoothing = !isnan(o->label_smoothing) ? o->label_smoothing : 0.0f;
     }
@@ -769,12 +780,15 @@ int cli_train(const cli_train_opts *o)
         memcpy(dm.class_names, train.class_names, sizeof dm.class_names);
         channel_stats(&train, ntrain, &dm);
     }
-    tool_model_info mi = {0};
-    if (tool_model_check(&model, dm.c, dm.h, dm.w, dm.classes, &mi, o->verbose ? stdout : NULL, err) < 0) {
-        fail("model %s does not fit %dx%dx%d images in %d classes: %s", meta->model_text_origin, dm.c, dm.h, dm.w, dm.classes, err);
+    clt_model_info mi = {0};
+    int mst = clt_model_check(model, dm.c, dm.h, dm.w, dm.classes, &mi, NULL, 0);
+    if (o->verbose) print_model_table(model, &dm, mi.table_bytes);
+    if (mst < 0) {
+        fail("model %s does not fit %dx%dx%d images in %d classes: %s", meta->model_text_origin, dm.c, dm.h, dm.w,
+             dm.classes, clt_model_errmsg(model));
         goto out;
     }
-    model_text = cli_meta_append(model.text, &dm);
+    model_text = cli_meta_append(clt_model_text(model), &dm);
     if (!model_text) {
         fail("out of memory");
         goto out;
@@ -791,8 +805,8 @@ int cli_train(const cli_train_opts *o)
     clt_context_device_info(ctx, &di);
     clt_compile_settings cs;
     run_compile_settings(meta, &cs);
-    if (net_build(ctx, &model, &dm, B, 1, &cs, &tr)) goto out;
-    if (tail_n && net_build(ctx, &model, &dm, tail_n, 1, &cs, &tail)) goto out;
+    if (net_build(ctx, model, &dm, B, 1, &cs, &tr)) goto out;
+    if (tail_n && net_build(ctx, model, &dm, tail_n, 1, &cs, &tail)) goto out;
     if (resume && tool_checkpoint_apply(&ck, tr.g, err) < 0) {
         fail("checkpoint %s: %s", o->checkpoint, err);
         goto out;
@@ -974,7 +988,7 @@ out:
     free(statebuf);
     free(order);
     free(model_text);
-    tool_model_free(&model);
+    clt_model_destroy(model);
     if (have_ck) tool_checkpoint_free(&ck);
     tool_dataset_free(&train);
     tool_dataset_free(&test);
@@ -984,7 +998,7 @@ out:
 
 /* Reads a checkpoint and rebuilds its model for inference with `batch` rows. */
 static int load_for_inference(const char *path, const char *device, int tune, int verbose, int batch,
-                              tool_checkpoint *ck, cli_data_meta *dm, tool_model *model, clt_context **ctx, net *n)
+                              tool_checkpoint *ck, cli_data_meta *dm, clt_model **model, clt_context **ctx, net *n)
 {
     char err[TOOL_ERR_LEN] = "";
     if (tool_checkpoint_read(path, ck, err) < 0) return fail("%s", err);
@@ -992,7 +1006,7 @@ static int load_for_inference(const char *path, const char *device, int tune, in
     if (make_context(device, tune, verbose, ctx)) return 1;
     clt_compile_settings cs;
     run_compile_settings(&ck->meta, &cs);
-    if (net_build(*ctx, model, dm, batch, 0, &cs, n)) return 1;
+    if (net_build(*ctx, *model, dm, batch, 0, &cs, n)) return 1;
     if (tool_checkpoint_apply(ck, n->g, err) < 0) return fail("checkpoint %s: %s", path, err);
     return 0;
 }
@@ -1002,7 +1016,7 @@ int cli_eval(const char *path, const char *data_dir, const char *device, int tun
     int rc = 1;
     tool_checkpoint ck = {0};
     cli_data_meta dm;
-    tool_model model = {0};
+    clt_model *model = NULL;
     clt_context *ctx = NULL;
     net n = {0};
     tool_dataset test = {0};
@@ -1043,7 +1057,7 @@ out:
     pipeline_stop(&pl);
     net_free(&n);
     clt_context_destroy(ctx);
-    tool_model_free(&model);
+    clt_model_destroy(model);
     tool_checkpoint_free(&ck);
     tool_dataset_free(&test);
     return rc;
@@ -1198,7 +1212,7 @@ int cli_predict(const char *path, const char *device, int tune, int top, int nfi
     int rc = 1;
     tool_checkpoint ck = {0};
     cli_data_meta dm;
-    tool_model model = {0};
+    clt_model *model = NULL;
     clt_context *ctx = NULL;
     net n = {0};
     pimage *imgs = NULL;
@@ -1279,7 +1293,7 @@ out:
     free(x);
     free(logits);
     free(model_only);
-    tool_model_free(&model);
+    clt_model_destroy(model);
     tool_checkpoint_free(&ck);
     return rc;
 }

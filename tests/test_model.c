@@ -1,39 +1,44 @@
-/* test_tool_model.c - model description format: presets, canonical text, shape checks and line-numbered errors. */
+/* test_model.c - the model description format (clt_model_*): presets, canonical text, shape checks and
+ * line-numbered errors. Host-only: needs no OpenCL device. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cltrain.h"
 #include "testutil.h"
-#include "tool.h"
 
 /* Parses `text`; expects failure whose message starts with "t.model:LINE:" and contains `needle`. */
 static void expect_parse_err(const char *text, int line, const char *needle)
 {
-    tool_model m;
-    char err[TOOL_ERR_LEN] = "";
-    int st = tool_model_parse(text, "t.model", &m, err);
+    clt_model *m = NULL;
+    int st = clt_model_parse(text, "t.model", &m);
+    const char *err = clt_model_errmsg(m);
     char prefix[64];
     snprintf(prefix, sizeof prefix, "t.model:%d: ", line);
     TU_CHECK(st != CLT_OK, "accepted: %s", text);
-    if (st == CLT_OK) {
-        tool_model_free(&m);
-        return;
+    TU_CHECK(m != NULL, "a failed parse still returns a model for its message");
+    if (st != CLT_OK) {
+        TU_CHECK(strncmp(err, prefix, strlen(prefix)) == 0, "message '%s' should start with '%s'", err, prefix);
+        TU_CHECK(strstr(err, needle) != NULL, "message '%s' should contain '%s'", err, needle);
+        TU_CHECK(strcmp(clt_model_text(m), "") == 0, "failed parse leaves an empty model");
+        TU_CHECK(clt_model_check(m, 3, 8, 8, 10, NULL, NULL, 0) == CLT_ERR_STATE, "a failed model cannot be checked");
     }
-    TU_CHECK(strncmp(err, prefix, strlen(prefix)) == 0, "message '%s' should start with '%s'", err, prefix);
-    TU_CHECK(strstr(err, needle) != NULL, "message '%s' should contain '%s'", err, needle);
-    TU_CHECK(m.text == NULL && m.priv == NULL, "failed parse leaves an empty model");
+    clt_model_destroy(m);
 }
 
 /* Parses fine, then the shape check against (c,h,w) fails at `line` (0: no line, the model's end). */
 static void expect_shape_err(const char *text, int c, int h, int w, int line, const char *needle)
 {
-    tool_model m;
-    char err[TOOL_ERR_LEN] = "";
-    int st = tool_model_parse(text, "t.model", &m, err);
-    TU_CHECK(st == CLT_OK, "parse failed: %s", err);
-    if (st) return;
-    st = tool_model_check(&m, c, h, w, 10, NULL, NULL, err);
+    clt_model *m = NULL;
+    int st = clt_model_parse(text, "t.model", &m);
+    TU_CHECK(st == CLT_OK, "parse failed: %s", clt_model_errmsg(m));
+    if (st) {
+        clt_model_destroy(m);
+        return;
+    }
+    st = clt_model_check(m, c, h, w, 10, NULL, NULL, 0);
+    const char *err = clt_model_errmsg(m);
     char prefix[64];
     if (line)
         snprintf(prefix, sizeof prefix, "t.model:%d: ", line);
@@ -42,7 +47,7 @@ static void expect_shape_err(const char *text, int c, int h, int w, int line, co
     TU_CHECK(st == CLT_ERR_SHAPE, "shape check status %d for: %s", st, text);
     TU_CHECK(strncmp(err, prefix, strlen(prefix)) == 0, "message '%s' should start with '%s'", err, prefix);
     TU_CHECK(strstr(err, needle) != NULL, "message '%s' should contain '%s'", err, needle);
-    tool_model_free(&m);
+    clt_model_destroy(m);
 }
 
 static long long conv_p(int in, int out, int k, int bias)
@@ -50,59 +55,98 @@ static long long conv_p(int in, int out, int k, int bias)
     return (long long)out * in * k * k + (bias ? out : 0);
 }
 
+/* Checks m against (c,h,w) with the table and prints it. */
+static int check_print(clt_model *m, int c, int h, int w, clt_model_info *info)
+{
+    char table[8192];
+    int st = clt_model_check(m, c, h, w, 10, info, table, sizeof table);
+    fputs(table, stdout);
+    TU_CHECK(info->table_bytes == strlen(table) + 1, "table_bytes %zu for a %zu-byte table", info->table_bytes,
+             strlen(table));
+    return st;
+}
+
 static void test_presets(void)
 {
-    char err[TOOL_ERR_LEN];
-    for (int i = 0; tool_model_presets[i]; i++) {
-        tool_model m;
-        int st = tool_model_load(tool_model_presets[i], &m, err);
-        TU_CHECK(st == CLT_OK, "preset %s: %s", tool_model_presets[i], err);
-        if (st) continue;
-        TU_CHECK(strcmp(m.name, tool_model_presets[i]) == 0, "preset name %s", m.name);
-        tool_model_info info;
-        printf("preset %s on CIFAR-10:\n", m.name);
-        st = tool_model_check(&m, 3, 32, 32, 10, &info, stdout, err);
-        TU_CHECK(st == CLT_OK, "preset %s on 3x32x32: %s", m.name, err);
-        st = tool_model_check(&m, 1, 28, 28, 10, NULL, NULL, err);
-        TU_CHECK(st == CLT_OK, "preset %s on 1x28x28: %s", m.name, err);
-        /* The canonical text parses to itself. */
-        tool_model m2;
-        st = tool_model_parse(m.text, m.name, &m2, err);
-        TU_CHECK(st == CLT_OK, "canonical text of %s: %s\n%s", m.name, err, m.text);
-        if (st == CLT_OK) {
-            TU_CHECK(strcmp(m.text, m2.text) == 0, "canonical text of %s is not stable:\n%s\n---\n%s", m.name, m.text,
-                     m2.text);
-            TU_CHECK(m2.batch == m.batch && m2.optimizer == m.optimizer && m2.lr == m.lr && m2.momentum == m.momentum &&
-                     m2.nesterov == m.nesterov && m2.weight_decay == m.weight_decay, "train defaults of %s", m.name);
-            tool_model_free(&m2);
+    for (int i = 0; clt_model_preset_name(i); i++) {
+        clt_model *m = NULL;
+        const char *pname = clt_model_preset_name(i);
+        int st = clt_model_load(pname, &m);
+        TU_CHECK(st == CLT_OK, "preset %s: %s", pname, clt_model_errmsg(m));
+        if (st) {
+            clt_model_destroy(m);
+            continue;
         }
-        if (strcmp(m.name, "seed-cnn") == 0) {
+        TU_CHECK(strcmp(clt_model_name(m), pname) == 0, "preset name %s", clt_model_name(m));
+        TU_CHECK(strcmp(clt_model_errmsg(m), "") == 0, "no message after success: %s", clt_model_errmsg(m));
+        clt_model_info info;
+        clt_model_train_defaults d;
+        TU_CHECK(clt_model_get_train_defaults(m, &d) == CLT_OK, "train defaults");
+        printf("preset %s on CIFAR-10:\n", pname);
+        st = check_print(m, 3, 32, 32, &info);
+        TU_CHECK(st == CLT_OK, "preset %s on 3x32x32: %s", pname, clt_model_errmsg(m));
+        st = clt_model_check(m, 1, 28, 28, 10, NULL, NULL, 0);
+        TU_CHECK(st == CLT_OK, "preset %s on 1x28x28: %s", pname, clt_model_errmsg(m));
+        /* The canonical text parses to itself. */
+        clt_model *m2 = NULL;
+        st = clt_model_parse(clt_model_text(m), pname, &m2);
+        TU_CHECK(st == CLT_OK, "canonical text of %s: %s\n%s", pname, clt_model_errmsg(m2), clt_model_text(m));
+        if (st == CLT_OK) {
+            clt_model_train_defaults d2;
+            clt_model_get_train_defaults(m2, &d2);
+            TU_CHECK(strcmp(clt_model_text(m), clt_model_text(m2)) == 0, "canonical text of %s is not stable:\n%s\n---\n%s",
+                     pname, clt_model_text(m), clt_model_text(m2));
+            TU_CHECK(d2.batch == d.batch && d2.optimizer == d.optimizer && d2.lr == d.lr && d2.momentum == d.momentum &&
+                     d2.nesterov == d.nesterov && d2.weight_decay == d.weight_decay, "train defaults of %s", pname);
+        }
+        clt_model_destroy(m2);
+        if (strcmp(pname, "seed-cnn") == 0) {
             /* 3x32x32 -conv3-> 32x30x30 -pool-> 15 -conv3-> 64x13x13 -pool-> 6x6 -> 2304 -> 64 -> 10 */
             long long p = conv_p(3, 32, 3, 1) + conv_p(32, 64, 3, 1) + 2304LL * 64 + 64 + 64 * 10 + 10;
             TU_CHECK(info.params == p, "seed-cnn params %lld, expected %lld", info.params, p);
             double macs = 32.0 * 900 * 27 + 64.0 * 169 * 288 + 2304.0 * 64 + 640;
             TU_CHECK(info.macs == macs, "seed-cnn MACs %.0f, expected %.0f", info.macs, macs);
-            TU_CHECK(m.batch == 64 && m.optimizer == CLT_OPT_ADAM && m.lr == 0.001f, "seed-cnn train defaults");
+            TU_CHECK(d.batch == 64 && d.optimizer == CLT_OPT_ADAM && d.lr == 0.001f, "seed-cnn train defaults");
+            /* The canonical text of the seed network is what its checkpoints store: it must not change. */
+            const char *want = "# cltrain model 'seed-cnn'\nconv 32 3 stride=1 pad=0 bias=1\nrelu\nmaxpool 2 stride=2 pad=0\n"
+                               "conv 64 3 stride=1 pad=0 bias=1\nrelu\nmaxpool 2 stride=2 pad=0\nflatten\ndense 64 bias=1\n"
+                               "relu\ndense classes bias=1\ntrain batch=64 optimizer=adam lr=0.001\n";
+            TU_CHECK(strcmp(clt_model_text(m), want) == 0, "seed-cnn canonical text:\n%s", clt_model_text(m));
         }
-        if (strcmp(m.name, "cnn") == 0) {
+        if (strcmp(pname, "cnn") == 0) {
             long long p = conv_p(3, 32, 3, 0) + conv_p(32, 32, 3, 0) + conv_p(32, 64, 3, 0) + conv_p(64, 64, 3, 0) +
                           conv_p(64, 128, 3, 0) + conv_p(128, 128, 3, 0) + 2 * (32 + 32 + 64 + 64 + 128 + 128) +
                           2048 * 10 + 10;
             TU_CHECK(info.params == p, "cnn params %lld, expected %lld", info.params, p);
-            TU_CHECK(m.optimizer == CLT_OPT_SGD && m.nesterov == 1 && m.momentum == 0.9f, "cnn train defaults");
+            TU_CHECK(d.optimizer == CLT_OPT_SGD && d.nesterov == 1 && d.momentum == 0.9f, "cnn train defaults");
         }
-        if (strcmp(m.name, "mlp") == 0)
+        if (strcmp(pname, "mlp") == 0)
             TU_CHECK(info.params == 3072LL * 512 + 512 + 5120 + 10, "mlp params %lld", info.params);
-        tool_model_free(&m);
+        /* A short table buffer truncates (NUL-terminated) and still reports the full size. */
+        char small[16];
+        clt_model_info i2;
+        st = clt_model_check(m, 3, 32, 32, 10, &i2, small, sizeof small);
+        TU_CHECK(st == CLT_OK && strlen(small) == sizeof small - 1 && i2.table_bytes == info.table_bytes,
+                 "truncated table: '%s' %zu", small, i2.table_bytes);
+        clt_model_destroy(m);
     }
-    tool_model m;
-    int st = tool_model_load("no-such-preset-or-file", &m, err);
+    TU_CHECK(clt_model_preset_name(3) == NULL && clt_model_preset_name(-1) == NULL, "preset list ends");
+    clt_model *m = NULL;
+    int st = clt_model_load("no-such-preset-or-file", &m);
+    const char *err = clt_model_errmsg(m);
     TU_CHECK(st == CLT_ERR_IO && strstr(err, "no-such-preset-or-file") && strstr(err, "preset"), "unknown name: %s", err);
+    clt_model_destroy(m);
+    m = NULL;
+    st = clt_model_preset("resnet", &m);
+    TU_CHECK(st == CLT_ERR_INVALID && strcmp(clt_model_errmsg(m), "resnet: not a preset (seed-cnn, mlp, cnn)") == 0,
+             "unknown preset: %s", clt_model_errmsg(m));
+    clt_model_destroy(m);
+    TU_CHECK(strcmp(clt_model_errmsg(NULL), "") == 0 && strcmp(clt_model_text(NULL), "") == 0, "NULL model");
+    clt_model_destroy(NULL);
 }
 
 static void test_format(void)
 {
-    char err[TOOL_ERR_LEN];
     /* Comments, blank lines, CRLF, tabs, options in any order, residual blocks, train line. */
     const char *text = "# a comment line\r\n"
                        "\n"
@@ -127,41 +171,48 @@ static void test_format(void)
                        "dropout 0.25\n"
                        "dense classes bias=0\n"
                        "train lr=0.1 optimizer=adamw batch=32 weight_decay=0.05 epochs=7\n";
-    tool_model m;
-    int st = tool_model_parse(text, "dir/my.model", &m, err);
-    TU_CHECK(st == CLT_OK, "format: %s", err);
+    clt_model *m = NULL;
+    int st = clt_model_parse(text, "dir/my.model", &m);
+    TU_CHECK(st == CLT_OK, "format: %s", clt_model_errmsg(m));
     if (st == CLT_OK) {
-        TU_CHECK(strcmp(m.name, "my") == 0, "name from the file name: %s", m.name);
-        TU_CHECK(m.batch == 32 && m.optimizer == CLT_OPT_ADAMW && m.lr == 0.1f && m.weight_decay == 0.05f &&
-                 m.epochs == 7 && m.momentum < 0 && m.nesterov == -1, "train line values");
-        tool_model_info info;
+        TU_CHECK(strcmp(clt_model_name(m), "my") == 0, "name from the file name: %s", clt_model_name(m));
+        clt_model_train_defaults d;
+        clt_model_get_train_defaults(m, &d);
+        TU_CHECK(d.batch == 32 && d.optimizer == CLT_OPT_ADAMW && d.lr == 0.1f && d.weight_decay == 0.05f &&
+                 d.epochs == 7 && d.momentum < 0 && d.nesterov == -1, "train line values");
+        clt_model_info info;
         printf("format test model:\n");
-        st = tool_model_check(&m, 3, 16, 16, 10, &info, stdout, err);
-        TU_CHECK(st == CLT_OK, "format check: %s", err);
+        st = check_print(m, 3, 16, 16, &info);
+        TU_CHECK(st == CLT_OK, "format check: %s", clt_model_errmsg(m));
         /* 16x16 -> res -> proj stride 2: 32x8x8 -> avgpool 3/2 pad 1: 4x4 -> maxpool 2: 2x2 -> gap 32 -> res
          * dense 20 + proj 32->20 -> dense 10 no bias */
         long long p = conv_p(3, 16, 3, 0) + 2 * 16 + conv_p(16, 16, 3, 1) + conv_p(16, 32, 3, 1) + conv_p(16, 32, 1, 1) +
                       (32 * 20 + 20) + (32 * 20 + 20) + 20 * 10;
         TU_CHECK(st || info.params == p, "format params %lld, expected %lld", info.params, p);
-        TU_CHECK(strstr(m.text, "residual project {\n  conv 32 3 stride=2 pad=1 bias=1\n") != NULL,
-                 "canonical text:\n%s", m.text);
-        TU_CHECK(strstr(m.text, "batchnorm momentum=0.2 eps=0.001\n") != NULL, "canonical batchnorm:\n%s", m.text);
-        tool_model_free(&m);
+        TU_CHECK(strstr(clt_model_text(m), "residual project {\n  conv 32 3 stride=2 pad=1 bias=1\n") != NULL,
+                 "canonical text:\n%s", clt_model_text(m));
+        TU_CHECK(strstr(clt_model_text(m), "batchnorm momentum=0.2 eps=0.001\n") != NULL, "canonical batchnorm:\n%s",
+                 clt_model_text(m));
     }
+    clt_model_destroy(m);
+    m = NULL;
 
     /* A model file: errors carry the file name and line. */
-    char path[] = "/tmp/clt_tool_model_XXXXXX";
+    char path[] = "/tmp/clt_model_XXXXXX";
     int fd = mkstemp(path);
     TU_CHECK(fd >= 0, "mkstemp");
     if (fd >= 0) {
         const char *bad = "conv 8 3\n# comment\n\nconv 8 x\n";
         TU_CHECK(write(fd, bad, strlen(bad)) == (ssize_t)strlen(bad), "write");
         close(fd);
-        st = tool_model_load(path, &m, err);
+        st = clt_model_load(path, &m);
+        const char *err = clt_model_errmsg(m);
         char prefix[64];
         snprintf(prefix, sizeof prefix, "%s:4: ", path);
         TU_CHECK(st == CLT_ERR_INVALID && strncmp(err, prefix, strlen(prefix)) == 0 && strstr(err, "kernel"),
                  "file error: %s", err);
+        clt_model_destroy(m);
+        m = NULL;
         unlink(path);
     }
 
@@ -194,9 +245,11 @@ static void test_format(void)
     expect_parse_err("dense 10\ntrain lr=fast\n", 2, "bad lr");
     expect_parse_err("dense 10\ntrain batch=0\n", 2, "bad batch");
     {
-        tool_model m2;
-        st = tool_model_parse("# only a comment\n\n", "t.model", &m2, err);
-        TU_CHECK(st == CLT_ERR_INVALID && strstr(err, "no layers"), "empty model: %s", err);
+        clt_model *m2 = NULL;
+        st = clt_model_parse("# only a comment\n\n", "t.model", &m2);
+        TU_CHECK(st == CLT_ERR_INVALID && strcmp(clt_model_errmsg(m2), "t.model: no layers") == 0, "empty model: %s",
+                 clt_model_errmsg(m2));
+        clt_model_destroy(m2);
     }
 
     /* Shape errors, on a 3x8x8 input. */
@@ -211,19 +264,19 @@ static void test_format(void)
     expect_shape_err("conv 4 3\nrelu\n", 3, 8, 8, 0, "must give 10 class scores");
     expect_shape_err("dense 7\n", 3, 8, 8, 0, "ends with shape (7)");
     /* A projected stride-2 block and a padded odd size are fine. */
-    tool_model m3;
-    st = tool_model_parse("residual project {\nconv 8 3 stride=2 pad=same\n}\nflatten\ndense classes\n", "t", &m3, err);
-    TU_CHECK(st == CLT_OK, "%s", err);
+    clt_model *m3 = NULL;
+    st = clt_model_parse("residual project {\nconv 8 3 stride=2 pad=same\n}\nflatten\ndense classes\n", "t", &m3);
+    TU_CHECK(st == CLT_OK, "%s", clt_model_errmsg(m3));
     if (st == CLT_OK) {
-        st = tool_model_check(&m3, 3, 7, 7, 10, NULL, NULL, err);
-        TU_CHECK(st == CLT_OK, "projected stride-2 block on 7x7: %s", err);
-        tool_model_free(&m3);
+        st = clt_model_check(m3, 3, 7, 7, 10, NULL, NULL, 0);
+        TU_CHECK(st == CLT_OK, "projected stride-2 block on 7x7: %s", clt_model_errmsg(m3));
     }
+    clt_model_destroy(m3);
 }
 
 int main(void)
 {
     test_presets();
     test_format();
-    return tu_finish("test_tool_model");
+    return tu_finish("test_model");
 }

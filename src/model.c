@@ -1,36 +1,17 @@
-/* model.c - network descriptions of the cltrain tool: the text format, presets, parsing and shape checks.
- *
- * Format: one layer per line, applied in order to the input image (C,H,W); `#` starts a comment; blank lines
- * are ignored. Arguments are positional numbers then key=value options.
- *
- *   conv OUT K [stride=1] [pad=0|same] [bias=1]   KxK convolution with OUT channels; pad=same keeps the size
- *                                                 (odd K; with stride S the size becomes ceil(H/S))
- *   relu | sigmoid | tanh | gelu                  activations
- *   leaky_relu [SLOPE=0.01]
- *   maxpool K [stride=K] [pad=0]                  pooling (floor mode)
- *   avgpool K [stride=K] [pad=0]
- *   global_avgpool                                (C,H,W) -> C
- *   flatten                                       (C,H,W) -> C*H*W
- *   dense UNITS|classes [bias=1]                  fully connected (flattens an image input)
- *   dropout [P=0.5]                               inverted dropout, training passes only
- *   batchnorm [momentum=0.1] [eps=1e-5]
- *   residual {  ...  }                            adds the block's input to its output (same shape)
- *   residual project {  ...  }                    the shortcut goes through a 1x1 convolution (stride if the
- *                                                 size shrinks), or a dense layer for vectors
- *   train [batch=N] [optimizer=sgd|adam|adamw] [lr=X] [momentum=X] [nesterov=0|1] [weight_decay=X]
- *         [epochs=N]                              training defaults (command-line options override them)
- *
- * The network must end with `classes` values per image (usually `dense classes`); the loss applies softmax.
- * Errors are reported as "FILE:LINE: message". The canonical text (tool_model.text) spells out every option,
- * so that a checkpoint keeps meaning the same network when defaults change.
- */
+/* model.c - the model description format (documented in cltrain.h): presets, parsing, canonical text and
+ * shape checks. */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model_internal.h"
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model.h"
 
 /* ------------------------------------------------------------------------------------------ presets */
 
@@ -87,15 +68,23 @@ static const char preset_cnn[] =
     "dense classes\n"
     "train batch=128 optimizer=sgd lr=0.05 momentum=0.9 nesterov=1 weight_decay=0.0005\n";
 
-const char *const tool_model_presets[] = {"seed-cnn", "mlp", "cnn", NULL};
+static const char *const preset_names[] = {"seed-cnn", "mlp", "cnn", NULL};
 static const char *const preset_texts[] = {preset_seed_cnn, preset_mlp, preset_cnn};
 
-/* ------------------------------------------------------------------------------------------ parsing */
+/* ------------------------------------------------------------------------------------------ messages */
 
-typedef struct parsed {
-    tool_layer *l;
-    int n, cap;
-} parsed;
+/* Formats the message into err (CLT__MODEL_ERR_LEN bytes) and returns status. */
+static int mfail(char *err, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int mfail(char *err, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, CLT__MODEL_ERR_LEN, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+/* ------------------------------------------------------------------------------------------ parsing */
 
 static int parse_int(const char *s, int lo, int hi, int *out)
 {
@@ -135,12 +124,12 @@ typedef struct line_ctx {
 static int line_fail(line_ctx *lc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int line_fail(line_ctx *lc, const char *fmt, ...)
 {
-    char msg[TOOL_ERR_LEN];
+    char msg[CLT__MODEL_ERR_LEN];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return tool_fail(lc->err, CLT_ERR_INVALID, "%s:%d: %s", lc->origin, lc->line, msg);
+    return mfail(lc->err, CLT_ERR_INVALID, "%s:%d: %s", lc->origin, lc->line, msg);
 }
 
 /* Positional argument i (1-based, counting only tokens without '='), or NULL. */
@@ -195,7 +184,7 @@ static int float_opt(line_ctx *lc, const char *key, float lo, float hi, float *v
 /* Pooling and convolution sizes share these limits. */
 #define MAXDIM 65536
 
-static int parse_line(line_ctx *lc, tool_layer *L, tool_model *m, int *is_train)
+static int parse_line(line_ctx *lc, clt__layer *L, clt_model_train_defaults *m, int *is_train)
 {
     const char *kw = lc->kw;
     memset(L, 0, sizeof *L);
@@ -203,7 +192,7 @@ static int parse_line(line_ctx *lc, tool_layer *L, tool_model *m, int *is_train)
     L->bias = 1;
     const char *s;
     if (strcmp(kw, "conv") == 0) {
-        L->kind = TL_CONV;
+        L->kind = CLT__L_CONV;
         s = positional(lc, 1);
         if (!s) return LFAIL(lc, "conv: missing the number of output channels (conv OUT K)");
         if (!parse_int(s, 1, MAXDIM, &L->n)) return LFAIL(lc, "conv: bad number of output channels '%s'", s);
@@ -224,19 +213,19 @@ static int parse_line(line_ctx *lc, tool_layer *L, tool_model *m, int *is_train)
     }
     if (strcmp(kw, "relu") == 0 || strcmp(kw, "sigmoid") == 0 || strcmp(kw, "tanh") == 0 ||
         strcmp(kw, "gelu") == 0 || strcmp(kw, "global_avgpool") == 0 || strcmp(kw, "flatten") == 0) {
-        L->kind = kw[0] == 'r' ? TL_RELU : kw[0] == 's' ? TL_SIGMOID : kw[0] == 't' ? TL_TANH
-                : kw[1] == 'e' ? TL_GELU : kw[0] == 'g' ? TL_GLOBAL_AVGPOOL : TL_FLATTEN;
+        L->kind = kw[0] == 'r' ? CLT__L_RELU : kw[0] == 's' ? CLT__L_SIGMOID : kw[0] == 't' ? CLT__L_TANH
+                : kw[1] == 'e' ? CLT__L_GELU : kw[0] == 'g' ? CLT__L_GLOBAL_AVGPOOL : CLT__L_FLATTEN;
         return leftovers(lc, "none");
     }
     if (strcmp(kw, "leaky_relu") == 0) {
-        L->kind = TL_LEAKY_RELU;
+        L->kind = CLT__L_LEAKY_RELU;
         L->f = 0.01f;
         s = positional(lc, 1);
         if (s && !parse_float(s, 0, 1e6f, &L->f)) return LFAIL(lc, "leaky_relu: bad slope '%s'", s);
         return leftovers(lc, "none");
     }
     if (strcmp(kw, "maxpool") == 0 || strcmp(kw, "avgpool") == 0) {
-        L->kind = kw[0] == 'm' ? TL_MAXPOOL : TL_AVGPOOL;
+        L->kind = kw[0] == 'm' ? CLT__L_MAXPOOL : CLT__L_AVGPOOL;
         s = positional(lc, 1);
         if (!s) return LFAIL(lc, "%s: missing the window size (%s K)", kw, kw);
         if (!parse_int(s, 1, 64, &L->k)) return LFAIL(lc, "%s: bad window size '%s' (1..64)", kw, s);
@@ -246,7 +235,7 @@ static int parse_line(line_ctx *lc, tool_layer *L, tool_model *m, int *is_train)
         return leftovers(lc, "stride, pad");
     }
     if (strcmp(kw, "dense") == 0) {
-        L->kind = TL_DENSE;
+        L->kind = CLT__L_DENSE;
         s = positional(lc, 1);
         if (!s) return LFAIL(lc, "dense: missing the number of units (dense N or dense classes)");
         if (strcmp(s, "classes") == 0)
@@ -257,7 +246,7 @@ static int parse_line(line_ctx *lc, tool_layer *L, tool_model *m, int *is_train)
         return leftovers(lc, "bias");
     }
     if (strcmp(kw, "dropout") == 0) {
-        L->kind = TL_DROPOUT;
+        L->kind = CLT__L_DROPOUT;
         L->f = 0.5f;
         s = positional(lc, 1);
         if (s && (!parse_float(s, 0, 1, &L->f) || L->f >= 1))
@@ -265,14 +254,14 @@ static int parse_line(line_ctx *lc, tool_layer *L, tool_model *m, int *is_train)
         return leftovers(lc, "none");
     }
     if (strcmp(kw, "batchnorm") == 0) {
-        L->kind = TL_BATCHNORM;
+        L->kind = CLT__L_BATCHNORM;
         L->f = 0.1f;
         L->eps = 1e-5f;
         if (float_opt(lc, "momentum", 0, 1, &L->f) || float_opt(lc, "eps", 1e-12f, 1, &L->eps)) return CLT_ERR_INVALID;
         return leftovers(lc, "momentum, eps");
     }
     if (strcmp(kw, "residual") == 0) {
-        L->kind = TL_RESIDUAL;
+        L->kind = CLT__L_RESIDUAL;
         int last = lc->ntok - 1;
         if (strcmp(lc->tok[last], "{") != 0) return LFAIL(lc, "residual: the line must end with '{'");
         lc->used[last] = 1;
@@ -285,7 +274,7 @@ static int parse_line(line_ctx *lc, tool_layer *L, tool_model *m, int *is_train)
         return leftovers(lc, "project");
     }
     if (strcmp(kw, "}") == 0) {
-        L->kind = TL_END;
+        L->kind = CLT__L_END;
         return leftovers(lc, "none");
     }
     if (strcmp(kw, "train") == 0) {
@@ -313,15 +302,7 @@ static int parse_line(line_ctx *lc, tool_layer *L, tool_model *m, int *is_train)
                  "global_avgpool, flatten, dense, dropout, batchnorm, residual, train)", kw);
 }
 
-/* Appends to a growing string; returns 0 when out of memory. */
-typedef struct sbuf {
-    char *s;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
+void clt__sb_printf(clt__sbuf *b, const char *fmt, ...)
 {
     if (b->oom) return;
     for (;;) {
@@ -358,101 +339,117 @@ static const char *fstr(float v, char *buf)
     return buf;
 }
 
-static void canonical(sbuf *b, const tool_model *m, const parsed *p)
+static void canonical(clt__sbuf *b, const clt_model *mod)
 {
     char f1[32], f2[32];
-    sb_printf(b, "# cltrain model '%s'\n", m->name);
+    const clt_model_train_defaults *m = &mod->train;
+    clt__sb_printf(b, "# cltrain model '%s'\n", mod->name);
     int depth = 0;
-    for (int i = 0; i < p->n; i++) {
-        const tool_layer *L = &p->l[i];
-        if (L->kind == TL_END) depth--;
-        for (int d = 0; d < depth; d++) sb_printf(b, "  ");
+    for (int i = 0; i < mod->n; i++) {
+        const clt__layer *L = &mod->l[i];
+        if (L->kind == CLT__L_END) depth--;
+        for (int d = 0; d < depth; d++) clt__sb_printf(b, "  ");
         switch (L->kind) {
-        case TL_CONV:
-            sb_printf(b, "conv %d %d stride=%d pad=%d bias=%d\n", L->n, L->k, L->stride, L->pad, L->bias);
+        case CLT__L_CONV:
+            clt__sb_printf(b, "conv %d %d stride=%d pad=%d bias=%d\n", L->n, L->k, L->stride, L->pad, L->bias);
             break;
-        case TL_RELU: sb_printf(b, "relu\n"); break;
-        case TL_LEAKY_RELU: sb_printf(b, "leaky_relu %s\n", fstr(L->f, f1)); break;
-        case TL_SIGMOID: sb_printf(b, "sigmoid\n"); break;
-        case TL_TANH: sb_printf(b, "tanh\n"); break;
-        case TL_GELU: sb_printf(b, "gelu\n"); break;
-        case TL_MAXPOOL:
-        case TL_AVGPOOL:
-            sb_printf(b, "%s %d stride=%d pad=%d\n", L->kind == TL_MAXPOOL ? "maxpool" : "avgpool", L->k, L->stride,
+        case CLT__L_RELU: clt__sb_printf(b, "relu\n"); break;
+        case CLT__L_LEAKY_RELU: clt__sb_printf(b, "leaky_relu %s\n", fstr(L->f, f1)); break;
+        case CLT__L_SIGMOID: clt__sb_printf(b, "sigmoid\n"); break;
+        case CLT__L_TANH: clt__sb_printf(b, "tanh\n"); break;
+        case CLT__L_GELU: clt__sb_printf(b, "gelu\n"); break;
+        case CLT__L_MAXPOOL:
+        case CLT__L_AVGPOOL:
+            clt__sb_printf(b, "%s %d stride=%d pad=%d\n", L->kind == CLT__L_MAXPOOL ? "maxpool" : "avgpool", L->k, L->stride,
                       L->pad);
             break;
-        case TL_GLOBAL_AVGPOOL: sb_printf(b, "global_avgpool\n"); break;
-        case TL_FLATTEN: sb_printf(b, "flatten\n"); break;
-        case TL_DENSE:
+        case CLT__L_GLOBAL_AVGPOOL: clt__sb_printf(b, "global_avgpool\n"); break;
+        case CLT__L_FLATTEN: clt__sb_printf(b, "flatten\n"); break;
+        case CLT__L_DENSE:
             if (L->n < 0)
-                sb_printf(b, "dense classes bias=%d\n", L->bias);
+                clt__sb_printf(b, "dense classes bias=%d\n", L->bias);
             else
-                sb_printf(b, "dense %d bias=%d\n", L->n, L->bias);
+                clt__sb_printf(b, "dense %d bias=%d\n", L->n, L->bias);
             break;
-        case TL_DROPOUT: sb_printf(b, "dropout %s\n", fstr(L->f, f1)); break;
-        case TL_BATCHNORM: sb_printf(b, "batchnorm momentum=%s eps=%s\n", fstr(L->f, f1), fstr(L->eps, f2)); break;
-        case TL_RESIDUAL:
-            sb_printf(b, "residual %s{\n", L->project ? "project " : "");
+        case CLT__L_DROPOUT: clt__sb_printf(b, "dropout %s\n", fstr(L->f, f1)); break;
+        case CLT__L_BATCHNORM: clt__sb_printf(b, "batchnorm momentum=%s eps=%s\n", fstr(L->f, f1), fstr(L->eps, f2)); break;
+        case CLT__L_RESIDUAL:
+            clt__sb_printf(b, "residual %s{\n", L->project ? "project " : "");
             depth++;
             break;
-        case TL_END: sb_printf(b, "}\n"); break;
+        case CLT__L_END: clt__sb_printf(b, "}\n"); break;
         }
     }
     int any = m->batch > 0 || m->optimizer >= 0 || m->lr > 0 || m->momentum >= 0 || m->nesterov >= 0 ||
               m->weight_decay >= 0 || m->epochs > 0;
     if (!any) return;
-    sb_printf(b, "train");
-    if (m->batch > 0) sb_printf(b, " batch=%d", m->batch);
+    clt__sb_printf(b, "train");
+    if (m->batch > 0) clt__sb_printf(b, " batch=%d", m->batch);
     if (m->optimizer >= 0)
-        sb_printf(b, " optimizer=%s", m->optimizer == CLT_OPT_SGD ? "sgd" : m->optimizer == CLT_OPT_ADAM ? "adam" : "adamw");
-    if (m->lr > 0) sb_printf(b, " lr=%s", fstr(m->lr, f1));
-    if (m->momentum >= 0) sb_printf(b, " momentum=%s", fstr(m->momentum, f1));
-    if (m->nesterov >= 0) sb_printf(b, " nesterov=%d", m->nesterov);
-    if (m->weight_decay >= 0) sb_printf(b, " weight_decay=%s", fstr(m->weight_decay, f1));
-    if (m->epochs > 0) sb_printf(b, " epochs=%d", m->epochs);
-    sb_printf(b, "\n");
+        clt__sb_printf(b, " optimizer=%s", m->optimizer == CLT_OPT_SGD ? "sgd" : m->optimizer == CLT_OPT_ADAM ? "adam" : "adamw");
+    if (m->lr > 0) clt__sb_printf(b, " lr=%s", fstr(m->lr, f1));
+    if (m->momentum >= 0) clt__sb_printf(b, " momentum=%s", fstr(m->momentum, f1));
+    if (m->nesterov >= 0) clt__sb_printf(b, " nesterov=%d", m->nesterov);
+    if (m->weight_decay >= 0) clt__sb_printf(b, " weight_decay=%s", fstr(m->weight_decay, f1));
+    if (m->epochs > 0) clt__sb_printf(b, " epochs=%d", m->epochs);
+    clt__sb_printf(b, "\n");
 }
 
-void tool_model_free(tool_model *m)
+/* Forgets the parse result, keeping name, origin and message. */
+static void model_clear(clt_model *m)
+{
+    free(m->text);
+    free(m->l);
+    m->text = NULL;
+    m->l = NULL;
+    m->n = m->cap = 0;
+}
+
+void clt_model_destroy(clt_model *m)
 {
     if (!m) return;
-    free(m->text);
-    parsed *p = m->priv;
-    if (p) free(p->l);
-    free(p);
-    memset(m, 0, sizeof *m);
+    model_clear(m);
+    free(m);
 }
 
-/* `name` NULL: derived from origin. */
-static int parse_named(const char *text, const char *origin, const char *name, tool_model *out, char *err)
+const char *clt_model_errmsg(const clt_model *m) { return m ? m->errmsg : ""; }
+const char *clt_model_text(const clt_model *m) { return m && m->text ? m->text : ""; }
+const char *clt_model_name(const clt_model *m) { return m ? m->name : ""; }
+const char *clt_model_preset_name(int i)
 {
-    if (!text || !out) return tool_fail(err, CLT_ERR_INVALID, "tool_model_parse: NULL argument");
-    if (!origin) origin = "model";
-    memset(out, 0, sizeof *out);
-    out->optimizer = -1;
-    out->momentum = -1;
-    out->nesterov = -1;
-    out->weight_decay = -1;
-    snprintf(out->origin, sizeof out->origin, "%s", origin);
-    /* The name: a file's base name without extension. */
-    const char *base = strrchr(origin, '/');
-    base = base ? base + 1 : origin;
-    snprintf(out->name, sizeof out->name, "%s", base);
-    char *dot = strrchr(out->name, '.');
-    if (dot && dot != out->name) *dot = 0;
-    if (name) snprintf(out->name, sizeof out->name, "%s", name);
+    return i >= 0 && i < (int)(sizeof preset_texts / sizeof *preset_texts) ? preset_names[i] : NULL;
+}
 
-    parsed *p = calloc(1, sizeof *p);
-    char *copy = strdup(text);
-    if (!p || !copy) {
-        free(p);
-        free(copy);
-        return tool_fail(err, CLT_ERR_NOMEM, "out of memory parsing %s", origin);
+int clt_model_get_train_defaults(const clt_model *m, clt_model_train_defaults *d)
+{
+    if (!m || !d) return CLT_ERR_INVALID;
+    if (!m->text) return CLT_ERR_STATE;
+    *d = m->train;
+    return CLT_OK;
+}
+
+/* Appends layer L to m; returns 0 when out of memory. */
+static int push_layer(clt_model *m, const clt__layer *L)
+{
+    if (m->n == m->cap) {
+        int nc = m->cap ? m->cap * 2 : 32;
+        clt__layer *nl = realloc(m->l, (size_t)nc * sizeof *nl);
+        if (!nl) return 0;
+        m->l = nl;
+        m->cap = nc;
     }
-    out->priv = p;
+    m->l[m->n++] = *L;
+    return 1;
+}
+
+/* Parses `copy` (modified in place) line by line into m's layers and train defaults. */
+static int parse_lines(clt_model *out, char *copy, const char *origin, char *err)
+{
     int st = CLT_OK, depth = 0, train_line = 0, open_line[64];
     int lineno = 0;
     char *save = NULL;
+    /* A UTF-8 byte-order mark (editors on some systems write one) is not part of the first keyword. */
+    if ((unsigned char)copy[0] == 0xEF && (unsigned char)copy[1] == 0xBB && (unsigned char)copy[2] == 0xBF) copy += 3;
     /* Split by hand rather than strtok on "\n", which would merge empty lines and shift line numbers. */
     for (char *line = copy; line && st == CLT_OK; lineno++) {
         char *nl = strchr(line, '\n');
@@ -462,123 +459,170 @@ static int parse_named(const char *text, const char *origin, const char *name, t
         if (hash) *hash = 0;
         line_ctx lc = {.origin = origin, .line = lineno + 1, .err = err};
         for (char *t = strtok_r(line, " \t\r\f\v", &save); t; t = strtok_r(NULL, " \t\r\f\v", &save)) {
-            if (lc.ntok == MAXTOK) {
-                st = LFAIL(&lc, "too many arguments");
-                break;
-            }
+            if (lc.ntok == MAXTOK) return LFAIL(&lc, "too many arguments");
             lc.tok[lc.ntok++] = t;
         }
         line = next;
-        if (st || lc.ntok == 0) continue;
+        if (lc.ntok == 0) continue;
         lc.kw = lc.tok[0];
-        tool_layer L;
+        clt__layer L;
         int is_train = 0;
-        st = parse_line(&lc, &L, out, &is_train);
-        if (st) break;
+        st = parse_line(&lc, &L, &out->train, &is_train);
+        if (st) return st;
         if (is_train) {
-            if (train_line) {
-                st = LFAIL(&lc, "a second train line (the first is line %d)", train_line);
-                break;
-            }
+            if (train_line) return LFAIL(&lc, "a second train line (the first is line %d)", train_line);
             train_line = lc.line;
             continue;
         }
-        if (L.kind == TL_RESIDUAL) {
-            if (depth == 64) {
-                st = LFAIL(&lc, "residual blocks nested too deeply");
-                break;
-            }
+        if (L.kind == CLT__L_RESIDUAL) {
+            if (depth == 64) return LFAIL(&lc, "residual blocks nested too deeply");
             open_line[depth++] = lc.line;
-        } else if (L.kind == TL_END) {
-            if (depth == 0) {
-                st = LFAIL(&lc, "'}' without an open residual block");
-                break;
-            }
-            if (p->n > 0 && p->l[p->n - 1].kind == TL_RESIDUAL) {
-                st = LFAIL(&lc, "empty residual block");
-                break;
-            }
+        } else if (L.kind == CLT__L_END) {
+            if (depth == 0) return LFAIL(&lc, "'}' without an open residual block");
+            if (out->n > 0 && out->l[out->n - 1].kind == CLT__L_RESIDUAL) return LFAIL(&lc, "empty residual block");
             depth--;
         }
-        if (p->n == p->cap) {
-            int nc = p->cap ? p->cap * 2 : 32;
-            tool_layer *nl2 = realloc(p->l, (size_t)nc * sizeof *nl2);
-            if (!nl2) {
-                st = tool_fail(err, CLT_ERR_NOMEM, "out of memory parsing %s", origin);
-                break;
-            }
-            p->l = nl2;
-            p->cap = nc;
-        }
-        p->l[p->n++] = L;
+        if (!push_layer(out, &L)) return mfail(err, CLT_ERR_NOMEM, "out of memory parsing %s", origin);
     }
+    if (depth > 0)
+        return mfail(err, CLT_ERR_INVALID, "%s:%d: residual block is not closed with '}'", origin, open_line[depth - 1]);
+    if (out->n == 0) return mfail(err, CLT_ERR_INVALID, "%s: no layers", origin);
+    return CLT_OK;
+}
+
+/* `name` NULL: derived from origin. */
+static int parse_named(const char *text, const char *origin, const char *name, clt_model **mout)
+{
+    if (!mout) return CLT_ERR_INVALID;
+    clt_model *out = *mout = calloc(1, sizeof *out);
+    if (!out) return CLT_ERR_NOMEM;
+    char *err = out->errmsg;
+    if (!text) return mfail(err, CLT_ERR_INVALID, "clt_model_parse: text is NULL");
+    if (!origin) origin = "model";
+    out->train = (clt_model_train_defaults){.optimizer = -1, .momentum = -1, .nesterov = -1, .weight_decay = -1};
+    snprintf(out->origin, sizeof out->origin, "%s", origin);
+    /* The name: a file's base name without extension. */
+    const char *base = strrchr(origin, '/');
+    base = base ? base + 1 : origin;
+    snprintf(out->name, sizeof out->name, "%s", base);
+    char *dot = strrchr(out->name, '.');
+    if (dot && dot != out->name) *dot = 0;
+    if (name) snprintf(out->name, sizeof out->name, "%s", name);
+
+    char *copy = clt__strdup(text);
+    if (!copy) return mfail(err, CLT_ERR_NOMEM, "out of memory parsing %s", origin);
+    int st = parse_lines(out, copy, origin, err);
     free(copy);
-    if (st == CLT_OK && depth > 0)
-        st = tool_fail(err, CLT_ERR_INVALID, "%s:%d: residual block is not closed with '}'", origin,
-                       open_line[depth - 1]);
-    if (st == CLT_OK && p->n == 0) st = tool_fail(err, CLT_ERR_INVALID, "%s: no layers", origin);
     if (st == CLT_OK) {
-        sbuf b = {0};
-        canonical(&b, out, p);
+        clt__sbuf b = {0};
+        canonical(&b, out);
         if (b.oom) {
             free(b.s);
-            st = tool_fail(err, CLT_ERR_NOMEM, "out of memory parsing %s", origin);
+            st = mfail(err, CLT_ERR_NOMEM, "out of memory parsing %s", origin);
         } else {
             out->text = b.s;
         }
     }
-    if (st) tool_model_free(out);
+    if (st) model_clear(out);
     return st;
 }
 
-int tool_model_parse(const char *text, const char *origin, tool_model *out, char *err)
+int clt_model_parse(const char *text, const char *origin, clt_model **out)
 {
-    return parse_named(text, origin, NULL, out, err);
+    return parse_named(text, origin, NULL, out);
 }
 
-int tool_model_load(const char *name_or_path, tool_model *out, char *err)
+int clt_model_preset(const char *name, clt_model **out)
 {
-    if (!name_or_path || !out) return tool_fail(err, CLT_ERR_INVALID, "tool_model_load: NULL argument");
-    for (int i = 0; tool_model_presets[i]; i++)
-        if (strcmp(name_or_path, tool_model_presets[i]) == 0) {
+    for (int i = 0; name && preset_names[i]; i++)
+        if (strcmp(name, preset_names[i]) == 0) {
             char origin[96];
-            snprintf(origin, sizeof origin, "preset %s", tool_model_presets[i]);
-            return parse_named(preset_texts[i], origin, tool_model_presets[i], out, err);
+            snprintf(origin, sizeof origin, "preset %s", preset_names[i]);
+            return parse_named(preset_texts[i], origin, preset_names[i], out);
         }
-    FILE *f = fopen(name_or_path, "rb");
-    if (!f)
-        return tool_fail(err, CLT_ERR_IO, "%s: not a preset (seed-cnn, mlp, cnn) and cannot open it as a file (%s)",
-                         name_or_path, strerror(errno));
-    sbuf b = {0};
+    if (!out) return CLT_ERR_INVALID;
+    clt_model *m = *out = calloc(1, sizeof *m);
+    if (!m) return CLT_ERR_NOMEM;
+    return mfail(m->errmsg, CLT_ERR_INVALID, "%s: not a preset (seed-cnn, mlp, cnn)", name ? name : "(NULL)");
+}
+
+/* Reads a model file into *text (NUL-terminated; caller frees). Opens without blocking and checks it is a
+ * regular file before reading, so that a FIFO or a device cannot hang the caller. */
+static int read_model_file(const char *path, char **text, char *err)
+{
+    *text = NULL;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return mfail(err, CLT_ERR_IO, "%s: not a preset (seed-cnn, mlp, cnn) and cannot open it as a file (%s)", path,
+                     strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        int dir = S_ISDIR(sb.st_mode);
+        close(fd);
+        return mfail(err, CLT_ERR_IO, "%s: not a regular file (%s); a model description is a text file", path,
+                     dir ? "a folder" : "a FIFO, socket or device");
+    }
+    if (sb.st_size > (1 << 20)) {
+        close(fd);
+        return mfail(err, CLT_ERR_FORMAT, "%s: too large for a model description", path);
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return mfail(err, CLT_ERR_IO, "%s: cannot read (%s)", path, strerror(errno));
+    }
+    clt__sbuf b = {0};
     char chunk[4096];
     size_t got;
     while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
         if (memchr(chunk, 0, got)) {
             fclose(f);
             free(b.s);
-            return tool_fail(err, CLT_ERR_FORMAT, "%s: not a text file", name_or_path);
+            return mfail(err, CLT_ERR_FORMAT, "%s: not a text file", path);
         }
-        sb_printf(&b, "%.*s", (int)got, chunk);
+        clt__sb_printf(&b, "%.*s", (int)got, chunk);
         if (b.len > (1u << 20)) {
             fclose(f);
             free(b.s);
-            return tool_fail(err, CLT_ERR_FORMAT, "%s: too large for a model description", name_or_path);
+            return mfail(err, CLT_ERR_FORMAT, "%s: too large for a model description", path);
         }
     }
     int rerr = ferror(f);
     fclose(f);
     if (rerr || b.oom) {
         free(b.s);
-        return tool_fail(err, rerr ? CLT_ERR_IO : CLT_ERR_NOMEM, "%s: cannot read", name_or_path);
+        return mfail(err, rerr ? CLT_ERR_IO : CLT_ERR_NOMEM, "%s: cannot read", path);
     }
-    int st = tool_model_parse(b.s ? b.s : "", name_or_path, out, err);
-    free(b.s);
+    *text = b.s;
+    return CLT_OK;
+}
+
+int clt_model_load(const char *name_or_path, clt_model **out)
+{
+    if (!out) return CLT_ERR_INVALID;
+    for (int i = 0; name_or_path && preset_names[i]; i++)
+        if (strcmp(name_or_path, preset_names[i]) == 0) return clt_model_preset(name_or_path, out);
+    if (!name_or_path) {
+        clt_model *m = *out = calloc(1, sizeof *m);
+        return m ? mfail(m->errmsg, CLT_ERR_INVALID, "clt_model_load: name_or_path is NULL") : CLT_ERR_NOMEM;
+    }
+    char err[CLT__MODEL_ERR_LEN], *text = NULL;
+    int st = read_model_file(name_or_path, &text, err);
+    if (st) {
+        clt_model *m = *out = calloc(1, sizeof *m);
+        if (!m) return CLT_ERR_NOMEM;
+        snprintf(m->origin, sizeof m->origin, "%s", name_or_path);
+        memcpy(m->errmsg, err, sizeof err);
+        return st;
+    }
+    st = clt_model_parse(text ? text : "", name_or_path, out);
+    free(text);
     return st;
 }
 
 /* ------------------------------------------------------------------------------------------ shapes */
 
-static void shape_str(const tool_shape *s, char *buf, size_t n)
+static void shape_str(const clt__shape *s, char *buf, size_t n)
 {
     if (s->flat)
         snprintf(buf, n, "(%d)", s->c);
@@ -602,46 +646,45 @@ static int window_out(int in, int k, int stride, int pad)
     return (in + 2 * pad - k) / stride + 1;
 }
 
-int tool__model_walk(const tool_model *m, int c, int h, int w, int classes, const tool_model_builder *b,
-                     void *input, void **output, tool_model_info *info, FILE *table, char *err)
+int clt__model_walk(const clt_model *m, int c, int h, int w, int classes, const clt__model_builder *b,
+                     void *input, void **output, clt_model_info *info, clt__sbuf *table, char *err)
 {
-    if (!m || !m->priv) return tool_fail(err, CLT_ERR_INVALID, "tool_model: the model was not parsed");
+    if (!m->text) return mfail(err, CLT_ERR_STATE, "%s: the model failed to parse (%s)", m->origin, m->errmsg);
     if (c <= 0 || h <= 0 || w <= 0 || classes <= 0)
-        return tool_fail(err, CLT_ERR_INVALID, "%s: bad input shape (%d,%d,%d) or class count %d", m->origin, c, h, w,
+        return mfail(err, CLT_ERR_INVALID, "%s: bad input shape (%d,%d,%d) or class count %d", m->origin, c, h, w,
                          classes);
-    const parsed *p = m->priv;
-    tool_model_info inf = {0};
-    tool_shape cur = {0, c, h, w};
+    clt_model_info inf = {0};
+    clt__shape cur = {0, c, h, w};
     void *x = input;
     struct {
-        tool_shape in;
+        clt__shape in;
         void *x;
-        const tool_layer *begin;
+        const clt__layer *begin;
     } stack[64];
     int depth = 0;
-    int counts[TL_END + 1] = {0};
-    char msg[TOOL_ERR_LEN];
+    int counts[CLT__L_END + 1] = {0};
+    char msg[CLT__MODEL_ERR_LEN];
     char sa[64], sb2[64];
     if (table) {
         shape_str(&cur, sa, sizeof sa);
-        fprintf(table, "%5s  %-24s %-16s %10s %10s\n", "line", "layer", "output", "params", "MMACs");
-        fprintf(table, "%5s  %-24s %-16s\n", "", "input", sa);
+        clt__sb_printf(table, "%5s  %-24s %-16s %10s %10s\n", "line", "layer", "output", "params", "MMACs");
+        clt__sb_printf(table, "%5s  %-24s %-16s\n", "", "input", sa);
     }
-    for (int i = 0; i < p->n; i++) {
-        const tool_layer *L = &p->l[i];
-        tool_shape out = cur;
+    for (int i = 0; i < m->n; i++) {
+        const clt__layer *L = &m->l[i];
+        clt__shape out = cur;
         long long params = 0;
         double macs = 0;
         char name[48];
         msg[0] = 0;
         counts[L->kind]++;
-        snprintf(name, sizeof name, "%s%d", L->kind == TL_DENSE ? "fc" : L->kind == TL_BATCHNORM ? "bn" : kind_name(L->kind),
+        snprintf(name, sizeof name, "%s%d", L->kind == CLT__L_DENSE ? "fc" : L->kind == CLT__L_BATCHNORM ? "bn" : kind_name(L->kind),
                  counts[L->kind]);
         shape_str(&cur, sa, sizeof sa);
         switch (L->kind) {
-        case TL_CONV:
-        case TL_MAXPOOL:
-        case TL_AVGPOOL: {
+        case CLT__L_CONV:
+        case CLT__L_MAXPOOL:
+        case CLT__L_AVGPOOL: {
             if (cur.flat) {
                 snprintf(msg, sizeof msg, "%s needs an image (C,H,W) input, got a vector %s", kind_name(L->kind), sa);
                 break;
@@ -653,44 +696,44 @@ int tool__model_walk(const tool_model *m, int c, int h, int w, int classes, cons
                          L->k, L->k, L->pad, sa);
                 break;
             }
-            if (L->kind == TL_CONV) {
+            if (L->kind == CLT__L_CONV) {
                 out.c = L->n;
                 params = (long long)L->n * cur.c * L->k * L->k + (L->bias ? L->n : 0);
                 macs = (double)out.c * out.h * out.w * cur.c * L->k * L->k;
             }
             break;
         }
-        case TL_GLOBAL_AVGPOOL:
+        case CLT__L_GLOBAL_AVGPOOL:
             if (cur.flat) {
                 snprintf(msg, sizeof msg, "global_avgpool needs an image (C,H,W) input, got a vector %s", sa);
                 break;
             }
-            out = (tool_shape){1, cur.c, 1, 1};
+            out = (clt__shape){1, cur.c, 1, 1};
             break;
-        case TL_FLATTEN:
-            out = (tool_shape){1, cur.c * cur.h * cur.w, 1, 1};
+        case CLT__L_FLATTEN:
+            out = (clt__shape){1, cur.c * cur.h * cur.w, 1, 1};
             break;
-        case TL_DENSE: {
+        case CLT__L_DENSE: {
             int units = L->n < 0 ? classes : L->n;
             long long f = (long long)cur.c * cur.h * cur.w;
-            out = (tool_shape){1, units, 1, 1};
+            out = (clt__shape){1, units, 1, 1};
             params = f * units + (L->bias ? units : 0);
             macs = (double)f * units;
             break;
         }
-        case TL_BATCHNORM:
+        case CLT__L_BATCHNORM:
             params = 2LL * cur.c;
             break;
-        case TL_RESIDUAL:
+        case CLT__L_RESIDUAL:
             stack[depth].in = cur;
             stack[depth].x = x;
             stack[depth].begin = L;
             depth++;
             break;
-        case TL_END: {
+        case CLT__L_END: {
             depth--;
-            const tool_layer *B = stack[depth].begin;
-            tool_shape bin = stack[depth].in;
+            const clt__layer *B = stack[depth].begin;
+            clt__shape bin = stack[depth].in;
             char si[64];
             shape_str(&bin, si, sizeof si);
             int same = bin.flat == cur.flat && bin.c == cur.c && bin.h == cur.h && bin.w == cur.w;
@@ -723,48 +766,64 @@ int tool__model_walk(const tool_model *m, int c, int h, int w, int classes, cons
         default: /* elementwise */
             break;
         }
-        if (!msg[0] && b && L->kind != TL_RESIDUAL) {
+        if (!msg[0] && b && L->kind != CLT__L_RESIDUAL) {
             void *y = NULL;
             int st;
-            if (L->kind == TL_END) {
-                snprintf(name, sizeof name, "res%d", counts[TL_END]);
+            if (L->kind == CLT__L_END) {
+                snprintf(name, sizeof name, "res%d", counts[CLT__L_END]);
                 st = b->residual(b->ud, stack[depth].begin, name, &stack[depth].in, &cur, stack[depth].x, x, &y, msg);
             } else {
                 st = b->layer(b->ud, L, name, &cur, &out, x, &y, msg);
             }
-            if (st) return tool_fail(err, st, "%s:%d: %s", m->origin, L->line, msg);
+            if (st) return mfail(err, st, "%s:%d: %s", m->origin, L->line, msg);
             x = y;
         }
-        if (msg[0]) return tool_fail(err, CLT_ERR_SHAPE, "%s:%d: %s", m->origin, L->line, msg);
+        if (msg[0]) return mfail(err, CLT_ERR_SHAPE, "%s:%d: %s", m->origin, L->line, msg);
         inf.params += params;
         inf.macs += macs;
         inf.layers++;
         if (table) {
             shape_str(&out, sb2, sizeof sb2);
             char desc[64];
-            if (L->kind == TL_END)
+            if (L->kind == CLT__L_END)
                 snprintf(desc, sizeof desc, "} add%s", stack[depth].begin->project ? " (projected)" : "");
             else
                 snprintf(desc, sizeof desc, "%s", kind_name(L->kind));
-            int ind = 2 * (L->kind == TL_RESIDUAL ? depth - 1 : depth);
-            fprintf(table, "%5d  %*s%-*s %-16s %10lld %10.2f\n", L->line, ind, "", 24 - ind, desc,
-                    L->kind == TL_RESIDUAL ? "" : sb2, params, macs / 1e6);
+            int ind = 2 * (L->kind == CLT__L_RESIDUAL ? depth - 1 : depth);
+            clt__sb_printf(table, "%5d  %*s%-*s %-16s %10lld %10.2f\n", L->line, ind, "", 24 - ind, desc,
+                    L->kind == CLT__L_RESIDUAL ? "" : sb2, params, macs / 1e6);
         }
         cur = out;
     }
     if (!cur.flat || cur.c != classes) {
         shape_str(&cur, sa, sizeof sa);
-        return tool_fail(err, CLT_ERR_SHAPE, "%s: the network ends with shape %s but must give %d class scores per "
+        return mfail(err, CLT_ERR_SHAPE, "%s: the network ends with shape %s but must give %d class scores per "
                          "image (end it with 'dense classes')", m->origin, sa, classes);
     }
-    if (table) fprintf(table, "total: %lld parameters, %.2f M multiply-adds per image (forward)\n", inf.params, inf.macs / 1e6);
+    if (table) clt__sb_printf(table, "total: %lld parameters, %.2f M multiply-adds per image (forward)\n", inf.params, inf.macs / 1e6);
     if (info) *info = inf;
     if (output) *output = x;
     return CLT_OK;
 }
 
-int tool_model_check(const tool_model *m, int c, int h, int w, int classes, tool_model_info *info, FILE *table,
-                     char *err)
+int clt_model_check(clt_model *m, int c, int h, int w, int classes, clt_model_info *info, char *table,
+                    size_t table_len)
 {
-    return tool__model_walk(m, c, h, w, classes, NULL, NULL, NULL, info, table, err);
+    if (!m) return CLT_ERR_INVALID;
+    char err[CLT__MODEL_ERR_LEN] = "";
+    clt__sbuf tb = {0};
+    clt_model_info inf = {0};
+    int st = clt__model_walk(m, c, h, w, classes, NULL, NULL, NULL, &inf, &tb, err);
+    if (table && table_len) {
+        size_t n = tb.len < table_len - 1 ? tb.len : table_len - 1;
+        if (n) memcpy(table, tb.s, n);
+        table[n] = 0;
+    }
+    inf.table_bytes = tb.len + 1;
+    int oom = tb.oom;
+    free(tb.s);
+    if (!st && oom) st = mfail(err, CLT_ERR_NOMEM, "out of memory writing the layer table of %s", m->origin);
+    snprintf(m->errmsg, sizeof m->errmsg, "%s", st ? err : "");
+    if (info) *info = inf;
+    return st;
 }
