@@ -375,7 +375,7 @@ int tool_bench_step(int argc, char **argv)
     if (st) return st > 0 ? 0 : 2;
     tool_model m;
     char err[TOOL_ERR_LEN];
-    if (tool_model_load(o.model, &m, err)) {
+    if (tool_check_model_path(o.model, err) || tool_model_load(o.model, &m, err)) {
         fprintf(stderr, "bench step: %s\n", err);
         return 2;
     }
@@ -526,7 +526,7 @@ int tool_tune_model(int argc, char **argv)
     }
     char err[TOOL_ERR_LEN];
     tool_model m;
-    if (tool_model_load(model, &m, err)) {
+    if (tool_check_model_path(model, err) || tool_model_load(model, &m, err)) {
         fprintf(stderr, "cltrain tune: %s\n", err);
         return 1;
     }

@@ -44,7 +44,6 @@ static int stat_fail(const char *path, const char *what, int e, char *err)
 {
     char n[3200];
     name_of(n, sizeof n, path, what);
-    if (e == ENOENT) return tool_fail(err, CLT_ERR_IO, "%s: missing (%s)", n, strerror(e));
     if (e == ELOOP) return tool_fail(err, CLT_ERR_IO, "%s: too many levels of symbolic links (a symlink loop?)", n);
     if (e == ENOTDIR) return tool_fail(err, CLT_ERR_IO, "%s: a part of the path is not a folder", n);
     return tool_fail(err, CLT_ERR_IO, "%s: cannot open (%s)", n, strerror(e));
