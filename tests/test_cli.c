@@ -18,6 +18,9 @@
 
 static const char *g_bin;
 static char g_dir[4096];
+/* Seconds after which run() kills the command (0: never): a command that could hang (reading a FIFO) fails
+ * the check instead of the whole test waiting for meson's timeout. */
+static unsigned g_alarm;
 
 /* ------------------------------------------------------------------------------------------ data */
 
@@ -202,6 +205,7 @@ static result run(const char *first, ...)
         if (fo < 0 || fe < 0) _exit(127);
         dup2(fo, 1);
         dup2(fe, 2);
+        if (g_alarm) alarm(g_alarm); /* survives execv */
         execv(g_bin, (char *const *)argv);
         _exit(127);
     }
@@ -549,6 +553,174 @@ static void variant(const char *good, const char *dst, const char *file, long tr
     }
 }
 
+/* Expects a failure before any training: `needle` in the message and no epoch line. */
+static void expect_early_fail(const result *r, const char *needle, const char *what)
+{
+    expect_fail(r, needle, what);
+    TU_CHECK(!strstr(r->out, "epoch 1/"), "%s: refused only after training started", what);
+}
+
+/* Inputs that are not regular files, output paths that cannot work, checkpoints a log would overwrite,
+ * stale temporaries, environment values, and a machine without OpenCL (issue 8: 11, 15, 17, 18). */
+static void errors_paths(const char *data, const char *ck)
+{
+    char fifo[4200], p[4200], q[4200], cur[4200];
+    path_in(fifo, sizeof fifo, g_dir, "fifo");
+    unlink(fifo);
+    TU_CHECK(mkfifo(fifo, 0600) == 0, "mkfifo: %s", strerror(errno));
+    g_alarm = 60;
+    result r = run("cifar10", "--data", data, "--model", fifo, "--epochs", "1", NULL);
+    expect_early_fail(&r, "model file", "--model FIFO");
+    TU_CHECK(strstr(r.err, "fifo: is a FIFO, not a regular file") != NULL, "--model FIFO: message says what it is");
+    result_free(&r);
+    r = run("eval", "--checkpoint", fifo, "--data", data, NULL);
+    expect_fail(&r, "checkpoint", "eval --checkpoint FIFO");
+    TU_CHECK(strstr(r.err, "fifo: is a FIFO, not a regular file") != NULL, "eval --checkpoint FIFO: what it is");
+    result_free(&r);
+    r = run("predict", "--checkpoint", ck, "--tune", "off", fifo, NULL);
+    expect_fail(&r, "image", "predict FIFO");
+    TU_CHECK(strstr(r.err, "fifo: is a FIFO, not a regular file") != NULL, "predict FIFO: what it is");
+    result_free(&r);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--checkpoint", fifo, NULL);
+    expect_early_fail(&r, "--checkpoint", "--checkpoint FIFO");
+    TU_CHECK(strstr(r.err, "fifo: is a FIFO, not a regular file") != NULL, "--checkpoint FIFO: what it is");
+    result_free(&r);
+    /* An IDX folder that is a FIFO, a symbolic link loop, or a file. */
+    r = run("mnist", "--data", fifo, "--model", "mlp", NULL);
+    expect_fail(&r, "fifo: not a folder (it is a FIFO)", "IDX folder as a FIFO");
+    result_free(&r);
+    path_in(p, sizeof p, g_dir, "loop");
+    unlink(p);
+    TU_CHECK(symlink("loop", p) == 0, "symlink");
+    r = run("mnist", "--data", p, "--model", "mlp", NULL);
+    expect_fail(&r, "loop: too many levels of symbolic links", "IDX folder as a symlink loop");
+    result_free(&r);
+    r = run("mnist", "--data", ck, "--model", "mlp", NULL);
+    expect_fail(&r, "good.ckpt: not a folder (it is a regular file)", "IDX folder as a file");
+    result_free(&r);
+    g_alarm = 0;
+
+    /* Output paths, all refused before the data is even loaded. */
+    path_in(p, sizeof p, g_dir, "no/such/folder/log.jsonl");
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--log", p, NULL);
+    expect_early_fail(&r, "folder", "--log into a missing folder");
+    TU_CHECK(strstr(r.err, "no/such/folder does not exist") != NULL, "--log into a missing folder: names it");
+    result_free(&r);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--plot", g_dir, NULL);
+    expect_early_fail(&r, "is a folder; give a file name", "--plot naming a folder");
+    result_free(&r);
+    snprintf(p, sizeof p, "%s/", g_dir);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--log", p, NULL);
+    expect_early_fail(&r, "names a folder", "--log ending in /");
+    result_free(&r);
+    char name[251];
+    memset(name, 'c', 245);
+    memcpy(name + 245, ".ckpt", 6);
+    path_in(p, sizeof p, g_dir, name);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--checkpoint", p, NULL);
+    expect_early_fail(&r, "the file name is 250 characters", "a 250-character --checkpoint name");
+    result_free(&r);
+    /* A log or plot over an existing checkpoint (not the run's own) is refused, and it stays intact. */
+    size_t len;
+    char *good = read_all(ck, &len);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--log", ck, NULL);
+    expect_early_fail(&r, "good.ckpt: is a cltrain checkpoint; refusing to overwrite it", "--log over a checkpoint");
+    result_free(&r);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--plot", ck, NULL);
+    expect_early_fail(&r, "is a cltrain checkpoint; refusing to overwrite it", "--plot over a checkpoint");
+    TU_CHECK(good && same_file(ck, good, len), "the checkpoint named by --log/--plot was left untouched");
+    result_free(&r);
+    free(good);
+
+    /* Stale temporaries of the outputs: those of a dead pid and of our own pid from before are removed; a live
+     * process's, a recent one and other names stay. */
+    path_in(cur, sizeof cur, g_dir, "h.ckpt");
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    /* {output, suffix, pid, must stay, age in seconds (negative: in the future, i.e. newer than the run)} */
+    const struct {
+        const char *out, *sfx;
+        long pid;
+        int stays, age;
+    } cases[5] = {
+        {"h.ckpt", ".tmp.%ld", (long)dead, 0, 3600},        /* the checkpoint writer's name, dead pid */
+        {"h.jsonl", ".tmp.%ld.Ab12yz", (long)dead, 0, 3600}, /* the log writer's name, dead pid */
+        {"h.ckpt", ".tmp.%ld", (long)getpid(), 1, 3600},    /* a live process (this test) may be saving */
+        {"h.ckpt", ".tmp.%ld.x", (long)dead, 1, 3600},      /* not a name the writers use */
+        {"h.svg", ".tmp.%ld", (long)dead, 1, -3600},        /* newer than the run */
+    };
+    char tmps[5][4300];
+    for (int i = 0; i < 5; i++) {
+        char sfx[64], base[4200];
+        snprintf(sfx, sizeof sfx, cases[i].sfx, cases[i].pid);
+        path_in(base, sizeof base, g_dir, cases[i].out);
+        snprintf(tmps[i], sizeof tmps[i], "%s%s", base, sfx);
+        write_file(tmps[i], "partial", 7);
+        struct timespec t[2];
+        clock_gettime(CLOCK_REALTIME, &t[0]);
+        t[0].tv_sec -= cases[i].age;
+        t[1] = t[0];
+        TU_CHECK(utimensat(AT_FDCWD, tmps[i], t, 0) == 0, "utimensat %s", tmps[i]);
+    }
+    path_in(p, sizeof p, g_dir, "h.jsonl");
+    path_in(q, sizeof q, g_dir, "h.svg");
+    remove(cur);
+    remove(p);
+    remove(q);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--batch", "25", "--tune", "off",
+            "--checkpoint", cur, "--log", p, "--plot", q, NULL);
+    expect_ok(&r, "training with stale temporaries next to its outputs");
+    for (int i = 0; i < 5; i++) {
+        struct stat st;
+        int there = stat(tmps[i], &st) == 0;
+        TU_CHECK(there == cases[i].stays, "%s: %s", tmps[i], cases[i].stays ? "must stay" : "stale, must be removed");
+    }
+    TU_CHECK(strstr(r.err, "a temporary file left by an interrupted save"), "the removal is reported");
+    char *lg = read_all(p, NULL);
+    TU_CHECK(lg && strstr(lg, "\"epoch\":1"), "the log was written");
+    free(lg);
+    {
+        /* The unique temporary name comes from mkstemp (mode 0600); the log still gets the usual mode. */
+        struct stat st;
+        mode_t um = umask(0);
+        umask(um);
+        TU_CHECK(stat(p, &st) == 0 && (st.st_mode & 0777) == (0666 & ~um), "the log has mode %o, expected %o",
+                 (unsigned)(st.st_mode & 0777), (unsigned)(0666 & ~um));
+    }
+    result_free(&r);
+    for (int i = 0; i < 5; i++) remove(tmps[i]);
+
+    /* Environment variables with unknown values are refused, naming the variable, the value and the choices. */
+    setenv("CLTRAIN_GEMM", "cublas", 1);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--tune", "off", NULL);
+    expect_early_fail(&r, "environment variable CLTRAIN_GEMM=cublas: unknown value (expected auto, own or clblast",
+                      "CLTRAIN_GEMM=cublas");
+    result_free(&r);
+    unsetenv("CLTRAIN_GEMM");
+    setenv("CLTRAIN_CONV_ALGO", "winograd", 1);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--tune", "off", NULL);
+    expect_early_fail(&r, "environment variable CLTRAIN_CONV_ALGO=winograd: unknown value (expected auto, im2col or "
+                      "direct", "CLTRAIN_CONV_ALGO=winograd");
+    result_free(&r);
+    unsetenv("CLTRAIN_CONV_ALGO");
+
+    /* No OpenCL platform at all: the message goes to stderr and names the fix. */
+    path_in(p, sizeof p, g_dir, "no-vendors");
+    mkdir(p, 0755);
+    char *old = getenv("OCL_ICD_VENDORS") ? strdup(getenv("OCL_ICD_VENDORS")) : NULL;
+    setenv("OCL_ICD_VENDORS", p, 1);
+    r = run("devices", NULL);
+    expect_fail(&r, "pocl-opencl-icd", "devices without an OpenCL platform");
+    TU_CHECK(r.code == 1 && !*r.out, "devices without a platform: exit 1 and nothing on stdout (got %d, '%s')", r.code,
+             r.out);
+    result_free(&r);
+    if (old) setenv("OCL_ICD_VENDORS", old, 1);
+    else unsetenv("OCL_ICD_VENDORS");
+    free(old);
+    unlink(fifo);
+}
+
 static void mode_errors(void)
 {
     char data[4200], bad[4200], ck[4200], p[4200];
@@ -709,6 +881,7 @@ static void mode_errors(void)
     }
     free(d);
     free(good);
+    errors_paths(data, ck);
 }
 
 int main(int argc, char **argv)
@@ -721,7 +894,8 @@ int main(int argc, char **argv)
     snprintf(g_dir, sizeof g_dir, "%s/cli_%s", argv[3], argv[2]);
     mkdir(g_dir, 0755);
     /* Stale outputs from an earlier run would change the outcome (existing checkpoints are refused). */
-    const char *stale[] = {"c.ckpt", "m.ckpt", "good.ckpt", "corrupt.ckpt", "log.jsonl", "curves.svg"};
+    const char *stale[] = {"c.ckpt", "m.ckpt", "good.ckpt", "corrupt.ckpt", "log.jsonl", "curves.svg", "h.ckpt",
+                           "h.jsonl", "h.svg"};
     for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) {
         char p[4200];
         path_in(p, sizeof p, g_dir, stale[i]);
