@@ -691,6 +691,62 @@ static void errors_paths(const char *data, const char *ck)
     result_free(&r);
     for (int i = 0; i < 5; i++) remove(tmps[i]);
 
+    /* A log that cannot be written during training (its name became a non-empty folder after the checks)
+     * warns and the run goes on. The folder appears once epoch 1 is printed, so at least epochs 2..4 warn. */
+    {
+        char po[4200], pe[4200], sub[4300];
+        path_in(po, sizeof po, g_dir, "bg_stdout.txt");
+        path_in(pe, sizeof pe, g_dir, "bg_stderr.txt");
+        path_in(p, sizeof p, g_dir, "h2.jsonl");
+        snprintf(sub, sizeof sub, "%s/x", p);
+        remove(sub);
+        remove(p);
+        remove(po); /* an old one would already say "epoch 1/4" */
+        fprintf(stderr, "$ cltrain cifar10 ... --epochs 4 --log %s (the log's name becomes a folder after epoch 1)\n", p);
+        pid_t pid = fork();
+        if (pid == 0) {
+            int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fo < 0 || fe < 0) _exit(127);
+            dup2(fo, 1);
+            dup2(fe, 2);
+            alarm(120);
+            execl(g_bin, g_bin, "cifar10", "--data", data, "--model", "mlp", "--epochs", "4", "--batch", "25", "--tune",
+                  "off", "--log", p, (char *)NULL);
+            _exit(127);
+        }
+        int made = 0;
+        for (int i = 0; i < 60000 && !made; i++) {
+            char *o = read_all(po, NULL);
+            if (o && strstr(o, "epoch 1/4")) {
+                remove(p);
+                made = mkdir(p, 0755) == 0 && write_file(sub, "x", 1) == 0;
+            }
+            free(o);
+            int st;
+            if (!made && waitpid(pid, &st, WNOHANG) == pid) {
+                pid = -1;
+                break;
+            }
+            nanosleep(&(struct timespec){0, 2000000}, NULL);
+        }
+        int st = 0;
+        if (pid > 0) waitpid(pid, &st, 0);
+        char *o = read_all(po, NULL), *e = read_all(pe, NULL);
+        int ep = 0;
+        double acc, loss;
+        TU_CHECK(made, "the log's name could not be turned into a folder during the run");
+        TU_CHECK(pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && o && parse_final(o, &ep, &acc, &loss) == 0 &&
+                     ep == 4,
+                 "a failing --log write ends the run (status %d): %s", st, e ? e : "");
+        TU_CHECK(e && strstr(e, "warning: --log not written after epoch 4:") && strstr(e, "(training continues)"),
+                 "a failing --log write warns: %s", e ? e : "");
+        if (e) fprintf(stderr, "  stderr: %s", e);
+        free(o);
+        free(e);
+        remove(sub);
+        remove(p);
+    }
+
     /* Environment variables with unknown values are refused, naming the variable, the value and the choices. */
     setenv("CLTRAIN_GEMM", "cublas", 1);
     r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--tune", "off", NULL);
