@@ -1,5 +1,6 @@
 /* test_cli.c - end-to-end tests of the cltrain binary on small generated, learnable datasets.
  * usage: test_cli CLTRAIN_BINARY MODE WORKDIR, MODE one of train_cifar, train_idx, resume, errors. */
+#define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -934,6 +935,32 @@ static void mode_errors(void)
         expect_fail(&r, "invalid training settings", v ? "resume with schedule 7" : "resume with batch 0");
         TU_CHECK(same_file(corrupt, d, len), "the invalid checkpoint was not overwritten");
         result_free(&r);
+    }
+    /* An input size whose c*h*w overflows an int (3x65536x65536), with a valid checksum: the stored text keeps its
+     * length because the mean line loses the 6 characters the input line gains. */
+    {
+        memcpy(d, good, len);
+        char *in = memmem(d, len, "# input 3 32 32\n", 16), *mean = memmem(d, len, "# mean ", 7);
+        char *eol = mean ? memchr(mean, '\n', (size_t)(d + len - mean)) : NULL;
+        TU_CHECK(in && mean && eol && mean > in && eol - mean > 40, "the data settings block was not found");
+        if (in && mean && eol && mean > in && eol - mean > 40) {
+            char block[512];
+            size_t bl = (size_t)(eol - in);
+            memcpy(block, in, bl);
+            /* new block: the wider input line, the lines between unchanged, the mean line cut by 6 */
+            char nb[512];
+            size_t mid = (size_t)(mean - in) - 16;
+            int l = snprintf(nb, sizeof nb, "# input 3 65536 65536\n%.*s%.*s", (int)mid, block + 16,
+                             (int)(eol - mean) - 6, mean);
+            TU_CHECK((size_t)l == bl, "block length %d vs %zu", l, bl);
+            memcpy(in, nb, bl);
+            uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const unsigned char *)d, (uInt)(len - 4));
+            for (int b = 0; b < 4; b++) d[len - 4 + b] = (char)(crc >> (8 * b));
+            write_file(corrupt, d, len);
+            r = run("predict", "--checkpoint", corrupt, ck, NULL);
+            expect_fail(&r, "implausible input size 3x65536x65536", "a checkpoint whose input size overflows");
+            result_free(&r);
+        }
     }
     free(d);
     free(good);
