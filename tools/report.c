@@ -357,8 +357,8 @@ int cli_check_output(const char *opt, const char *path, int is_checkpoint, char 
     char dir[4096];
     dir_of(path, dir, sizeof dir);
     if (stat(dir, &st) != 0)
-        return tool_fail(err, CLT_ERR_IO, "%s %s: folder %s: %s", opt, path, dir,
-                         errno == ENOENT ? "does not exist" : strerror(errno));
+        return tool_fail(err, CLT_ERR_IO, "%s %s: folder %s%s%s", opt, path, dir,
+                         errno == ENOENT ? " does not exist" : ": ", errno == ENOENT ? "" : strerror(errno));
     if (!S_ISDIR(st.st_mode))
         return tool_fail(err, CLT_ERR_IO, "%s %s: %s is %s, not a folder", opt, path, dir,
                          tool_file_kind((unsigned)st.st_mode));
