@@ -160,6 +160,13 @@ static const char *default_data_dir(const char *dataset)
     return ".";
 }
 
+/* Appended to a data error when the folder came from the environment, not the command line. */
+static const char *data_dir_origin(const char *given)
+{
+    const char *e = getenv("CLTRAIN_DATA");
+    return !given && e && *e ? " (the folder comes from the environment variable CLTRAIN_DATA)" : "";
+}
+
 static int load_dataset(const char *dataset, const char *dir, int train, tool_dataset *ds, char *err)
 {
     memset(ds, 0, sizeof *ds);
@@ -759,7 +766,7 @@ int cli_train(const cli_train_opts *o)
 
     /* ---- data */
     if (load_dataset(o->dataset, dir, 1, &train, err) < 0 || load_dataset(o->dataset, dir, 0, &test, err) < 0) {
-        fail("%s", err);
+        fail("%s%s", err, data_dir_origin(o->data_dir));
         goto out;
     }
     if (test.c != train.c || test.h != train.h || test.w != train.w || train.c > 4 || train.classes > 10) {
@@ -1024,7 +1031,7 @@ int cli_eval(const char *path, const char *data_dir, const char *device, int tun
     memset(&ck, 0, sizeof ck);
     const char *dir = data_dir ? data_dir : default_data_dir(dataset);
     if (load_dataset(dataset, dir, 0, &test, err) < 0) {
-        fail("%s", err);
+        fail("%s%s", err, data_dir_origin(data_dir));
         goto out;
     }
     if (b > test.n) b = test.n;
