@@ -126,7 +126,9 @@ CLT_API void clt_context_default_settings(clt_context_settings *s);
 
 /* Creates a context on a device chosen by `s` (NULL: defaults). Like sqlite3_open, *out is set even on
  * failure (unless host memory ran out, then it is NULL) so that clt_errmsg(*out) can say why; the caller
- * always calls clt_context_destroy(*out). */
+ * always calls clt_context_destroy(*out). CLT_ERR_INVALID if an environment variable cltrain reads has a value
+ * it does not know (CLTRAIN_GEMM, CLTRAIN_CONV_ALGO, CLTRAIN_NO_BINARY_CACHE, CLTRAIN_GEMM_PARAMS; a
+ * CLTRAIN_KERNEL_DIR that is not a folder): the message names the variable, the value and what it takes. */
 CLT_API int clt_context_create(const clt_context_settings *s, clt_context **out);
 
 /* Wraps an OpenCL context, device and in-order queue the application already owns. cltrain retains them

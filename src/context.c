@@ -3,7 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "gemm.h"
 #include "internal.h"
 #include "bincache.h"
 #include "disk.h"
@@ -205,6 +207,38 @@ static int choose_device(clt_context *ctx, const dev_ref *refs, int n, const cha
                     spec);
 }
 
+/* The environment variables with a fixed set of values, checked once when a context is created: an unknown
+ * value is refused (naming the variable, the value and what it takes) instead of being ignored, or refused
+ * only when the first layer that reads it is compiled. The readers stay where they are (gemm.c, conv2d.c,
+ * tune.c). CLTRAIN_DEVICE is checked by the device choice, CLTRAIN_CACHE_DIR takes any folder. */
+static int check_env(clt_context *ctx, const clt_context_settings *s)
+{
+    static const struct {
+        const char *name, *values[4], *expected;
+    } vars[] = {
+        {"CLTRAIN_GEMM", {"auto", "own", "clblast", NULL}, "auto, own or clblast"},
+        {"CLTRAIN_CONV_ALGO", {"auto", "im2col", "direct", NULL}, "auto, im2col or direct"},
+        {"CLTRAIN_NO_BINARY_CACHE", {"0", "1", NULL}, "1 (no program binary cache) or 0"},
+    };
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *e = getenv(vars[i].name);
+        if (!e || !*e) continue;
+        int ok = 0;
+        for (int j = 0; vars[i].values[j]; j++) ok |= !strcmp(e, vars[i].values[j]);
+        if (!ok)
+            return clt__err(ctx, CLT_ERR_INVALID, "environment variable %s=%.200s: unknown value (expected %s, or "
+                            "unset)", vars[i].name, e, vars[i].expected);
+    }
+    int st = clt__gemm_env_check(ctx);
+    if (st < 0) return st;
+    const char *kd = getenv("CLTRAIN_KERNEL_DIR");
+    struct stat sb;
+    if (!(s && s->kernel_dir) && kd && *kd && (stat(kd, &sb) != 0 || !S_ISDIR(sb.st_mode)))
+        return clt__err(ctx, CLT_ERR_INVALID, "environment variable CLTRAIN_KERNEL_DIR=%.200s: not a folder (it must "
+                        "hold the cl/*.cl kernel sources; unset it to use the built-in copies)", kd);
+    return CLT_OK;
+}
+
 static clt_context *alloc_context(const clt_context_settings *s)
 {
     clt_context *ctx = calloc(1, sizeof *ctx);
@@ -251,14 +285,22 @@ int clt_context_create(const clt_context_settings *s, clt_context **out)
     if (!out) return CLT_ERR_INVALID;
     clt_context *ctx = *out = alloc_context(s);
     if (!ctx) return CLT_ERR_NOMEM;
+    int st = check_env(ctx, s);
+    if (st < 0) return st;
     const char *spec = s && s->device ? s->device : getenv("CLTRAIN_DEVICE");
     dev_ref *refs;
     int n;
-    int st = enumerate(&refs, &n);
+    st = enumerate(&refs, &n);
     if (st < 0) return clt__err(ctx, st, "listing OpenCL platforms failed (%s)", clt_status_string(st));
     int idx = choose_device(ctx, refs, n, spec);
     if (idx < 0) {
         free(refs);
+        if (n > 0 && spec && !(s && s->device)) {
+            /* Say where the spec came from: nothing on the command line asked for it. */
+            char m[1024];
+            snprintf(m, sizeof m, "%.1000s", ctx->errmsg);
+            return clt__err(ctx, idx, "environment variable CLTRAIN_DEVICE=%.200s: %s", spec, m);
+        }
         return idx;
     }
     ctx->dev = refs[idx].device;
@@ -282,6 +324,8 @@ int clt_context_create_from_cl(cl_context context, cl_device_id device, cl_comma
     if (!ctx) return CLT_ERR_NOMEM;
     if (!context || !device || !queue)
         return clt__err(ctx, CLT_ERR_INVALID, "clt_context_create_from_cl: context, device and queue are required");
+    int st = check_env(ctx, s);
+    if (st < 0) return st;
     cl_context qctx = NULL;
     cl_device_id qdev = NULL;
     CLT_CL(ctx, clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof qctx, &qctx, NULL));

@@ -77,6 +77,28 @@ static int parse_params(const char *s, clt__gemm_params *p)
                   &p->kc) == 7;
 }
 
+static int params_in_range(const clt__gemm_params *p)
+{
+    return p->mr >= 1 && p->mr <= 16 && (p->vw == 4 || p->vw == 8 || p->vw == 16) && p->nv >= 1 && p->nv <= 4 &&
+           p->ku >= 1 && p->ku <= 16 && p->lx >= 1 && p->lx <= 1024 && (p->db == 0 || p->db == 1) && p->kc >= 0 &&
+           p->kc <= 65536;
+}
+
+int clt__gemm_env_check(clt_context *ctx)
+{
+    const char *e = getenv("CLTRAIN_GEMM");
+    if (e && *e && strcmp(e, "auto") && strcmp(e, "own") && strcmp(e, "clblast"))
+        return clt__err(ctx, CLT_ERR_INVALID, "environment variable CLTRAIN_GEMM=%.200s: unknown value (expected auto, "
+                        "own or clblast, or unset)", e);
+    e = getenv("CLTRAIN_GEMM_PARAMS");
+    clt__gemm_params q;
+    if (e && *e && !(parse_params(e, &q) && params_in_range(&q)))
+        return clt__err(ctx, CLT_ERR_INVALID, "environment variable CLTRAIN_GEMM_PARAMS=%.200s: expected \"MR=8 VW=16 "
+                        "NV=1 KU=4 LX=1 DB=0 KC=0\" with MR 1..16, VW 4, 8 or 16, NV 1..4, KU 1..16, LX 1..1024, DB 0 "
+                        "or 1, KC 0..65536 (or unset)", e);
+    return CLT_OK;
+}
+
 static int state(clt_context *ctx, clt__gemm_state **out)
 {
     if (!ctx->gemm) {
@@ -85,6 +107,11 @@ static int state(clt_context *ctx, clt__gemm_state **out)
         const char *e = getenv("CLTRAIN_GEMM");
         if (e && strcmp(e, "clblast") == 0) s->force = CLT__GEMM_CLBLAST;
         else if (e && strcmp(e, "own") == 0) s->force = CLT__GEMM_OWN;
+        else if (e && *e && strcmp(e, "auto") != 0) {
+            free(s);
+            return clt__err(ctx, CLT_ERR_INVALID, "environment variable CLTRAIN_GEMM=%.200s: unknown value (expected "
+                            "auto, own or clblast, or unset)", e);
+        }
         ctx->gemm = s;
     }
     *out = ctx->gemm;
@@ -308,7 +335,7 @@ void clt__gemm_default(clt_context *ctx, const clt__gemm_args *a, int *algo, clt
     /* Developer knob for trying parameter sets: CLTRAIN_GEMM_PARAMS="MR=8 VW=16 NV=1 KU=4 LX=1 DB=1 KC=0". */
     const char *e = getenv("CLTRAIN_GEMM_PARAMS");
     clt__gemm_params q;
-    if (e && parse_params(e, &q)) *p = q;
+    if (e && parse_params(e, &q) && params_in_range(&q)) *p = q;
     clt__gemm_state *s = ctx->gemm;
     if (s && s->force) *algo = s->force;
 }

@@ -19,6 +19,9 @@ const clt__gemm_params *clt__gemm_param(int i);
 /* "MR=8 VW=16 NV=1 KU=4 LX=1 DB=1 KC=0" */
 void clt__gemm_params_str(const clt__gemm_params *p, char *buf, size_t len);
 
+/* Refuses an unknown CLTRAIN_GEMM or a malformed CLTRAIN_GEMM_PARAMS (CLT_ERR_INVALID with the variable, its
+ * value and what it takes); called when a context is created. */
+int clt__gemm_env_check(clt_context *ctx);
 /* Runs one GEMM on a given path, bypassing the per-shape decision (p may be NULL for CLBlast). */
 int clt__gemm_run(clt_context *ctx, const clt__gemm_args *a, int algo, const clt__gemm_params *p);
 /* The decision clt__gemm uses for this shape (after clt__gemm_prepare): algo and params (own). */

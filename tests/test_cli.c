@@ -1,5 +1,6 @@
 /* test_cli.c - end-to-end tests of the cltrain binary on small generated, learnable datasets.
  * usage: test_cli CLTRAIN_BINARY MODE WORKDIR, MODE one of train_cifar, train_idx, resume, errors. */
+#define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -18,6 +19,9 @@
 
 static const char *g_bin;
 static char g_dir[4096];
+/* Seconds after which run() kills the command (0: never): a command that could hang (reading a FIFO) fails
+ * the check instead of the whole test waiting for meson's timeout. */
+static unsigned g_alarm;
 
 /* ------------------------------------------------------------------------------------------ data */
 
@@ -202,6 +206,7 @@ static result run(const char *first, ...)
         if (fo < 0 || fe < 0) _exit(127);
         dup2(fo, 1);
         dup2(fe, 2);
+        if (g_alarm) alarm(g_alarm); /* survives execv */
         execv(g_bin, (char *const *)argv);
         _exit(127);
     }
@@ -548,6 +553,230 @@ static void variant(const char *good, const char *dst, const char *file, long tr
     }
 }
 
+/* Expects a failure before any training: `needle` in the message and no epoch line. */
+static void expect_early_fail(const result *r, const char *needle, const char *what)
+{
+    expect_fail(r, needle, what);
+    TU_CHECK(!strstr(r->out, "epoch 1/"), "%s: refused only after training started", what);
+}
+
+/* Inputs that are not regular files, output paths that cannot work, checkpoints a log would overwrite,
+ * stale temporaries, environment values, and a machine without OpenCL (issue 8: 11, 15, 17, 18). */
+static void errors_paths(const char *data, const char *ck)
+{
+    char fifo[4200], p[4200], q[4200], cur[4200];
+    path_in(fifo, sizeof fifo, g_dir, "fifo");
+    unlink(fifo);
+    TU_CHECK(mkfifo(fifo, 0600) == 0, "mkfifo: %s", strerror(errno));
+    g_alarm = 60;
+    result r = run("cifar10", "--data", data, "--model", fifo, "--epochs", "1", NULL);
+    expect_early_fail(&r, "model file", "--model FIFO");
+    TU_CHECK(strstr(r.err, "fifo: is a FIFO, not a regular file") != NULL, "--model FIFO: message says what it is");
+    result_free(&r);
+    r = run("eval", "--checkpoint", fifo, "--data", data, NULL);
+    expect_fail(&r, "checkpoint", "eval --checkpoint FIFO");
+    TU_CHECK(strstr(r.err, "fifo: is a FIFO, not a regular file") != NULL, "eval --checkpoint FIFO: what it is");
+    result_free(&r);
+    r = run("predict", "--checkpoint", ck, "--tune", "off", fifo, NULL);
+    expect_fail(&r, "image", "predict FIFO");
+    TU_CHECK(strstr(r.err, "fifo: is a FIFO, not a regular file") != NULL, "predict FIFO: what it is");
+    result_free(&r);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--checkpoint", fifo, NULL);
+    expect_early_fail(&r, "--checkpoint", "--checkpoint FIFO");
+    TU_CHECK(strstr(r.err, "fifo: is a FIFO, not a regular file") != NULL, "--checkpoint FIFO: what it is");
+    result_free(&r);
+    /* An IDX folder that is a FIFO, a symbolic link loop, or a file. */
+    r = run("mnist", "--data", fifo, "--model", "mlp", NULL);
+    expect_fail(&r, "fifo: not a folder (it is a FIFO)", "IDX folder as a FIFO");
+    result_free(&r);
+    path_in(p, sizeof p, g_dir, "loop");
+    unlink(p);
+    TU_CHECK(symlink("loop", p) == 0, "symlink");
+    r = run("mnist", "--data", p, "--model", "mlp", NULL);
+    expect_fail(&r, "loop: too many levels of symbolic links", "IDX folder as a symlink loop");
+    result_free(&r);
+    r = run("mnist", "--data", ck, "--model", "mlp", NULL);
+    expect_fail(&r, "good.ckpt: not a folder (it is a regular file)", "IDX folder as a file");
+    result_free(&r);
+    g_alarm = 0;
+
+    /* Output paths, all refused before the data is even loaded. */
+    path_in(p, sizeof p, g_dir, "no/such/folder/log.jsonl");
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--log", p, NULL);
+    expect_early_fail(&r, "folder", "--log into a missing folder");
+    TU_CHECK(strstr(r.err, "no/such/folder does not exist") != NULL, "--log into a missing folder: names it");
+    result_free(&r);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--plot", g_dir, NULL);
+    expect_early_fail(&r, "is a folder; give a file name", "--plot naming a folder");
+    result_free(&r);
+    snprintf(p, sizeof p, "%s/", g_dir);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--log", p, NULL);
+    expect_early_fail(&r, "names a folder", "--log ending in /");
+    result_free(&r);
+    char name[251];
+    memset(name, 'c', 245);
+    memcpy(name + 245, ".ckpt", 6);
+    path_in(p, sizeof p, g_dir, name);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--checkpoint", p, NULL);
+    expect_early_fail(&r, "the file name is 250 characters", "a 250-character --checkpoint name");
+    result_free(&r);
+    /* A log or plot over an existing checkpoint (not the run's own) is refused, and it stays intact. */
+    size_t len;
+    char *good = read_all(ck, &len);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--log", ck, NULL);
+    expect_early_fail(&r, "good.ckpt: is a cltrain checkpoint; refusing to overwrite it", "--log over a checkpoint");
+    result_free(&r);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--plot", ck, NULL);
+    expect_early_fail(&r, "is a cltrain checkpoint; refusing to overwrite it", "--plot over a checkpoint");
+    TU_CHECK(good && same_file(ck, good, len), "the checkpoint named by --log/--plot was left untouched");
+    result_free(&r);
+    free(good);
+
+    /* Stale temporaries of the outputs: those of a dead pid and of our own pid from before are removed; a live
+     * process's, a recent one and other names stay. */
+    path_in(cur, sizeof cur, g_dir, "h.ckpt");
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    /* {output, suffix, pid, must stay, age in seconds (negative: in the future, i.e. newer than the run)} */
+    const struct {
+        const char *out, *sfx;
+        long pid;
+        int stays, age;
+    } cases[5] = {
+        {"h.ckpt", ".tmp.%ld", (long)dead, 0, 3600},        /* the checkpoint writer's name, dead pid */
+        {"h.jsonl", ".tmp.%ld.Ab12yz", (long)dead, 0, 3600}, /* the log writer's name, dead pid */
+        {"h.ckpt", ".tmp.%ld", (long)getpid(), 1, 3600},    /* a live process (this test) may be saving */
+        {"h.ckpt", ".tmp.%ld.x", (long)dead, 1, 3600},      /* not a name the writers use */
+        {"h.svg", ".tmp.%ld", (long)dead, 1, -3600},        /* newer than the run */
+    };
+    char tmps[5][4300];
+    for (int i = 0; i < 5; i++) {
+        char sfx[64], base[4200];
+        snprintf(sfx, sizeof sfx, cases[i].sfx, cases[i].pid);
+        path_in(base, sizeof base, g_dir, cases[i].out);
+        snprintf(tmps[i], sizeof tmps[i], "%s%s", base, sfx);
+        write_file(tmps[i], "partial", 7);
+        struct timespec t[2];
+        clock_gettime(CLOCK_REALTIME, &t[0]);
+        t[0].tv_sec -= cases[i].age;
+        t[1] = t[0];
+        TU_CHECK(utimensat(AT_FDCWD, tmps[i], t, 0) == 0, "utimensat %s", tmps[i]);
+    }
+    path_in(p, sizeof p, g_dir, "h.jsonl");
+    path_in(q, sizeof q, g_dir, "h.svg");
+    remove(cur);
+    remove(p);
+    remove(q);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--batch", "25", "--tune", "off",
+            "--checkpoint", cur, "--log", p, "--plot", q, NULL);
+    expect_ok(&r, "training with stale temporaries next to its outputs");
+    for (int i = 0; i < 5; i++) {
+        struct stat st;
+        int there = stat(tmps[i], &st) == 0;
+        TU_CHECK(there == cases[i].stays, "%s: %s", tmps[i], cases[i].stays ? "must stay" : "stale, must be removed");
+    }
+    TU_CHECK(strstr(r.err, "a temporary file left by an interrupted save"), "the removal is reported");
+    char *lg = read_all(p, NULL);
+    TU_CHECK(lg && strstr(lg, "\"epoch\":1"), "the log was written");
+    free(lg);
+    {
+        /* The unique temporary name comes from mkstemp (mode 0600); the log still gets the usual mode. */
+        struct stat st;
+        mode_t um = umask(0);
+        umask(um);
+        TU_CHECK(stat(p, &st) == 0 && (st.st_mode & 0777) == (0666 & ~um), "the log has mode %o, expected %o",
+                 (unsigned)(st.st_mode & 0777), (unsigned)(0666 & ~um));
+    }
+    result_free(&r);
+    for (int i = 0; i < 5; i++) remove(tmps[i]);
+
+    /* A log that cannot be written during training (its name became a non-empty folder after the checks)
+     * warns and the run goes on. The folder appears once epoch 1 is printed, so at least epochs 2..4 warn. */
+    {
+        char po[4200], pe[4200], sub[4300];
+        path_in(po, sizeof po, g_dir, "bg_stdout.txt");
+        path_in(pe, sizeof pe, g_dir, "bg_stderr.txt");
+        path_in(p, sizeof p, g_dir, "h2.jsonl");
+        snprintf(sub, sizeof sub, "%s/x", p);
+        remove(sub);
+        remove(p);
+        remove(po); /* an old one would already say "epoch 1/4" */
+        fprintf(stderr, "$ cltrain cifar10 ... --epochs 4 --log %s (the log's name becomes a folder after epoch 1)\n", p);
+        pid_t pid = fork();
+        if (pid == 0) {
+            int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fo < 0 || fe < 0) _exit(127);
+            dup2(fo, 1);
+            dup2(fe, 2);
+            alarm(120);
+            execl(g_bin, g_bin, "cifar10", "--data", data, "--model", "mlp", "--epochs", "4", "--batch", "25", "--tune",
+                  "off", "--log", p, (char *)NULL);
+            _exit(127);
+        }
+        int made = 0;
+        for (int i = 0; i < 60000 && !made; i++) {
+            char *o = read_all(po, NULL);
+            if (o && strstr(o, "epoch 1/4")) {
+                remove(p);
+                made = mkdir(p, 0755) == 0 && write_file(sub, "x", 1) == 0;
+            }
+            free(o);
+            int st;
+            if (!made && waitpid(pid, &st, WNOHANG) == pid) {
+                pid = -1;
+                break;
+            }
+            nanosleep(&(struct timespec){0, 2000000}, NULL);
+        }
+        int st = 0;
+        if (pid > 0) waitpid(pid, &st, 0);
+        char *o = read_all(po, NULL), *e = read_all(pe, NULL);
+        int ep = 0;
+        double acc, loss;
+        TU_CHECK(made, "the log's name could not be turned into a folder during the run");
+        TU_CHECK(pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && o && parse_final(o, &ep, &acc, &loss) == 0 &&
+                     ep == 4,
+                 "a failing --log write ends the run (status %d): %s", st, e ? e : "");
+        TU_CHECK(e && strstr(e, "warning: --log not written after epoch 4:") && strstr(e, "(training continues)"),
+                 "a failing --log write warns: %s", e ? e : "");
+        if (e) fprintf(stderr, "  stderr: %s", e);
+        free(o);
+        free(e);
+        remove(sub);
+        remove(p);
+    }
+
+    /* Environment variables with unknown values are refused, naming the variable, the value and the choices. */
+    setenv("CLTRAIN_GEMM", "cublas", 1);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--tune", "off", NULL);
+    expect_early_fail(&r, "environment variable CLTRAIN_GEMM=cublas: unknown value (expected auto, own or clblast",
+                      "CLTRAIN_GEMM=cublas");
+    result_free(&r);
+    unsetenv("CLTRAIN_GEMM");
+    setenv("CLTRAIN_CONV_ALGO", "winograd", 1);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--tune", "off", NULL);
+    expect_early_fail(&r, "environment variable CLTRAIN_CONV_ALGO=winograd: unknown value (expected auto, im2col or "
+                      "direct", "CLTRAIN_CONV_ALGO=winograd");
+    result_free(&r);
+    unsetenv("CLTRAIN_CONV_ALGO");
+
+    /* No OpenCL platform at all: the message goes to stderr and names the fix. */
+    path_in(p, sizeof p, g_dir, "no-vendors");
+    mkdir(p, 0755);
+    char *old = getenv("OCL_ICD_VENDORS") ? strdup(getenv("OCL_ICD_VENDORS")) : NULL;
+    setenv("OCL_ICD_VENDORS", p, 1);
+    r = run("devices", NULL);
+    expect_fail(&r, "pocl-opencl-icd", "devices without an OpenCL platform");
+    TU_CHECK(r.code == 1 && !*r.out, "devices without a platform: exit 1 and nothing on stdout (got %d, '%s')", r.code,
+             r.out);
+    result_free(&r);
+    if (old) setenv("OCL_ICD_VENDORS", old, 1);
+    else unsetenv("OCL_ICD_VENDORS");
+    free(old);
+    unlink(fifo);
+}
+
 static void mode_errors(void)
 {
     char data[4200], bad[4200], ck[4200], p[4200];
@@ -706,8 +935,35 @@ static void mode_errors(void)
         TU_CHECK(same_file(corrupt, d, len), "the invalid checkpoint was not overwritten");
         result_free(&r);
     }
+    /* An input size whose c*h*w overflows an int (3x65536x65536), with a valid checksum: the stored text keeps its
+     * length because the mean line loses the 6 characters the input line gains. */
+    {
+        memcpy(d, good, len);
+        char *in = memmem(d, len, "# input 3 32 32\n", 16), *mean = memmem(d, len, "# mean ", 7);
+        char *eol = mean ? memchr(mean, '\n', (size_t)(d + len - mean)) : NULL;
+        TU_CHECK(in && mean && eol && mean > in && eol - mean > 40, "the data settings block was not found");
+        if (in && mean && eol && mean > in && eol - mean > 40) {
+            char block[512];
+            size_t bl = (size_t)(eol - in);
+            memcpy(block, in, bl);
+            /* new block: the wider input line, the lines between unchanged, the mean line cut by 6 */
+            char nb[512];
+            size_t mid = (size_t)(mean - in) - 16;
+            int l = snprintf(nb, sizeof nb, "# input 3 65536 65536\n%.*s%.*s", (int)mid, block + 16,
+                             (int)(eol - mean) - 6, mean);
+            TU_CHECK((size_t)l == bl, "block length %d vs %zu", l, bl);
+            memcpy(in, nb, bl);
+            uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const unsigned char *)d, (uInt)(len - 4));
+            for (int b = 0; b < 4; b++) d[len - 4 + b] = (char)(crc >> (8 * b));
+            write_file(corrupt, d, len);
+            r = run("predict", "--checkpoint", corrupt, ck, NULL);
+            expect_fail(&r, "implausible input size 3x65536x65536", "a checkpoint whose input size overflows");
+            result_free(&r);
+        }
+    }
     free(d);
     free(good);
+    errors_paths(data, ck);
 }
 
 int main(int argc, char **argv)
@@ -720,7 +976,8 @@ int main(int argc, char **argv)
     snprintf(g_dir, sizeof g_dir, "%s/cli_%s", argv[3], argv[2]);
     mkdir(g_dir, 0755);
     /* Stale outputs from an earlier run would change the outcome (existing checkpoints are refused). */
-    const char *stale[] = {"c.ckpt", "m.ckpt", "good.ckpt", "corrupt.ckpt", "log.jsonl", "curves.svg"};
+    const char *stale[] = {"c.ckpt", "m.ckpt", "good.ckpt", "corrupt.ckpt", "log.jsonl", "curves.svg", "h.ckpt",
+                           "h.jsonl", "h.svg"};
     for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) {
         char p[4200];
         path_in(p, sizeof p, g_dir, stale[i]);

@@ -270,6 +270,161 @@ static void test_idx(void)
     if (st == 0) tool_dataset_free(&d);
 }
 
+/* What a path that is not the expected kind of file is called, and that nothing blocks on a FIFO (alarm:
+ * a hang fails the test instead of waiting for meson's timeout). */
+static void test_special_files(void)
+{
+    char err[TOOL_ERR_LEN], p[512], q[512];
+    tool_dataset d;
+    unsigned char img[16 + 4 * 3 * 3], lab[8 + 4];
+    alarm(60);
+    mkd("sp");
+    size_t il = idx_images(img, 4, 3, 3), ll = idx_labels(lab, 4);
+    write_bytes("sp/train-images-idx3-ubyte", img, il);
+    path_of(p, sizeof p, "sp/train-labels-idx1-ubyte");
+    TU_CHECK(mkfifo(p, 0600) == 0, "mkfifo");
+    path_of(q, sizeof q, "sp");
+    expect_err(tool_load_idx(q, 1, 0, &d, err), CLT_ERR_IO, err, "train-labels-idx1-ubyte: is a FIFO, not a regular "
+               "file", NULL, "IDX labels as a FIFO");
+    unlink(p);
+    /* A symbolic link loop, for the plain name and (plain missing) for the .gz name. */
+    TU_CHECK(symlink("train-labels-idx1-ubyte", p) == 0, "symlink");
+    expect_err(tool_load_idx(q, 1, 0, &d, err), CLT_ERR_IO, err, "train-labels-idx1-ubyte: too many levels of symbolic "
+               "links", NULL, "IDX labels as a symlink loop");
+    unlink(p);
+    path_of(p, sizeof p, "sp/train-labels-idx1-ubyte.gz");
+    TU_CHECK(symlink("train-labels-idx1-ubyte.gz", p) == 0, "symlink gz");
+    expect_err(tool_load_idx(q, 1, 0, &d, err), CLT_ERR_IO, err, "train-labels-idx1-ubyte.gz: too many levels",
+               NULL, "IDX .gz labels as a symlink loop");
+    unlink(p);
+    /* A folder where a file is expected. */
+    mkd("sp/train-labels-idx1-ubyte");
+    expect_err(tool_load_idx(q, 1, 0, &d, err), CLT_ERR_IO, err, "train-labels-idx1-ubyte: is a folder, not a "
+               "regular file", NULL, "IDX labels as a folder");
+    path_of(p, sizeof p, "sp/train-labels-idx1-ubyte");
+    rmdir(p);
+    write_bytes("sp/train-labels-idx1-ubyte", lab, ll);
+    int st = tool_load_idx(q, 1, 0, &d, err);
+    TU_CHECK(st == 0, "the repaired folder loads: %s", err);
+    if (st == 0) tool_dataset_free(&d);
+    /* The data folder itself: a file, a FIFO, a symlink loop. */
+    path_of(p, sizeof p, "sp/train-images-idx3-ubyte");
+    expect_err(tool_load_idx(p, 1, 0, &d, err), CLT_ERR_IO, err, "train-images-idx3-ubyte: not a folder (it is a "
+               "regular file)", NULL, "a file as the IDX folder");
+    expect_err(tool_load_cifar10(p, 1, &d, err), CLT_ERR_IO, err, "not a folder (it is a regular file)", NULL,
+               "a file as the CIFAR folder");
+    path_of(p, sizeof p, "sp/fifo");
+    TU_CHECK(mkfifo(p, 0600) == 0, "mkfifo folder");
+    expect_err(tool_load_idx(p, 1, 0, &d, err), CLT_ERR_IO, err, "sp/fifo: not a folder (it is a FIFO)", NULL,
+               "a FIFO as the IDX folder");
+    unlink(p);
+    TU_CHECK(symlink("fifo", p) == 0, "symlink folder");
+    expect_err(tool_load_idx(p, 1, 0, &d, err), CLT_ERR_IO, err, "sp/fifo: too many levels of symbolic links", NULL,
+               "a symlink loop as the IDX folder");
+    expect_err(tool_load_cifar10(p, 1, &d, err), CLT_ERR_IO, err, "sp/fifo: too many levels of symbolic links", NULL,
+               "a symlink loop as the CIFAR folder");
+    unlink(p);
+
+    /* CIFAR: a FIFO as a batch and as the optional class-name file. */
+    mkd("spc");
+    for (int b = 0; b <= 5; b++) put_cifar("spc", b, 1);
+    path_of(p, sizeof p, "spc/batches.meta.txt");
+    TU_CHECK(mkfifo(p, 0600) == 0, "mkfifo meta");
+    path_of(q, sizeof q, "spc");
+    expect_err(tool_load_cifar10(q, 0, &d, err), CLT_ERR_IO, err, "batches.meta.txt: is a FIFO, not a regular file",
+               NULL, "batches.meta.txt as a FIFO");
+    unlink(p);
+    path_of(p, sizeof p, "spc/test_batch.bin");
+    unlink(p);
+    TU_CHECK(mkfifo(p, 0600) == 0, "mkfifo batch");
+    expect_err(tool_load_cifar10(q, 0, &d, err), CLT_ERR_IO, err, "test_batch.bin: is a FIFO, not a regular file",
+               NULL, "a CIFAR batch as a FIFO");
+    unlink(p);
+    alarm(0);
+}
+
+/* Gzip IDX files: the header is checked before the body is inflated, a damaged stream is an error naming
+ * the file and zlib's message, and exactly the implied bytes are read. */
+static void test_idx_gzip(void)
+{
+    char err[TOOL_ERR_LEN], p[512];
+    tool_dataset d;
+    unsigned char img[16 + 5 * 4 * 4], lab[8 + 5];
+    mkd("gz");
+    path_of(p, sizeof p, "gz");
+    size_t il = idx_images(img, 5, 4, 4), ll = idx_labels(lab, 5);
+    write_bytes("gz/t10k-labels-idx1-ubyte", lab, ll);
+    write_gz("gz/t10k-images-idx3-ubyte.gz", img, il);
+    int st = tool_load_idx(p, 0, 0, &d, err);
+    TU_CHECK(st == 0, "gz images: %s", err);
+    if (st == 0) tool_dataset_free(&d);
+    char gp[512];
+    path_of(gp, sizeof gp, "gz/t10k-images-idx3-ubyte.gz");
+    size_t gl = 0;
+    unsigned char gzb[4096];
+    {
+        FILE *f = fopen(gp, "rb");
+        gl = fread(gzb, 1, sizeof gzb, f);
+        fclose(f);
+    }
+    unsigned char bad[4096];
+    /* A damaged gzip magic: zlib would pass the bytes through as a plain file. */
+    memcpy(bad, gzb, gl);
+    bad[0] ^= 0x01;
+    write_bytes("gz/t10k-images-idx3-ubyte.gz", bad, gl);
+    expect_err(tool_load_idx(p, 0, 0, &d, err), CLT_ERR_FORMAT, err, "t10k-images-idx3-ubyte.gz: not gzip data", NULL,
+               "gz with a damaged magic");
+    /* A damaged compression method byte. */
+    memcpy(bad, gzb, gl);
+    bad[2] = 9;
+    write_bytes("gz/t10k-images-idx3-ubyte.gz", bad, gl);
+    expect_err(tool_load_idx(p, 0, 0, &d, err), CLT_ERR_FORMAT, err, "t10k-images-idx3-ubyte.gz: corrupt gzip data",
+               "zlib: unknown compression method", "gz with a damaged header");
+    /* A damaged CRC at the end of the stream (the data itself inflates). */
+    memcpy(bad, gzb, gl);
+    bad[gl - 6] ^= 0xff;
+    write_bytes("gz/t10k-images-idx3-ubyte.gz", bad, gl);
+    expect_err(tool_load_idx(p, 0, 0, &d, err), CLT_ERR_FORMAT, err, "t10k-images-idx3-ubyte.gz: corrupt gzip data",
+               "incorrect data check", "gz with a wrong CRC");
+    /* Gzip data without the .gz name is still inflated. */
+    write_bytes("gz/t10k-images-idx3-ubyte", gzb, gl);
+    st = tool_load_idx(p, 0, 0, &d, err);
+    TU_CHECK(st == 0, "gzip data under the plain name: %s", err);
+    if (st == 0) {
+        check_idx(&d, 5, 4, 4, "gzip data under the plain name");
+        tool_dataset_free(&d);
+    }
+    path_of(gp, sizeof gp, "gz/t10k-images-idx3-ubyte");
+    unlink(gp);
+    /* Trailing data inside the stream, and a stream shorter than its header says. */
+    unsigned char big[16 + 5 * 4 * 4 + 3] = {0};
+    memcpy(big, img, il);
+    write_gz("gz/t10k-images-idx3-ubyte.gz", big, il + 3);
+    expect_err(tool_load_idx(p, 0, 0, &d, err), CLT_ERR_FORMAT, err, "t10k-images-idx3-ubyte.gz: trailing data after "
+               "the 80 bytes", NULL, "gz with trailing data");
+    write_gz("gz/t10k-images-idx3-ubyte.gz", img, il - 7);
+    expect_err(tool_load_idx(p, 0, 0, &d, err), CLT_ERR_FORMAT, err, "t10k-images-idx3-ubyte.gz: truncated: 73 of the 80 "
+               "bytes of pixels", NULL, "gz shorter than its header");
+    /* A header claiming 60000 images of 4096x4096 (over the limit) in a tiny file: refused from the header. */
+    uint32_t h[4] = {0x00000803, 60000, 4096, 4096};
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) big[i * 4 + j] = (unsigned char)(h[i] >> (24 - 8 * j));
+    write_gz("gz/t10k-images-idx3-ubyte.gz", big, 16);
+    expect_err(tool_load_idx(p, 0, 0, &d, err), CLT_ERR_FORMAT, err, "t10k-images-idx3-ubyte.gz: implausible "
+               "dimensions 60000 x 4096 x 4096", NULL, "a header over the size limit");
+    /* 1000 images of 28x28 claimed by a 16-byte stream: truncated, reported after reading only the header. */
+    h[1] = 1000, h[2] = 28, h[3] = 28;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) big[i * 4 + j] = (unsigned char)(h[i] >> (24 - 8 * j));
+    write_gz("gz/t10k-images-idx3-ubyte.gz", big, 16);
+    expect_err(tool_load_idx(p, 0, 0, &d, err), CLT_ERR_FORMAT, err, "5 labels", "1000 images",
+               "label count checked before the pixels are inflated");
+    /* A truncated gzip header. */
+    write_bytes("gz/t10k-images-idx3-ubyte.gz", gzb, 5);
+    expect_err(tool_load_idx(p, 0, 0, &d, err), CLT_ERR_FORMAT, err, "t10k-images-idx3-ubyte.gz", "of the header",
+               "gz cut inside its header");
+}
+
 /* Debian's dataset-fashion-mnist package, when installed. */
 static void test_debian_fashion(void)
 {
@@ -308,6 +463,8 @@ int main(void)
     }
     test_cifar();
     test_idx();
+    test_special_files();
+    test_idx_gzip();
     test_debian_fashion();
     rm_rf(root);
     return tu_finish("test_tool_data");

@@ -375,8 +375,9 @@ int tool_bench_step(int argc, char **argv)
     int st = parse_args(argc, argv, &o);
     if (st) return st > 0 ? 0 : 2;
     clt_model *m = NULL;
-    if (clt_model_load(o.model, &m)) {
-        fprintf(stderr, "bench step: %s\n", clt_model_errmsg(m));
+    char err[TOOL_ERR_LEN] = "";
+    if (tool_check_model_path(o.model, err) || clt_model_load(o.model, &m)) {
+        fprintf(stderr, "bench step: %s\n", m ? clt_model_errmsg(m) : err[0] ? err : "out of memory");
         clt_model_destroy(m);
         return 2;
     }
@@ -528,8 +529,9 @@ int tool_tune_model(int argc, char **argv)
         }
     }
     clt_model *m = NULL;
-    if (clt_model_load(model, &m)) {
-        fprintf(stderr, "cltrain tune: %s\n", clt_model_errmsg(m));
+    char err[TOOL_ERR_LEN] = "";
+    if (tool_check_model_path(model, err) || clt_model_load(model, &m)) {
+        fprintf(stderr, "cltrain tune: %s\n", m ? clt_model_errmsg(m) : err[0] ? err : "out of memory");
         clt_model_destroy(m);
         return 1;
     }

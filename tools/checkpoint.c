@@ -506,8 +506,9 @@ int tool_checkpoint_read(const char *path, tool_checkpoint *out, char *err)
 {
     if (!path || !out) return tool_fail(err, CLT_ERR_INVALID, "tool_checkpoint_read: NULL argument");
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f) return tool_fail(err, CLT_ERR_IO, "%s: cannot open the checkpoint (%s)", path, strerror(errno));
+    /* Not fopen: opening a FIFO would block before fstat could refuse it. */
+    FILE *f = tool_fopen_regular(path, "checkpoint", err);
+    if (!f) return CLT_ERR_IO;
     struct stat stt;
     if (fstat(fileno(f), &stt) != 0 || !S_ISREG(stt.st_mode)) {
         fclose(f);

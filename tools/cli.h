@@ -48,6 +48,19 @@ void cli_print_class_report(FILE *f, const int64_t *confusion, int classes, cons
 int cli_write_log(const char *path, const tool_epoch_metrics *h, int n, char *err);
 /* Writes an SVG with loss and accuracy curves (train and test) per epoch. */
 int cli_write_plot(const char *path, const tool_epoch_metrics *h, int n, const char *title, char *err);
+/* The longest suffix a save appends to a name for its temporary file: ".tmp.PID.XXXXXX" with a 10-digit pid
+ * (the log and plot writer; the checkpoint writer's ".tmp.PID" is shorter). */
+#define CLI_TMP_SUFFIX_MAX 22
+/* Checks an output path before a run starts, so that it cannot fail after the first epoch: not a folder or
+ * special file, its folder exists and takes new files, the name and its temporary name fit the file system's
+ * limits; unless `is_checkpoint`, an existing cltrain checkpoint is refused (never overwritten by a log or
+ * plot). `opt` ("--log") starts the message. */
+int cli_check_output(const char *opt, const char *path, int is_checkpoint, char *err);
+struct timespec;
+/* Removes the temporary files of `path` that a killed save left behind (names the writers use, owned by
+ * us, older than `started`, whose pid is not running, or is ours); says so on `note` (may be NULL).
+ * Returns how many were removed. */
+int cli_clean_stale_temps(const char *path, const struct timespec *started, FILE *note);
 
 /* Progress display: a redrawn bar on a terminal, nothing otherwise (the per-epoch line is printed by the
  * caller either way). */

@@ -343,7 +343,11 @@ static int cmd_devices(int argc, char **argv)
         return 1;
     }
     if (n == 0) {
-        printf("no OpenCL devices found (is an OpenCL driver (ICD) installed? e.g. pocl-opencl-icd for CPUs)\n");
+        const char *vendors = getenv("OCL_ICD_VENDORS");
+        fprintf(stderr, "cltrain: error: no OpenCL platform or device found: install an OpenCL driver (ICD), e.g. "
+                "Debian's pocl-opencl-icd for the CPU or your GPU vendor's ICD package, and check that %s lists it "
+                "(clinfo shows what is visible)\n", vendors && *vendors ? "OCL_ICD_VENDORS" : "/etc/OpenCL/vendors");
+        if (vendors && *vendors) fprintf(stderr, "cltrain: note: OCL_ICD_VENDORS=%s replaces /etc/OpenCL/vendors\n", vendors);
         return 1;
     }
     const char *env = getenv("CLTRAIN_DEVICE");

@@ -1,11 +1,15 @@
 /* report.c - what cltrain shows and writes about a run: progress bar, per-class metrics, JSON log, SVG plot. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -126,12 +130,22 @@ void cli_print_class_report(FILE *f, const int64_t *cm, int k, const char (*name
 
 /* ------------------------------------------------------------------------------------------ files */
 
-/* Writes to a new path.tmp.<pid> and renames, so a reader never sees half a file. O_EXCL: a file (or a
- * symbolic link) that happens to have that name is never truncated or followed. */
+/* Writes to a new path.tmp.<pid>.<random> (mkstemp: O_EXCL, so a file or symbolic link that happens to
+ * have that name is never truncated or followed, and a name left by a killed process of the same pid does
+ * not block the write) and renames, so a reader never sees half a file. */
 static FILE *open_tmp(const char *path, char *tmp, size_t len, char *err)
 {
-    snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+    if ((size_t)snprintf(tmp, len, "%s.tmp.%ld.XXXXXX", path, (long)getpid()) >= len) {
+        snprintf(err, TOOL_ERR_LEN, "cannot write %.900s: the name is too long", path);
+        return NULL;
+    }
+    int fd = mkstemp(tmp);
+    if (fd >= 0) {
+        /* mkstemp creates 0600; the file gets the mode a plain open(0666) would give it. */
+        mode_t um = umask(0);
+        umask(um);
+        fchmod(fd, 0666 & ~um);
+    }
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f) {
         snprintf(err, TOOL_ERR_LEN, "cannot write %.900s: %s", tmp, strerror(errno));
@@ -287,4 +301,129 @@ int cli_write_plot(const char *path, const tool_epoch_metrics *h, int n, const c
     svg_panel(f, 530, 70, 340, 280, "Accuracy", "accuracy", h, n, 1);
     fprintf(f, "</svg>\n");
     return close_tmp(f, tmp, path, err);
+}
+
+/* ------------------------------------------------------------------------------------------ output paths */
+
+/* The folder part of a path ("." for a bare name). */
+static void dir_of(const char *path, char *dir, size_t len)
+{
+    snprintf(dir, len, "%s", path);
+    char *sl = strrchr(dir, '/');
+    if (!sl) snprintf(dir, len, ".");
+    else if (sl == dir) dir[1] = 0;
+    else *sl = 0;
+}
+
+static const char *base_of(const char *path)
+{
+    const char *sl = strrchr(path, '/');
+    return sl ? sl + 1 : path;
+}
+
+/* The first 8 bytes of every checkpoint (CKPT_MAGIC in tools/checkpoint.c, with its NUL). */
+static int is_checkpoint_file(const char *path)
+{
+    char err[TOOL_ERR_LEN];
+    int fd = tool_open_regular(path, NULL, err);
+    if (fd < 0) return 0;
+    char m[8];
+    ssize_t n = read(fd, m, sizeof m);
+    close(fd);
+    return n == 8 && !memcmp(m, "CLTCKPT", 8);
+}
+
+int cli_check_output(const char *opt, const char *path, int is_checkpoint, char *err)
+{
+    if (!*path) return tool_fail(err, CLT_ERR_INVALID, "%s: empty file name", opt);
+    size_t len = strlen(path);
+    if (path[len - 1] == '/')
+        return tool_fail(err, CLT_ERR_INVALID, "%s %s: names a folder; give a file name", opt, path);
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return tool_fail(err, CLT_ERR_INVALID, "%s %s: is a folder; give a file name (e.g. %s/%s)", opt, path, path,
+                             is_checkpoint ? "run.ckpt" : !strcmp(opt, "--plot") ? "curves.svg" : "log.jsonl");
+        if (!S_ISREG(st.st_mode))
+            return tool_fail(err, CLT_ERR_INVALID, "%s %s: is %s, not a regular file", opt, path,
+                             tool_file_kind((unsigned)st.st_mode));
+        /* The log and the plot are rewritten every epoch: never over someone's checkpoint. */
+        if (!is_checkpoint && is_checkpoint_file(path))
+            return tool_fail(err, CLT_ERR_INVALID, "%s %s: is a cltrain checkpoint; refusing to overwrite it (choose "
+                             "another file name)", opt, path);
+    } else if (errno != ENOENT) {
+        return tool_fail(err, CLT_ERR_IO, "%s %s: %s", opt, path, strerror(errno));
+    }
+    char dir[4096];
+    dir_of(path, dir, sizeof dir);
+    if (stat(dir, &st) != 0)
+        return tool_fail(err, CLT_ERR_IO, "%s %s: folder %s%s%s", opt, path, dir,
+                         errno == ENOENT ? " does not exist" : ": ", errno == ENOENT ? "" : strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return tool_fail(err, CLT_ERR_IO, "%s %s: %s is %s, not a folder", opt, path, dir,
+                         tool_file_kind((unsigned)st.st_mode));
+    if (access(dir, W_OK | X_OK) != 0)
+        return tool_fail(err, CLT_ERR_IO, "%s %s: cannot create files in folder %s (%s)", opt, path, dir,
+                         strerror(errno));
+    /* Every save writes NAME + a temporary suffix first: the longer name must be legal too. */
+    long name_max = pathconf(dir, _PC_NAME_MAX);
+    if (name_max <= 0) name_max = NAME_MAX;
+    size_t bl = strlen(base_of(path));
+    if ((long)(bl + CLI_TMP_SUFFIX_MAX) > name_max)
+        return tool_fail(err, CLT_ERR_INVALID, "%s: the file name is %zu characters; saving writes it with a temporary "
+                         "suffix of up to %d more first, over this file system's limit of %ld: use a name of at most "
+                         "%ld characters", opt, bl, CLI_TMP_SUFFIX_MAX, name_max, name_max - CLI_TMP_SUFFIX_MAX);
+    if (len + CLI_TMP_SUFFIX_MAX >= PATH_MAX)
+        return tool_fail(err, CLT_ERR_INVALID, "%s: the path is %zu characters, over the limit of %d", opt, len,
+                         PATH_MAX - 1 - CLI_TMP_SUFFIX_MAX);
+    return CLT_OK;
+}
+
+/* NAME.tmp.PID (tools/checkpoint.c) or NAME.tmp.PID.XXXXXX (open_tmp above); the pid, or -1. */
+static long temp_pid(const char *entry, const char *base)
+{
+    size_t bl = strlen(base);
+    if (strncmp(entry, base, bl) || strncmp(entry + bl, ".tmp.", 5)) return -1;
+    const char *p = entry + bl + 5, *d = p;
+    long pid = 0;
+    while (*d >= '0' && *d <= '9' && d - p < 10) pid = pid * 10 + (*d++ - '0');
+    if (d == p || pid <= 0) return -1;
+    if (!*d) return pid;
+    if (*d != '.' || strlen(d + 1) != 6) return -1;
+    for (const char *c = d + 1; *c; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z'))) return -1;
+    return pid;
+}
+
+int cli_clean_stale_temps(const char *path, const struct timespec *started, FILE *note)
+{
+    char dir[4096];
+    dir_of(path, dir, sizeof dir);
+    const char *base = base_of(path);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long pid = temp_pid(e->d_name, base);
+        if (pid < 0) continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            st.st_uid != geteuid())
+            continue;
+        /* Older than this process, and its writer is gone: our own pid means a previous life of it (a restarted
+         * container reuses pids); another live pid may be a run saving right now. */
+        int older = st.st_mtim.tv_sec < started->tv_sec ||
+                    (st.st_mtim.tv_sec == started->tv_sec && st.st_mtim.tv_nsec < started->tv_nsec);
+        int gone = pid == (long)getpid() || (kill((pid_t)pid, 0) != 0 && errno == ESRCH);
+        if (!older || !gone) continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
+            removed++;
+            if (note)
+                fprintf(note, "cltrain: removed %s/%s, a temporary file left by an interrupted save (%lld bytes)\n",
+                        dir, e->d_name, (long long)st.st_size);
+        }
+    }
+    closedir(d);
+    return removed;
 }

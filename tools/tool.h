@@ -14,6 +14,25 @@
 /* Formats the message into err (TOOL_ERR_LEN bytes; err may be NULL) and returns status (tools/util.c). */
 int tool_fail(char *err, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Input files (tools/util.c). Every path the tool reads goes through one of these, so that a FIFO, a
+ * device or a folder is refused with what it is instead of blocking forever or being read as data.
+ * `what` ("model file", "checkpoint", NULL) starts the message before the path. */
+/* "a FIFO", "a folder", ... for a st_mode. */
+const char *tool_file_kind(unsigned mode);
+/* 0 if `path` is a regular file (after symbolic links), else CLT_ERR_IO: "cannot open (No such file or
+ * directory)", "too many levels of symbolic links", "is a FIFO, not a regular file". */
+int tool_check_regular_file(const char *path, const char *what, char *err);
+/* Opens a regular file for reading without blocking on a FIFO (O_NONBLOCK, then fstat, then blocking again):
+ * the descriptor, or a negative status with the message of tool_check_regular_file. */
+int tool_open_regular(const char *path, const char *what, char *err);
+/* The same as a FILE (mode "rb"); NULL on failure. */
+FILE *tool_fopen_regular(const char *path, const char *what, char *err);
+/* 0 if `path` is a folder, else CLT_ERR_IO: "not a folder (it is a FIFO)", symlink loops, other errors. */
+int tool_check_folder(const char *path, const char *what, char *err);
+/* A preset name, a missing file (the model loader's message lists the presets) or a regular file: 0; anything
+ * else (a FIFO, a folder) is refused before the loader opens it. */
+int tool_check_model_path(const char *name_or_path, char *err);
+
 /* ------------------------------------------------------------------------------------------ data */
 
 typedef struct tool_dataset {

@@ -8,12 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 
 const char *const cli_schedule_names[4] = {"constant", "step", "cosine", "onecycle"};
 const char *const cli_optimizer_names[3] = {"sgd", "adam", "adamw"};
+
+#define CLI_MAX_IMAGE_VALUES (1 << 26)
 
 static int fail(const char *fmt, ...)
 {
@@ -122,6 +125,13 @@ int cli_meta_parse(const char *text, char **model_only, cli_data_meta *m, char *
         snprintf(err, TOOL_ERR_LEN, "the data settings block is malformed");
         return CLT_ERR_FORMAT;
     }
+    /* Pixel loops index an image with int: bound c*h*w well below INT_MAX (the largest IDX image is
+     * 4096x4096). */
+    if ((uint64_t)m->c * (uint64_t)m->h * (uint64_t)m->w > CLI_MAX_IMAGE_VALUES) {
+        snprintf(err, TOOL_ERR_LEN, "the data settings block gives an implausible input size %dx%dx%d (at most %d "
+                 "values per image)", m->c, m->h, m->w, CLI_MAX_IMAGE_VALUES);
+        return CLT_ERR_FORMAT;
+    }
     for (int i = 0; i < m->c; i++)
         if (!(m->std[i] > 0)) {
             snprintf(err, TOOL_ERR_LEN, "the data settings block has a non-positive standard deviation");
@@ -148,6 +158,13 @@ static const char *default_data_dir(const char *dataset)
     if (e && *e) return e;
     if (!strcmp(dataset, "fashion-mnist")) return "/usr/share/datasets/fashion-mnist";
     return ".";
+}
+
+/* Appended to a data error when the folder came from the environment, not the command line. */
+static const char *data_dir_origin(const char *given)
+{
+    const char *e = getenv("CLTRAIN_DATA");
+    return !given && e && *e ? " (the folder comes from the environment variable CLTRAIN_DATA)" : "";
 }
 
 static int load_dataset(const char *dataset, const char *dir, int train, tool_dataset *ds, char *err)
@@ -561,19 +578,6 @@ static int same_path(const char *a, const char *b)
     return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* The folder of `path` must accept new files (the checkpoint is written next to itself, then renamed). */
-static int check_writable_dir(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *sl = strrchr(dir, '/');
-    if (!sl) snprintf(dir, sizeof dir, ".");
-    else if (sl == dir) dir[1] = 0;
-    else *sl = 0;
-    if (access(dir, W_OK) != 0) return fail("cannot write the checkpoint %s: folder %s: %s", path, dir, strerror(errno));
-    return 0;
-}
-
 /* ------------------------------------------------------------------------------------------ checkpoints */
 
 /* Parses the data settings and the model stored in a checkpoint read from `path`. */
@@ -650,6 +654,17 @@ int cli_train(const cli_train_opts *o)
                     fail("%s and %s name the same file (%s)", what[i], what[j], outs[j]);
                     goto out;
                 }
+        /* Every name is checked now rather than failing after the first epoch; then the temporaries an
+         * interrupted save of an earlier run left next to them are removed. */
+        struct timespec started;
+        clock_gettime(CLOCK_REALTIME, &started);
+        for (int i = 0; i < 3; i++)
+            if (outs[i] && cli_check_output(what[i], outs[i], i == 0, err) < 0) {
+                fail("%s", err);
+                goto out;
+            }
+        for (int i = 0; i < 3; i++)
+            if (outs[i]) cli_clean_stale_temps(outs[i], &started, stderr);
     }
 
     /* ---- checkpoint policy: resume from it, or refuse to destroy anything that is not ours. */
@@ -670,7 +685,6 @@ int cli_train(const cli_train_opts *o)
         } else if (o->resume) {
             note("no checkpoint at %s yet: starting from scratch", o->checkpoint);
         }
-        if (check_writable_dir(o->checkpoint)) goto out;
     } else if (o->resume) {
         fail("--resume needs --checkpoint FILE");
         goto out;
@@ -718,6 +732,10 @@ int cli_train(const cli_train_opts *o)
         }
     } else {
         const char *mname = o->model ? o->model : "cnn";
+        if (tool_check_model_path(mname, err) < 0) {
+            fail("%s", err);
+            goto out;
+        }
         if (clt_model_load(mname, &model) < 0) {
             fail("%s", clt_model_errmsg(model));
             goto out;
@@ -763,7 +781,7 @@ int cli_train(const cli_train_opts *o)
 
     /* ---- data */
     if (load_dataset(o->dataset, dir, 1, &train, err) < 0 || load_dataset(o->dataset, dir, 0, &test, err) < 0) {
-        fail("%s", err);
+        fail("%s%s", err, data_dir_origin(o->data_dir));
         goto out;
     }
     if (test.c != train.c || test.h != train.h || test.w != train.w || train.c > 4 || train.classes > 10) {
@@ -956,17 +974,14 @@ int cli_train(const cli_train_opts *o)
             fail("saving the checkpoint: %s", err);
             goto out;
         }
-        if (o->log && cli_write_log(o->log, meta->history, meta->nhistory, err) < 0) {
-            fail("%s", err);
-            goto out;
-        }
+        /* The log and the plot are reports: losing one is no reason to end a run (the checkpoint is). */
+        if (o->log && cli_write_log(o->log, meta->history, meta->nhistory, err) < 0)
+            note("warning: --log not written after epoch %d: %s (training continues)", epoch + 1, err);
         if (o->plot) {
             char title[400];
             snprintf(title, sizeof title, "cltrain %s, model %s", o->dataset, meta->model_text_origin);
-            if (cli_write_plot(o->plot, meta->history, meta->nhistory, title, err) < 0) {
-                fail("%s", err);
-                goto out;
-            }
+            if (cli_write_plot(o->plot, meta->history, meta->nhistory, title, err) < 0)
+                note("warning: --plot not written after epoch %d: %s (training continues)", epoch + 1, err);
         }
     }
     if (!evaluated) {
@@ -1034,7 +1049,7 @@ int cli_eval(const char *path, const char *data_dir, const char *device, int tun
     memset(&ck, 0, sizeof ck);
     const char *dir = data_dir ? data_dir : default_data_dir(dataset);
     if (load_dataset(dataset, dir, 0, &test, err) < 0) {
-        fail("%s", err);
+        fail("%s%s", err, data_dir_origin(data_dir));
         goto out;
     }
     if (b > test.n) b = test.n;
@@ -1114,8 +1129,9 @@ static pimage *push_image(pimage **imgs, int *n, int *cap, uint8_t *pix)
 static int read_images(const char *path, const cli_data_meta *dm, pimage **imgs, int *n, int *cap)
 {
     size_t img = (size_t)dm->c * dm->h * dm->w;
-    FILE *f = fopen(path, "rb");
-    if (!f) return fail("cannot open %s: %s", path, strerror(errno));
+    char err[TOOL_ERR_LEN] = "";
+    FILE *f = tool_fopen_regular(path, "image", err);
+    if (!f) return fail("%s", err);
     unsigned char magic[2] = {0, 0};
     size_t got = fread(magic, 1, 2, f);
     int rc = 1;

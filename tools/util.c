@@ -1,6 +1,11 @@
-/* util.c - small helpers shared by the tool modules (data sets, models, checkpoints). */
+/* util.c - small helpers shared by the tool modules (data sets, models, checkpoints): messages, input files. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tool.h"
 
@@ -13,4 +18,107 @@ int tool_fail(char *err, int status, const char *fmt, ...)
         va_end(ap);
     }
     return status;
+}
+
+const char *tool_file_kind(unsigned mode)
+{
+    switch (mode & S_IFMT) {
+    case S_IFREG: return "a regular file";
+    case S_IFDIR: return "a folder";
+    case S_IFIFO: return "a FIFO";
+    case S_IFSOCK: return "a socket";
+    case S_IFCHR: return "a character device";
+    case S_IFBLK: return "a block device";
+    case S_IFLNK: return "a symbolic link";
+    default: return "a special file";
+    }
+}
+
+/* "WHAT PATH" or "PATH" at the start of a message. */
+static void name_of(char *buf, size_t len, const char *path, const char *what)
+{
+    snprintf(buf, len, "%s%s%.3000s", what ? what : "", what ? " " : "", path);
+}
+
+static int stat_fail(const char *path, const char *what, int e, char *err)
+{
+    char n[3200];
+    name_of(n, sizeof n, path, what);
+    if (e == ELOOP) return tool_fail(err, CLT_ERR_IO, "%s: too many levels of symbolic links (a symlink loop?)", n);
+    if (e == ENOTDIR) return tool_fail(err, CLT_ERR_IO, "%s: a part of the path is not a folder", n);
+    return tool_fail(err, CLT_ERR_IO, "%s: cannot open (%s)", n, strerror(e));
+}
+
+static int kind_fail(const char *path, const char *what, unsigned mode, char *err)
+{
+    char n[3200];
+    name_of(n, sizeof n, path, what);
+    return tool_fail(err, CLT_ERR_IO, "%s: is %s, not a regular file", n, tool_file_kind(mode));
+}
+
+int tool_check_regular_file(const char *path, const char *what, char *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return stat_fail(path, what, errno, err);
+    if (!S_ISREG(st.st_mode)) return kind_fail(path, what, (unsigned)st.st_mode, err);
+    return CLT_OK;
+}
+
+int tool_open_regular(const char *path, const char *what, char *err)
+{
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return stat_fail(path, what, errno, err);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return stat_fail(path, what, e, err);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return kind_fail(path, what, (unsigned)st.st_mode, err);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl == -1 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1) {
+        int e = errno;
+        close(fd);
+        return stat_fail(path, what, e, err);
+    }
+    return fd;
+}
+
+FILE *tool_fopen_regular(const char *path, const char *what, char *err)
+{
+    int fd = tool_open_regular(path, what, err);
+    if (fd < 0) return NULL;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        tool_fail(err, CLT_ERR_NOMEM, "%.3000s: cannot open (%s)", path, strerror(errno));
+        close(fd);
+    }
+    return f;
+}
+
+int tool_check_folder(const char *path, const char *what, char *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return stat_fail(path, what, errno, err);
+    if (!S_ISDIR(st.st_mode)) {
+        char n[3200];
+        name_of(n, sizeof n, path, what);
+        return tool_fail(err, CLT_ERR_IO, "%s: not a folder (it is %s)", n, tool_file_kind((unsigned)st.st_mode));
+    }
+    return CLT_OK;
+}
+
+int tool_check_model_path(const char *name_or_path, char *err)
+{
+    for (int i = 0; clt_model_preset_name(i); i++)
+        if (!strcmp(name_or_path, clt_model_preset_name(i))) return CLT_OK;
+    struct stat st;
+    /* A missing file is left to the loader, whose message also lists the presets. */
+    if (stat(name_or_path, &st) != 0) return errno == ENOENT ? CLT_OK : stat_fail(name_or_path, "model file", errno, err);
+    if (!S_ISREG(st.st_mode)) return kind_fail(name_or_path, "model file", (unsigned)st.st_mode, err);
+    return CLT_OK;
 }

@@ -137,7 +137,8 @@ int clt__conv2d_algo(clt_context *ctx, const clt__conv_geom *geom)
     if (e && *e && strcmp(e, "auto") != 0) {
         if (strcmp(e, "im2col") == 0) return CLT__CONV_IM2COL;
         if (strcmp(e, "direct") == 0) return can_direct ? CLT__CONV_DIRECT : CLT__CONV_IM2COL;
-        return clt__err(ctx, CLT_ERR_INVALID, "CLTRAIN_CONV_ALGO=%s: expected im2col, direct or auto", e);
+        return clt__err(ctx, CLT_ERR_INVALID, "environment variable CLTRAIN_CONV_ALGO=%.200s: unknown value (expected "
+                        "auto, im2col or direct, or unset)", e);
     }
     if (!can_direct) return CLT__CONV_IM2COL;
     /* The pass (inference, training with or without dx) is known only at compile: if the cached decisions
