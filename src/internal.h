@@ -129,6 +129,15 @@ typedef struct clt__conv_geom {
  * decisions, then measuring if tuning may measure, else a default rule. <0 on error. */
 int clt__conv2d_algo(clt_context *ctx, const clt__conv_geom *geom);
 
+/* ---- the shape rule of sliding windows (conv2d, pooling: their op functions and their model layers). Output
+ * positions of a `k`-cell window moved by `stride` over `in` cells padded by `pad` on both sides (floor mode);
+ * 0 when the window does not fit. 64-bit, so that no size can overflow. */
+static inline long long clt__window_out(long long in, long long k, long long stride, long long pad)
+{
+    if (k <= 0 || stride <= 0 || pad < 0 || in + 2 * pad < k) return 0;
+    return (in + 2 * pad - k) / stride + 1;
+}
+
 /* ---- tensors and graph */
 enum clt__tensor_kind {
     CLT__INPUT = 0,  /* written by the caller; persistent */

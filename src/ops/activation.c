@@ -1,7 +1,8 @@
 /* activation.c - ReLU, leaky ReLU, sigmoid, tanh and GELU: forward and backward (cl/activation.cl). */
 #include <stdio.h>
+#include <string.h>
 
-#include "internal.h"
+#include "model.h"
 
 enum { A_RELU, A_LEAKY, A_SIGMOID, A_TANH, A_GELU };
 static const char *names[] = {"relu", "leaky_relu", "sigmoid", "tanh", "gelu"};
@@ -68,3 +69,51 @@ int clt_leaky_relu(clt_graph *g, clt_tensor *x, float negative_slope, clt_tensor
 int clt_sigmoid(clt_graph *g, clt_tensor *x, clt_tensor **out) { return add_activation(g, x, A_SIGMOID, 0.0f, out); }
 int clt_tanh(clt_graph *g, clt_tensor *x, clt_tensor **out) { return add_activation(g, x, A_TANH, 0.0f, out); }
 int clt_gelu(clt_graph *g, clt_tensor *x, clt_tensor **out) { return add_activation(g, x, A_GELU, 0.0f, out); }
+
+/* ------------------------------------------------------------------------------------------ model layers */
+
+typedef struct act_args {
+    int kind;    /* A_* */
+    float slope; /* leaky_relu */
+} act_args;
+
+static int act_parse(clt__line *l, void *args)
+{
+    act_args a = {0, 0.0f};
+    while (strcmp(l->kw, names[a.kind]) != 0) a.kind++; /* the table found the keyword among ours */
+    if (a.kind == A_LEAKY) {
+        a.slope = 0.01f;
+        const char *s = clt__line_arg(l, 1);
+        if (s && !clt__parse_float(s, 0, 1e6f, &a.slope)) return clt__line_fail(l, "leaky_relu: bad slope '%s'", s);
+    }
+    memcpy(args, &a, sizeof a);
+    return CLT_OK;
+}
+
+static void act_print(const void *args, clt__sbuf *b)
+{
+    CLT__ARGS(act_args, a, args);
+    char f[32];
+    if (a.kind == A_LEAKY)
+        clt__sb_printf(b, "leaky_relu %s\n", clt__fstr(a.slope, f));
+    else
+        clt__sb_printf(b, "%s\n", names[a.kind]);
+}
+
+static int act_build(clt_graph *g, const void *args, const char *name, const clt__shape *in, const clt__shape *out,
+                     clt_tensor *x, clt_tensor **y)
+{
+    (void)name, (void)in, (void)out;
+    CLT__ARGS(act_args, a, args);
+    return add_activation(g, x, a.kind, a.slope, y);
+}
+
+#define ACT_LAYER(kw, usage) {kw, usage, NULL, NULL, act_parse, act_print, clt__layer_same_shape, act_build}
+static const clt__layer_type layers[] = {
+    ACT_LAYER("relu", "relu"),
+    ACT_LAYER("leaky_relu", "leaky_relu [SLOPE=0.01]"),
+    ACT_LAYER("sigmoid", "sigmoid"),
+    ACT_LAYER("tanh", "tanh"),
+    ACT_LAYER("gelu", "gelu"),
+};
+const clt__op_def clt__opdef_activation = {"activation", layers, 5};

@@ -1,5 +1,5 @@
 /* add.c - elementwise a + b of same-shaped tensors (residual connections): forward and backward (cl/add.cl). */
-#include "internal.h"
+#include "model.h"
 
 /* Kernels: 0 forward, 1 one-gradient backward (kernel arg 2 scale, 3 acc), 2 two-gradient backward. */
 
@@ -83,3 +83,6 @@ int clt_add(clt_graph *g, clt_tensor *a, clt_tensor *b, clt_tensor **out)
     *out = n->out;
     return CLT_OK;
 }
+
+/* No layer keyword of its own in the model text format. */
+const clt__op_def clt__opdef_add = {"add", NULL, 0};

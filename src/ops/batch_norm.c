@@ -1,6 +1,8 @@
 /* batch_norm.c - batch normalization over dim 1 of (N,C) or (N,C,H,W): training (batch statistics, running
  * statistics updated) and evaluation (running statistics) passes, and the backward pass (cl/batch_norm.cl). */
-#include "internal.h"
+#include <string.h>
+
+#include "model.h"
 
 /* iattr: 0 N, 1 C, 2 HW, 3 last forward was a training pass. fattr: 0 momentum, 1 eps.
  * param: 0 weight (gamma), 1 bias (beta). buf: 0 running_mean, 1 running_var. saved: 0 mean, 1 inv_std.
@@ -103,3 +105,49 @@ int clt_batch_norm(clt_graph *g, clt_tensor *x, float momentum, float eps, const
     *out = n->out;
     return CLT_OK;
 }
+
+/* ------------------------------------------------------------------------------------------ model layer */
+
+typedef struct bn_args {
+    float momentum, eps;
+} bn_args;
+
+static int bn_parse(clt__line *l, void *args)
+{
+    bn_args a = {0.1f, 1e-5f};
+    if (clt__line_float(l, "momentum", 0, 1, &a.momentum) || clt__line_float(l, "eps", 1e-12f, 1, &a.eps))
+        return CLT_ERR_INVALID;
+    memcpy(args, &a, sizeof a);
+    return CLT_OK;
+}
+
+static void bn_print(const void *args, clt__sbuf *b)
+{
+    CLT__ARGS(bn_args, a, args);
+    char f1[32], f2[32];
+    clt__sb_printf(b, "batchnorm momentum=%s eps=%s\n", clt__fstr(a.momentum, f1), clt__fstr(a.eps, f2));
+}
+
+/* Same shape; a scale and a shift per channel. */
+static int bn_shape(const void *args, const clt__shape *in, int classes, clt__shape *out, clt__layer_cost *cost,
+                    char *msg)
+{
+    (void)args, (void)classes, (void)msg;
+    *out = *in;
+    cost->params = 2LL * in->c;
+    return CLT_OK;
+}
+
+static int bn_build(clt_graph *g, const void *args, const char *name, const clt__shape *in, const clt__shape *out,
+                    clt_tensor *x, clt_tensor **y)
+{
+    (void)in, (void)out;
+    CLT__ARGS(bn_args, a, args);
+    return clt_batch_norm(g, x, a.momentum, a.eps, name, y);
+}
+
+static const clt__layer_type layers[] = {
+    {"batchnorm", "batchnorm [momentum=0.1] [eps=1e-5]", "momentum, eps", "bn", bn_parse, bn_print, bn_shape,
+     bn_build},
+};
+const clt__op_def clt__opdef_batch_norm = {"batch_norm", layers, 1};

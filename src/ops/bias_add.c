@@ -1,5 +1,5 @@
 /* bias_add.c - learnable per-channel bias over dim 1 of (N,C) or (N,C,H,W): forward and backward (cl/bias_add.cl). */
-#include "internal.h"
+#include "model.h"
 
 /* iattr: 0 N, 1 C, 2 HW. Kernels: 0 forward, 1 dx (arg 2 acc), 2 db. */
 
@@ -81,3 +81,6 @@ int clt_bias_add(clt_graph *g, clt_tensor *x, const char *name, clt_tensor **out
     *out = n->out;
     return CLT_OK;
 }
+
+/* No layer keyword of its own in the model text format. */
+const clt__op_def clt__opdef_bias_add = {"bias_add", NULL, 0};

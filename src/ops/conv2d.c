@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "model.h"
 #include "tune.h"
 
 /* iattr: 0..12 the clt__conv_geom fields in order (n c h w co kh kw sh sw ph pw oh ow), 13 has bias,
@@ -648,14 +648,19 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
     clt__conv_geom s = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], p->out_channels, p->kernel_h,
                         p->kernel_w, p->stride_h, p->stride_w, p->pad_h, p->pad_w, 0, 0};
     /* 64-bit: huge paddings must give an error, not an overflow. */
-    if ((long long)s.kh > (long long)s.h + 2LL * s.ph || (long long)s.kw > (long long)s.w + 2LL * s.pw ||
-        (long long)s.h + 2LL * s.ph > INT32_MAX || (long long)s.w + 2LL * s.pw > INT32_MAX)
+    long long oh = clt__window_out(s.h, s.kh, s.sh, s.ph), ow = clt__window_out(s.w, s.kw, s.sw, s.pw);
+    if (!oh || !ow || (long long)s.h + 2LL * s.ph > INT32_MAX || (long long)s.w + 2LL * s.pw > INT32_MAX)
         return clt__err(g->ctx, CLT_ERR_SHAPE,
                         "clt_conv2d: kernel %dx%d is larger than input '%s' %s with padding %dx%d", s.kh, s.kw,
                         x->name, clt__shape_str(x, b, sizeof b), s.ph, s.pw);
-    s.oh = (s.h + 2 * s.ph - s.kh) / s.sh + 1;
-    s.ow = (s.w + 2 * s.pw - s.kw) / s.sw + 1;
+    s.oh = (int)oh;
+    s.ow = (int)ow;
     size_t K = (size_t)s.c * s.kh * s.kw, NP = (size_t)s.n * s.oh * s.ow;
+    /* The output itself must be a tensor (at most 2^31-1 values); only then can the columns be the problem. */
+    if ((double)s.co * (double)NP > (double)INT32_MAX)
+        return clt__err(g->ctx, CLT_ERR_SHAPE, "clt_conv2d: the output (%d,%d,%d,%d) of input '%s' %s would hold "
+                        "%.0f values, more than a tensor may (2^31-1); use fewer output channels or a smaller batch",
+                        s.n, s.co, s.oh, s.ow, x->name, clt__shape_str(x, b, sizeof b), (double)s.co * (double)NP);
     int algo = clt__conv2d_algo(g->ctx, &s);
     CLT_TRY(algo);
     direct_plan dp;
@@ -715,3 +720,74 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
     *out = n->out;
     return CLT_OK;
 }
+
+/* ------------------------------------------------------------------------------------------ model layer */
+
+typedef struct conv_args {
+    int out, k, stride, pad, bias;
+} conv_args;
+
+static int conv_parse(clt__line *l, void *args)
+{
+    conv_args a = {0, 0, 1, 0, 1};
+    const char *s = clt__line_arg(l, 1);
+    if (!s) return clt__line_fail(l, "conv: missing the number of output channels (conv OUT K)");
+    if (!clt__parse_int(s, 1, 65536, &a.out)) return clt__line_fail(l, "conv: bad number of output channels '%s'", s);
+    s = clt__line_arg(l, 2);
+    if (!s) return clt__line_fail(l, "conv: missing the kernel size (conv OUT K)");
+    if (!clt__parse_int(s, 1, 64, &a.k)) return clt__line_fail(l, "conv: bad kernel size '%s' (1..64)", s);
+    if (clt__line_int(l, "stride", 1, 64, &a.stride)) return CLT_ERR_INVALID;
+    s = clt__line_opt(l, "pad");
+    if (s && strcmp(s, "same") == 0) {
+        if (a.k % 2 == 0) return clt__line_fail(l, "conv: pad=same needs an odd kernel size, not %d", a.k);
+        a.pad = a.k / 2;
+    } else if (s && !clt__parse_int(s, 0, 64, &a.pad)) {
+        return clt__line_fail(l, "conv: bad pad '%s' (a number or 'same')", s);
+    }
+    if (clt__line_int(l, "bias", 0, 1, &a.bias)) return CLT_ERR_INVALID;
+    memcpy(args, &a, sizeof a);
+    return CLT_OK;
+}
+
+static void conv_print(const void *args, clt__sbuf *b)
+{
+    CLT__ARGS(conv_args, a, args);
+    clt__sb_printf(b, "conv %d %d stride=%d pad=%d bias=%d\n", a.out, a.k, a.stride, a.pad, a.bias);
+}
+
+/* The op's rule (clt__window_out) on one image. */
+static int conv_shape(const void *args, const clt__shape *in, int classes, clt__shape *out, clt__layer_cost *cost,
+                      char *msg)
+{
+    (void)classes;
+    CLT__ARGS(conv_args, a, args);
+    char s[64];
+    clt__shape_text(in, s, sizeof s);
+    if (in->flat) return clt__layer_shape_fail(msg, "conv needs an image (C,H,W) input, got a vector %s", s);
+    long long oh = clt__window_out(in->h, a.k, a.stride, a.pad), ow = clt__window_out(in->w, a.k, a.stride, a.pad);
+    if (!oh || !ow)
+        return clt__layer_shape_fail(msg, "conv window %dx%d (pad %d) does not fit the input %s", a.k, a.k, a.pad, s);
+    *out = (clt__shape){0, a.out, (int)oh, (int)ow};
+    cost->params = (long long)a.out * in->c * a.k * a.k + (a.bias ? a.out : 0);
+    cost->macs = (double)a.out * oh * ow * in->c * a.k * a.k;
+    return CLT_OK;
+}
+
+static int conv_build(clt_graph *g, const void *args, const char *name, const clt__shape *in, const clt__shape *out,
+                      clt_tensor *x, clt_tensor **y)
+{
+    (void)in, (void)out;
+    CLT__ARGS(conv_args, a, args);
+    clt_conv2d_params p;
+    clt_conv2d_default_params(&p, a.out, a.k);
+    p.stride_h = p.stride_w = a.stride;
+    p.pad_h = p.pad_w = a.pad;
+    p.bias = a.bias;
+    return clt_conv2d(g, x, &p, name, y);
+}
+
+static const clt__layer_type layers[] = {
+    {"conv", "conv OUT K [stride=1] [pad=0|same] [bias=1]", "stride, pad, bias", "conv", conv_parse, conv_print,
+     conv_shape, conv_build},
+};
+const clt__op_def clt__opdef_conv2d = {"conv2d", layers, 1};

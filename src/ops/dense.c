@@ -1,5 +1,7 @@
 /* dense.c - fully connected layer y = x W^T + b: GEMMs through clt__gemm, bias kernels in cl/dense.cl. */
-#include "internal.h"
+#include <string.h>
+
+#include "model.h"
 
 /* iattr: 0 rows (N), 1 in features (F), 2 units (U), 3 has bias */
 
@@ -96,3 +98,60 @@ int clt_dense(clt_graph *g, clt_tensor *x, int units, int bias, int init, const 
     *out = n->out;
     return CLT_OK;
 }
+
+/* ------------------------------------------------------------------------------------------ model layer */
+
+typedef struct dense_args {
+    int units; /* -1: the number of classes */
+    int bias;
+} dense_args;
+
+static int dense_parse(clt__line *l, void *args)
+{
+    dense_args a = {0, 1};
+    const char *s = clt__line_arg(l, 1);
+    if (!s) return clt__line_fail(l, "dense: missing the number of units (dense N or dense classes)");
+    if (strcmp(s, "classes") == 0)
+        a.units = -1;
+    else if (!clt__parse_int(s, 1, 1 << 24, &a.units))
+        return clt__line_fail(l, "dense: bad number of units '%s' (a number or 'classes')", s);
+    if (clt__line_int(l, "bias", 0, 1, &a.bias)) return CLT_ERR_INVALID;
+    memcpy(args, &a, sizeof a);
+    return CLT_OK;
+}
+
+static void dense_print(const void *args, clt__sbuf *b)
+{
+    CLT__ARGS(dense_args, a, args);
+    if (a.units < 0)
+        clt__sb_printf(b, "dense classes bias=%d\n", a.bias);
+    else
+        clt__sb_printf(b, "dense %d bias=%d\n", a.units, a.bias);
+}
+
+/* (C,H,W) or (C) -> (units): the input is read as C*H*W features, as clt_dense does. */
+static int dense_shape(const void *args, const clt__shape *in, int classes, clt__shape *out, clt__layer_cost *cost,
+                       char *msg)
+{
+    (void)msg;
+    CLT__ARGS(dense_args, a, args);
+    int units = a.units < 0 ? classes : a.units;
+    long long f = (long long)in->c * in->h * in->w;
+    *out = (clt__shape){1, units, 1, 1};
+    cost->params = f * units + (a.bias ? units : 0);
+    cost->macs = (double)f * units;
+    return CLT_OK;
+}
+
+static int dense_build(clt_graph *g, const void *args, const char *name, const clt__shape *in, const clt__shape *out,
+                       clt_tensor *x, clt_tensor **y)
+{
+    (void)in;
+    CLT__ARGS(dense_args, a, args);
+    return clt_dense(g, x, out->c, a.bias, CLT_INIT_DEFAULT, name, y);
+}
+
+static const clt__layer_type layers[] = {
+    {"dense", "dense UNITS|classes [bias=1]", "bias", "fc", dense_parse, dense_print, dense_shape, dense_build},
+};
+const clt__op_def clt__opdef_dense = {"dense", layers, 1};

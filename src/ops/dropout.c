@@ -1,7 +1,8 @@
 /* dropout.c - inverted dropout: masks from the graph's seed and pass counter, recomputed in backward (cl/dropout.cl). */
 #include <stdint.h>
+#include <string.h>
 
-#include "internal.h"
+#include "model.h"
 
 /* iattr: 0 last forward was a training pass, 1 pass counter (low 32 bits) that forward used.
  * fattr: 0 p, 1 1/(1-p). Kernel args that change per call: 4 counter, 7 train, 8 acc. */
@@ -70,3 +71,43 @@ int clt_dropout(clt_graph *g, clt_tensor *x, float p, clt_tensor **out)
     *out = n->out;
     return CLT_OK;
 }
+
+/* ------------------------------------------------------------------------------------------ model layer */
+
+typedef struct dropout_args {
+    float p;
+} dropout_args;
+
+static int dropout_parse(clt__line *l, void *args)
+{
+    dropout_args a = {0.5f};
+    const char *s = clt__line_arg(l, 1);
+    if (s && (!clt__parse_float(s, 0, 1, &a.p) || a.p >= 1))
+        return clt__line_fail(l, "dropout: bad rate '%s' (0 <= p < 1)", s);
+    memcpy(args, &a, sizeof a);
+    return CLT_OK;
+}
+
+static void dropout_print(const void *args, clt__sbuf *b)
+{
+    CLT__ARGS(dropout_args, a, args);
+    char f[32];
+    clt__sb_printf(b, "dropout %s\n", clt__fstr(a.p, f));
+}
+
+static int dropout_build(clt_graph *g, const void *args, const char *name, const clt__shape *in,
+                         const clt__shape *out, clt_tensor *x, clt_tensor **y)
+{
+    (void)name, (void)in, (void)out;
+    CLT__ARGS(dropout_args, a, args);
+    if (a.p == 0) { /* rate 0 is the identity */
+        *y = x;
+        return CLT_OK;
+    }
+    return clt_dropout(g, x, a.p, y);
+}
+
+static const clt__layer_type layers[] = {
+    {"dropout", "dropout [P=0.5]", NULL, NULL, dropout_parse, dropout_print, clt__layer_same_shape, dropout_build},
+};
+const clt__op_def clt__opdef_dropout = {"dropout", layers, 1};

@@ -2,8 +2,9 @@
  * (cl/pool.cl). */
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 
-#include "internal.h"
+#include "model.h"
 
 enum { P_MAX, P_AVG, P_GAP };
 static const char *fn_names[] = {"clt_max_pool2d", "clt_avg_pool2d", "clt_global_avg_pool"};
@@ -124,14 +125,15 @@ static int add_pool(clt_graph *g, clt_tensor *x, int kind, int k, int stride, in
                             "between 0 and kernel/2)", fn, k, stride, pad);
         /* 64-bit, and the padded extent small enough for the kernels' int window arithmetic. */
         long long span = (long long)(H > W ? H : W) + 2LL * pad;
-        if ((long long)k > (long long)H + 2LL * pad || (long long)k > (long long)W + 2LL * pad || span > INT_MAX / 4)
+        long long oh = clt__window_out(H, k, stride, pad), ow = clt__window_out(W, k, stride, pad);
+        if (!oh || !ow || span > INT_MAX / 4)
             return clt__err(g->ctx, CLT_ERR_SHAPE, "%s: kernel %d does not fit input '%s' %s with padding %d", fn,
                             k, x->name, clt__shape_str(x, b, sizeof b), pad);
         /* A stride past the padded input gives one window per axis whatever its value: clamp it, so that the
          * kernels' (i + pad + stride) cannot overflow. */
         if (stride > span) stride = (int)span;
-        OH = (H + 2 * pad - k) / stride + 1;
-        OW = (W + 2 * pad - k) / stride + 1;
+        OH = (int)oh;
+        OW = (int)ow;
     }
     const clt__op *op = kind == P_MAX ? &op_max : kind == P_AVG ? &op_avg : &op_gap;
     int shape[4] = {N, C, OH, OW};
@@ -163,3 +165,76 @@ int clt_global_avg_pool(clt_graph *g, clt_tensor *x, clt_tensor **out)
 {
     return add_pool(g, x, P_GAP, 1, 1, 0, out);
 }
+
+/* ------------------------------------------------------------------------------------------ model layers */
+
+static const char *const layer_kw[] = {"maxpool", "avgpool", "global_avgpool"};
+
+typedef struct pool_args {
+    int kind; /* P_* */
+    int k, stride, pad;
+} pool_args;
+
+static int pool_parse(clt__line *l, void *args)
+{
+    pool_args a = {0, 1, 1, 0};
+    const char *kw = l->kw;
+    while (strcmp(kw, layer_kw[a.kind]) != 0) a.kind++; /* the table found the keyword among ours */
+    if (a.kind != P_GAP) {
+        const char *s = clt__line_arg(l, 1);
+        if (!s) return clt__line_fail(l, "%s: missing the window size (%s K)", kw, kw);
+        if (!clt__parse_int(s, 1, 64, &a.k)) return clt__line_fail(l, "%s: bad window size '%s' (1..64)", kw, s);
+        a.stride = a.k;
+        if (clt__line_int(l, "stride", 1, 64, &a.stride) || clt__line_int(l, "pad", 0, 64, &a.pad))
+            return CLT_ERR_INVALID;
+        if (a.pad > a.k / 2) return clt__line_fail(l, "%s: pad %d is more than half the window %d", kw, a.pad, a.k);
+    }
+    memcpy(args, &a, sizeof a);
+    return CLT_OK;
+}
+
+static void pool_print(const void *args, clt__sbuf *b)
+{
+    CLT__ARGS(pool_args, a, args);
+    if (a.kind == P_GAP)
+        clt__sb_printf(b, "global_avgpool\n");
+    else
+        clt__sb_printf(b, "%s %d stride=%d pad=%d\n", layer_kw[a.kind], a.k, a.stride, a.pad);
+}
+
+/* The op's rule (clt__window_out) on one image; global average pooling: (C,H,W) -> (C). */
+static int pool_shape(const void *args, const clt__shape *in, int classes, clt__shape *out, clt__layer_cost *cost,
+                      char *msg)
+{
+    (void)classes, (void)cost;
+    CLT__ARGS(pool_args, a, args);
+    char s[64];
+    clt__shape_text(in, s, sizeof s);
+    if (in->flat)
+        return clt__layer_shape_fail(msg, "%s needs an image (C,H,W) input, got a vector %s", layer_kw[a.kind], s);
+    if (a.kind == P_GAP) {
+        *out = (clt__shape){1, in->c, 1, 1};
+        return CLT_OK;
+    }
+    long long oh = clt__window_out(in->h, a.k, a.stride, a.pad), ow = clt__window_out(in->w, a.k, a.stride, a.pad);
+    if (!oh || !ow)
+        return clt__layer_shape_fail(msg, "%s window %dx%d (pad %d) does not fit the input %s", layer_kw[a.kind], a.k,
+                                     a.k, a.pad, s);
+    *out = (clt__shape){0, in->c, (int)oh, (int)ow};
+    return CLT_OK;
+}
+
+static int pool_build(clt_graph *g, const void *args, const char *name, const clt__shape *in, const clt__shape *out,
+                      clt_tensor *x, clt_tensor **y)
+{
+    (void)name, (void)in, (void)out;
+    CLT__ARGS(pool_args, a, args);
+    return add_pool(g, x, a.kind, a.k, a.stride, a.pad, y);
+}
+
+static const clt__layer_type layers[] = {
+    {"maxpool", "maxpool K [stride=K] [pad=0]", "stride, pad", NULL, pool_parse, pool_print, pool_shape, pool_build},
+    {"avgpool", "avgpool K [stride=K] [pad=0]", "stride, pad", NULL, pool_parse, pool_print, pool_shape, pool_build},
+    {"global_avgpool", "global_avgpool", NULL, NULL, pool_parse, pool_print, pool_shape, pool_build},
+};
+const clt__op_def clt__opdef_pool = {"pool", layers, 3};

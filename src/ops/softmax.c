@@ -1,5 +1,5 @@
 /* softmax.c - softmax over dim 1 (classes/channels) of (N,C) or (N,C,H,W): forward and backward (cl/softmax.cl). */
-#include "internal.h"
+#include "model.h"
 
 /* iattr: 0 N, 1 C, 2 HW */
 
@@ -69,3 +69,6 @@ int clt_softmax(clt_graph *g, clt_tensor *x, clt_tensor **out)
     *out = n->out;
     return CLT_OK;
 }
+
+/* No layer keyword of its own in the model text format. */
+const clt__op_def clt__opdef_softmax = {"softmax", NULL, 0};

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "internal.h"
+#include "model.h"
 
 /* iattr: 0 rows N, 1 classes K, 2 work-group size of the mean. fattr: 0 smoothing. saved[0] probabilities
  * (N,K); fscratch[0] row losses (N) followed by the two flag floats. Kernels: 0 rows, 1 mean, 2 backward. */
@@ -126,3 +126,6 @@ int clt_softmax_cross_entropy(clt_graph *g, clt_tensor *logits, clt_tensor *labe
     *out = n->out;
     return CLT_OK;
 }
+
+/* No layer keyword of its own in the model text format. */
+const clt__op_def clt__opdef_softmax_cross_entropy = {"softmax_cross_entropy", NULL, 0};
