@@ -7,13 +7,22 @@
 enum { A_RELU, A_LEAKY, A_SIGMOID, A_TANH, A_GELU };
 static const char *names[] = {"relu", "leaky_relu", "sigmoid", "tanh", "gelu"};
 
+typedef struct act_attr {
+    int kind;    /* A_*, the kernels' ACT */
+    float slope; /* leaky_relu */
+} act_attr;
+#define ATTR(n) CLT__ATTR(n, act_attr)
+/* act_backward's argument that changes per call. */
+enum { ARG_BWD_ACC = 5 };
+
 static int prepare(clt_graph *g, clt__node *n)
 {
     char opts[32];
-    snprintf(opts, sizeof opts, "-DACT=%d", n->iattr[0]);
+    const act_attr *a = ATTR(n);
+    snprintf(opts, sizeof opts, "-DACT=%d", a->kind);
     CLT_TRY(clt__kernel(g->ctx, "activation", opts, "act_forward", &n->k[0]));
     cl_uint cnt = (cl_uint)n->out->numel;
-    CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[0], CLT_ARG(n->in[0]->mem), CLT_ARG(n->out->mem), CLT_ARG(n->fattr[0]),
+    CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[0], CLT_ARG(n->in[0]->mem), CLT_ARG(n->out->mem), CLT_ARG(a->slope),
                          CLT_ARG(cnt)));
     if (n->in[0]->grad) {
         CLT_TRY(clt__kernel(g->ctx, "activation", opts, "act_backward", &n->k[1]));
@@ -21,7 +30,7 @@ static int prepare(clt_graph *g, clt__node *n)
         cl_mem x = n->bwd_needs_in ? n->in[0]->mem : n->out->mem;
         cl_int acc = 0;
         CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[1], CLT_ARG(x), CLT_ARG(n->out->mem), CLT_ARG(n->out->grad->mem),
-                             CLT_ARG(n->in[0]->grad->mem), CLT_ARG(n->fattr[0]), CLT_ARG(acc), CLT_ARG(cnt)));
+                             CLT_ARG(n->in[0]->grad->mem), CLT_ARG(a->slope), CLT_ARG(acc), CLT_ARG(cnt)));
     }
     return CLT_OK;
 }
@@ -37,7 +46,7 @@ static int backward(clt_graph *g, clt__node *n)
 {
     if (!n->need_dx[0]) return CLT_OK;
     cl_int acc = n->acc_dx[0];
-    CLT_CL(g->ctx, clSetKernelArg(n->k[1], 5, sizeof acc, &acc));
+    CLT_CL(g->ctx, clSetKernelArg(n->k[1], ARG_BWD_ACC, sizeof acc, &acc));
     size_t gs = n->out->numel, ls = 64;
     return clt__launch(g->ctx, n->k[1], 1, &gs, &ls);
 }
@@ -52,8 +61,7 @@ static int add_activation(clt_graph *g, clt_tensor *x, int kind, float slope, cl
     CLT_TRY(clt__check_tensor(g, x, names[kind], "input"));
     clt__node *n;
     CLT_TRY(clt__new_node(g, &op_activation, NULL, 1, &x, x->ndim, x->shape, &n));
-    n->iattr[0] = kind;
-    n->fattr[0] = slope;
+    *ATTR(n) = (act_attr){kind, slope};
     /* relu, sigmoid and tanh differentiate from the output alone, so the input can be freed early. */
     n->bwd_needs_in = (kind == A_LEAKY || kind == A_GELU) ? 1u : 0u;
     n->bwd_needs_out = (kind == A_RELU || kind == A_SIGMOID || kind == A_TANH);

@@ -4,8 +4,14 @@
 
 #include "model.h"
 
-/* iattr: 0 last forward was a training pass, 1 pass counter (low 32 bits) that forward used.
- * fattr: 0 p, 1 1/(1-p). Kernel args that change per call: 4 counter, 7 train, 8 acc. */
+typedef struct dropout_attr {
+    float p, scale;       /* drop probability, 1/(1-p) */
+    int train;            /* the last forward was a training pass (with p > 0) */
+    unsigned counter;     /* pass counter (low 32 bits) that forward used */
+} dropout_attr;
+#define ATTR(n) CLT__ATTR(n, dropout_attr)
+/* dropout_apply's arguments that change per call. */
+enum { ARG_COUNTER = 4, ARG_TRAIN = 7, ARG_ACC = 8 };
 
 static int prepare(clt_graph *g, clt__node *n)
 {
@@ -14,14 +20,15 @@ static int prepare(clt_graph *g, clt__node *n)
     cl_uint lo = (cl_uint)seed, hi = (cl_uint)(seed >> 32) ^ (0x9E3779B9u * (cl_uint)(n->id + 1));
     cl_uint counter = 0, cnt = (cl_uint)n->out->numel;
     cl_int train = 0, acc = 0;
+    const dropout_attr *a = ATTR(n);
     CLT_TRY(clt__kernel(g->ctx, "dropout", "", "dropout_apply", &n->k[0]));
     CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[0], CLT_ARG(n->in[0]->mem), CLT_ARG(n->out->mem), CLT_ARG(lo), CLT_ARG(hi),
-                         CLT_ARG(counter), CLT_ARG(n->fattr[0]), CLT_ARG(n->fattr[1]), CLT_ARG(train), CLT_ARG(acc),
+                         CLT_ARG(counter), CLT_ARG(a->p), CLT_ARG(a->scale), CLT_ARG(train), CLT_ARG(acc),
                          CLT_ARG(cnt)));
     if (n->in[0]->grad) {
         CLT_TRY(clt__kernel(g->ctx, "dropout", "", "dropout_apply", &n->k[1]));
         CLT_TRY(CLT_SET_ARGS(g->ctx, n->k[1], CLT_ARG(n->out->grad->mem), CLT_ARG(n->in[0]->grad->mem), CLT_ARG(lo),
-                             CLT_ARG(hi), CLT_ARG(counter), CLT_ARG(n->fattr[0]), CLT_ARG(n->fattr[1]),
+                             CLT_ARG(hi), CLT_ARG(counter), CLT_ARG(a->p), CLT_ARG(a->scale),
                              CLT_ARG(train), CLT_ARG(acc), CLT_ARG(cnt)));
     }
     return CLT_OK;
@@ -29,11 +36,11 @@ static int prepare(clt_graph *g, clt__node *n)
 
 static int run(clt_graph *g, clt__node *n, cl_kernel k, cl_int acc)
 {
-    cl_uint counter = (cl_uint)n->iattr[1];
-    cl_int train = n->iattr[0];
-    CLT_CL(g->ctx, clSetKernelArg(k, 4, sizeof counter, &counter));
-    CLT_CL(g->ctx, clSetKernelArg(k, 7, sizeof train, &train));
-    CLT_CL(g->ctx, clSetKernelArg(k, 8, sizeof acc, &acc));
+    cl_uint counter = (cl_uint)ATTR(n)->counter;
+    cl_int train = ATTR(n)->train;
+    CLT_CL(g->ctx, clSetKernelArg(k, ARG_COUNTER, sizeof counter, &counter));
+    CLT_CL(g->ctx, clSetKernelArg(k, ARG_TRAIN, sizeof train, &train));
+    CLT_CL(g->ctx, clSetKernelArg(k, ARG_ACC, sizeof acc, &acc));
     size_t gs = n->out->numel, ls = 64;
     return clt__launch(g->ctx, k, 1, &gs, &ls);
 }
@@ -41,8 +48,9 @@ static int run(clt_graph *g, clt__node *n, cl_kernel k, cl_int acc)
 static int forward(clt_graph *g, clt__node *n, int training)
 {
     /* The graph increments g->passes after this pass; backward must use the counter of this one. */
-    n->iattr[0] = training != 0 && n->fattr[0] > 0.0f;
-    n->iattr[1] = (int)(cl_uint)g->passes;
+    dropout_attr *a = ATTR(n);
+    a->train = training != 0 && a->p > 0.0f;
+    a->counter = (unsigned)(cl_uint)g->passes;
     return run(g, n, n->k[0], 0);
 }
 
@@ -64,8 +72,7 @@ int clt_dropout(clt_graph *g, clt_tensor *x, float p, clt_tensor **out)
         return clt__err(g->ctx, CLT_ERR_INVALID, "clt_dropout: drop probability p = %g (must be in [0, 1))", p);
     clt__node *n;
     CLT_TRY(clt__new_node(g, &op_dropout, NULL, 1, &x, x->ndim, x->shape, &n));
-    n->fattr[0] = p;
-    n->fattr[1] = 1.0f / (1.0f - p);
+    *ATTR(n) = (dropout_attr){.p = p, .scale = 1.0f / (1.0f - p)};
     n->bwd_needs_in = 0; /* the mask is recomputed from counters */
     n->bwd_needs_out = 0;
     *out = n->out;

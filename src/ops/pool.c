@@ -9,14 +9,22 @@
 enum { P_MAX, P_AVG, P_GAP };
 static const char *fn_names[] = {"clt_max_pool2d", "clt_avg_pool2d", "clt_global_avg_pool"};
 
-/* iattr: 0 kind, 1 N, 2 C, 3 H, 4 W, 5 OH, 6 OW, 7 kernel, 8 stride, 9 pad. saved[0]: max pool argmax
- * (ints stored in a float tensor, one per output; in the 2x2 fast path one uint of 2-bit codes per chunk of
- * fast_width outputs). k[0] forward, k[1] backward. */
+/* saved[0]: max pool argmax (ints stored in a float tensor, one per output; in the 2x2 fast path one uint of
+ * 2-bit codes per chunk of fast_width outputs). k[0] forward, k[1] backward. */
+typedef struct pool_attr {
+    int kind;            /* P_* */
+    int n, c, h, w;      /* input (N,C,H,W) */
+    int oh, ow;          /* output (N,C,OH,OW) */
+    int k, stride, pad;  /* window */
+} pool_attr;
+#define ATTR(n) CLT__ATTR(n, pool_attr)
+/* The backward kernels' argument that changes per call (acc), by kernel. */
+enum { ARG_GAP_BWD_ACC = 4, ARG_MAX2_BWD_ACC = 8, ARG_MAX_BWD_ACC = 11, ARG_AVG_BWD_ACC = 10 };
 
 /* Max pooling 2x2, stride 2, no padding, at least 2 output columns: the vectorized kernels (max_pool2_*). */
-static int fast2x2(const int *a)
+static int fast2x2(const pool_attr *a)
 {
-    return a[0] == P_MAX && a[7] == 2 && a[8] == 2 && a[9] == 0 && a[6] >= 2;
+    return a->kind == P_MAX && a->k == 2 && a->stride == 2 && a->pad == 0 && a->ow >= 2;
 }
 /* Their vector width (outputs per chunk): the largest of 8, 4, 2 that fits the output width OW. */
 static int fast_width(int OW) { return OW >= 8 ? 8 : OW >= 4 ? 4 : 2; }
@@ -24,10 +32,10 @@ static int fast_width(int OW) { return OW >= 8 ? 8 : OW >= 4 ? 4 : 2; }
 static int prepare(clt_graph *g, clt__node *n)
 {
     clt_context *ctx = g->ctx;
-    const int *a = n->iattr;
-    int kind = a[0];
-    cl_uint NC = (cl_uint)(a[1] * a[2]);
-    cl_int H = a[3], W = a[4], OH = a[5], OW = a[6], K = a[7], S = a[8], P = a[9], acc = 0;
+    const pool_attr *a = ATTR(n);
+    int kind = a->kind;
+    cl_uint NC = (cl_uint)(a->n * a->c);
+    cl_int H = a->h, W = a->w, OH = a->oh, OW = a->ow, K = a->k, S = a->stride, P = a->pad, acc = 0;
     cl_mem x = n->in[0]->mem, y = n->out->mem;
     if (kind == P_GAP) {
         cl_uint HW = (cl_uint)(H * W);
@@ -82,22 +90,23 @@ static int prepare(clt_graph *g, clt__node *n)
 static int forward(clt_graph *g, clt__node *n, int training)
 {
     (void)training;
-    const int *a = n->iattr;
-    size_t NC = (size_t)a[1] * a[2];
-    size_t gs = a[0] == P_GAP ? NC : NC * (size_t)a[5];
+    const pool_attr *a = ATTR(n);
+    size_t NC = (size_t)a->n * a->c;
+    size_t gs = a->kind == P_GAP ? NC : NC * (size_t)a->oh;
     return clt__launch(g->ctx, n->k[0], 1, &gs, NULL);
 }
 
 static int backward(clt_graph *g, clt__node *n)
 {
     if (!n->need_dx[0]) return CLT_OK;
-    const int *a = n->iattr;
+    const pool_attr *a = ATTR(n);
     cl_int acc = n->acc_dx[0];
-    cl_uint argi = a[0] == P_GAP ? 4 : fast2x2(a) ? 8 : a[0] == P_MAX ? 11 : 10;
+    cl_uint argi = a->kind == P_GAP ? ARG_GAP_BWD_ACC : fast2x2(a) ? ARG_MAX2_BWD_ACC
+                 : a->kind == P_MAX ? ARG_MAX_BWD_ACC : ARG_AVG_BWD_ACC;
     CLT_CL(g->ctx, clSetKernelArg(n->k[1], argi, sizeof acc, &acc));
-    size_t NC = (size_t)a[1] * a[2];
+    size_t NC = (size_t)a->n * a->c;
     /* The 2x2 fast path writes two input rows per output row. */
-    size_t gs = a[0] == P_GAP ? NC : NC * (size_t)a[fast2x2(a) ? 5 : 3];
+    size_t gs = a->kind == P_GAP ? NC : NC * (size_t)(fast2x2(a) ? a->oh : a->h);
     return clt__launch(g->ctx, n->k[1], 1, &gs, NULL);
 }
 
@@ -139,14 +148,13 @@ static int add_pool(clt_graph *g, clt_tensor *x, int kind, int k, int stride, in
     int shape[4] = {N, C, OH, OW};
     clt__node *n;
     CLT_TRY(clt__new_node(g, op, NULL, 1, &x, kind == P_GAP ? 2 : 4, shape, &n));
-    int vals[10] = {kind, N, C, H, W, OH, OW, k, stride, pad};
-    for (int i = 0; i < 10; i++) n->iattr[i] = vals[i];
+    *ATTR(n) = (pool_attr){kind, N, C, H, W, OH, OW, k, stride, pad};
     n->bwd_needs_in = 0; /* max pool keeps its argmax; the averages need no values at all */
     n->bwd_needs_out = 0;
     if (kind == P_MAX) {
         clt_tensor *t;
         size_t numel = n->out->numel; /* one int per output, or one uint per chunk of the 2x2 path */
-        if (fast2x2(n->iattr)) numel = (size_t)N * C * OH * (size_t)((OW + fast_width(OW) - 1) / fast_width(OW));
+        if (fast2x2(ATTR(n))) numel = (size_t)N * C * OH * (size_t)((OW + fast_width(OW) - 1) / fast_width(OW));
         CLT_TRY(clt__add_private(g, n, CLT__SAVED, "argmax", numel, &t));
     }
     *out = n->out;
