@@ -132,6 +132,10 @@ static int add_pool(clt_graph *g, clt_tensor *x, int kind, int k, int stride, in
             return clt__err(g->ctx, CLT_ERR_INVALID,
                             "%s: kernel %d, stride %d, padding %d (kernel and stride must be positive, padding "
                             "between 0 and kernel/2)", fn, k, stride, pad);
+        /* The kernels count a window's K*K cells in int (avg pooling divides by it). */
+        if ((long long)k * k > INT_MAX)
+            return clt__err(g->ctx, CLT_ERR_INVALID, "%s: kernel %d: its %lld-cell window is more than the kernels "
+                            "can count (2^31-1)", fn, k, (long long)k * k);
         /* 64-bit, and the padded extent small enough for the kernels' int window arithmetic. */
         long long span = (long long)(H > W ? H : W) + 2LL * pad;
         long long oh = clt__window_out(H, k, stride, pad), ow = clt__window_out(W, k, stride, pad);
