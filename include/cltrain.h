@@ -289,7 +289,8 @@ CLT_API int clt_mse(clt_graph *g, clt_tensor *pred, clt_tensor *target, clt_tens
  *
  * Sizes are bounded: see CLT_MODEL_MAX_ACTIVATION_BYTES and CLT_MODEL_MAX_MACS below.
  *
- * A clt_model is plain host data: it needs no context and may be used for any number of graphs. */
+ * A clt_model is plain host data: it needs no context and may be used for any number of graphs. Like a context,
+ * it is used by one thread at a time (clt_model_check records its message in the model). */
 typedef struct clt_model clt_model;
 
 /* Parses `text`; `origin` (NULL: "model") names it in messages and gives the model its name (the base name
