@@ -289,7 +289,10 @@ CLT_API int clt_mse(clt_graph *g, clt_tensor *pred, clt_tensor *target, clt_tens
  * when defaults change. Layers are named conv1, conv2, fc1, bn1, res1 ... in order (parameters
  * "conv1.weight", "fc2.bias", "res1.proj.weight").
  *
- * A clt_model is plain host data: it needs no context and may be used for any number of graphs. */
+ * Sizes are bounded: see CLT_MODEL_MAX_ACTIVATION_BYTES and CLT_MODEL_MAX_MACS below.
+ *
+ * A clt_model is plain host data: it needs no context and may be used for any number of graphs. Like a context,
+ * it is used by one thread at a time (clt_model_check records its message in the model). */
 typedef struct clt_model clt_model;
 
 /* Parses `text`; `origin` (NULL: "model") names it in messages and gives the model its name (the base name
@@ -299,6 +302,9 @@ typedef struct clt_model clt_model;
 CLT_API int clt_model_parse(const char *text, const char *origin, clt_model **out);
 /* A built-in description by name (see clt_model_preset_name); *out as for clt_model_parse. */
 CLT_API int clt_model_preset(const char *name, clt_model **out);
+/* Layer line i (0, 1, ...) of the format with its arguments and defaults, e.g. "conv OUT K [stride=1] [pad=0|same]
+ * [bias=1]", then the residual and train lines; NULL past the last (for help texts). */
+CLT_API const char *clt_model_layer_usage(int i);
 /* Name of preset i (0, 1, ...): "seed-cnn", "mlp", "cnn"; NULL past the last. */
 CLT_API const char *clt_model_preset_name(int i);
 /* A preset name, else a file in the text format (a regular file of at most 1 MiB; FIFOs, devices and
@@ -325,6 +331,11 @@ typedef struct clt_model_train_defaults {
 } clt_model_train_defaults;
 /* (The type and the function cannot share a name in C.) */
 CLT_API int clt_model_get_train_defaults(const clt_model *m, clt_model_train_defaults *d);
+
+/* What a description may ask for, per image; clt_model_check and clt_model_build refuse more with a message
+ * naming the layer (a mistyped size must not run a machine out of memory or compile for hours). */
+#define CLT_MODEL_MAX_ACTIVATION_BYTES (1LL << 30) /* float32 outputs of the input and all layers, summed */
+#define CLT_MODEL_MAX_MACS 5e10                    /* forward multiply-adds of the whole network */
 
 typedef struct clt_model_info {
     long long params;   /* learned parameters */

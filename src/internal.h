@@ -131,6 +131,15 @@ typedef struct clt__conv_geom {
  * decisions, then measuring if tuning may measure, else a default rule. <0 on error. */
 int clt__conv2d_algo(clt_context *ctx, const clt__conv_geom *geom);
 
+/* ---- the shape rule of sliding windows (conv2d, pooling: their op functions and their model layers). Output
+ * positions of a `k`-cell window moved by `stride` over `in` cells padded by `pad` on both sides (floor mode);
+ * 0 when the window does not fit. 64-bit, so that no size can overflow. */
+static inline long long clt__window_out(long long in, long long k, long long stride, long long pad)
+{
+    if (k <= 0 || stride <= 0 || pad < 0 || in + 2 * pad < k) return 0;
+    return (in + 2 * pad - k) / stride + 1;
+}
+
 /* ---- tensors and graph */
 enum clt__tensor_kind {
     CLT__INPUT = 0,  /* written by the caller; persistent */
@@ -144,6 +153,12 @@ enum clt__tensor_kind {
 };
 
 typedef struct clt__node clt__node;
+
+/* Node n's attributes as the op's own struct `type` (its size is checked at compile time):
+ * CLT__ATTR(n, pool_attr)->kernel. Nodes are zero-filled when created. */
+#define CLT__ATTR_BYTES 128
+#define CLT__ATTR(n, type)                                                                             \
+    ((type *)(void *)((n)->attr.bytes + 0 * sizeof(char[sizeof(type) <= CLT__ATTR_BYTES ? 1 : -1])))
 
 struct clt_tensor {
     int id;
@@ -205,13 +220,20 @@ struct clt__node {
     int need_dx[CLT_MAX_IN];
     int acc_dx[CLT_MAX_IN];
     int in_backward;
-    /* Op attributes. */
-    int iattr[16];
-    float fattr[8];
+    /* The op's own attributes: a struct of the op's file, stored in place (see CLT__ATTR). */
+    union {
+        unsigned char bytes[CLT__ATTR_BYTES];
+        long long align_;
+        double align2_;
+        void *align3_;
+    } attr;
     void *priv;
     cl_kernel k[CLT_MAX_KERNELS];
     double fwd_ms, bwd_ms;
 };
+
+/* The algorithm a conv2d node runs (enum clt__conv_algo; CLT__CONV_MEASURE before compile decides), for tests. */
+int clt__conv2d_node_algo(const clt__node *n);
 
 struct clt_graph {
     clt_context *ctx;

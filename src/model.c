@@ -1,13 +1,13 @@
-/* model.c - the model description format (documented in cltrain.h): presets, parsing, canonical text and
- * shape checks. */
+/* model.c - the model text format (documented in cltrain.h): presets, the line reader, parsing into layers
+ * (each op's keywords come from the op table, src/ops/ops.def), canonical text, and the shape walk with the
+ * limits a description may ask for. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <fcntl.h>
-#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -84,224 +84,6 @@ static int mfail(char *err, int status, const char *fmt, ...)
     return status;
 }
 
-/* ------------------------------------------------------------------------------------------ parsing */
-
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    if (!s || !*s) return 0;
-    errno = 0;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
-}
-
-static int parse_float(const char *s, float lo, float hi, float *out)
-{
-    if (!s || !*s) return 0;
-    errno = 0;
-    char *end;
-    float v = strtof(s, &end);
-    if (errno || *end || !isfinite(v) || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
-
-#define MAXTOK 16
-
-typedef struct line_ctx {
-    const char *origin;
-    int line;
-    const char *kw;
-    char *tok[MAXTOK];
-    int ntok;
-    int used[MAXTOK]; /* options consumed, to report unknown ones */
-    char *err;
-} line_ctx;
-
-#define LFAIL(lc, ...) line_fail((lc), __VA_ARGS__)
-static int line_fail(line_ctx *lc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int line_fail(line_ctx *lc, const char *fmt, ...)
-{
-    char msg[CLT__MODEL_ERR_LEN];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return mfail(lc->err, CLT_ERR_INVALID, "%s:%d: %s", lc->origin, lc->line, msg);
-}
-
-/* Positional argument i (1-based, counting only tokens without '='), or NULL. */
-static const char *positional(line_ctx *lc, int i)
-{
-    for (int t = 1; t < lc->ntok; t++)
-        if (!strchr(lc->tok[t], '=') && --i == 0) {
-            lc->used[t] = 1;
-            return lc->tok[t];
-        }
-    return NULL;
-}
-
-static const char *option(line_ctx *lc, const char *key)
-{
-    size_t kl = strlen(key);
-    for (int t = 1; t < lc->ntok; t++)
-        if (strncmp(lc->tok[t], key, kl) == 0 && lc->tok[t][kl] == '=') {
-            lc->used[t] = 1;
-            return lc->tok[t] + kl + 1;
-        }
-    return NULL;
-}
-
-/* After a layer took its arguments: anything left over is an error. */
-static int leftovers(line_ctx *lc, const char *known)
-{
-    for (int t = 1; t < lc->ntok; t++) {
-        if (lc->used[t]) continue;
-        if (strchr(lc->tok[t], '='))
-            return LFAIL(lc, "%s: unknown option '%s' (options: %s)", lc->kw, lc->tok[t], known);
-        return LFAIL(lc, "%s: unexpected argument '%s'", lc->kw, lc->tok[t]);
-    }
-    return 0;
-}
-
-static int int_opt(line_ctx *lc, const char *key, int lo, int hi, int *v)
-{
-    const char *s = option(lc, key);
-    if (s && !parse_int(s, lo, hi, v))
-        return LFAIL(lc, "%s: bad %s '%s' (an integer %d..%d)", lc->kw, key, s, lo, hi);
-    return 0;
-}
-
-static int float_opt(line_ctx *lc, const char *key, float lo, float hi, float *v)
-{
-    const char *s = option(lc, key);
-    if (s && !parse_float(s, lo, hi, v)) return LFAIL(lc, "%s: bad %s '%s' (a number %g..%g)", lc->kw, key, s, lo, hi);
-    return 0;
-}
-
-/* Pooling and convolution sizes share these limits. */
-#define MAXDIM 65536
-
-static int parse_line(line_ctx *lc, clt__layer *L, clt_model_train_defaults *m, int *is_train)
-{
-    const char *kw = lc->kw;
-    memset(L, 0, sizeof *L);
-    L->line = lc->line;
-    L->bias = 1;
-    const char *s;
-    if (strcmp(kw, "conv") == 0) {
-        L->kind = CLT__L_CONV;
-        s = positional(lc, 1);
-        if (!s) return LFAIL(lc, "conv: missing the number of output channels (conv OUT K)");
-        if (!parse_int(s, 1, MAXDIM, &L->n)) return LFAIL(lc, "conv: bad number of output channels '%s'", s);
-        s = positional(lc, 2);
-        if (!s) return LFAIL(lc, "conv: missing the kernel size (conv OUT K)");
-        if (!parse_int(s, 1, 64, &L->k)) return LFAIL(lc, "conv: bad kernel size '%s' (1..64)", s);
-        L->stride = 1;
-        if (int_opt(lc, "stride", 1, 64, &L->stride)) return CLT_ERR_INVALID;
-        s = option(lc, "pad");
-        if (s && strcmp(s, "same") == 0) {
-            if (L->k % 2 == 0) return LFAIL(lc, "conv: pad=same needs an odd kernel size, not %d", L->k);
-            L->pad = L->k / 2;
-        } else if (s && !parse_int(s, 0, 64, &L->pad)) {
-            return LFAIL(lc, "conv: bad pad '%s' (a number or 'same')", s);
-        }
-        if (int_opt(lc, "bias", 0, 1, &L->bias)) return CLT_ERR_INVALID;
-        return leftovers(lc, "stride, pad, bias");
-    }
-    if (strcmp(kw, "relu") == 0 || strcmp(kw, "sigmoid") == 0 || strcmp(kw, "tanh") == 0 ||
-        strcmp(kw, "gelu") == 0 || strcmp(kw, "global_avgpool") == 0 || strcmp(kw, "flatten") == 0) {
-        L->kind = kw[0] == 'r' ? CLT__L_RELU : kw[0] == 's' ? CLT__L_SIGMOID : kw[0] == 't' ? CLT__L_TANH
-                : kw[1] == 'e' ? CLT__L_GELU : kw[0] == 'g' ? CLT__L_GLOBAL_AVGPOOL : CLT__L_FLATTEN;
-        return leftovers(lc, "none");
-    }
-    if (strcmp(kw, "leaky_relu") == 0) {
-        L->kind = CLT__L_LEAKY_RELU;
-        L->f = 0.01f;
-        s = positional(lc, 1);
-        if (s && !parse_float(s, 0, 1e6f, &L->f)) return LFAIL(lc, "leaky_relu: bad slope '%s'", s);
-        return leftovers(lc, "none");
-    }
-    if (strcmp(kw, "maxpool") == 0 || strcmp(kw, "avgpool") == 0) {
-        L->kind = kw[0] == 'm' ? CLT__L_MAXPOOL : CLT__L_AVGPOOL;
-        s = positional(lc, 1);
-        if (!s) return LFAIL(lc, "%s: missing the window size (%s K)", kw, kw);
-        if (!parse_int(s, 1, 64, &L->k)) return LFAIL(lc, "%s: bad window size '%s' (1..64)", kw, s);
-        L->stride = L->k;
-        if (int_opt(lc, "stride", 1, 64, &L->stride) || int_opt(lc, "pad", 0, 64, &L->pad)) return CLT_ERR_INVALID;
-        if (L->pad > L->k / 2) return LFAIL(lc, "%s: pad %d is more than half the window %d", kw, L->pad, L->k);
-        return leftovers(lc, "stride, pad");
-    }
-    if (strcmp(kw, "dense") == 0) {
-        L->kind = CLT__L_DENSE;
-        s = positional(lc, 1);
-        if (!s) return LFAIL(lc, "dense: missing the number of units (dense N or dense classes)");
-        if (strcmp(s, "classes") == 0)
-            L->n = -1;
-        else if (!parse_int(s, 1, 1 << 24, &L->n))
-            return LFAIL(lc, "dense: bad number of units '%s' (a number or 'classes')", s);
-        if (int_opt(lc, "bias", 0, 1, &L->bias)) return CLT_ERR_INVALID;
-        return leftovers(lc, "bias");
-    }
-    if (strcmp(kw, "dropout") == 0) {
-        L->kind = CLT__L_DROPOUT;
-        L->f = 0.5f;
-        s = positional(lc, 1);
-        if (s && (!parse_float(s, 0, 1, &L->f) || L->f >= 1))
-            return LFAIL(lc, "dropout: bad rate '%s' (0 <= p < 1)", s);
-        return leftovers(lc, "none");
-    }
-    if (strcmp(kw, "batchnorm") == 0) {
-        L->kind = CLT__L_BATCHNORM;
-        L->f = 0.1f;
-        L->eps = 1e-5f;
-        if (float_opt(lc, "momentum", 0, 1, &L->f) || float_opt(lc, "eps", 1e-12f, 1, &L->eps)) return CLT_ERR_INVALID;
-        return leftovers(lc, "momentum, eps");
-    }
-    if (strcmp(kw, "residual") == 0) {
-        L->kind = CLT__L_RESIDUAL;
-        int last = lc->ntok - 1;
-        if (strcmp(lc->tok[last], "{") != 0) return LFAIL(lc, "residual: the line must end with '{'");
-        lc->used[last] = 1;
-        if (lc->ntok == 3) {
-            if (strcmp(lc->tok[1], "project") != 0)
-                return LFAIL(lc, "residual: unexpected '%s' (residual { or residual project {)", lc->tok[1]);
-            L->project = 1;
-            lc->used[1] = 1;
-        }
-        return leftovers(lc, "project");
-    }
-    if (strcmp(kw, "}") == 0) {
-        L->kind = CLT__L_END;
-        return leftovers(lc, "none");
-    }
-    if (strcmp(kw, "train") == 0) {
-        *is_train = 1;
-        if (int_opt(lc, "batch", 1, 1 << 20, &m->batch) || float_opt(lc, "lr", 0, 1e6f, &m->lr) ||
-            float_opt(lc, "momentum", 0, 1, &m->momentum) || int_opt(lc, "nesterov", 0, 1, &m->nesterov) ||
-            float_opt(lc, "weight_decay", 0, 1e6f, &m->weight_decay) || int_opt(lc, "epochs", 1, 1 << 20, &m->epochs))
-            return CLT_ERR_INVALID;
-        s = option(lc, "optimizer");
-        if (s) {
-            if (strcmp(s, "sgd") == 0)
-                m->optimizer = CLT_OPT_SGD;
-            else if (strcmp(s, "adam") == 0)
-                m->optimizer = CLT_OPT_ADAM;
-            else if (strcmp(s, "adamw") == 0)
-                m->optimizer = CLT_OPT_ADAMW;
-            else
-                return LFAIL(lc, "train: unknown optimizer '%s' (sgd, adam, adamw)", s);
-        }
-        return leftovers(lc, "batch, optimizer, lr, momentum, nesterov, weight_decay, epochs");
-    }
-    if (strcmp(kw, "softmax") == 0)
-        return LFAIL(lc, "softmax: not needed, the loss applies it to the last layer's output; remove the line");
-    return LFAIL(lc, "unknown layer '%s' (conv, relu, leaky_relu, sigmoid, tanh, gelu, maxpool, avgpool, "
-                 "global_avgpool, flatten, dense, dropout, batchnorm, residual, train)", kw);
-}
-
 void clt__sb_printf(clt__sbuf *b, const char *fmt, ...)
 {
     if (b->oom) return;
@@ -329,8 +111,7 @@ void clt__sb_printf(clt__sbuf *b, const char *fmt, ...)
     }
 }
 
-/* Shortest decimal that reads back as the same float, so canonical text stays readable ("0.1"). */
-static const char *fstr(float v, char *buf)
+const char *clt__fstr(float v, char *buf)
 {
     for (int prec = 6; prec <= 9; prec++) {
         snprintf(buf, 32, "%.*g", prec, v);
@@ -339,9 +120,196 @@ static const char *fstr(float v, char *buf)
     return buf;
 }
 
+/* ------------------------------------------------------------------------------------------ the line reader */
+
+int clt__parse_int(const char *s, int lo, int hi, int *out)
+{
+    if (!s || !*s) return 0;
+    errno = 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+int clt__parse_float(const char *s, float lo, float hi, float *out)
+{
+    if (!s || !*s) return 0;
+    errno = 0;
+    char *end;
+    float v = strtof(s, &end);
+    if (errno || *end || !isfinite(v) || v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
+}
+
+int clt__line_fail(clt__line *l, const char *fmt, ...)
+{
+    char msg[CLT__MODEL_ERR_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return mfail(l->err, CLT_ERR_INVALID, "%s:%d: %s", l->origin, l->line, msg);
+}
+#define LFAIL clt__line_fail
+
+const char *clt__line_arg(clt__line *l, int i)
+{
+    for (int t = 1; t < l->ntok; t++)
+        if (!strchr(l->tok[t], '=') && --i == 0) {
+            l->used[t] = 1;
+            return l->tok[t];
+        }
+    return NULL;
+}
+
+const char *clt__line_opt(clt__line *l, const char *key)
+{
+    size_t kl = strlen(key);
+    for (int t = 1; t < l->ntok; t++)
+        if (strncmp(l->tok[t], key, kl) == 0 && l->tok[t][kl] == '=') {
+            l->used[t] = 1;
+            return l->tok[t] + kl + 1;
+        }
+    return NULL;
+}
+
+int clt__line_int(clt__line *l, const char *key, int lo, int hi, int *v)
+{
+    const char *s = clt__line_opt(l, key);
+    if (s && !clt__parse_int(s, lo, hi, v))
+        return LFAIL(l, "%s: bad %s '%s' (an integer %d..%d)", l->kw, key, s, lo, hi);
+    return 0;
+}
+
+int clt__line_float(clt__line *l, const char *key, float lo, float hi, float *v)
+{
+    const char *s = clt__line_opt(l, key);
+    if (s && !clt__parse_float(s, lo, hi, v)) return LFAIL(l, "%s: bad %s '%s' (a number %g..%g)", l->kw, key, s, lo, hi);
+    return 0;
+}
+
+/* Before a layer reads the line: the same option twice is a mistake, named as such. */
+static int repeated_options(clt__line *l)
+{
+    for (int t = 1; t < l->ntok; t++) {
+        const char *eq = strchr(l->tok[t], '=');
+        if (!eq) continue;
+        size_t kl = (size_t)(eq - l->tok[t]);
+        for (int u = 1; u < t; u++)
+            if (strncmp(l->tok[u], l->tok[t], kl + 1) == 0)
+                return LFAIL(l, "%s: repeated option '%.*s'", l->kw, (int)kl, l->tok[t]);
+    }
+    return 0;
+}
+
+/* After a layer took its arguments: anything left over is an error. */
+static int leftovers(clt__line *l, const char *known)
+{
+    for (int t = 1; t < l->ntok; t++) {
+        if (l->used[t]) continue;
+        if (strchr(l->tok[t], '='))
+            return LFAIL(l, "%s: unknown option '%s' (options: %s)", l->kw, l->tok[t], known);
+        return LFAIL(l, "%s: unexpected argument '%s'", l->kw, l->tok[t]);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ parsing */
+
+/* The format's own lines, beside the ops' layer keywords (help texts list them after the layers). */
+static const char *const structure_usage[] = {
+    "residual [project] { ...layers... }",
+    "train [batch=N] [optimizer=sgd|adam|adamw] [lr=X] [momentum=X] [nesterov=0|1] [weight_decay=X] [epochs=N]",
+};
+
+const char *clt_model_layer_usage(int i)
+{
+    int nt = 0;
+    while (clt__layer_type_at(nt)) nt++;
+    if (i < 0) return NULL;
+    if (i < nt) return clt__layer_type_at(i)->usage;
+    return i - nt < 2 ? structure_usage[i - nt] : NULL;
+}
+
+static int parse_train(clt__line *l, clt_model_train_defaults *m)
+{
+    if (clt__line_int(l, "batch", 1, 1 << 20, &m->batch) || clt__line_float(l, "lr", 0, 1e6f, &m->lr) ||
+        clt__line_float(l, "momentum", 0, 1, &m->momentum) || clt__line_int(l, "nesterov", 0, 1, &m->nesterov) ||
+        clt__line_float(l, "weight_decay", 0, 1e6f, &m->weight_decay) ||
+        clt__line_int(l, "epochs", 1, 1 << 20, &m->epochs))
+        return CLT_ERR_INVALID;
+    const char *s = clt__line_opt(l, "optimizer");
+    if (s) {
+        if (strcmp(s, "sgd") == 0)
+            m->optimizer = CLT_OPT_SGD;
+        else if (strcmp(s, "adam") == 0)
+            m->optimizer = CLT_OPT_ADAM;
+        else if (strcmp(s, "adamw") == 0)
+            m->optimizer = CLT_OPT_ADAMW;
+        else
+            return LFAIL(l, "train: unknown optimizer '%s' (sgd, adam, adamw)", s);
+    }
+    return leftovers(l, "batch, optimizer, lr, momentum, nesterov, weight_decay, epochs");
+}
+
+static int parse_residual(clt__line *l, clt__layer *L)
+{
+    L->kind = CLT__L_RESIDUAL;
+    int last = l->ntok - 1;
+    if (strcmp(l->tok[last], "{") != 0) return LFAIL(l, "residual: the line must end with '{'");
+    l->used[last] = 1;
+    if (l->ntok == 3) {
+        if (strcmp(l->tok[1], "project") != 0)
+            return LFAIL(l, "residual: unexpected '%s' (residual { or residual project {)", l->tok[1]);
+        L->project = 1;
+        l->used[1] = 1;
+    }
+    return leftovers(l, "project");
+}
+
+static int unknown_layer(clt__line *l)
+{
+    char list[512] = "";
+    size_t at = 0;
+    for (int i = 0; clt__layer_type_at(i) && at < sizeof list; i++)
+        at += (size_t)snprintf(list + at, sizeof list - at, "%s, ", clt__layer_type_at(i)->keyword);
+    return LFAIL(l, "unknown layer '%s' (%sresidual, train)", l->kw, list);
+}
+
+/* One non-empty line: a layer (*L) or the train line (*is_train, into *m). */
+static int parse_line(clt__line *l, clt__layer *L, clt_model_train_defaults *m, int *is_train)
+{
+    const char *kw = l->kw;
+    memset(L, 0, sizeof *L);
+    L->line = l->line;
+    CLT_TRY(repeated_options(l));
+    const clt__layer_type *t = clt__layer_type_find(kw);
+    if (t) {
+        L->kind = CLT__L_LAYER;
+        L->type = t;
+        CLT_TRY(t->parse(l, L->args.bytes));
+        return leftovers(l, t->options ? t->options : "none");
+    }
+    if (strcmp(kw, "residual") == 0) return parse_residual(l, L);
+    if (strcmp(kw, "}") == 0) {
+        L->kind = CLT__L_END;
+        return leftovers(l, "none");
+    }
+    if (strcmp(kw, "train") == 0) {
+        *is_train = 1;
+        return parse_train(l, m);
+    }
+    if (strcmp(kw, "softmax") == 0)
+        return LFAIL(l, "softmax: not needed, the loss applies it to the last layer's output; remove the line");
+    return unknown_layer(l);
+}
+
 static void canonical(clt__sbuf *b, const clt_model *mod)
 {
-    char f1[32], f2[32];
+    char f1[32];
     const clt_model_train_defaults *m = &mod->train;
     clt__sb_printf(b, "# cltrain model '%s'\n", mod->name);
     int depth = 0;
@@ -349,35 +317,13 @@ static void canonical(clt__sbuf *b, const clt_model *mod)
         const clt__layer *L = &mod->l[i];
         if (L->kind == CLT__L_END) depth--;
         for (int d = 0; d < depth; d++) clt__sb_printf(b, "  ");
-        switch (L->kind) {
-        case CLT__L_CONV:
-            clt__sb_printf(b, "conv %d %d stride=%d pad=%d bias=%d\n", L->n, L->k, L->stride, L->pad, L->bias);
-            break;
-        case CLT__L_RELU: clt__sb_printf(b, "relu\n"); break;
-        case CLT__L_LEAKY_RELU: clt__sb_printf(b, "leaky_relu %s\n", fstr(L->f, f1)); break;
-        case CLT__L_SIGMOID: clt__sb_printf(b, "sigmoid\n"); break;
-        case CLT__L_TANH: clt__sb_printf(b, "tanh\n"); break;
-        case CLT__L_GELU: clt__sb_printf(b, "gelu\n"); break;
-        case CLT__L_MAXPOOL:
-        case CLT__L_AVGPOOL:
-            clt__sb_printf(b, "%s %d stride=%d pad=%d\n", L->kind == CLT__L_MAXPOOL ? "maxpool" : "avgpool", L->k, L->stride,
-                      L->pad);
-            break;
-        case CLT__L_GLOBAL_AVGPOOL: clt__sb_printf(b, "global_avgpool\n"); break;
-        case CLT__L_FLATTEN: clt__sb_printf(b, "flatten\n"); break;
-        case CLT__L_DENSE:
-            if (L->n < 0)
-                clt__sb_printf(b, "dense classes bias=%d\n", L->bias);
-            else
-                clt__sb_printf(b, "dense %d bias=%d\n", L->n, L->bias);
-            break;
-        case CLT__L_DROPOUT: clt__sb_printf(b, "dropout %s\n", fstr(L->f, f1)); break;
-        case CLT__L_BATCHNORM: clt__sb_printf(b, "batchnorm momentum=%s eps=%s\n", fstr(L->f, f1), fstr(L->eps, f2)); break;
-        case CLT__L_RESIDUAL:
+        if (L->kind == CLT__L_LAYER) {
+            L->type->print(L->args.bytes, b);
+        } else if (L->kind == CLT__L_RESIDUAL) {
             clt__sb_printf(b, "residual %s{\n", L->project ? "project " : "");
             depth++;
-            break;
-        case CLT__L_END: clt__sb_printf(b, "}\n"); break;
+        } else {
+            clt__sb_printf(b, "}\n");
         }
     }
     int any = m->batch > 0 || m->optimizer >= 0 || m->lr > 0 || m->momentum >= 0 || m->nesterov >= 0 ||
@@ -387,10 +333,10 @@ static void canonical(clt__sbuf *b, const clt_model *mod)
     if (m->batch > 0) clt__sb_printf(b, " batch=%d", m->batch);
     if (m->optimizer >= 0)
         clt__sb_printf(b, " optimizer=%s", m->optimizer == CLT_OPT_SGD ? "sgd" : m->optimizer == CLT_OPT_ADAM ? "adam" : "adamw");
-    if (m->lr > 0) clt__sb_printf(b, " lr=%s", fstr(m->lr, f1));
-    if (m->momentum >= 0) clt__sb_printf(b, " momentum=%s", fstr(m->momentum, f1));
+    if (m->lr > 0) clt__sb_printf(b, " lr=%s", clt__fstr(m->lr, f1));
+    if (m->momentum >= 0) clt__sb_printf(b, " momentum=%s", clt__fstr(m->momentum, f1));
     if (m->nesterov >= 0) clt__sb_printf(b, " nesterov=%d", m->nesterov);
-    if (m->weight_decay >= 0) clt__sb_printf(b, " weight_decay=%s", fstr(m->weight_decay, f1));
+    if (m->weight_decay >= 0) clt__sb_printf(b, " weight_decay=%s", clt__fstr(m->weight_decay, f1));
     if (m->epochs > 0) clt__sb_printf(b, " epochs=%d", m->epochs);
     clt__sb_printf(b, "\n");
 }
@@ -457,9 +403,9 @@ static int parse_lines(clt_model *out, char *copy, const char *origin, char *err
         char *next = nl ? nl + 1 : NULL;
         char *hash = strchr(line, '#');
         if (hash) *hash = 0;
-        line_ctx lc = {.origin = origin, .line = lineno + 1, .err = err};
+        clt__line lc = {.origin = origin, .line = lineno + 1, .err = err};
         for (char *t = strtok_r(line, " \t\r\f\v", &save); t; t = strtok_r(NULL, " \t\r\f\v", &save)) {
-            if (lc.ntok == MAXTOK) return LFAIL(&lc, "too many arguments");
+            if (lc.ntok == CLT__MAXTOK) return LFAIL(&lc, "too many arguments");
             lc.tok[lc.ntok++] = t;
         }
         line = next;
@@ -622,7 +568,7 @@ int clt_model_load(const char *name_or_path, clt_model **out)
 
 /* ------------------------------------------------------------------------------------------ shapes */
 
-static void shape_str(const clt__shape *s, char *buf, size_t n)
+void clt__shape_text(const clt__shape *s, char *buf, size_t n)
 {
     if (s->flat)
         snprintf(buf, n, "(%d)", s->c);
@@ -630,178 +576,177 @@ static void shape_str(const clt__shape *s, char *buf, size_t n)
         snprintf(buf, n, "(%d,%d,%d)", s->c, s->h, s->w);
 }
 
-static const char *kind_name(int k)
+int clt__layer_shape_fail(char *msg, const char *fmt, ...)
 {
-    static const char *const names[] = {"conv",    "relu",          "leaky_relu", "sigmoid", "tanh",
-                                        "gelu",    "maxpool",       "avgpool",    "global_avgpool",
-                                        "flatten", "dense",         "dropout",    "batchnorm",
-                                        "residual", "}"};
-    return names[k];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, CLT__MODEL_ERR_LEN, fmt, ap);
+    va_end(ap);
+    return CLT_ERR_SHAPE;
 }
 
-/* Output size of a window over `in` cells; 0 when it does not fit. */
-static int window_out(int in, int k, int stride, int pad)
+int clt__layer_same_shape(const void *args, const clt__shape *in, int classes, clt__shape *out,
+                          clt__layer_cost *cost, char *msg)
 {
-    if (in + 2 * pad < k) return 0;
-    return (in + 2 * pad - k) / stride + 1;
+    (void)args, (void)classes, (void)cost, (void)msg;
+    *out = *in;
+    return CLT_OK;
 }
 
-int clt__model_walk(const clt_model *m, int c, int h, int w, int classes, const clt__model_builder *b,
-                     void *input, void **output, clt_model_info *info, clt__sbuf *table, char *err)
+/* Index of a layer type in the table (for per-type layer counts). */
+static int type_index(const clt__layer_type *t)
+{
+    int i = 0;
+    while (clt__layer_type_at(i) && clt__layer_type_at(i) != t) i++;
+    return i;
+}
+
+/* The shape rule of a residual block's end: `bin` (block input) + shortcut must give `cur`. */
+static int residual_shape(const clt__layer *B, const clt__shape *bin, const clt__shape *cur, clt__layer_cost *cost,
+                          char *msg)
+{
+    char si[64], sa[64];
+    clt__shape_text(bin, si, sizeof si);
+    clt__shape_text(cur, sa, sizeof sa);
+    int same = bin->flat == cur->flat && bin->c == cur->c && bin->h == cur->h && bin->w == cur->w;
+    if (!B->project) {
+        if (!same)
+            return mfail(msg, CLT_ERR_SHAPE, "residual block (line %d) changes the shape %s -> %s; use "
+                         "'residual project {' to project the shortcut", B->line, si, sa);
+        return CLT_OK;
+    }
+    if (bin->flat != cur->flat)
+        return mfail(msg, CLT_ERR_SHAPE, "residual project block (line %d) turns %s into %s; the shortcut can be "
+                     "projected between images or between vectors only", B->line, si, sa);
+    cost->params = (long long)bin->c * cur->c + cur->c;
+    if (cur->flat) {
+        cost->macs = (double)bin->c * cur->c;
+        return CLT_OK;
+    }
+    int s = (bin->h + cur->h - 1) / cur->h;
+    if (clt__window_out(bin->h, 1, s, 0) != cur->h || clt__window_out(bin->w, 1, s, 0) != cur->w)
+        return mfail(msg, CLT_ERR_SHAPE, "residual project block (line %d): no 1x1 convolution stride maps %s to %s",
+                     B->line, si, sa);
+    cost->macs = (double)bin->c * cur->c * cur->h * cur->w;
+    return CLT_OK;
+}
+
+/* The limits of cltrain.h, on the running totals after a layer whose output is `out`. */
+static int check_limits(const clt__shape *out, double *act_bytes, double macs, char *msg)
+{
+    *act_bytes += 4.0 * out->c * out->h * out->w;
+    if (*act_bytes > (double)CLT_MODEL_MAX_ACTIVATION_BYTES)
+        return mfail(msg, CLT_ERR_SHAPE, "the layer outputs up to here need %.2f GiB per image (float32), above the "
+                     "limit of %.2f GiB (CLT_MODEL_MAX_ACTIVATION_BYTES); use fewer channels or a smaller size",
+                     *act_bytes / (1 << 30), (double)CLT_MODEL_MAX_ACTIVATION_BYTES / (1 << 30));
+    if (macs > CLT_MODEL_MAX_MACS)
+        return mfail(msg, CLT_ERR_SHAPE, "the layers up to here need %.3g multiply-adds per image, above the limit "
+                     "of %.3g (CLT_MODEL_MAX_MACS); use fewer channels or a smaller size", macs, CLT_MODEL_MAX_MACS);
+    return CLT_OK;
+}
+
+/* The graph and the walk must agree on shapes; a mismatch would make later messages misleading. */
+static int shape_matches(const clt_tensor *y, const clt__shape *out)
+{
+    int nd = clt_tensor_ndim(y);
+    return out->flat ? nd == 2 && clt_tensor_dim(y, 1) == out->c
+                     : nd == 4 && clt_tensor_dim(y, 1) == out->c && clt_tensor_dim(y, 2) == out->h &&
+                           clt_tensor_dim(y, 3) == out->w;
+}
+
+/* Adds one op layer to g (walk with a graph); the message, without the line prefix, into msg. */
+static int build_layer(clt_graph *g, const clt__layer *L, const char *name, const clt__shape *in,
+                       const clt__shape *out, clt_tensor *x, clt_tensor **y, char *msg)
+{
+    *y = x;
+    if (L->type->build) {
+        int st = L->type->build(g, L->args.bytes, name, in, out, x, y);
+        if (st) return mfail(msg, st, "%s: %s", name, clt_errmsg(g->ctx));
+    }
+    if (!shape_matches(*y, out))
+        return mfail(msg, CLT_ERR_SHAPE, "internal error: %s produced a tensor of unexpected shape", name);
+    return CLT_OK;
+}
+
+typedef struct walk_block {
+    clt__shape in;
+    clt_tensor *x;
+    const clt__layer *begin;
+} walk_block;
+
+int clt__model_walk(const clt_model *m, int c, int h, int w, int classes, clt_graph *g, clt_tensor *input,
+                    clt_tensor **output, clt_model_info *info, clt__sbuf *table, char *err)
 {
     if (!m->text) return mfail(err, CLT_ERR_STATE, "%s: the model failed to parse (%s)", m->origin, m->errmsg);
-    if (c <= 0 || h <= 0 || w <= 0 || classes <= 0)
+    double act_bytes = 4.0 * c * h * w;
+    if (c <= 0 || h <= 0 || w <= 0 || classes <= 0 || act_bytes > (double)CLT_MODEL_MAX_ACTIVATION_BYTES)
         return mfail(err, CLT_ERR_INVALID, "%s: bad input shape (%d,%d,%d) or class count %d", m->origin, c, h, w,
-                         classes);
+                     classes);
     clt_model_info inf = {0};
     clt__shape cur = {0, c, h, w};
-    void *x = input;
-    struct {
-        clt__shape in;
-        void *x;
-        const clt__layer *begin;
-    } stack[64];
-    int depth = 0;
-    int counts[CLT__L_END + 1] = {0};
+    clt_tensor *x = input;
+    walk_block stack[64];
+    int depth = 0, nres = 0;
+    int counts[256] = {0};
     char msg[CLT__MODEL_ERR_LEN];
     char sa[64], sb2[64];
     if (table) {
-        shape_str(&cur, sa, sizeof sa);
+        clt__shape_text(&cur, sa, sizeof sa);
         clt__sb_printf(table, "%5s  %-24s %-16s %10s %10s\n", "line", "layer", "output", "params", "MMACs");
         clt__sb_printf(table, "%5s  %-24s %-16s\n", "", "input", sa);
     }
     for (int i = 0; i < m->n; i++) {
         const clt__layer *L = &m->l[i];
         clt__shape out = cur;
-        long long params = 0;
-        double macs = 0;
+        clt__layer_cost cost = {0, 0};
         char name[48];
+        int st = CLT_OK;
         msg[0] = 0;
-        counts[L->kind]++;
-        snprintf(name, sizeof name, "%s%d", L->kind == CLT__L_DENSE ? "fc" : L->kind == CLT__L_BATCHNORM ? "bn" : kind_name(L->kind),
-                 counts[L->kind]);
-        shape_str(&cur, sa, sizeof sa);
-        switch (L->kind) {
-        case CLT__L_CONV:
-        case CLT__L_MAXPOOL:
-        case CLT__L_AVGPOOL: {
-            if (cur.flat) {
-                snprintf(msg, sizeof msg, "%s needs an image (C,H,W) input, got a vector %s", kind_name(L->kind), sa);
-                break;
+        if (L->kind == CLT__L_LAYER) {
+            int ti = type_index(L->type);
+            counts[ti]++;
+            snprintf(name, sizeof name, "%s%d", L->type->pname ? L->type->pname : L->type->keyword, counts[ti]);
+            st = L->type->shape(L->args.bytes, &cur, classes, &out, &cost, msg);
+            if (!st) st = check_limits(&out, &act_bytes, inf.macs + cost.macs, msg);
+            if (!st && g) st = build_layer(g, L, name, &cur, &out, x, &x, msg);
+        } else if (L->kind == CLT__L_RESIDUAL) {
+            stack[depth++] = (walk_block){cur, x, L};
+        } else {
+            walk_block *B = &stack[--depth];
+            snprintf(name, sizeof name, "res%d", ++nres);
+            st = residual_shape(B->begin, &B->in, &cur, &cost, msg);
+            if (!st) st = check_limits(&out, &act_bytes, inf.macs + cost.macs, msg);
+            if (!st && g) {
+                st = clt__model_residual(g, B->begin->project, name, &B->in, &cur, B->x, x, &x);
+                if (st) mfail(msg, st, "%s: %s", name, clt_errmsg(g->ctx));
             }
-            out.h = window_out(cur.h, L->k, L->stride, L->pad);
-            out.w = window_out(cur.w, L->k, L->stride, L->pad);
-            if (!out.h || !out.w) {
-                snprintf(msg, sizeof msg, "%s window %dx%d (pad %d) does not fit the input %s", kind_name(L->kind),
-                         L->k, L->k, L->pad, sa);
-                break;
-            }
-            if (L->kind == CLT__L_CONV) {
-                out.c = L->n;
-                params = (long long)L->n * cur.c * L->k * L->k + (L->bias ? L->n : 0);
-                macs = (double)out.c * out.h * out.w * cur.c * L->k * L->k;
-            }
-            break;
         }
-        case CLT__L_GLOBAL_AVGPOOL:
-            if (cur.flat) {
-                snprintf(msg, sizeof msg, "global_avgpool needs an image (C,H,W) input, got a vector %s", sa);
-                break;
-            }
-            out = (clt__shape){1, cur.c, 1, 1};
-            break;
-        case CLT__L_FLATTEN:
-            out = (clt__shape){1, cur.c * cur.h * cur.w, 1, 1};
-            break;
-        case CLT__L_DENSE: {
-            int units = L->n < 0 ? classes : L->n;
-            long long f = (long long)cur.c * cur.h * cur.w;
-            out = (clt__shape){1, units, 1, 1};
-            params = f * units + (L->bias ? units : 0);
-            macs = (double)f * units;
-            break;
-        }
-        case CLT__L_BATCHNORM:
-            params = 2LL * cur.c;
-            break;
-        case CLT__L_RESIDUAL:
-            stack[depth].in = cur;
-            stack[depth].x = x;
-            stack[depth].begin = L;
-            depth++;
-            break;
-        case CLT__L_END: {
-            depth--;
-            const clt__layer *B = stack[depth].begin;
-            clt__shape bin = stack[depth].in;
-            char si[64];
-            shape_str(&bin, si, sizeof si);
-            int same = bin.flat == cur.flat && bin.c == cur.c && bin.h == cur.h && bin.w == cur.w;
-            if (!B->project) {
-                if (!same)
-                    snprintf(msg, sizeof msg, "residual block (line %d) changes the shape %s -> %s; use "
-                             "'residual project {' to project the shortcut", B->line, si, sa);
-                break;
-            }
-            if (bin.flat != cur.flat) {
-                snprintf(msg, sizeof msg, "residual project block (line %d) turns %s into %s; the shortcut can be "
-                         "projected between images or between vectors only", B->line, si, sa);
-                break;
-            }
-            if (cur.flat) {
-                params = (long long)bin.c * cur.c + cur.c;
-                macs = (double)bin.c * cur.c;
-            } else {
-                int s = (bin.h + cur.h - 1) / cur.h;
-                if (window_out(bin.h, 1, s, 0) != cur.h || window_out(bin.w, 1, s, 0) != cur.w) {
-                    snprintf(msg, sizeof msg, "residual project block (line %d): no 1x1 convolution stride maps "
-                             "%s to %s", B->line, si, sa);
-                    break;
-                }
-                params = (long long)bin.c * cur.c + cur.c;
-                macs = (double)bin.c * cur.c * cur.h * cur.w;
-            }
-            break;
-        }
-        default: /* elementwise */
-            break;
-        }
-        if (!msg[0] && b && L->kind != CLT__L_RESIDUAL) {
-            void *y = NULL;
-            int st;
-            if (L->kind == CLT__L_END) {
-                snprintf(name, sizeof name, "res%d", counts[CLT__L_END]);
-                st = b->residual(b->ud, stack[depth].begin, name, &stack[depth].in, &cur, stack[depth].x, x, &y, msg);
-            } else {
-                st = b->layer(b->ud, L, name, &cur, &out, x, &y, msg);
-            }
-            if (st) return mfail(err, st, "%s:%d: %s", m->origin, L->line, msg);
-            x = y;
-        }
-        if (msg[0]) return mfail(err, CLT_ERR_SHAPE, "%s:%d: %s", m->origin, L->line, msg);
-        inf.params += params;
-        inf.macs += macs;
+        if (st) return mfail(err, st, "%s:%d: %s", m->origin, L->line, msg);
+        inf.params += cost.params;
+        inf.macs += cost.macs;
         inf.layers++;
         if (table) {
-            shape_str(&out, sb2, sizeof sb2);
+            clt__shape_text(&out, sb2, sizeof sb2);
             char desc[64];
             if (L->kind == CLT__L_END)
                 snprintf(desc, sizeof desc, "} add%s", stack[depth].begin->project ? " (projected)" : "");
             else
-                snprintf(desc, sizeof desc, "%s", kind_name(L->kind));
+                snprintf(desc, sizeof desc, "%s", L->kind == CLT__L_RESIDUAL ? "residual" : L->type->keyword);
             int ind = 2 * (L->kind == CLT__L_RESIDUAL ? depth - 1 : depth);
             clt__sb_printf(table, "%5d  %*s%-*s %-16s %10lld %10.2f\n", L->line, ind, "", 24 - ind, desc,
-                    L->kind == CLT__L_RESIDUAL ? "" : sb2, params, macs / 1e6);
+                           L->kind == CLT__L_RESIDUAL ? "" : sb2, cost.params, cost.macs / 1e6);
         }
         cur = out;
     }
-    if (!cur.flat || cur.c != classes) {
-        shape_str(&cur, sa, sizeof sa);
-        return mfail(err, CLT_ERR_SHAPE, "%s: the network ends with shape %s but must give %d class scores per "
-                         "image (end it with 'dense classes')", m->origin, sa, classes);
-    }
-    if (table) clt__sb_printf(table, "total: %lld parameters, %.2f M multiply-adds per image (forward)\n", inf.params, inf.macs / 1e6);
     if (info) *info = inf;
+    if (!cur.flat || cur.c != classes) {
+        clt__shape_text(&cur, sa, sizeof sa);
+        return mfail(err, CLT_ERR_SHAPE, "%s: the network ends with shape %s but must give %d class scores per "
+                     "image (end it with 'dense classes')", m->origin, sa, classes);
+    }
+    if (table)
+        clt__sb_printf(table, "total: %lld parameters, %.2f M multiply-adds per image (forward)\n", inf.params,
+                       inf.macs / 1e6);
     if (output) *output = x;
     return CLT_OK;
 }

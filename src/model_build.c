@@ -1,100 +1,28 @@
-/* model_build.c - turns a parsed model description into graph ops (clt_model_build). */
+/* model_build.c - adds a parsed model description to a graph (clt_model_build): the walk of model.c with a
+ * graph, residual shortcuts, and what the graph records about its model. */
 #include <stdio.h>
-#include <string.h>
-
 #include <stdlib.h>
+#include <string.h>
 
 #include "model.h"
 
-typedef struct build_ctx {
-    clt_graph *g;
-} build_ctx;
-
-/* The library's message for a failed op, for the walk to prefix with the line. */
-static int op_fail(build_ctx *b, int st, const char *what, char *err)
+int clt__model_residual(clt_graph *g, int project, const char *name, const clt__shape *in, const clt__shape *out,
+                        clt_tensor *block_in, clt_tensor *block_out, clt_tensor **y)
 {
-    snprintf(err, CLT__MODEL_ERR_LEN, "%s: %s", what, clt_errmsg(clt_graph_context(b->g)));
-    return st;
-}
-
-static int build_layer(void *ud, const clt__layer *l, const char *name, const clt__shape *in, const clt__shape *out,
-                       void *xv, void **yv, char *err)
-{
-    build_ctx *b = ud;
-    clt_graph *g = b->g;
-    clt_tensor *x = xv, *y = NULL;
-    int st = CLT_OK;
-    switch (l->kind) {
-    case CLT__L_CONV: {
-        clt_conv2d_params p;
-        clt_conv2d_default_params(&p, l->n, l->k);
-        p.stride_h = p.stride_w = l->stride;
-        p.pad_h = p.pad_w = l->pad;
-        p.bias = l->bias;
-        st = clt_conv2d(g, x, &p, name, &y);
-        break;
-    }
-    case CLT__L_RELU: st = clt_relu(g, x, &y); break;
-    case CLT__L_LEAKY_RELU: st = clt_leaky_relu(g, x, l->f, &y); break;
-    case CLT__L_SIGMOID: st = clt_sigmoid(g, x, &y); break;
-    case CLT__L_TANH: st = clt_tanh(g, x, &y); break;
-    case CLT__L_GELU: st = clt_gelu(g, x, &y); break;
-    case CLT__L_MAXPOOL: st = clt_max_pool2d(g, x, l->k, l->stride, l->pad, &y); break;
-    case CLT__L_AVGPOOL: st = clt_avg_pool2d(g, x, l->k, l->stride, l->pad, &y); break;
-    case CLT__L_GLOBAL_AVGPOOL: st = clt_global_avg_pool(g, x, &y); break;
-    case CLT__L_FLATTEN:
-        if (in->flat) /* already (N, F): nothing to do */
-            y = x;
-        else
-            st = clt_flatten(g, x, &y);
-        break;
-    case CLT__L_DENSE: st = clt_dense(g, x, out->c, l->bias, CLT_INIT_DEFAULT, name, &y); break;
-    case CLT__L_DROPOUT:
-        if (l->f == 0) /* rate 0 is the identity */
-            y = x;
-        else
-            st = clt_dropout(g, x, l->f, &y);
-        break;
-    case CLT__L_BATCHNORM: st = clt_batch_norm(g, x, l->f, l->eps, name, &y); break;
-    default: snprintf(err, CLT__MODEL_ERR_LEN, "internal error: layer kind %d", l->kind); return CLT_ERR_INVALID;
-    }
-    if (st) return op_fail(b, st, name, err);
-    /* The library and the walk must agree on shapes; a mismatch would make later messages misleading. */
-    int nd = clt_tensor_ndim(y);
-    int ok = out->flat ? nd == 2 && clt_tensor_dim(y, 1) == out->c
-                       : nd == 4 && clt_tensor_dim(y, 1) == out->c && clt_tensor_dim(y, 2) == out->h &&
-                             clt_tensor_dim(y, 3) == out->w;
-    if (!ok) {
-        snprintf(err, CLT__MODEL_ERR_LEN, "internal error: %s produced a tensor of unexpected shape", name);
-        return CLT_ERR_SHAPE;
-    }
-    *yv = y;
-    return CLT_OK;
-}
-
-static int build_residual(void *ud, const clt__layer *begin, const char *name, const clt__shape *in,
-                          const clt__shape *out, void *block_in, void *block_out, void **yv, char *err)
-{
-    build_ctx *b = ud;
-    clt_tensor *shortcut = block_in, *y = NULL;
-    int st = CLT_OK;
-    if (begin->project) {
+    clt_tensor *shortcut = block_in;
+    if (project) {
         char pname[64];
         snprintf(pname, sizeof pname, "%s.proj", name);
         if (out->flat) {
-            st = clt_dense(b->g, shortcut, out->c, 1, CLT_INIT_DEFAULT, pname, &shortcut);
+            CLT_TRY(clt_dense(g, shortcut, out->c, 1, CLT_INIT_DEFAULT, pname, &shortcut));
         } else {
             clt_conv2d_params p;
             clt_conv2d_default_params(&p, out->c, 1);
             p.stride_h = p.stride_w = (in->h + out->h - 1) / out->h;
-            st = clt_conv2d(b->g, shortcut, &p, pname, &shortcut);
+            CLT_TRY(clt_conv2d(g, shortcut, &p, pname, &shortcut));
         }
-        if (st) return op_fail(b, st, pname, err);
     }
-    st = clt_add(b->g, block_out, shortcut, &y);
-    if (st) return op_fail(b, st, name, err);
-    *yv = y;
-    return CLT_OK;
+    return clt_add(g, block_out, shortcut, y);
 }
 
 /* Records on g what a checkpoint needs to describe the graph (see clt__graph_model). */
@@ -129,10 +57,8 @@ int clt_model_build(clt_graph *g, const clt_model *m, clt_tensor *input, int cla
     /* The whole description first, so that a shape error leaves the graph as it was. */
     int st = clt__model_walk(m, c, h, w, classes, NULL, NULL, NULL, NULL, NULL, err);
     if (st) return clt__err(g->ctx, st, "%s", err);
-    build_ctx bc = {g};
-    clt__model_builder b = {&bc, build_layer, build_residual};
-    void *out = NULL;
-    st = clt__model_walk(m, c, h, w, classes, &b, input, &out, NULL, NULL, err);
+    clt_tensor *out = NULL;
+    st = clt__model_walk(m, c, h, w, classes, g, input, &out, NULL, NULL, err);
     if (st) return clt__graph_poison(g, clt__err(g->ctx, st, "%s", err));
     CLT_TRY(record_model(g, m, input, classes, out));
     *logits = out;

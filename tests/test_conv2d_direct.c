@@ -14,7 +14,7 @@
 static const char *algo_name(int a) { return a == CLT__CONV_DIRECT ? "direct" : a == CLT__CONV_IM2COL ? "im2col" : "?"; }
 
 /* The algorithm the graph's conv node runs (after compile) or reserved (before). */
-static int node_algo(clt_graph *g, int node) { return g->nodes[node]->iattr[14]; }
+static int node_algo(clt_graph *g, int node) { return clt__conv2d_node_algo(g->nodes[node]); }
 
 /* One layer with the algorithm forced: forward and all gradients vs the reference. */
 static void check_forced(clt_context *ctx, tu_rng *rng, int ci, const int *cs, const char *algo)

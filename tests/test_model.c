@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cltrain.h"
@@ -274,9 +275,124 @@ static void test_format(void)
     clt_model_destroy(m3);
 }
 
+/* Parses `text`, then checks it on (c,h,w): expects CLT_ERR_SHAPE at `line` with exactly the message `want`
+ * after the "t.model:LINE: " prefix. */
+static void expect_check_msg(const char *text, int c, int h, int w, int line, const char *want)
+{
+    clt_model *m = NULL;
+    int st = clt_model_parse(text, "t.model", &m);
+    TU_CHECK(st == CLT_OK, "parse: %s", clt_model_errmsg(m));
+    if (st == CLT_OK) {
+        st = clt_model_check(m, c, h, w, 10, NULL, NULL, 0);
+        char full[1200];
+        snprintf(full, sizeof full, "t.model:%d: %s", line, want);
+        TU_CHECK(st == CLT_ERR_SHAPE && strcmp(clt_model_errmsg(m), full) == 0, "status %d, message\n  '%s'\nwanted\n  '%s'",
+                 st, clt_model_errmsg(m), full);
+    }
+    clt_model_destroy(m);
+}
+
+/* Sizes a description may ask for are bounded (CLT_MODEL_MAX_*), and no size product overflows. */
+static void test_limits(void)
+{
+    /* Twenty padded layers grow 32x32 by 126 per layer (3x3, pad 64); the float32 outputs summed from the input on pass the
+     * activation limit at the first layer where the running total exceeds it (computed here the same way). */
+    char text[2048] = "";
+    for (int i = 0; i < 20; i++) strcat(text, "conv 8 3 pad=64\n");
+    strcat(text, "flatten\ndense classes\n");
+    double total = 4.0 * 3 * 32 * 32;
+    int line = 0;
+    for (int i = 1; i <= 20 && !line; i++) {
+        double side = 32 + 126.0 * i;
+        total += 4.0 * 8 * side * side;
+        if (total > (double)CLT_MODEL_MAX_ACTIVATION_BYTES) line = i;
+    }
+    TU_CHECK(line > 0, "the growing model should pass the activation limit");
+    char want[512];
+    snprintf(want, sizeof want, "the layer outputs up to here need %.2f GiB per image (float32), above the limit of "
+             "1.00 GiB (CLT_MODEL_MAX_ACTIVATION_BYTES); use fewer channels or a smaller size", total / (1 << 30));
+    expect_check_msg(text, 3, 32, 32, line, want);
+    /* Multiply-adds: 4096 -> 4096 channels of 3x3 on 64x64 is 6.2e11 per image at the second layer. */
+    snprintf(want, sizeof want, "the layers up to here need %.3g multiply-adds per image, above the limit of 5e+10 "
+             "(CLT_MODEL_MAX_MACS); use fewer channels or a smaller size",
+             4096.0 * 64 * 64 * 3 * 9 + 4096.0 * 64 * 64 * 4096 * 9);
+    expect_check_msg("conv 4096 3 pad=1\nconv 4096 3 pad=1\nflatten\ndense classes\n", 3, 64, 64, 2, want);
+    /* 65536 x 256 x 256 values per image: refused before a flatten could multiply C*H*W in int. */
+    expect_check_msg("conv 65536 1\nflatten\ndense classes\n", 3, 256, 256, 1,
+                     "the layer outputs up to here need 16.00 GiB per image (float32), above the limit of 1.00 GiB "
+                     "(CLT_MODEL_MAX_ACTIVATION_BYTES); use fewer channels or a smaller size");
+    /* An input whose C*H*W overflows int is refused as such. */
+    clt_model *m = NULL;
+    if (clt_model_parse("flatten\ndense classes\n", "t.model", &m) == CLT_OK) {
+        int st = clt_model_check(m, 65536, 65536, 65536, 10, NULL, NULL, 0);
+        TU_CHECK(st == CLT_ERR_INVALID &&
+                 strcmp(clt_model_errmsg(m), "t.model: bad input shape (65536,65536,65536) or class count 10") == 0,
+                 "huge input: %d %s", st, clt_model_errmsg(m));
+    }
+    clt_model_destroy(m);
+}
+
+/* Messages that name the actual mistake; a byte-order mark; files that are not regular files. */
+static void test_messages(void)
+{
+    expect_parse_err("conv 8 3 stride=1 stride=2\n", 1, "conv: repeated option 'stride'");
+    expect_parse_err("dense 10\ntrain lr=0.1 lr=0.2\n", 2, "train: repeated option 'lr'");
+    /* A UTF-8 byte-order mark at the start is skipped; line numbers stay right. */
+    clt_model *m = NULL;
+    int st = clt_model_parse("\xEF\xBB\xBF" "conv 8 3\nflatten\ndense classes\n", "bom.model", &m);
+    TU_CHECK(st == CLT_OK && strncmp(clt_model_text(m), "# cltrain model 'bom'\nconv 8 3 ", 30) == 0,
+             "BOM: %d %s", st, clt_model_errmsg(m));
+    clt_model_destroy(m);
+    expect_parse_err("\xEF\xBB\xBF" "frobnicate 3\n", 1, "unknown layer 'frobnicate' (");
+    /* Through a file. */
+    char path[] = "/tmp/clt_model_bom_XXXXXX";
+    int fd = mkstemp(path);
+    TU_CHECK(fd >= 0, "mkstemp");
+    if (fd >= 0) {
+        const char *text = "\xEF\xBB\xBF# with a BOM\r\nconv 4 3\r\nflatten\r\ndense classes\r\n";
+        TU_CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text), "write");
+        close(fd);
+        m = NULL;
+        st = clt_model_load(path, &m);
+        TU_CHECK(st == CLT_OK, "BOM file: %s", clt_model_errmsg(m));
+        clt_model_destroy(m);
+        unlink(path);
+    }
+    /* A FIFO would block a reader forever and a folder is no text: both are refused without reading. */
+    char fifo[] = "/tmp/clt_model_fifo_XXXXXX";
+    fd = mkstemp(fifo);
+    if (fd >= 0) {
+        close(fd);
+        unlink(fifo);
+        TU_CHECK(mkfifo(fifo, 0600) == 0, "mkfifo");
+        m = NULL;
+        st = clt_model_load(fifo, &m);
+        char want[256];
+        snprintf(want, sizeof want, "%s: not a regular file (a FIFO, socket or device); a model description is a "
+                 "text file", fifo);
+        TU_CHECK(st == CLT_ERR_IO && strcmp(clt_model_errmsg(m), want) == 0, "FIFO: %d %s", st, clt_model_errmsg(m));
+        clt_model_destroy(m);
+        unlink(fifo);
+    }
+    m = NULL;
+    st = clt_model_load("/tmp", &m);
+    TU_CHECK(st == CLT_ERR_IO && strcmp(clt_model_errmsg(m), "/tmp: not a regular file (a folder); a model "
+             "description is a text file") == 0, "folder: %d %s", st, clt_model_errmsg(m));
+    clt_model_destroy(m);
+    /* The layer list of help texts comes from the op table, then the format's own lines. */
+    int n = 0, conv = 0;
+    for (const char *u; (u = clt_model_layer_usage(n)); n++)
+        conv += strcmp(u, "conv OUT K [stride=1] [pad=0|same] [bias=1]") == 0;
+    TU_CHECK(n > 2 && conv == 1 && clt_model_layer_usage(-1) == NULL &&
+             strcmp(clt_model_layer_usage(n - 2), "residual [project] { ...layers... }") == 0 &&
+             strncmp(clt_model_layer_usage(n - 1), "train [batch=N] ", 16) == 0, "layer usage list: %d lines", n);
+}
+
 int main(void)
 {
     test_presets();
     test_format();
+    test_limits();
+    test_messages();
     return tu_finish("test_model");
 }

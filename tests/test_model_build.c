@@ -115,6 +115,22 @@ int main(void)
         clt_graph_destroy(g);
     }
     clt_model_destroy(m);
+    /* A layer whose output cannot be a tensor is blamed for its output size, with the line and layer name. */
+    m = NULL;
+    if (clt_model_parse("conv 65536 3\nflatten\ndense classes\n", "wide.model", &m) == CLT_OK) {
+        clt_graph *g = NULL;
+        clt_tensor *x, *lg = NULL;
+        int xs[4] = {64, 3, 32, 32};
+        TU_OK(ctx, clt_graph_create(ctx, &g));
+        TU_OK(ctx, clt_input(g, "x", 4, xs, &x));
+        st = clt_model_build(g, m, x, 10, &lg);
+        TU_CHECK(st == CLT_ERR_SHAPE && lg == NULL &&
+                 strcmp(clt_errmsg(ctx), "wide.model:1: conv1: clt_conv2d: the output (64,65536,30,30) of input 'x' "
+                        "(64,3,32,32) would hold 3774873600 values, more than a tensor may (2^31-1); use fewer output "
+                        "channels or a smaller batch") == 0, "wide conv: %d %s", st, clt_errmsg(ctx));
+        clt_graph_destroy(g);
+    }
+    clt_model_destroy(m);
     clt_context_destroy(ctx);
     return tu_finish("test_model_build");
 }

@@ -2,6 +2,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "testutil.h"
 
@@ -304,6 +305,20 @@ int main(void)
     for (int ci = 0; ci < 2; ci++) check_dirty_grad(ctx, &rng, dcs[ci]);
     int gcases[][7] = {{2, 3, 5, 7}, {1, 1, 1, 1}, {4, 8, 3, 3}};
     for (int ci = 0; ci < 3; ci++) check_case(ctx, &rng, GAP, ci, gcases[ci]);
+
+    /* A window whose K*K cells overflow int is refused (it fits a 1x1 input with padding K/2). */
+    {
+        int shape[4] = {1, 1, 1, 1};
+        clt_graph *g = NULL;
+        clt_tensor *x, *y = NULL;
+        if (TU_OK(ctx, clt_graph_create(ctx, &g)) && TU_OK(ctx, clt_input(g, "x", 4, shape, &x))) {
+            int st = clt_avg_pool2d(g, x, 65536, 1, 32768, &y);
+            TU_CHECK(st == CLT_ERR_INVALID && y == NULL && strcmp(clt_errmsg(ctx), "clt_avg_pool2d: kernel 65536: its "
+                     "4294967296-cell window is more than the kernels can count (2^31-1)") == 0,
+                     "huge pooling window: %d %s", st, clt_errmsg(ctx));
+        }
+        clt_graph_destroy(g);
+    }
 
     /* Inference graph: the argmax scratch must still have memory. */
     {

@@ -72,14 +72,11 @@ static const char *const usage_train =
     "  --plot FILE.svg        write learning curves (loss and accuracy, train and test) as SVG\n"
     "  --verbose              more detail (memory use, tuning decisions)\n"
     "\n"
-    "model files: one layer per line, `#` starts a comment (defaults of options in brackets):\n"
-    "  conv OUT K [stride=1] [pad=0|same] [bias=1]   relu | sigmoid | tanh | gelu | leaky_relu [SLOPE=0.01]\n"
-    "  maxpool K [stride=K] [pad=0]   avgpool K [stride=K] [pad=0]   global_avgpool   flatten\n"
-    "  dense UNITS|classes [bias=1]   dropout [P=0.5]   batchnorm [momentum=0.1] [eps=1e-5]\n"
-    "  residual [project] { ...layers... }   (adds the block's input to its output)\n"
-    "  train [batch=N] [optimizer=sgd|adam|adamw] [lr=X] [momentum=X] [nesterov=0|1] [weight_decay=X] [epochs=N]\n"
-    "        (training defaults; command-line options override them)\n"
-    "The network must end with `classes` values per image (usually `dense classes`).\n"
+    "model files: one layer per line, `#` starts a comment (defaults of options in brackets):\n";
+/* After the layer list (which comes from the library's op table): */
+static const char *const usage_train_tail =
+    "  (`residual` adds the block's input to its output; `train` sets defaults that command-line options\n"
+    "  override.) The network must end with `classes` values per image (usually `dense classes`).\n"
     "\n"
     "Input is normalized per channel with the mean and standard deviation of the training images used; they\n"
     "are stored in the checkpoint. The data is reshuffled every epoch from the seed. The last batch of an epoch\n"
@@ -87,6 +84,22 @@ static const char *const usage_train =
     "only a single image left over is skipped, because batch statistics need two. On a terminal a progress\n"
     "bar is shown; otherwise one line per epoch. At the end: per-class precision, recall, F1, the confusion\n"
     "matrix, and the `final:` line. Ctrl-C stops after the current step (the checkpoint keeps the last epoch).\n";
+
+/* The model format's layer lines, as many to a line as fit in 110 columns. */
+static void print_layer_usage(void)
+{
+    size_t col = 0;
+    const char *u;
+    for (int i = 0; (u = clt_model_layer_usage(i)); i++) {
+        size_t n = strlen(u);
+        if (col && col + 3 + n > 110) {
+            fputc('\n', stdout);
+            col = 0;
+        }
+        col += (size_t)printf("%s%s", col ? "   " : "  ", u);
+    }
+    fputc('\n', stdout);
+}
 
 static const char *const usage_eval =
     "usage: cltrain eval --checkpoint FILE [--data DIR] [--batch N] [--device SPEC] [--tune MODE] [--verbose]\n"
@@ -213,6 +226,8 @@ static int cmd_train(const char *dataset, int argc, char **argv)
         const char *a = argv[p.i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf(usage_train, dataset, what, defdir, !strcmp(dataset, "cifar10") ? "on for CIFAR-10" : "off");
+            print_layer_usage();
+            fputs(usage_train_tail, stdout);
             return 0;
         }
         if (opt_is(&p, "--data", 1)) o.data_dir = p.val;

@@ -1,7 +1,9 @@
 /* add.c - elementwise a + b of same-shaped tensors (residual connections): forward and backward (cl/add.cl). */
-#include "internal.h"
+#include "model.h"
 
-/* Kernels: 0 forward, 1 one-gradient backward (kernel arg 2 scale, 3 acc), 2 two-gradient backward. */
+/* Kernels: 0 forward, 1 one-gradient backward, 2 two-gradient backward. Their arguments that change per call: */
+enum { ARG_B1_DX = 1, ARG_B1_SCALE = 2, ARG_B1_ACC = 3 }; /* add_backward1 */
+enum { ARG_B2_ACC_A = 3, ARG_B2_ACC_B = 4 };               /* add_backward2 */
 
 static int prepare(clt_graph *g, clt__node *n)
 {
@@ -32,9 +34,9 @@ static int forward(clt_graph *g, clt__node *n, int training)
 
 static int backward1(clt_graph *g, clt__node *n, clt_tensor *dx, float scale, cl_int acc)
 {
-    CLT_CL(g->ctx, clSetKernelArg(n->k[1], 1, sizeof(cl_mem), &dx->mem));
-    CLT_CL(g->ctx, clSetKernelArg(n->k[1], 2, sizeof scale, &scale));
-    CLT_CL(g->ctx, clSetKernelArg(n->k[1], 3, sizeof acc, &acc));
+    CLT_CL(g->ctx, clSetKernelArg(n->k[1], ARG_B1_DX, sizeof(cl_mem), &dx->mem));
+    CLT_CL(g->ctx, clSetKernelArg(n->k[1], ARG_B1_SCALE, sizeof scale, &scale));
+    CLT_CL(g->ctx, clSetKernelArg(n->k[1], ARG_B1_ACC, sizeof acc, &acc));
     size_t gs = n->out->numel, ls = 64;
     return clt__launch(g->ctx, n->k[1], 1, &gs, &ls);
 }
@@ -49,8 +51,8 @@ static int backward(clt_graph *g, clt__node *n)
     }
     if (na && nb) {
         cl_int aa = n->acc_dx[0], ab = n->acc_dx[1];
-        CLT_CL(g->ctx, clSetKernelArg(n->k[2], 3, sizeof aa, &aa));
-        CLT_CL(g->ctx, clSetKernelArg(n->k[2], 4, sizeof ab, &ab));
+        CLT_CL(g->ctx, clSetKernelArg(n->k[2], ARG_B2_ACC_A, sizeof aa, &aa));
+        CLT_CL(g->ctx, clSetKernelArg(n->k[2], ARG_B2_ACC_B, sizeof ab, &ab));
         size_t gs = n->out->numel, ls = 64;
         return clt__launch(g->ctx, n->k[2], 1, &gs, &ls);
     }
@@ -83,3 +85,6 @@ int clt_add(clt_graph *g, clt_tensor *a, clt_tensor *b, clt_tensor **out)
     *out = n->out;
     return CLT_OK;
 }
+
+/* No layer keyword of its own in the model text format. */
+const clt__op_def clt__opdef_add = {"add", NULL, 0};

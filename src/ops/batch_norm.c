@@ -1,17 +1,26 @@
 /* batch_norm.c - batch normalization over dim 1 of (N,C) or (N,C,H,W): training (batch statistics, running
  * statistics updated) and evaluation (running statistics) passes, and the backward pass (cl/batch_norm.cl). */
-#include "internal.h"
+#include <string.h>
 
-/* iattr: 0 N, 1 C, 2 HW, 3 last forward was a training pass. fattr: 0 momentum, 1 eps.
- * param: 0 weight (gamma), 1 bias (beta). buf: 0 running_mean, 1 running_var. saved: 0 mean, 1 inv_std.
- * Kernels: 0 forward train, 1 forward eval, 2 backward after a training pass, 3 after an evaluation pass
- * (backward kernel args that change per call: 10 need_dx, 11 acc). */
+#include "model.h"
+
+/* param: 0 weight (gamma), 1 bias (beta). buf: 0 running_mean, 1 running_var. saved: 0 mean, 1 inv_std.
+ * Kernels: 0 forward train, 1 forward eval, 2 backward after a training pass, 3 after an evaluation pass. */
+typedef struct bn_attr {
+    int n, c, hw;       /* x read as (N, C, HW) */
+    int last_training;  /* the last forward was a training pass */
+    float momentum, eps;
+} bn_attr;
+#define ATTR(n) CLT__ATTR(n, bn_attr)
+/* bn_backward's arguments that change per call. */
+enum { ARG_BWD_NEED_DX = 10, ARG_BWD_ACC = 11 };
 
 static int prepare(clt_graph *g, clt__node *n)
 {
     clt_context *ctx = g->ctx;
-    cl_uint N = (cl_uint)n->iattr[0], C = (cl_uint)n->iattr[1], HW = (cl_uint)n->iattr[2];
-    float momentum = n->fattr[0], eps = n->fattr[1];
+    const bn_attr *a = ATTR(n);
+    cl_uint N = (cl_uint)a->n, C = (cl_uint)a->c, HW = (cl_uint)a->hw;
+    float momentum = a->momentum, eps = a->eps;
     cl_mem x = n->in[0]->mem, y = n->out->mem, gamma = n->param[0]->mem, beta = n->param[1]->mem;
     cl_mem rm = n->buf[0]->mem, rv = n->buf[1]->mem;
     CLT_TRY(clt__kernel(ctx, "batch_norm", "", "bn_forward_eval", &n->k[1]));
@@ -42,26 +51,27 @@ static int prepare(clt_graph *g, clt__node *n)
  * cores (elsewhere the driver chooses). */
 static int launch(clt_graph *g, clt__node *n, cl_kernel k)
 {
-    size_t gs = (size_t)n->iattr[1], ls = 1;
+    size_t gs = (size_t)ATTR(n)->c, ls = 1;
     return clt__launch(g->ctx, k, 1, &gs, g->ctx->info.is_cpu ? &ls : NULL);
 }
 
 static int forward(clt_graph *g, clt__node *n, int training)
 {
-    n->iattr[3] = training != 0;
+    bn_attr *a = ATTR(n);
+    a->last_training = training != 0;
     if (!training) return launch(g, n, n->k[1]);
-    if ((size_t)n->iattr[0] * (size_t)n->iattr[2] < 2)
+    if ((size_t)a->n * (size_t)a->hw < 2)
         return clt__err(g->ctx, CLT_ERR_SHAPE, "batch norm '%s': a training pass needs more than one value per "
-                        "channel (batch %d of %d x 1 values)", n->out->name, n->iattr[0], n->iattr[2]);
+                        "channel (batch %d of %d x 1 values)", n->out->name, a->n, a->hw);
     return launch(g, n, n->k[0]);
 }
 
 static int backward(clt_graph *g, clt__node *n)
 {
-    cl_kernel k = n->k[n->iattr[3] ? 2 : 3];
+    cl_kernel k = n->k[ATTR(n)->last_training ? 2 : 3];
     cl_int need = n->need_dx[0], acc = n->acc_dx[0];
-    CLT_CL(g->ctx, clSetKernelArg(k, 10, sizeof need, &need));
-    CLT_CL(g->ctx, clSetKernelArg(k, 11, sizeof acc, &acc));
+    CLT_CL(g->ctx, clSetKernelArg(k, ARG_BWD_NEED_DX, sizeof need, &need));
+    CLT_CL(g->ctx, clSetKernelArg(k, ARG_BWD_ACC, sizeof acc, &acc));
     return launch(g, n, k);
 }
 
@@ -84,11 +94,8 @@ int clt_batch_norm(clt_graph *g, clt_tensor *x, float momentum, float eps, const
     clt__node *n;
     CLT_TRY(clt__new_node(g, &op_batch_norm, name, 1, &x, x->ndim, x->shape, &n));
     int C = x->shape[1];
-    n->iattr[0] = x->shape[0];
-    n->iattr[1] = C;
-    n->iattr[2] = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1;
-    n->fattr[0] = momentum;
-    n->fattr[1] = eps;
+    *ATTR(n) = (bn_attr){.n = x->shape[0], .c = C, .hw = x->ndim == 4 ? x->shape[2] * x->shape[3] : 1,
+                         .momentum = momentum, .eps = eps};
     n->bwd_needs_in = 1; /* x, to recompute xhat */
     n->bwd_needs_out = 0;
     int cs[1] = {C};
@@ -103,3 +110,49 @@ int clt_batch_norm(clt_graph *g, clt_tensor *x, float momentum, float eps, const
     *out = n->out;
     return CLT_OK;
 }
+
+/* ------------------------------------------------------------------------------------------ model layer */
+
+typedef struct bn_args {
+    float momentum, eps;
+} bn_args;
+
+static int bn_parse(clt__line *l, void *args)
+{
+    bn_args a = {0.1f, 1e-5f};
+    if (clt__line_float(l, "momentum", 0, 1, &a.momentum) || clt__line_float(l, "eps", 1e-12f, 1, &a.eps))
+        return CLT_ERR_INVALID;
+    memcpy(args, &a, sizeof a);
+    return CLT_OK;
+}
+
+static void bn_print(const void *args, clt__sbuf *b)
+{
+    CLT__ARGS(bn_args, a, args);
+    char f1[32], f2[32];
+    clt__sb_printf(b, "batchnorm momentum=%s eps=%s\n", clt__fstr(a.momentum, f1), clt__fstr(a.eps, f2));
+}
+
+/* Same shape; a scale and a shift per channel. */
+static int bn_shape(const void *args, const clt__shape *in, int classes, clt__shape *out, clt__layer_cost *cost,
+                    char *msg)
+{
+    (void)args, (void)classes, (void)msg;
+    *out = *in;
+    cost->params = 2LL * in->c;
+    return CLT_OK;
+}
+
+static int bn_build(clt_graph *g, const void *args, const char *name, const clt__shape *in, const clt__shape *out,
+                    clt_tensor *x, clt_tensor **y)
+{
+    (void)in, (void)out;
+    CLT__ARGS(bn_args, a, args);
+    return clt_batch_norm(g, x, a.momentum, a.eps, name, y);
+}
+
+static const clt__layer_type layers[] = {
+    {"batchnorm", "batchnorm [momentum=0.1] [eps=1e-5]", "momentum, eps", "bn", bn_parse, bn_print, bn_shape,
+     bn_build},
+};
+const clt__op_def clt__opdef_batch_norm = {"batch_norm", layers, 1};

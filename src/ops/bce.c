@@ -1,5 +1,5 @@
 /* bce.c - binary cross-entropy on logits, mean over all elements, gradients for both inputs (cl/bce.cl). */
-#include "internal.h"
+#include "model.h"
 
 static int prepare(clt_graph *g, clt__node *n)
 {
@@ -12,3 +12,6 @@ int clt_bce_with_logits(clt_graph *g, clt_tensor *logits, clt_tensor *targets, c
 {
     return clt__pair_loss_new(g, &op_bce, "clt_bce_with_logits", logits, "logits", targets, "targets", out);
 }
+
+/* No layer keyword of its own in the model text format. */
+const clt__op_def clt__opdef_bce = {"bce", NULL, 0};

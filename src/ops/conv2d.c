@@ -5,12 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "model.h"
 #include "tune.h"
 
-/* iattr: 0..12 the clt__conv_geom fields in order (n c h w co kh kw sh sw ph pw oh ow), 13 has bias,
- * 14 algorithm (CLT__CONV_MEASURE until prepare decides), 15 split-k chunks S of the im2col weight-gradient
- * GEMM (0: no split).
+/* Attributes: conv_attr below; the direct algorithm's plan is in conv_priv.
  *
  * Private tensors are slots shared by the algorithms: saved[0], fscratch[0], bscratch[0..3], each as large as
  * the largest use among the algorithms the layer may run (one, or both while the choice is measured). Only
@@ -37,6 +35,14 @@ typedef struct direct_plan {
     size_t n_xp, n_wt, n_wt2, n_dyp, n_dyx, n_parts; /* floats */
 } direct_plan;
 
+typedef struct conv_attr {
+    clt__conv_geom geom;
+    int bias;  /* a learned bias (param[1]) */
+    int algo;  /* enum clt__conv_algo: CLT__CONV_MEASURE until prepare decides */
+    int split; /* split-k chunks S of the im2col weight-gradient GEMM (0: no split) */
+} conv_attr;
+#define ATTR(n) CLT__ATTR(n, conv_attr)
+
 typedef struct conv_priv {
     direct_plan d;
     int can_direct;
@@ -57,11 +63,9 @@ static int split_k_chunks(size_t co, size_t k, size_t np)
     return (int)(s > 16 ? 16 : s);
 }
 
-static clt__conv_geom geom_of(const clt__node *n)
-{
-    const int *a = n->iattr;
-    return (clt__conv_geom){a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12]};
-}
+static clt__conv_geom geom_of(const clt__node *n) { return CLT__ATTR(n, const conv_attr)->geom; }
+
+int clt__conv2d_node_algo(const clt__node *n) { return CLT__ATTR(n, const conv_attr)->algo; }
 
 /* Direct kernels: stride 1, padding smaller than the kernel (the data gradient pads dy by KH-1-PH), kernels
  * up to 7x7 (fully unrolled taps), and every buffer addressable as one private tensor. */
@@ -174,14 +178,14 @@ static int prepare_im2col(clt_graph *g, clt__node *n)
     clt_context *ctx = g->ctx;
     clt__conv_geom s = geom_of(n);
     cl_uint N = (cl_uint)s.n, CO = (cl_uint)s.co, P = (cl_uint)(s.oh * s.ow);
-    int has_bias = n->iattr[13];
+    int has_bias = ATTR(n)->bias;
     cl_mem bias = has_bias ? n->param[1]->mem : n->param[0]->mem; /* any valid buffer when unused */
 
     /* Decide (and tune) the layer's GEMMs and size their workspaces now, not in the first step. */
     size_t K = (size_t)s.c * s.kh * s.kw, NP = (size_t)N * P;
     CLT_TRY(clt__gemm_prepare(ctx, &(clt__gemm_args){.m = CO, .n = NP, .k = K, .batch = 1}));
     if (n->out->grad) {
-        size_t S = (size_t)n->iattr[15];
+        size_t S = (size_t)ATTR(n)->split;
         if (S) {
             size_t L = NP / S, rest = NP - S * L;
             CLT_TRY(clt__gemm_prepare(ctx, &(clt__gemm_args){.trans_b = 1, .m = CO, .n = K, .k = L, .batch = S}));
@@ -219,7 +223,7 @@ static int prepare_im2col(clt_graph *g, clt__node *n)
         cl_int acc = 0;
         CLT_CL(ctx, clSetKernelArg(n->k[K_COL2IM], 14, sizeof acc, &acc));
     }
-    int S = n->iattr[15];
+    int S = ATTR(n)->split;
     if (S) {
         size_t np = (size_t)N * P;
         cl_uint nparts = (cl_uint)(S + (np % (size_t)S != 0)), len = (cl_uint)(s.co * s.c * s.kh * s.kw);
@@ -264,7 +268,7 @@ static int backward_im2col(clt_graph *g, clt__node *n)
     /* dW (Cout, K) = dy' (Cout, NP) x cols^T (NP, K) */
     clt__gemm_args w = {.trans_b = 1, .m = CO, .n = K, .k = NP, .alpha = 1, .beta = 0, .a = dyp, .lda = NP,
                         .b = n->saved[0]->mem, .ldb = NP, .c = n->param[0]->grad->mem, .ldc = K, .batch = 1};
-    size_t S = (size_t)n->iattr[15];
+    size_t S = (size_t)ATTR(n)->split;
     if (S) {
         /* part j (Cout, K) = dy'[:, j*L .. (j+1)*L) x cols[:, same]^T; the remainder goes to part S */
         size_t L = NP / S, rest = NP - S * L;
@@ -332,7 +336,7 @@ static int prepare_direct(clt_graph *g, clt__node *n)
     snprintf(opt, sizeof opt, "-DCONV_KH=%d -DCONV_KW=%d -DCOB=%d -DRB=%d -DVW=%d -DDCOB=%d -DDVW=%d", s.kh, s.kw,
              d->cob, d->rb, d->vw, d->dcob, d->dvw);
     size_t N = (size_t)s.n, C = (size_t)s.c, CO = (size_t)s.co, KK = (size_t)s.kh * s.kw;
-    int has_bias = n->iattr[13];
+    int has_bias = ATTR(n)->bias;
     cl_mem w = n->param[0]->mem, bias = has_bias ? n->param[1]->mem : w;
     cl_mem xp = n->saved[0]->mem, wt = n->fscratch[0]->mem;
     CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pad_planes", &n->k[K_D_PADX]));
@@ -441,7 +445,7 @@ static int backward_direct(clt_graph *g, clt__node *n)
 static int forward(clt_graph *g, clt__node *n, int training)
 {
     (void)training;
-    return n->iattr[14] == CLT__CONV_DIRECT ? forward_direct(g, n) : forward_im2col(g, n);
+    return ATTR(n)->algo == CLT__CONV_DIRECT ? forward_direct(g, n) : forward_im2col(g, n);
 }
 
 static int backward(clt_graph *g, clt__node *n)
@@ -451,13 +455,13 @@ static int backward(clt_graph *g, clt__node *n)
         size_t gc = (size_t)s.co;
         CLT_TRY(clt__launch(g->ctx, n->k[K_BIAS_GRAD], 1, &gc, NULL));
     }
-    return n->iattr[14] == CLT__CONV_DIRECT ? backward_direct(g, n) : backward_im2col(g, n);
+    return ATTR(n)->algo == CLT__CONV_DIRECT ? backward_direct(g, n) : backward_im2col(g, n);
 }
 
 /* The bias gradient reads dy as it is (NCHW), the same for every algorithm. */
 static int prepare_bias_grad(clt_graph *g, clt__node *n)
 {
-    if (!n->out->grad || !n->iattr[13] || !n->param[1]->grad || n->k[K_BIAS_GRAD]) return CLT_OK;
+    if (!n->out->grad || !ATTR(n)->bias || !n->param[1]->grad || n->k[K_BIAS_GRAD]) return CLT_OK;
     clt__conv_geom s = geom_of(n);
     cl_uint N = (cl_uint)s.n, CO = (cl_uint)s.co, P = (cl_uint)(s.oh * s.ow);
     CLT_TRY(clt__kernel(g->ctx, "conv2d", "", "bias_grad", &n->k[K_BIAS_GRAD]));
@@ -504,7 +508,7 @@ static int run_candidate(clt_graph *g, clt__node *n, int algo, const float *x, c
                          cand_out *o)
 {
     clt_context *ctx = g->ctx;
-    n->iattr[14] = algo;
+    ATTR(n)->algo = algo;
     run_ud u = {g, n, 0};
     CLT_TRY(write_mem(ctx, n->in[0]->mem, x, n->in[0]->numel));
     CLT_TRY(clt__tune_time(ctx, run_pass, &u, reps, &o->fwd_ms));
@@ -542,7 +546,7 @@ static int measure(clt_graph *g, clt__node *n, const char *pass, int *algo)
     double t0 = clt__now_ms();
     clt__conv_geom s = geom_of(n);
     size_t nx = n->in[0]->numel, ny = n->out->numel, nw = n->param[0]->numel;
-    size_t nb = n->iattr[13] ? n->param[1]->numel : 0;
+    size_t nb = ATTR(n)->bias ? n->param[1]->numel : 0;
     int train = n->out->grad != NULL, dx = train && n->in[0]->grad != NULL, db = train && nb && n->param[1]->grad;
     size_t per = ny + (train ? nw + (db ? nb : 0) + (dx ? nx : 0) : 0);
     float *buf = malloc((nx + ny + 2 * per) * sizeof(float));
@@ -592,7 +596,7 @@ static int prepare(clt_graph *g, clt__node *n)
     conv_priv *pr = n->priv;
     if (!n->saved[0]->mem) /* the graph gives SAVED tensors memory in inference graphs too */
         return clt__err(ctx, CLT_ERR_STATE, "conv2d '%s': no memory for the saved tensor", n->out->name);
-    int algo = n->iattr[14];
+    int algo = ATTR(n)->algo;
     if (algo == CLT__CONV_MEASURE) {
         clt__conv_geom s = geom_of(n);
         int pass = !n->out->grad ? 0 : n->in[0]->grad ? 2 : 1;
@@ -606,7 +610,7 @@ static int prepare(clt_graph *g, clt__node *n)
             CLT_TRY(measure(g, n, pass_names[pass], &algo));
         }
         if (algo < 0) algo = default_algo(ctx, pr->can_direct);
-        n->iattr[14] = algo;
+        ATTR(n)->algo = algo;
     }
     CLT_TRY(algo == CLT__CONV_DIRECT ? prepare_direct(g, n) : prepare_im2col(g, n));
     return prepare_bias_grad(g, n);
@@ -649,14 +653,19 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
     clt__conv_geom s = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], p->out_channels, p->kernel_h,
                         p->kernel_w, p->stride_h, p->stride_w, p->pad_h, p->pad_w, 0, 0};
     /* 64-bit: huge paddings must give an error, not an overflow. */
-    if ((long long)s.kh > (long long)s.h + 2LL * s.ph || (long long)s.kw > (long long)s.w + 2LL * s.pw ||
-        (long long)s.h + 2LL * s.ph > INT32_MAX || (long long)s.w + 2LL * s.pw > INT32_MAX)
+    long long oh = clt__window_out(s.h, s.kh, s.sh, s.ph), ow = clt__window_out(s.w, s.kw, s.sw, s.pw);
+    if (!oh || !ow || (long long)s.h + 2LL * s.ph > INT32_MAX || (long long)s.w + 2LL * s.pw > INT32_MAX)
         return clt__err(g->ctx, CLT_ERR_SHAPE,
                         "clt_conv2d: kernel %dx%d is larger than input '%s' %s with padding %dx%d", s.kh, s.kw,
                         x->name, clt__shape_str(x, b, sizeof b), s.ph, s.pw);
-    s.oh = (s.h + 2 * s.ph - s.kh) / s.sh + 1;
-    s.ow = (s.w + 2 * s.pw - s.kw) / s.sw + 1;
+    s.oh = (int)oh;
+    s.ow = (int)ow;
     size_t K = (size_t)s.c * s.kh * s.kw, NP = (size_t)s.n * s.oh * s.ow;
+    /* The output itself must be a tensor (at most 2^31-1 values); only then can the columns be the problem. */
+    if ((double)s.co * (double)NP > (double)INT32_MAX)
+        return clt__err(g->ctx, CLT_ERR_SHAPE, "clt_conv2d: the output (%d,%d,%d,%d) of input '%s' %s would hold "
+                        "%.0f values, more than a tensor may (2^31-1); use fewer output channels or a smaller batch",
+                        s.n, s.co, s.oh, s.ow, x->name, clt__shape_str(x, b, sizeof b), (double)s.co * (double)NP);
     int algo = clt__conv2d_algo(g->ctx, &s);
     CLT_TRY(algo);
     direct_plan dp;
@@ -677,11 +686,7 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
     n->priv = pr;
     pr->d = dp;
     pr->can_direct = can_direct;
-    int vals[13] = {s.n, s.c, s.h, s.w, s.co, s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, s.oh, s.ow};
-    for (int i = 0; i < 13; i++) n->iattr[i] = vals[i];
-    n->iattr[13] = p->bias != 0;
-    n->iattr[14] = algo;
-    n->iattr[15] = split_k_chunks((size_t)s.co, K, NP);
+    *ATTR(n) = (conv_attr){s, p->bias != 0, algo, split_k_chunks((size_t)s.co, K, NP)};
     /* The saved columns (im2col) or padded input (direct) hold everything the weight gradient needs from x. */
     n->bwd_needs_in = 0;
     n->bwd_needs_out = 0;
@@ -697,7 +702,7 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
     if (algo != CLT__CONV_DIRECT) {
         GROW(sv, K * NP);
         if (s.n > 1) GROW(fs, (size_t)s.co * NP), GROW(bs[0], (size_t)s.co * NP);
-        if (n->iattr[15]) GROW(bs[1], (size_t)(n->iattr[15] + 1) * s.co * K);
+        if (ATTR(n)->split) GROW(bs[1], (size_t)(ATTR(n)->split + 1) * s.co * K);
         GROW(bs[2], K * NP);
     }
     if (algo != CLT__CONV_IM2COL) {
@@ -716,3 +721,74 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
     *out = n->out;
     return CLT_OK;
 }
+
+/* ------------------------------------------------------------------------------------------ model layer */
+
+typedef struct conv_args {
+    int out, k, stride, pad, bias;
+} conv_args;
+
+static int conv_parse(clt__line *l, void *args)
+{
+    conv_args a = {0, 0, 1, 0, 1};
+    const char *s = clt__line_arg(l, 1);
+    if (!s) return clt__line_fail(l, "conv: missing the number of output channels (conv OUT K)");
+    if (!clt__parse_int(s, 1, 65536, &a.out)) return clt__line_fail(l, "conv: bad number of output channels '%s'", s);
+    s = clt__line_arg(l, 2);
+    if (!s) return clt__line_fail(l, "conv: missing the kernel size (conv OUT K)");
+    if (!clt__parse_int(s, 1, 64, &a.k)) return clt__line_fail(l, "conv: bad kernel size '%s' (1..64)", s);
+    if (clt__line_int(l, "stride", 1, 64, &a.stride)) return CLT_ERR_INVALID;
+    s = clt__line_opt(l, "pad");
+    if (s && strcmp(s, "same") == 0) {
+        if (a.k % 2 == 0) return clt__line_fail(l, "conv: pad=same needs an odd kernel size, not %d", a.k);
+        a.pad = a.k / 2;
+    } else if (s && !clt__parse_int(s, 0, 64, &a.pad)) {
+        return clt__line_fail(l, "conv: bad pad '%s' (a number or 'same')", s);
+    }
+    if (clt__line_int(l, "bias", 0, 1, &a.bias)) return CLT_ERR_INVALID;
+    memcpy(args, &a, sizeof a);
+    return CLT_OK;
+}
+
+static void conv_print(const void *args, clt__sbuf *b)
+{
+    CLT__ARGS(conv_args, a, args);
+    clt__sb_printf(b, "conv %d %d stride=%d pad=%d bias=%d\n", a.out, a.k, a.stride, a.pad, a.bias);
+}
+
+/* The op's rule (clt__window_out) on one image. */
+static int conv_shape(const void *args, const clt__shape *in, int classes, clt__shape *out, clt__layer_cost *cost,
+                      char *msg)
+{
+    (void)classes;
+    CLT__ARGS(conv_args, a, args);
+    char s[64];
+    clt__shape_text(in, s, sizeof s);
+    if (in->flat) return clt__layer_shape_fail(msg, "conv needs an image (C,H,W) input, got a vector %s", s);
+    long long oh = clt__window_out(in->h, a.k, a.stride, a.pad), ow = clt__window_out(in->w, a.k, a.stride, a.pad);
+    if (!oh || !ow)
+        return clt__layer_shape_fail(msg, "conv window %dx%d (pad %d) does not fit the input %s", a.k, a.k, a.pad, s);
+    *out = (clt__shape){0, a.out, (int)oh, (int)ow};
+    cost->params = (long long)a.out * in->c * a.k * a.k + (a.bias ? a.out : 0);
+    cost->macs = (double)a.out * oh * ow * in->c * a.k * a.k;
+    return CLT_OK;
+}
+
+static int conv_build(clt_graph *g, const void *args, const char *name, const clt__shape *in, const clt__shape *out,
+                      clt_tensor *x, clt_tensor **y)
+{
+    (void)in, (void)out;
+    CLT__ARGS(conv_args, a, args);
+    clt_conv2d_params p;
+    clt_conv2d_default_params(&p, a.out, a.k);
+    p.stride_h = p.stride_w = a.stride;
+    p.pad_h = p.pad_w = a.pad;
+    p.bias = a.bias;
+    return clt_conv2d(g, x, &p, name, y);
+}
+
+static const clt__layer_type layers[] = {
+    {"conv", "conv OUT K [stride=1] [pad=0|same] [bias=1]", "stride, pad, bias", "conv", conv_parse, conv_print,
+     conv_shape, conv_build},
+};
+const clt__op_def clt__opdef_conv2d = {"conv2d", layers, 1};

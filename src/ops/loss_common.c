@@ -4,7 +4,9 @@
 
 #include "internal.h"
 
-/* fscratch[0]: RED_P partial sums (RED_P of cl/reduce.cl). Kernels: 0 partial, 1 final, 2 backward. */
+/* fscratch[0]: RED_P partial sums (RED_P of cl/reduce.cl). Kernels: 0 partial, 1 final, 2 backward. No
+ * attributes: the shapes are the tensors'. */
+enum { ARG_BWD_MODE_X = 5, ARG_BWD_MODE_T = 6 }; /* <source>_backward's arguments that change per call */
 #define RED_P 256
 
 int clt__pair_loss_prepare(clt_graph *g, clt__node *n, const char *source)
@@ -43,8 +45,8 @@ int clt__pair_loss_backward(clt_graph *g, clt__node *n)
 {
     if (!n->need_dx[0] && !n->need_dx[1]) return CLT_OK;
     cl_int mx = n->need_dx[0] ? 1 + n->acc_dx[0] : 0, mt = n->need_dx[1] ? 1 + n->acc_dx[1] : 0;
-    CLT_CL(g->ctx, clSetKernelArg(n->k[2], 5, sizeof mx, &mx));
-    CLT_CL(g->ctx, clSetKernelArg(n->k[2], 6, sizeof mt, &mt));
+    CLT_CL(g->ctx, clSetKernelArg(n->k[2], ARG_BWD_MODE_X, sizeof mx, &mx));
+    CLT_CL(g->ctx, clSetKernelArg(n->k[2], ARG_BWD_MODE_T, sizeof mt, &mt));
     size_t gs = n->in[0]->numel, ls = 64;
     return clt__launch(g->ctx, n->k[2], 1, &gs, &ls);
 }

@@ -1,5 +1,5 @@
 /* mse.c - mean squared error over all elements, gradients for both inputs (cl/mse.cl). */
-#include "internal.h"
+#include "model.h"
 
 static int prepare(clt_graph *g, clt__node *n)
 {
@@ -12,3 +12,6 @@ int clt_mse(clt_graph *g, clt_tensor *pred, clt_tensor *target, clt_tensor **out
 {
     return clt__pair_loss_new(g, &op_mse, "clt_mse", pred, "pred", target, "target", out);
 }
+
+/* No layer keyword of its own in the model text format. */
+const clt__op_def clt__opdef_mse = {"mse", NULL, 0};

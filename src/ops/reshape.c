@@ -1,7 +1,8 @@
 /* reshape.c - reshape and flatten: views that share their input's memory and gradient (no copy, no kernel). */
 #include <stdio.h>
+#include <string.h>
 
-#include "internal.h"
+#include "model.h"
 
 /* The graph gives a view its root's memory and gradient, so forward and backward have nothing to do. */
 static const clt__op op_reshape = {"reshape", NULL, NULL, NULL, NULL};
@@ -66,3 +67,48 @@ int clt_flatten(clt_graph *g, clt_tensor *x, clt_tensor **out)
     int s[2] = {x->shape[0], (int)(x->numel / (size_t)x->shape[0])};
     return add_view(g, x, 2, s, out);
 }
+
+/* ------------------------------------------------------------------------------------------ model layer */
+
+static int flatten_parse(clt__line *l, void *args)
+{
+    (void)l, (void)args;
+    return CLT_OK;
+}
+
+static void flatten_print(const void *args, clt__sbuf *b)
+{
+    (void)args;
+    clt__sb_printf(b, "flatten\n");
+}
+
+/* (C,H,W) -> (C*H*W), as clt_flatten; 64-bit, so that no size can overflow. */
+static int flatten_shape(const void *args, const clt__shape *in, int classes, clt__shape *out, clt__layer_cost *cost,
+                         char *msg)
+{
+    (void)args, (void)classes, (void)cost;
+    long long v = (long long)in->c * in->h * in->w;
+    if (v > 0x7fffffff) {
+        char s[64];
+        clt__shape_text(in, s, sizeof s);
+        return clt__layer_shape_fail(msg, "flatten: %s has %lld values per image, more than a tensor may hold", s, v);
+    }
+    *out = (clt__shape){1, (int)v, 1, 1};
+    return CLT_OK;
+}
+
+static int flatten_build(clt_graph *g, const void *args, const char *name, const clt__shape *in,
+                         const clt__shape *out, clt_tensor *x, clt_tensor **y)
+{
+    (void)args, (void)name, (void)out;
+    if (in->flat) { /* already (N, F): nothing to do */
+        *y = x;
+        return CLT_OK;
+    }
+    return clt_flatten(g, x, y);
+}
+
+static const clt__layer_type layers[] = {
+    {"flatten", "flatten", NULL, NULL, flatten_parse, flatten_print, flatten_shape, flatten_build},
+};
+const clt__op_def clt__opdef_reshape = {"reshape", layers, 1};

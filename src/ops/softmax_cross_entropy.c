@@ -8,15 +8,23 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "internal.h"
+#include "model.h"
 
-/* iattr: 0 rows N, 1 classes K, 2 work-group size of the mean. fattr: 0 smoothing. saved[0] probabilities
- * (N,K); fscratch[0] row losses (N) followed by the two flag floats. Kernels: 0 rows, 1 mean, 2 backward. */
+/* saved[0] probabilities (N,K); fscratch[0] row losses (N) followed by the two flag floats. Kernels: 0 rows,
+ * 1 mean, 2 backward. */
+typedef struct sce_attr {
+    int n, k;        /* logits (N,K) */
+    int wg;          /* work-group size of the mean (prepare) */
+    float smoothing;
+} sce_attr;
+#define ATTR(n) CLT__ATTR(n, sce_attr)
+enum { ARG_BWD_ACC = 5 }; /* sce_backward's argument that changes per call */
 
 static int prepare(clt_graph *g, clt__node *n)
 {
     clt_context *ctx = g->ctx;
-    cl_uint N = (cl_uint)n->iattr[0], K = (cl_uint)n->iattr[1];
+    sce_attr *a = ATTR(n);
+    cl_uint N = (cl_uint)a->n, K = (cl_uint)a->k;
     cl_mem scratch = n->fscratch[0]->mem;
     /* Probabilities are kept only for backward; an inference graph has no SAVED memory at all. */
     cl_int save = n->in[0]->grad != NULL && n->saved[0]->mem != NULL;
@@ -36,17 +44,17 @@ static int prepare(clt_graph *g, clt__node *n)
         n->k[1] = NULL;
         wg /= 2;
     }
-    n->iattr[2] = wg;
+    a->wg = wg;
     CLT_TRY(clt__kernel(ctx, "softmax_cross_entropy", opts, "sce_rows", &n->k[0]));
     CLT_TRY(CLT_SET_ARGS(ctx, n->k[0], CLT_ARG(n->in[0]->mem), CLT_ARG(n->in[1]->mem), CLT_ARG(p), CLT_ARG(scratch),
-                         CLT_ARG(n->fattr[0]), CLT_ARG(save), CLT_ARG(N), CLT_ARG(K)));
+                         CLT_ARG(a->smoothing), CLT_ARG(save), CLT_ARG(N), CLT_ARG(K)));
     CLT_TRY(CLT_SET_ARGS(ctx, n->k[1], CLT_ARG(scratch), CLT_ARG(n->in[1]->mem), CLT_ARG(n->out->mem),
                          CLT_ARG(N), CLT_ARG(K)));
     if (save) {
         CLT_TRY(clt__kernel(ctx, "softmax_cross_entropy", opts, "sce_backward", &n->k[2]));
         cl_int acc = 0;
         CLT_TRY(CLT_SET_ARGS(ctx, n->k[2], CLT_ARG(n->saved[0]->mem), CLT_ARG(n->in[1]->mem),
-                             CLT_ARG(n->out->grad->mem), CLT_ARG(n->in[0]->grad->mem), CLT_ARG(n->fattr[0]),
+                             CLT_ARG(n->out->grad->mem), CLT_ARG(n->in[0]->grad->mem), CLT_ARG(a->smoothing),
                              CLT_ARG(acc), CLT_ARG(N), CLT_ARG(K)));
     }
     return CLT_OK;
@@ -56,10 +64,10 @@ static int forward(clt_graph *g, clt__node *n, int training)
 {
     (void)training;
     clt_context *ctx = g->ctx;
-    size_t N = (size_t)n->iattr[0];
+    size_t N = (size_t)ATTR(n)->n;
     size_t gs = N, ls = 64;
     CLT_TRY(clt__launch(ctx, n->k[0], 1, &gs, &ls));
-    size_t wg = (size_t)n->iattr[2];
+    size_t wg = (size_t)ATTR(n)->wg;
     CLT_TRY(clt__launch(ctx, n->k[1], 1, &wg, &wg));
     float flag[2];
     CLT_CL(ctx, clEnqueueReadBuffer(ctx->queue, n->fscratch[0]->mem, CL_TRUE, N * sizeof(float), sizeof flag, flag, 0,
@@ -72,7 +80,7 @@ static int forward(clt_graph *g, clt__node *n, int training)
         return clt__err(ctx, CLT_ERR_INVALID,
                         "softmax cross-entropy '%s': %.0f label(s) out of range; the first is row %zu of '%s' = %g "
                         "(labels must be integers 0..%d)", n->out->name, flag[0], row, n->in[1]->name, bad,
-                        n->iattr[1] - 1);
+                        ATTR(n)->k - 1);
     }
     return CLT_OK;
 }
@@ -83,8 +91,8 @@ static int backward(clt_graph *g, clt__node *n)
         CLT_TRY(clt__fill(g, n->in[1]->grad->mem, n->in[1]->numel, 0.0f));
     if (!n->need_dx[0]) return CLT_OK;
     cl_int acc = n->acc_dx[0];
-    CLT_CL(g->ctx, clSetKernelArg(n->k[2], 5, sizeof acc, &acc));
-    size_t K = (size_t)n->iattr[1], N = (size_t)n->iattr[0];
+    CLT_CL(g->ctx, clSetKernelArg(n->k[2], ARG_BWD_ACC, sizeof acc, &acc));
+    size_t K = (size_t)ATTR(n)->k, N = (size_t)ATTR(n)->n;
     size_t gs[2] = {K, N}, ls[2] = {K < 64 ? K : 64, 1};
     return clt__launch(g->ctx, n->k[2], 2, gs, ls);
 }
@@ -114,9 +122,7 @@ int clt_softmax_cross_entropy(clt_graph *g, clt_tensor *logits, clt_tensor *labe
     int shape[1] = {1};
     clt__node *n;
     CLT_TRY(clt__new_node(g, &op_sce, NULL, 2, in, 1, shape, &n));
-    n->iattr[0] = N;
-    n->iattr[1] = K;
-    n->fattr[0] = label_smoothing;
+    *ATTR(n) = (sce_attr){.n = N, .k = K, .smoothing = label_smoothing};
     n->bwd_needs_in = 2u; /* labels; the logits' role is taken by the saved probabilities */
     n->bwd_needs_out = 0;
     n->out->keep_value = 1;
@@ -126,3 +132,6 @@ int clt_softmax_cross_entropy(clt_graph *g, clt_tensor *logits, clt_tensor *labe
     *out = n->out;
     return CLT_OK;
 }
+
+/* No layer keyword of its own in the model text format. */
+const clt__op_def clt__opdef_softmax_cross_entropy = {"softmax_cross_entropy", NULL, 0};
