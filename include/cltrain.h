@@ -415,6 +415,10 @@ typedef struct clt_gemm_bench_result {
  * tuning off), and those of the GEMM itself. */
 CLT_API int clt_gemm_bench_run(clt_gemm_bench *b, int variant, int reps, clt_gemm_bench_result *out);
 
+/* Copies C of the last clt_gemm_bench_run (count = batch*m*n values) into c. CLT_ERR_STATE if no run
+ * succeeded yet or the last one failed. */
+CLT_API int clt_gemm_bench_output(const clt_gemm_bench *b, float *c, size_t count);
+
 /* One cached tuning decision, as passed to a clt_tune_list callback (valid during the call only). */
 typedef struct clt_tune_entry {
     const char *kernel;  /* decision family: "gemm", "conv2d_algo", "clblast_xgemm", ... */

@@ -15,6 +15,7 @@ struct clt_gemm_bench {
     clt__gemm_args a; /* the problem, compact layout, with its device buffers */
     float *ha, *hb, *hc, *ref;
     size_t na, nb, nc;
+    int ran; /* hc holds the C of a finished run */
 };
 
 /* Checks a shape and sets *a to its compact layout (no device buffers); fn names the caller in messages. */
@@ -158,6 +159,19 @@ int clt_gemm_bench_set_reference(clt_gemm_bench *b, const float *c, size_t count
     return CLT_OK;
 }
 
+int clt_gemm_bench_output(const clt_gemm_bench *b, float *c, size_t count)
+{
+    if (!b) return CLT_ERR_INVALID;
+    if (!c) return clt__err(b->ctx, CLT_ERR_INVALID, "clt_gemm_bench_output: c is NULL");
+    if (count != b->nc)
+        return clt__err(b->ctx, CLT_ERR_INVALID, "clt_gemm_bench_output: count is %zu, C holds %zu values", count,
+                        b->nc);
+    if (!b->ran)
+        return clt__err(b->ctx, CLT_ERR_STATE, "clt_gemm_bench_output: no C yet (no run, or the last one failed)");
+    memcpy(c, b->hc, b->nc * sizeof(float));
+    return CLT_OK;
+}
+
 static int cmp_d(const void *x, const void *y)
 {
     double u = *(const double *)x, v = *(const double *)y;
@@ -191,12 +205,13 @@ static int check_result(clt_gemm_bench *b, clt_gemm_bench_result *r)
 {
     clt_context *ctx = b->ctx;
     CLT_CL(ctx, clEnqueueReadBuffer(ctx->queue, b->a.c, CL_TRUE, 0, b->nc * sizeof(float), b->hc, 0, NULL, NULL));
+    b->ran = 1;
     if (!b->ref) return CLT_OK;
     double mag = 0, err = 0;
     for (size_t i = 0; i < b->nc; i++) mag = fmax(mag, fabs((double)b->ref[i]));
     for (size_t i = 0; i < b->nc; i++) {
         double d = fabs((double)b->hc[i] - (double)b->ref[i]);
-        if (!(d <= err)) err = d; /* NaN sticks */
+        if (isnan(d) || d > err) err = d; /* a NaN stays: nothing compares greater */
     }
     r->checked = 1;
     r->max_abs_err = err;
@@ -240,6 +255,7 @@ int clt_gemm_bench_run(clt_gemm_bench *b, int variant, int reps, clt_gemm_bench_
         return clt__err(ctx, CLT_ERR_INVALID, "clt_gemm_bench_run: reps must be 1..%d (got %d)", MAX_REPS, reps);
     int algo;
     clt__gemm_params p;
+    b->ran = 0;
     CLT_TRY(variant_path(b, variant, &algo, &p));
     clt_gemm_bench_result r;
     memset(&r, 0, sizeof r);
