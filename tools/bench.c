@@ -245,3 +245,31 @@ int tool_cmd_tune(int argc, char **argv)
     clt_context_destroy(ctx);
     return 0;
 }
+
+static int print_entry(void *ud, const clt_tune_entry *e)
+{
+    int *n = ud;
+    (*n)++;
+    printf("  %-14s %s%s%s -> %s\n", e->kernel, e->shape, *e->options ? " " : "", e->options, e->value);
+    return 0;
+}
+
+int tool_tune_list(const char *device)
+{
+    clt_context_settings s;
+    clt_context_default_settings(&s);
+    s.device = device;
+    s.tune = CLT_TUNE_CACHED; /* reads the cache, never measures */
+    clt_context *ctx = NULL;
+    clt_device_info info;
+    int n = 0, st = clt_context_create(&s, &ctx);
+    if (st == CLT_OK) st = clt_context_device_info(ctx, &info);
+    if (st == CLT_OK) {
+        printf("tuning decisions cached for %s (kernel, shape, candidate set -> decision):\n", info.name);
+        st = clt_tune_list(ctx, print_entry, &n);
+    }
+    if (st < 0) fprintf(stderr, "cltrain tune: cannot list the tuning cache: %s\n", clt_errmsg(ctx));
+    else printf("%d decision(s)\n", n);
+    clt_context_destroy(ctx);
+    return st < 0 ? 1 : 0;
+}
