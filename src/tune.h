@@ -17,7 +17,9 @@ typedef struct clt__tune_key {
 } clt__tune_key;
 
 /* Looks up a decision. Returns 1 and fills value (a short string such as "algo=own MR=8 NR=16 KU=4" or
- * "rejected") when found, 0 when missing (or tuning mode is OFF), <0 on error (value does not fit in len).
+ * "rejected") when found, 0 when missing (or tuning mode is OFF, or the entry is invalid: a value that does not
+ * fit in len is, see clt__tune_invalid), <0 on error. Entries come from a file: callers check every value
+ * against the decision's parameter space and the device's limits before using it (clt__tune_invalid if not).
  * The full key also includes: platform name + version, device name + version, driver version, OpenCL C version,
  * CLT_VERSION_STRING, CLBlast version, the hash of the kernel source text, the build options and the shape. */
 int clt__tune_get(clt_context *ctx, const clt__tune_key *key, char *value, size_t len);
@@ -26,6 +28,10 @@ int clt__tune_get(clt_context *ctx, const clt__tune_key *key, char *value, size_
  * be written only costs persistence (one warning in verbose mode), never an error. `value` must be a printable
  * single-line string (no tabs or control characters). */
 int clt__tune_put(clt_context *ctx, const clt__tune_key *key, const char *value);
+/* Drops the entry of `key` from this context's view of the cache because its value is not one the tuner could
+ * have written (`why` says what is wrong; one verbose line): later lookups miss, so the caller's default is used
+ * and a new measurement replaces the entry in the file. */
+void clt__tune_invalid(clt_context *ctx, const clt__tune_key *key, const char *why);
 /* 1 if measuring is allowed now (mode QUICK/FULL and budget left for QUICK), else 0. */
 int clt__tune_may_measure(clt_context *ctx);
 /* Charges measured seconds to the context's budget (ctx->tune_spent_s). */
@@ -47,6 +53,7 @@ void clt__tuner_release(clt_context *ctx);
 /* ---- for tests and diagnostics */
 typedef struct clt__tune_stats {
     int file_loads, file_writes, corrupt_files, bad_lines;
+    int invalid_entries; /* dropped by clt__tune_invalid */
 } clt__tune_stats;
 void clt__tune_get_stats(clt_context *ctx, clt__tune_stats *s);
 

@@ -308,7 +308,14 @@ static void test_roundtrip(void)
     TU_OK(c1, clt__tune_put(c1, &k1, "algo=own MR=8 NR=16"));
     TU_OK(c1, clt__tune_put(c1, &k2, "rejected"));
     TU_CHECK(clt__tune_put(c1, &k2, "bad\tvalue") < 0, "tab in value accepted");
-    TU_CHECK(clt__tune_get(c1, &k1, v, 4) < 0, "value truncated silently");
+    /* A value longer than the caller's buffer is no entry the caller wrote: ignored (and dropped), never
+     * truncated. */
+    TU_CHECK(clt__tune_get(c1, &k1, v, 4) == 0 && v[0] == 0, "over-long value not ignored");
+    clt__tune_stats ts;
+    clt__tune_get_stats(c1, &ts);
+    TU_CHECK(ts.invalid_entries == 1, "over-long value not counted as invalid (%d)", ts.invalid_entries);
+    TU_CHECK(clt__tune_get(c1, &k1, v, sizeof v) == 0, "dropped entry still found");
+    TU_OK(c1, clt__tune_put(c1, &k1, "algo=own MR=8 NR=16"));
     const char *path = clt__tune_file_path(c1);
     TU_CHECK(path && exists(path), "tuning file not written");
     /* Temp files of dead writers go once old; a live writer's or a recent one stays. */
