@@ -831,6 +831,38 @@ static void test_binary_trust(void)
     }
 }
 
+/* ---- a conv2d decision that is neither algorithm: ignored with a warning, the default rule decides */
+static void test_conv_entry(void)
+{
+    char dir[4096];
+    sub(dir, "conv");
+    clt__conv_geom g = {2, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1, 8, 8};
+    char shape[256];
+    snprintf(shape, sizeof shape, "n=%d,c=%d,h=%d,w=%d,co=%d,kh=%d,kw=%d,sh=%d,sw=%d,ph=%d,pw=%d,pass=%s", g.n, g.c,
+             g.h, g.w, g.co, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, "fwd");
+    clt__tune_key key = {"conv2d_algo", "conv2d", "", shape};
+    const char *bad[2] = {"algo=im2colXL", "algo=direct2"};
+    for (int i = 0; i < 2; i++) {
+        clt_context *c = make_ctx(dir, CLT_TUNE_QUICK, 0);
+        if (!c) {
+            tu_failures++;
+            return;
+        }
+        TU_OK(c, clt__tune_put(c, &key, bad[i]));
+        clt_context_destroy(c);
+        capture_begin();
+        c = make_ctx_v(dir, CLT_TUNE_CACHED, 0, 1);
+        int algo = c ? clt__conv2d_algo(c, &g) : -1;
+        int want = c && c->info.is_cpu ? CLT__CONV_DIRECT : CLT__CONV_IM2COL; /* the default rule */
+        clt_context_destroy(c);
+        char *log = capture_end();
+        TU_CHECK(algo == want, "'%s': algorithm %d, expected the default %d", bad[i], algo, want);
+        TU_CHECK(strstr(log, "is invalid (neither 'algo=direct ...' nor 'algo=im2col ...')") != NULL,
+                 "'%s': no verbose line", bad[i]);
+        free(log);
+    }
+}
+
 /* ---- timing */
 typedef struct {
     cl_mem buf;
@@ -916,6 +948,7 @@ int main(void)
     test_unwritable();
     test_binaries();
     test_binary_trust();
+    test_conv_entry();
     test_timing();
     if (tu_failures == 0) rm_rf(base);
     return tu_finish("tune");
