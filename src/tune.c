@@ -467,7 +467,7 @@ void clt__tune_invalid(clt_context *ctx, const clt__tune_key *key, const char *w
     t->stats.invalid_entries++;
     free(e->key);
     free(e->value);
-    *e = t->mem.e[--t->mem.n];
+    memmove(e, e + 1, (size_t)(--t->mem.n - i) * sizeof *e); /* keeps the others in insertion order */
 }
 
 int clt__tune_put(clt_context *ctx, const clt__tune_key *key, const char *value)

@@ -23,15 +23,15 @@ typedef struct clt__tune_key {
  * The full key also includes: platform name + version, device name + version, driver version, OpenCL C version,
  * CLT_VERSION_STRING, CLBlast version, the hash of the kernel source text, the build options and the shape. */
 int clt__tune_get(clt_context *ctx, const clt__tune_key *key, char *value, size_t len);
+/* Drops the entry of `key` from this context's view of the cache because its value is not one the tuner could
+ * have written (`why` says what is wrong; one verbose line): later lookups miss, so the caller's default is used
+ * and a new measurement replaces the entry in the file. */
+void clt__tune_invalid(clt_context *ctx, const clt__tune_key *key, const char *why);
 /* Records a decision. OFF: ignored. CACHED: kept in memory only (nothing was measured). QUICK/FULL: kept in
  * memory and persisted at once (lock, re-read, merge, temp file + fsync + rename). A cache folder that cannot
  * be written only costs persistence (one warning in verbose mode), never an error. `value` must be a printable
  * single-line string (no tabs or control characters). */
 int clt__tune_put(clt_context *ctx, const clt__tune_key *key, const char *value);
-/* Drops the entry of `key` from this context's view of the cache because its value is not one the tuner could
- * have written (`why` says what is wrong; one verbose line): later lookups miss, so the caller's default is used
- * and a new measurement replaces the entry in the file. */
-void clt__tune_invalid(clt_context *ctx, const clt__tune_key *key, const char *why);
 /* 1 if measuring is allowed now (mode QUICK/FULL and budget left for QUICK), else 0. */
 int clt__tune_may_measure(clt_context *ctx);
 /* Charges measured seconds to the context's budget (ctx->tune_spent_s). */
