@@ -114,7 +114,11 @@ typedef struct clt_context_settings {
     /* Folder for the tuning and program-binary caches. NULL: $CLTRAIN_CACHE_DIR, else
      * $XDG_CACHE_HOME/cltrain, else ~/.cache/cltrain. Compiled kernel binaries are cached in every tuning
      * mode (their key is exact: device, driver, library version, source text, options); set
-     * $CLTRAIN_NO_BINARY_CACHE=1 to turn that off. An unwritable folder only costs the caching. */
+     * $CLTRAIN_NO_BINARY_CACHE=1 to turn that off. An unwritable folder only costs the caching. Missing
+     * folders are created 0700; binaries (native code) are never loaded from, nor written to, a folder or
+     * file that is not owned by the effective user or is writable by group or others, and each carries a
+     * keyed BLAKE2b tag binding it to its key. Cached tuning decisions are checked before use (an invalid
+     * one is ignored and the default used). */
     const char *cache_dir;
     int tune;             /* enum clt_tune_mode; default CLT_TUNE_QUICK */
     double tune_budget_s; /* seconds of measuring allowed per context in QUICK mode; default 20 */

@@ -480,13 +480,14 @@ int clt__atomic_write(const char *path, const void *const *parts, const size_t *
     return rc;
 }
 
-/* "<pid>.<anything>" after a temporary prefix: the pid, or -1 when the name is no temporary of ours. */
+/* "<pid>.<anything>" after a temporary prefix (or just "<pid>": the fixed names of earlier versions): the pid,
+ * or -1 when the name is no temporary of ours. */
 static long tmp_pid(const char *s)
 {
     char *end;
     errno = 0;
     long pid = strtol(s, &end, 10);
-    if (end == s || *end != '.' || pid <= 0 || errno) return -1;
+    if (end == s || (*end != '.' && *end != 0) || pid <= 0 || errno) return -1;
     return pid;
 }
 

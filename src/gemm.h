@@ -32,4 +32,11 @@ void clt__gemm_default(clt_context *ctx, const clt__gemm_args *a, int *algo, clt
  * (Xgemm, XgemmDirect) for this device. Idempotent per context. */
 int clt__gemm_tune_clblast(clt_context *ctx, int force_measure);
 
+/* Tests only: when set, every CLBlast GEMM call first asks it; a negative clt status fails the call with it
+ * (to exercise the paths where CLBlast fails during tuning). NULL in normal use. */
+extern int (*clt__gemm_clblast_hook)(void);
+/* The CLBlast parameter overrides this process applied for ctx's device (Xgemm, XgemmDirect set index; -1:
+ * CLBlast's built-in database), as recorded by the library. */
+void clt__gemm_clblast_active(clt_context *ctx, int *xgemm, int *direct);
+
 #endif

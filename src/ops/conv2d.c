@@ -121,8 +121,12 @@ static int cached_algo(clt_context *ctx, const clt__conv_geom *s, const char *pa
     key_shape(s, pass, shape, sizeof shape);
     clt__tune_key key = {"conv2d_algo", "conv2d", "", shape};
     if (clt__tune_get(ctx, &key, v, sizeof v) != 1) return -1;
-    if (strncmp(v, "algo=direct", 11) == 0) return CLT__CONV_DIRECT;
-    if (strncmp(v, "algo=im2col", 11) == 0) return CLT__CONV_IM2COL;
+    /* Only values as measure() writes them. Callers ask only for layers that can run both algorithms, and both
+     * are exact programs, so a valid choice cannot make results wrong (only slower). */
+    int end = v[11] == 0 || v[11] == ' ';
+    if (strncmp(v, "algo=direct", 11) == 0 && end) return CLT__CONV_DIRECT;
+    if (strncmp(v, "algo=im2col", 11) == 0 && end) return CLT__CONV_IM2COL;
+    clt__tune_invalid(ctx, &key, "neither 'algo=direct ...' nor 'algo=im2col ...'");
     return -1;
 }
 
