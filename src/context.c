@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "internal.h"
+#include "bincache.h"
+#include "disk.h"
 #include "tune.h"
 
 typedef struct dev_ref {
@@ -203,24 +205,6 @@ static int choose_device(clt_context *ctx, const dev_ref *refs, int n, const cha
                     spec);
 }
 
-static char *default_cache_dir(void)
-{
-    char buf[4096];
-    const char *e = getenv("CLTRAIN_CACHE_DIR");
-    if (e && *e) return clt__strdup(e);
-    e = getenv("XDG_CACHE_HOME");
-    if (e && *e) {
-        snprintf(buf, sizeof buf, "%s/cltrain", e);
-        return clt__strdup(buf);
-    }
-    e = getenv("HOME");
-    if (e && *e) {
-        snprintf(buf, sizeof buf, "%s/.cache/cltrain", e);
-        return clt__strdup(buf);
-    }
-    return NULL;
-}
-
 static clt_context *alloc_context(const clt_context_settings *s)
 {
     clt_context *ctx = calloc(1, sizeof *ctx);
@@ -232,7 +216,7 @@ static clt_context *alloc_context(const clt_context_settings *s)
     }
     const char *kd = s->kernel_dir ? s->kernel_dir : getenv("CLTRAIN_KERNEL_DIR");
     ctx->kernel_dir = kd && *kd ? clt__strdup(kd) : NULL;
-    ctx->cache_dir = s->cache_dir ? clt__strdup(s->cache_dir) : default_cache_dir();
+    ctx->cache_dir = s->cache_dir ? clt__strdup(s->cache_dir) : clt__cache_dir_default();
     ctx->tune = s->tune;
     ctx->tune_budget_s = s->tune_budget_s;
     ctx->verbose = s->verbose;
@@ -323,6 +307,7 @@ void clt_context_destroy(clt_context *ctx)
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
     clt__gemm_release(ctx);
+    clt__binary_cache_release(ctx);
     clt__tuner_release(ctx);
     for (int i = 0; i < ctx->nprograms; i++) {
         clReleaseProgram(ctx->programs[i].program);

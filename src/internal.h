@@ -14,6 +14,7 @@
 #define CLT_NAME_LEN 64
 
 typedef struct clt__tuner clt__tuner;
+typedef struct clt__bincache clt__bincache;
 typedef struct clt__gemm_state clt__gemm_state;
 
 typedef struct clt__program_entry {
@@ -39,6 +40,7 @@ struct clt_context {
     clt__program_entry *programs;
     int nprograms, cap_programs;
     clt__tuner *tuner;
+    clt__bincache *bincache;
     clt__gemm_state *gemm;
     char errmsg[8192];
 };

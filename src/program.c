@@ -6,33 +6,20 @@
 #include "clt_config.h"
 #include "embedded.h"
 #include "internal.h"
-#include "tune.h"
+#include "bincache.h"
+#include "disk.h"
+
+#define KERNEL_SOURCE_MAX ((size_t)16 << 20) /* our largest .cl file is a few dozen KiB */
 
 int clt__source_text(clt_context *ctx, const char *name, char **text, size_t *len)
 {
     *text = NULL;
     if (ctx->kernel_dir) {
-        char path[4096];
+        char path[4096], err[4200];
         snprintf(path, sizeof path, "%s/%s.cl", ctx->kernel_dir, name);
-        FILE *f = fopen(path, "rb");
-        if (!f) return clt__err(ctx, CLT_ERR_IO, "cannot open kernel source %s (kernel_dir is set)", path);
-        fseek(f, 0, SEEK_END);
-        long n = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-        if (!buf) {
-            fclose(f);
-            return clt__err(ctx, CLT_ERR_NOMEM, "out of memory reading %s", path);
-        }
-        size_t got = fread(buf, 1, (size_t)n, f);
-        fclose(f);
-        if (got != (size_t)n) {
-            free(buf);
-            return clt__err(ctx, CLT_ERR_IO, "short read on kernel source %s", path);
-        }
-        buf[n] = 0;
-        *text = buf;
-        if (len) *len = (size_t)n;
+        int rc = clt__read_file(path, KERNEL_SOURCE_MAX, 0, text, len ? len : &(size_t){0}, err, sizeof err);
+        if (rc == 1) return clt__err(ctx, CLT_ERR_IO, "cannot open kernel source %s (kernel_dir is set)", path);
+        if (rc < 0) return clt__err(ctx, CLT_ERR_IO, "kernel source %s (kernel_dir is set)", err);
         return CLT_OK;
     }
     for (const clt__embedded_source *s = clt__embedded_sources; s->name; s++) {

@@ -1,4 +1,4 @@
-/* tune.c - per-device tuning decisions and compiled program binaries, persisted in an on-disk cache.
+/* tune.c - per-device tuning decisions persisted in an on-disk cache, and the timing helpers of tuners.
  *
  * Tuning file: <cache_dir>/tune-<fnv64 of the device+library identity>.txt, text:
  *     cltrain-tune<TAB>1
@@ -8,33 +8,23 @@
  * bad header drops the file); the next write rewrites the file from the valid entries only.
  * Writers serialise on flock(<file>.lock), re-read the file under the lock, merge, and replace it with a
  * temp file (fsync + rename), so readers never need the lock and always see a complete file.
- *
- * Program binaries: <cache_dir>/programs/<fnv64(key) hex16>.bin, written when the context is destroyed (or at
- * clt__binary_cache_flush) rather than right after the build: asking for CL_PROGRAM_BINARIES makes some drivers
- * (POCL) generate machine code for every kernel, which should not slow down start-up nor be paid for tuning
- * candidates that lose (clt__binary_cache_discard). Format:
- *     cltrain-binary<TAB>1\n<full key>\n<size> <fnv64 of the bytes hex16>\n<size bytes>
+ * Program binaries live in bincache.c; files, locks and the atomic writer in disk.c.
  */
-#define _GNU_SOURCE /* flock, dladdr */
 #include "tune.h"
 
-#include <clblast_c.h>
-#include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <signal.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "disk.h"
+
 #define TUNE_HEADER "cltrain-tune\t1\n"
-#define BIN_HEADER "cltrain-binary\t1\n"
+#define TUNE_MAX_BYTES (64u << 20) /* far above any real file: thousands of entries of < 1 KiB */
 
 typedef struct tune_entry {
     uint64_t hash;
@@ -49,11 +39,6 @@ typedef struct ent_list {
     int n, cap;
 } ent_list;
 
-typedef struct pending_bin { /* a program whose binary is written at flush time */
-    cl_program prog;          /* retained */
-    char *key, *path;
-} pending_bin;
-
 typedef struct src_hash {
     char *name;
     uint64_t hash;
@@ -63,298 +48,44 @@ struct clt__tuner {
     clt__tune_key_parts id; /* identity parts; kernel/options/shape unused */
     char *dir;              /* cache folder or NULL */
     char *path, *lock_path; /* this device's tuning file */
-    char *bin_dir;
     int disk;               /* tuning file usable (cleared after the first failure) */
-    int bin_disk;           /* program folder usable */
-    int bin_cleaned;        /* stale temp files of the program folder removed */
-    pending_bin *pend;
-    int npend, cap_pend;
     int loaded;
     ent_list mem;
     src_hash *src;
     int nsrc;
-    unsigned tmp_counter;
     clt__tune_stats stats;
 };
-
-uint64_t clt__fnv1a64(uint64_t h, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
 
 static uint64_t fnv_str(const char *s)
 {
     return clt__fnv1a64(CLT__FNV_OFFSET, s, strlen(s));
 }
 
-static void vlog(clt_context *ctx, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-static void vlog(clt_context *ctx, const char *fmt, ...)
-{
-    if (!ctx->verbose) return;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("cltrain: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
 /* ---------------------------------------------------------------------------------------------- strings */
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_putn(sbuf *b, const char *s, size_t n)
+static void sb_identity(clt__buf *b, const clt__tune_key_parts *p)
 {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void sb_puts(sbuf *b, const char *s)
-{
-    sb_putn(b, s, strlen(s));
-}
-
-/* Key parts may hold anything; escaping keeps the key on one line, free of tabs, and unambiguous ('|'
- * separates parts). */
-static void sb_esc(sbuf *b, const char *s)
-{
-    for (; s && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char tmp[8];
-        if (c == '\\') sb_puts(b, "\\\\");
-        else if (c == '|') sb_puts(b, "\\p");
-        else if (c < 0x20 || c == 0x7f) {
-            snprintf(tmp, sizeof tmp, "\\x%02x", c);
-            sb_puts(b, tmp);
-        } else sb_putn(b, (const char *)&c, 1);
-    }
-}
-
-static void sb_part(sbuf *b, const char *name, const char *value, int first)
-{
-    if (!first) sb_puts(b, "|");
-    sb_puts(b, name);
-    sb_puts(b, "=");
-    sb_esc(b, value);
-}
-
-static void sb_identity(sbuf *b, const clt__tune_key_parts *p)
-{
-    sb_part(b, "platform", p->platform, 1);
-    sb_part(b, "platform_version", p->platform_version, 0);
-    sb_part(b, "device", p->device, 0);
-    sb_part(b, "device_version", p->device_version, 0); /* POCL: names the LLVM target CPU */
-    sb_part(b, "driver", p->driver, 0);
-    sb_part(b, "opencl_c", p->opencl_c, 0);
-    sb_part(b, "cltrain", p->cltrain, 0);
-    sb_part(b, "clblast", p->clblast, 0);
+    clt__cache_id id = {p->platform, p->platform_version, p->device, p->device_version, p->driver, p->opencl_c,
+                        p->cltrain, p->clblast};
+    clt__buf_cache_id(b, &id);
 }
 
 char *clt__tune_key_string(const clt__tune_key_parts *p)
 {
-    sbuf b = {0};
+    clt__buf b = {0};
     char hex[24];
     sb_identity(&b, p);
-    sb_part(&b, "kernel", p->kernel, 0);
+    clt__buf_key_part(&b, "kernel", p->kernel, 0);
     if (p->has_source) snprintf(hex, sizeof hex, "%016llx", (unsigned long long)p->source_hash);
     else snprintf(hex, sizeof hex, "-");
-    sb_part(&b, "src", hex, 0);
-    sb_part(&b, "options", p->options, 0);
-    sb_part(&b, "shape", p->shape, 0);
+    clt__buf_key_part(&b, "src", hex, 0);
+    clt__buf_key_part(&b, "options", p->options, 0);
+    clt__buf_key_part(&b, "shape", p->shape, 0);
     if (b.oom) {
         free(b.p);
         return NULL;
     }
     return b.p;
-}
-
-/* ---------------------------------------------------------------------------------------------- identity */
-
-/* CLBlast version we were built against plus the identity of the library file actually loaded (path, size,
- * mtime, inode), so replacing the library without rebuilding cltrain still invalidates the entries. */
-static const char *clblast_identity(void)
-{
-    static char id[1200];
-    if (id[0]) return id;
-    int n = snprintf(id, sizeof id, "%d.%d.%d", CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
-                     CLBLAST_VERSION_PATCH);
-    Dl_info info;
-    if (dladdr((void *)(uintptr_t)&CLBlastSgemm, &info) && info.dli_fname) {
-        struct stat st;
-        if (stat(info.dli_fname, &st) == 0)
-            snprintf(id + n, sizeof id - (size_t)n, " %s size=%lld mtime=%lld ino=%llu", info.dli_fname,
-                     (long long)st.st_size, (long long)st.st_mtime, (unsigned long long)st.st_ino);
-        else
-            snprintf(id + n, sizeof id - (size_t)n, " %s", info.dli_fname);
-    }
-    return id;
-}
-
-/* ---------------------------------------------------------------------------------------------- files */
-
-static int mkdirs(const char *path)
-{
-    char *p = clt__strdup(path);
-    if (!p) return -1;
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-            free(p);
-            return -1;
-        }
-        *s = '/';
-    }
-    int rc = mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
-    struct stat st;
-    if (rc == 0 && (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))) rc = -1;
-    if (rc == 0 && access(p, W_OK | X_OK) != 0) rc = -1;
-    free(p);
-    return rc;
-}
-
-/* Whole file into a NUL-terminated buffer; NULL with errno ENOENT if missing. */
-static char *slurp(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return NULL;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_size < 0) {
-        close(fd);
-        return NULL;
-    }
-    size_t cap = (size_t)st.st_size + 1, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t r = read(fd, buf + n, cap - 1 - n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        if (r == 0) break;
-        n += (size_t)r;
-    }
-    close(fd);
-    if (!buf) return NULL;
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
-static void fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
-/* Writes data to a unique temp file in `dir`, fsyncs and renames it over `path`. 0 or -1 (errno set). */
-static int atomic_write(clt__tuner *t, const char *dir, const char *path, const void *const *parts,
-                        const size_t *lens, int nparts)
-{
-    size_t pl = strlen(path) + 64;
-    char *tmp = malloc(pl);
-    if (!tmp) return -1;
-    snprintf(tmp, pl, "%s.tmp.%ld.%u", path, (long)getpid(), t->tmp_counter++);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        free(tmp);
-        return -1;
-    }
-    int ok = 1;
-    for (int i = 0; i < nparts && ok; i++) {
-        const char *p = parts[i];
-        size_t left = lens[i];
-        while (left > 0) {
-            ssize_t w = write(fd, p, left);
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) {
-                ok = 0;
-                break;
-            }
-            p += w;
-            left -= (size_t)w;
-        }
-    }
-    if (ok && fsync(fd) != 0) ok = 0;
-    if (close(fd) != 0) ok = 0;
-    if (ok && rename(tmp, path) != 0) ok = 0;
-    if (!ok) {
-        int e = errno;
-        unlink(tmp);
-        errno = e;
-    } else {
-        fsync_dir(dir);
-    }
-    free(tmp);
-    return ok ? 0 : -1;
-}
-
-/* Temp files "<name>.tmp.<pid>.<n>" of writers that died before their rename: removed once they are 10 minutes
- * old and their process is gone (the age guards against pid namespaces sharing one cache folder). */
-static void remove_stale_tmp(const char *dir, const char *prefix)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    size_t pl = strlen(prefix), dl = strlen(dir);
-    time_t now = time(NULL);
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strncmp(e->d_name, prefix, pl) != 0) continue;
-        const char *s = strstr(e->d_name + pl, ".tmp.");
-        if (!s) continue;
-        char *end;
-        long pid = strtol(s + 5, &end, 10);
-        if (end == s + 5 || *end != '.' || pid <= 0) continue;
-        char *path = malloc(dl + strlen(e->d_name) + 2);
-        if (!path) break;
-        sprintf(path, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (stat(path, &st) == 0 && now - st.st_mtime > 600 && kill((pid_t)pid, 0) != 0 && errno == ESRCH)
-            unlink(path);
-        free(path);
-    }
-    closedir(d);
 }
 
 /* ---------------------------------------------------------------------------------------------- entries */
@@ -435,8 +166,14 @@ static int load_entries(const char *path, ent_list *l, int *bad_header, int *bad
     *bad_header = 0;
     *bad_lines = 0;
     size_t n;
-    char *buf = slurp(path, &n);
-    if (!buf) return 0;
+    char *buf;
+    char err[512];
+    int rd = clt__read_file(path, TUNE_MAX_BYTES, 0, &buf, &n, err, sizeof err);
+    if (rd == 1) return 0;
+    if (rd < 0) { /* a folder, FIFO, oversized file: as good as a corrupt one, rewritten on the next write */
+        *bad_header = 1;
+        return 1;
+    }
     size_t hl = strlen(TUNE_HEADER);
     if (n < hl || memcmp(buf, TUNE_HEADER, hl) != 0) {
         *bad_header = 1;
@@ -486,20 +223,20 @@ static int load_entries(const char *path, ent_list *l, int *bad_header, int *bad
 
 static int write_entries(clt__tuner *t, const ent_list *l)
 {
-    sbuf b = {0};
-    sb_puts(&b, TUNE_HEADER);
+    clt__buf b = {0};
+    clt__buf_puts(&b, TUNE_HEADER);
     for (int i = 0; i < l->n; i++) {
-        size_t start = b.n;
+        size_t start = b.len;
         char tmp[40];
         snprintf(tmp, sizeof tmp, "%016llx\t", (unsigned long long)l->e[i].hash);
-        sb_puts(&b, tmp);
-        sb_puts(&b, l->e[i].key);
-        sb_puts(&b, "\t");
-        sb_puts(&b, l->e[i].value);
+        clt__buf_puts(&b, tmp);
+        clt__buf_puts(&b, l->e[i].key);
+        clt__buf_puts(&b, "\t");
+        clt__buf_puts(&b, l->e[i].value);
         if (b.oom) break;
-        uint64_t chk = clt__fnv1a64(CLT__FNV_OFFSET, b.p + start, b.n - start);
+        uint64_t chk = clt__fnv1a64(CLT__FNV_OFFSET, b.p + start, b.len - start);
         snprintf(tmp, sizeof tmp, "\t%016llx\n", (unsigned long long)chk);
-        sb_puts(&b, tmp);
+        clt__buf_puts(&b, tmp);
     }
     if (b.oom) {
         free(b.p);
@@ -507,8 +244,8 @@ static int write_entries(clt__tuner *t, const ent_list *l)
         return -1;
     }
     const void *parts[1] = {b.p};
-    size_t lens[1] = {b.n};
-    int rc = atomic_write(t, t->dir, t->path, parts, lens, 1);
+    size_t lens[1] = {b.len};
+    int rc = clt__atomic_write(t->path, parts, lens, 1, 0600, NULL, 0);
     free(b.p);
     return rc;
 }
@@ -519,7 +256,7 @@ static void disk_failed(clt_context *ctx, clt__tuner *t, const char *what, const
 {
     if (!t->disk) return;
     t->disk = 0;
-    vlog(ctx, "tuning cache: %s %s failed (%s); tuning results stay in memory for this context", what, path,
+    clt__vlog(ctx, "tuning cache: %s %s failed (%s); tuning results stay in memory for this context", what, path,
          strerror(errno));
 }
 
@@ -536,10 +273,10 @@ static clt__tuner *get_tuner(clt_context *ctx)
         .driver = ctx->info.driver_version,
         .opencl_c = ctx->info.opencl_c_version,
         .cltrain = CLT_VERSION_STRING,
-        .clblast = clblast_identity(),
+        .clblast = clt__clblast_identity(),
     };
     if (ctx->cache_dir && *ctx->cache_dir) {
-        sbuf id = {0};
+        clt__buf id = {0};
         sb_identity(&id, &t->id);
         uint64_t h = id.oom ? 0 : fnv_str(id.p);
         free(id.p);
@@ -547,20 +284,16 @@ static clt__tuner *get_tuner(clt_context *ctx)
         t->dir = clt__strdup(ctx->cache_dir);
         t->path = malloc(dl + 40);
         t->lock_path = malloc(dl + 48);
-        t->bin_dir = malloc(dl + 16);
-        if (!t->dir || !t->path || !t->lock_path || !t->bin_dir || h == 0) {
+        if (!t->dir || !t->path || !t->lock_path || h == 0) {
             free(t->dir);
             free(t->path);
             free(t->lock_path);
-            free(t->bin_dir);
             free(t);
             return NULL;
         }
         snprintf(t->path, dl + 40, "%s/tune-%016llx.txt", ctx->cache_dir, (unsigned long long)h);
         snprintf(t->lock_path, dl + 48, "%s.lock", t->path);
-        snprintf(t->bin_dir, dl + 16, "%s/programs", ctx->cache_dir);
         t->disk = 1;
-        t->bin_disk = 1;
     }
     ctx->tuner = t;
     return t;
@@ -576,14 +309,14 @@ static void load_once(clt_context *ctx, clt__tuner *t)
     if (rc > 0) t->stats.file_loads++;
     if (bad_header) {
         t->stats.corrupt_files++;
-        vlog(ctx, "tuning cache %s is not a valid cache file: ignored, it will be rebuilt on the next write",
+        clt__vlog(ctx, "tuning cache %s is not a valid cache file: ignored, it will be rebuilt on the next write",
              t->path);
     } else if (bad_lines) {
         t->stats.bad_lines += bad_lines;
-        vlog(ctx, "tuning cache %s: %d corrupt line(s) ignored, the file will be rebuilt on the next write",
+        clt__vlog(ctx, "tuning cache %s: %d corrupt line(s) ignored, the file will be rebuilt on the next write",
              t->path, bad_lines);
     } else if (rc > 0) {
-        vlog(ctx, "tuning cache %s: %d entries", t->path, t->mem.n);
+        clt__vlog(ctx, "tuning cache %s: %d entries", t->path, t->mem.n);
     }
 }
 
@@ -591,30 +324,23 @@ static void load_once(clt_context *ctx, clt__tuner *t)
 static void persist(clt_context *ctx, clt__tuner *t)
 {
     if (!t->disk) return;
-    if (mkdirs(t->dir) != 0) {
+    if (clt__mkdirs(t->dir) != 0) {
         disk_failed(ctx, t, "creating folder", t->dir);
         return;
     }
-    int fd = open(t->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int fd = clt__lock(t->lock_path);
     if (fd < 0) {
-        disk_failed(ctx, t, "opening lock file", t->lock_path);
+        disk_failed(ctx, t, "locking", t->lock_path);
         return;
     }
-    while (flock(fd, LOCK_EX) != 0) {
-        if (errno != EINTR) {
-            disk_failed(ctx, t, "locking", t->lock_path);
-            close(fd);
-            return;
-        }
-    }
-    remove_stale_tmp(t->dir, "tune-");
+    clt__remove_stale_tmp(t->path);
     ent_list disk = {0};
     int bad_header, bad_lines;
     int rc = load_entries(t->path, &disk, &bad_header, &bad_lines);
     if (bad_header || bad_lines) {
         t->stats.corrupt_files += bad_header;
         t->stats.bad_lines += bad_lines;
-        vlog(ctx, "tuning cache %s was corrupt (%s): rebuilding it from the valid entries", t->path,
+        clt__vlog(ctx, "tuning cache %s was corrupt (%s): rebuilding it from the valid entries", t->path,
              bad_header ? "bad header" : "bad lines");
     }
     for (int i = 0; rc >= 0 && i < t->mem.n; i++)
@@ -637,8 +363,7 @@ static void persist(clt_context *ctx, clt__tuner *t)
         for (int i = 0; i < t->mem.n; i++) t->mem.e[i].pending = 0;
     }
     list_free(&disk);
-    flock(fd, LOCK_UN);
-    close(fd);
+    clt__unlock(fd);
 }
 
 static int source_hash(clt_context *ctx, clt__tuner *t, const char *name, uint64_t *out)
@@ -713,7 +438,7 @@ int clt__tune_get(clt_context *ctx, const clt__tune_key *key, char *value, size_
     memcpy(value, e->value, n + 1);
     if (!e->reported) {
         e->reported = 1;
-        vlog(ctx, "tune %s %s%s%s -> %s (cached)", key->kernel, key->shape ? key->shape : "",
+        clt__vlog(ctx, "tune %s %s%s%s -> %s (cached)", key->kernel, key->shape ? key->shape : "",
              key->options && *key->options ? " " : "", key->options ? key->options : "", e->value);
     }
     return 1;
@@ -736,7 +461,7 @@ int clt__tune_put(clt_context *ctx, const clt__tune_key *key, const char *value)
     free(k);
     if (i < 0) return clt__err(ctx, CLT_ERR_NOMEM, "out of memory");
     t->mem.e[i].reported = 1;
-    vlog(ctx, "tune %s %s%s%s -> %s", key->kernel, key->shape ? key->shape : "",
+    clt__vlog(ctx, "tune %s %s%s%s -> %s", key->kernel, key->shape ? key->shape : "",
          key->options && *key->options ? " " : "", key->options ? key->options : "", value);
     if (measured) persist(ctx, t);
     return 0;
@@ -852,216 +577,16 @@ int clt__tune_time_ev(clt_context *ctx, clt__tune_run_ev_fn run, void *ud, int r
     return st < 0 ? st : CLT_OK;
 }
 
-/* ---------------------------------------------------------------------------------------------- binaries */
-
-static char *bin_key(clt__tuner *t, const char *text, size_t len, const char *options)
-{
-    sbuf b = {0};
-    char tmp[64];
-    sb_identity(&b, &t->id);
-    snprintf(tmp, sizeof tmp, "%016llx", (unsigned long long)clt__fnv1a64(CLT__FNV_OFFSET, text, len));
-    sb_part(&b, "src", tmp, 0);
-    snprintf(tmp, sizeof tmp, "%zu", len);
-    sb_part(&b, "len", tmp, 0);
-    sb_part(&b, "options", options, 0);
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
-}
-
-static char *bin_path(clt__tuner *t, const char *key)
-{
-    size_t n = strlen(t->bin_dir) + 32;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%016llx.bin", t->bin_dir, (unsigned long long)fnv_str(key));
-    return p;
-}
-
-/* The switch is read per build so it can be flipped between builds (tests, debugging a driver). */
-static clt__tuner *bin_tuner(clt_context *ctx)
-{
-    clt__tuner *t = get_tuner(ctx);
-    const char *nb = getenv("CLTRAIN_NO_BINARY_CACHE");
-    int off = nb && *nb && strcmp(nb, "0") != 0;
-    return t && !off && t->bin_disk ? t : NULL;
-}
-
-int clt__binary_cache_load(clt_context *ctx, const char *source_text, size_t len, const char *options,
-                           cl_program *out)
-{
-    *out = NULL;
-    clt__tuner *t = bin_tuner(ctx);
-    if (!t) return 0;
-    char *key = bin_key(t, source_text, len, options ? options : "");
-    char *path = key ? bin_path(t, key) : NULL;
-    size_t n = 0;
-    char *data = path ? slurp(path, &n) : NULL;
-    int hit = 0;
-    const char *why = NULL;
-    if (!data) goto done;
-    size_t hl = strlen(BIN_HEADER), kl = strlen(key);
-    char *p = data + hl;
-    unsigned long long size = 0;
-    uint64_t chk = 0;
-    if (n < hl + kl + 1 || memcmp(data, BIN_HEADER, hl) != 0 || memcmp(p, key, kl) != 0 || p[kl] != '\n') {
-        why = "header or key mismatch";
-        goto done;
-    }
-    p += kl + 1;
-    /* "<size> <checksum>\n", parsed by hand: the binary right after it may start with whitespace. */
-    char *nl = memchr(p, '\n', (size_t)(data + n - p)), *e1 = NULL, *e2 = NULL;
-    if (nl) {
-        size = strtoull(p, &e1, 10);
-        if (e1 > p && *e1 == ' ' && parse_hex16(e1 + 1, (size_t)(nl - e1 - 1), &chk)) e2 = nl + 1;
-    }
-    if (!e2 || size != (unsigned long long)(data + n - e2)) {
-        why = "truncated";
-        goto done;
-    }
-    const unsigned char *bin = (const unsigned char *)e2;
-    size_t bsize = (size_t)size;
-    if (clt__fnv1a64(CLT__FNV_OFFSET, bin, bsize) != chk) {
-        why = "checksum mismatch";
-        goto done;
-    }
-    cl_int bst = CL_SUCCESS, err;
-    cl_program prog = clCreateProgramWithBinary(ctx->cl, 1, &ctx->dev, &bsize, &bin, &bst, &err);
-    if (err != CL_SUCCESS || bst != CL_SUCCESS) {
-        if (err == CL_SUCCESS) clReleaseProgram(prog);
-        why = "clCreateProgramWithBinary rejected it";
-        goto done;
-    }
-    err = clBuildProgram(prog, 1, &ctx->dev, options, NULL, NULL);
-    if (err != CL_SUCCESS) {
-        clReleaseProgram(prog);
-        why = "clBuildProgram failed on it";
-        goto done;
-    }
-    *out = prog;
-    hit = 1;
-done:
-    if (hit) {
-        t->stats.bin_hits++;
-        vlog(ctx, "program binary cache hit: %s", path);
-    } else {
-        t->stats.bin_misses++;
-        if (why) {
-            t->stats.bin_rejected++;
-            vlog(ctx, "program binary %s unusable (%s): removed, building from source", path, why);
-            unlink(path);
-        }
-    }
-    free(data);
-    free(path);
-    free(key);
-    return hit;
-}
-
-/* Writes the binary of one program; 1 if stored. */
-static int write_binary(clt_context *ctx, clt__tuner *t, cl_program program, const char *key, const char *path)
-{
-    cl_uint ndev = 0;
-    size_t size = 0;
-    if (clGetProgramInfo(program, CL_PROGRAM_NUM_DEVICES, sizeof ndev, &ndev, NULL) != CL_SUCCESS || ndev != 1 ||
-        clGetProgramInfo(program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS || size == 0)
-        return 0; /* the driver offers no binary: nothing to cache */
-    unsigned char *bin = malloc(size);
-    int ok = 0;
-    if (bin && clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) == CL_SUCCESS) {
-        if (mkdirs(t->bin_dir) != 0) {
-            t->bin_disk = 0;
-            vlog(ctx, "program binary cache: creating %s failed (%s); binaries are not cached", t->bin_dir,
-                 strerror(errno));
-        } else {
-            if (!t->bin_cleaned) {
-                t->bin_cleaned = 1;
-                remove_stale_tmp(t->bin_dir, "");
-            }
-            char head[64];
-            snprintf(head, sizeof head, "\n%zu %016llx\n", size,
-                     (unsigned long long)clt__fnv1a64(CLT__FNV_OFFSET, bin, size));
-            const void *parts[4] = {BIN_HEADER, key, head, bin};
-            size_t lens[4] = {strlen(BIN_HEADER), strlen(key), strlen(head), size};
-            if (atomic_write(t, t->bin_dir, path, parts, lens, 4) == 0) {
-                ok = 1;
-                t->stats.bin_stores++;
-                vlog(ctx, "program binary stored: %s (%zu bytes)", path, size);
-            } else {
-                t->bin_disk = 0;
-                vlog(ctx, "program binary cache: writing %s failed (%s); binaries are not cached", path,
-                     strerror(errno));
-            }
-        }
-    }
-    free(bin);
-    return ok;
-}
-
-int clt__binary_cache_store(clt_context *ctx, const char *source_text, size_t len, const char *options,
-                            cl_program program)
-{
-    clt__tuner *t = bin_tuner(ctx);
-    if (!t) return 0;
-    if (t->npend == t->cap_pend) {
-        int cap = t->cap_pend ? 2 * t->cap_pend : 16;
-        pending_bin *np = realloc(t->pend, (size_t)cap * sizeof *np);
-        if (!np) return 0;
-        t->pend = np;
-        t->cap_pend = cap;
-    }
-    char *key = bin_key(t, source_text, len, options ? options : "");
-    char *path = key ? bin_path(t, key) : NULL;
-    if (!path || clRetainProgram(program) != CL_SUCCESS) {
-        free(key);
-        free(path);
-        return 0;
-    }
-    t->pend[t->npend++] = (pending_bin){program, key, path};
-    return 1;
-}
-
-static void drop_pending(clt__tuner *t, int i)
-{
-    clReleaseProgram(t->pend[i].prog);
-    free(t->pend[i].key);
-    free(t->pend[i].path);
-    t->pend[i] = t->pend[--t->npend];
-}
-
-void clt__binary_cache_discard(clt_context *ctx, cl_program program)
-{
-    clt__tuner *t = ctx->tuner;
-    for (int i = 0; t && i < t->npend; i++)
-        if (t->pend[i].prog == program) drop_pending(t, i--);
-}
-
-int clt__binary_cache_flush(clt_context *ctx)
-{
-    clt__tuner *t = ctx->tuner;
-    int n = 0;
-    while (t && t->npend > 0) {
-        pending_bin *b = &t->pend[t->npend - 1];
-        if (bin_tuner(ctx)) n += write_binary(ctx, t, b->prog, b->key, b->path);
-        drop_pending(t, t->npend - 1);
-    }
-    return n;
-}
-
 void clt__tuner_release(clt_context *ctx)
 {
     clt__tuner *t = ctx->tuner;
     if (!t) return;
-    clt__binary_cache_flush(ctx);
-    free(t->pend);
     list_free(&t->mem);
     for (int i = 0; i < t->nsrc; i++) free(t->src[i].name);
     free(t->src);
     free(t->dir);
     free(t->path);
     free(t->lock_path);
-    free(t->bin_dir);
     free(t);
     ctx->tuner = NULL;
 }

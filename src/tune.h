@@ -1,10 +1,11 @@
-/* tune.h - per-device autotuning decisions and compiled program binaries persisted in an on-disk cache. */
+/* tune.h - per-device autotuning decisions persisted in an on-disk cache, and timing helpers for tuners. */
 #ifndef CLT_TUNE_H
 #define CLT_TUNE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "disk.h"
 #include "internal.h"
 
 typedef struct clt__tune_key {
@@ -40,29 +41,11 @@ int clt__tune_time(clt_context *ctx, clt__tune_run_fn run, void *ud, int reps, d
 typedef int (*clt__tune_run_ev_fn)(clt_context *ctx, void *ud, cl_event *ev);
 int clt__tune_time_ev(clt_context *ctx, clt__tune_run_ev_fn run, void *ud, int reps, double *ms);
 
-/* Compiled program binaries (CL_PROGRAM_BINARIES), one file per program under <cache_dir>/programs/, keyed by
- * the device identity, cltrain version, the hash of the full source text and the build options. On unless
- * $CLTRAIN_NO_BINARY_CACHE is set to a non-empty value other than "0" (the tuning mode does not matter:
- * the key is exact, so a hit is always the program the source would have built). */
-/* 1: *out is a program built from the cached binary; 0: miss (or unusable entry, which is then removed). */
-int clt__binary_cache_load(clt_context *ctx, const char *source_text, size_t len, const char *options,
-                           cl_program *out);
-/* Schedules storing the binary of a program built from source for ctx->dev (the program is retained); the
- * binary is written by clt__binary_cache_flush, which context destruction calls. 1 if scheduled. Failures
- * only cost the cache. */
-int clt__binary_cache_store(clt_context *ctx, const char *source_text, size_t len, const char *options,
-                            cl_program program);
-/* Drops a scheduled store, e.g. for a tuning candidate that lost (get it with clGetKernelInfo(
- * CL_KERNEL_PROGRAM)); its binary is then never written. */
-void clt__binary_cache_discard(clt_context *ctx, cl_program program);
-/* Writes every scheduled binary now; returns how many were stored. */
-int clt__binary_cache_flush(clt_context *ctx);
 /* Frees the context's tuner (called from clt_context_destroy). */
 void clt__tuner_release(clt_context *ctx);
 
 /* ---- for tests and diagnostics */
 typedef struct clt__tune_stats {
-    int bin_hits, bin_misses, bin_stores, bin_rejected; /* rejected: a cached binary that failed to load */
     int file_loads, file_writes, corrupt_files, bad_lines;
 } clt__tune_stats;
 void clt__tune_get_stats(clt_context *ctx, clt__tune_stats *s);
@@ -82,9 +65,5 @@ char *clt__tune_key_string(const clt__tune_key_parts *p);
 int clt__tune_full_key(clt_context *ctx, const clt__tune_key *key, char **out);
 /* Path of the tuning cache file of ctx's device (NULL if there is no cache folder); owned by the tuner. */
 const char *clt__tune_file_path(clt_context *ctx);
-
-#define CLT__FNV_OFFSET 0xcbf29ce484222325ull
-/* FNV-1a 64 continuing from h (start with CLT__FNV_OFFSET). */
-uint64_t clt__fnv1a64(uint64_t h, const void *data, size_t n);
 
 #endif

@@ -1,5 +1,5 @@
 /* test_tune.c - tuning cache (keys, persistence, corruption recovery, concurrent writers, OFF mode) and the
- * program binary cache. Links the library's objects to reach the internal API in src/tune.h. */
+ * program binary cache. Links the library's objects to reach the internal API in src/tune.h, src/bincache.h. */
 #define _GNU_SOURCE /* mkdtemp, setenv */
 #include <dirent.h>
 #include <errno.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "bincache.h"
 #include "tune.h"
 
 static char base[1024];
@@ -527,7 +528,7 @@ static void test_binaries(void)
     char dir[4096], pdir[4200];
     sub(dir, "bin");
     snprintf(pdir, sizeof pdir, "%s/programs", dir);
-    clt__tune_stats st;
+    clt__bin_stats st;
     clt_context *c = make_ctx(dir, CLT_TUNE_OFF, 0);
     if (!c) {
         tu_failures++;
@@ -536,9 +537,9 @@ static void test_binaries(void)
     check_act("cold", c);
     TU_CHECK(count_files(pdir, ".bin") == 0, "binary written before the flush");
     TU_CHECK(clt__binary_cache_flush(c) == 1, "flush stored nothing");
-    clt__tune_get_stats(c, &st);
-    TU_CHECK(st.bin_hits == 0 && st.bin_misses == 1 && st.bin_stores == 1, "cold: hits %d misses %d stores %d",
-             st.bin_hits, st.bin_misses, st.bin_stores);
+    clt__binary_cache_stats(c, &st);
+    TU_CHECK(st.hits == 0 && st.misses == 1 && st.stores == 1, "cold: hits %d misses %d stores %d",
+             st.hits, st.misses, st.stores);
     clt_context_destroy(c);
     TU_CHECK(count_files(pdir, ".bin") == 1, "binary file not written");
 
@@ -548,9 +549,9 @@ static void test_binaries(void)
         return;
     }
     check_act("warm", c);
-    clt__tune_get_stats(c, &st);
-    TU_CHECK(st.bin_hits == 1 && st.bin_misses == 0 && st.bin_stores == 0, "warm: hits %d misses %d stores %d",
-             st.bin_hits, st.bin_misses, st.bin_stores);
+    clt__binary_cache_stats(c, &st);
+    TU_CHECK(st.hits == 1 && st.misses == 0 && st.stores == 0, "warm: hits %d misses %d stores %d",
+             st.hits, st.misses, st.stores);
     clt_context_destroy(c);
 
     /* Flip a byte in the binary payload: the entry is rejected, rebuilt from source and stored again. */
@@ -574,9 +575,9 @@ static void test_binaries(void)
     }
     check_act("corrupt binary", c);
     clt__binary_cache_flush(c);
-    clt__tune_get_stats(c, &st);
-    TU_CHECK(st.bin_hits == 0 && st.bin_rejected == 1 && st.bin_stores == 1,
-             "corrupt binary: hits %d rejected %d stores %d", st.bin_hits, st.bin_rejected, st.bin_stores);
+    clt__binary_cache_stats(c, &st);
+    TU_CHECK(st.hits == 0 && st.rejected == 1 && st.stores == 1,
+             "corrupt binary: hits %d rejected %d stores %d", st.hits, st.rejected, st.stores);
     clt_context_destroy(c);
 
     /* Truncated file: rejected too. */
@@ -587,9 +588,9 @@ static void test_binaries(void)
     if (c) {
         check_act("truncated binary", c);
         clt__binary_cache_flush(c);
-        clt__tune_get_stats(c, &st);
-        TU_CHECK(st.bin_hits == 0 && st.bin_rejected == 1 && st.bin_stores == 1,
-                 "truncated binary: hits %d rejected %d stores %d", st.bin_hits, st.bin_rejected, st.bin_stores);
+        clt__binary_cache_stats(c, &st);
+        TU_CHECK(st.hits == 0 && st.rejected == 1 && st.stores == 1,
+                 "truncated binary: hits %d rejected %d stores %d", st.hits, st.rejected, st.stores);
         clt_context_destroy(c);
     }
 
@@ -600,8 +601,8 @@ static void test_binaries(void)
         TU_OK(c, clt__kernel(c, "activation", "-DACT=0", "act_forward", &k));
         if (k) clReleaseKernel(k);
         check_act("warm again", c);
-        clt__tune_get_stats(c, &st);
-        TU_CHECK(st.bin_hits == 1 && st.bin_misses == 1, "options: hits %d misses %d", st.bin_hits, st.bin_misses);
+        clt__binary_cache_stats(c, &st);
+        TU_CHECK(st.hits == 1 && st.misses == 1, "options: hits %d misses %d", st.hits, st.misses);
         clt_context_destroy(c);
         TU_CHECK(count_files(pdir, ".bin") == 2, "binary of the second program not written at destroy");
     }
@@ -621,8 +622,8 @@ static void test_binaries(void)
     c = make_ctx(dir, CLT_TUNE_QUICK, 0);
     if (c) {
         check_act("disabled", c);
-        clt__tune_get_stats(c, &st);
-        TU_CHECK(st.bin_hits == 0 && st.bin_stores == 0, "CLTRAIN_NO_BINARY_CACHE ignored");
+        clt__binary_cache_stats(c, &st);
+        TU_CHECK(st.hits == 0 && st.stores == 0, "CLTRAIN_NO_BINARY_CACHE ignored");
         clt_context_destroy(c);
     }
     unsetenv("CLTRAIN_NO_BINARY_CACHE");
