@@ -386,16 +386,12 @@ static void mode_train_idx(void)
 /* Reads every state tensor and optimizer slot of a checkpoint through a graph built from its model. */
 static float *checkpoint_state(clt_context *ctx, const char *path, size_t *count)
 {
-    char err[TOOL_ERR_LEN] = "";
-    tool_checkpoint c;
-    memset(&c, 0, sizeof c);
-    if (tool_checkpoint_read(path, &c, err) < 0) {
-        TU_CHECK(0, "%s: %s", path, err);
+    clt_checkpoint *c = NULL;
+    if (clt_checkpoint_open(path, &c) < 0) {
+        TU_CHECK(0, "%s", clt_checkpoint_errmsg(c));
+        clt_checkpoint_close(c);
         return NULL;
     }
-    char *text = strdup(c.model_text);
-    char *mk = strstr(text, "# --- cltrain data settings");
-    if (mk) *mk = 0;
     clt_model *m = NULL;
     clt_graph *g = NULL;
     clt_tensor *x, *logits;
@@ -403,12 +399,11 @@ static float *checkpoint_state(clt_context *ctx, const char *path, size_t *count
     float *all = NULL;
     size_t n = 0;
     clt_compile_settings cs;
-    clt_compile_default_settings(&cs);
-    cs.optimizer = c.meta.opt;
-    if (clt_model_parse(text, path, &m) < 0 || clt_graph_create(ctx, &g) < 0 ||
+    clt_checkpoint_compile_settings(c, &cs);
+    if (clt_model_parse(clt_checkpoint_model_text(c), path, &m) < 0 || clt_graph_create(ctx, &g) < 0 ||
         clt_input(g, "x", 4, shape, &x) < 0 || clt_model_build(g, m, x, 10, &logits) < 0 ||
-        clt_graph_compile(g, &cs) < 0 || tool_checkpoint_apply(&c, g, err) < 0) {
-        TU_CHECK(0, "rebuilding %s: %s %s %s", path, err, clt_model_errmsg(m), clt_errmsg(ctx));
+        clt_graph_compile(g, &cs) < 0 || clt_checkpoint_apply(c, g) < 0) {
+        TU_CHECK(0, "rebuilding %s: %s %s", path, clt_model_errmsg(m), clt_errmsg(ctx));
         goto done;
     }
     for (int i = 0; i < clt_graph_state_count(g); i++) n += 3 * clt_tensor_numel(clt_graph_state_tensor(g, i, NULL));
@@ -430,8 +425,7 @@ static float *checkpoint_state(clt_context *ctx, const char *path, size_t *count
 done:
     clt_graph_destroy(g);
     clt_model_destroy(m);
-    tool_checkpoint_free(&c);
-    free(text);
+    clt_checkpoint_close(c);
     return all;
 }
 
@@ -691,8 +685,17 @@ static void mode_errors(void)
     expect_fail(&r, "cifar10", "resuming a CIFAR-10 checkpoint as MNIST");
     result_free(&r);
     /* Settings no run can store, with a valid checksum: batch 0 (the epoch loop divides by it) and schedule 7
-     * (a name-table index). Offsets follow the layout at the top of tools/checkpoint.c. */
-    size_t o_batch = 20 + 4 + strlen("cifar10") + 4 + strlen("mlp") + 8 + 24 + 36;
+     * (a name-table index). Offsets follow the tool's metadata layout (tools/tool.h), found in the file. */
+    size_t o_batch = 0;
+    clt_checkpoint *ckp = NULL;
+    if (clt_checkpoint_open(ck, &ckp) == 0) {
+        size_t ml;
+        const char *blob = clt_checkpoint_app_meta(ckp, &ml);
+        for (size_t i = 0; i + ml <= len && ml > 0 && !o_batch; i++)
+            if (!memcmp(good + i, blob, ml)) o_batch = i + TOOL_META_OFFSET_BATCH(strlen("cifar10"), strlen("mlp"));
+    }
+    clt_checkpoint_close(ckp);
+    TU_CHECK(o_batch > 0, "the tool's metadata found in the checkpoint");
     for (int v = 0; v < 2; v++) {
         memcpy(d, good, len);
         TU_CHECK(d[o_batch] == 25 && d[o_batch + 4] == 3, "batch/schedule offsets: %d %d", d[o_batch], d[o_batch + 4]);
