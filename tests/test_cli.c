@@ -637,6 +637,29 @@ static void mode_errors(void)
     TU_CHECK(same_file(p, "my precious notes\n", 18), "the file was left untouched by --overwrite");
     result_free(&r);
 
+    /* A run that diverges stops at the step, naming it, and keeps the last good checkpoint (SGD with lr 100 on
+     * this data: epoch 1 ends with a huge but finite loss, epoch 2 reaches NaN). */
+    char div[4200];
+    path_in(div, sizeof div, g_dir, "diverged.ckpt");
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "3", "--batch", "25", "--optimizer", "sgd", "--lr",
+            "100", "--schedule", "constant", "--tune", "off", "--checkpoint", div, NULL);
+    expect_fail(&r, "training diverged", "a diverging run");
+    TU_CHECK(strstr(r.err, "the loss became nan at step ") && strstr(r.err, "of epoch 2") &&
+             strstr(r.err, "diverged.ckpt holds the last good state, after epoch 1"), "divergence message: %s", r.err);
+    result_free(&r);
+    {
+        clt_checkpoint *dc = NULL;
+        tool_ckpt_meta *dm_meta = calloc(1, sizeof *dm_meta);
+        tool_data_meta dd;
+        char derr[TOOL_ERR_LEN] = "";
+        int st = clt_checkpoint_open(div, &dc);
+        if (!st) st = tool_meta_decode(dc, div, dm_meta, &dd, derr);
+        TU_CHECK(st == 0 && dm_meta->epochs_done == 1, "the diverged run's checkpoint: %d %s %s (epochs %d)", st,
+                 clt_checkpoint_errmsg(dc), derr, dm_meta->epochs_done);
+        clt_checkpoint_close(dc);
+        free(dm_meta);
+    }
+
     /* A log or plot written over the checkpoint (or each other) would lose it every epoch. */
     r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--checkpoint", p, "--log", p, NULL);
     expect_fail(&r, "same file", "--log naming the --checkpoint file");
@@ -723,7 +746,7 @@ int main(int argc, char **argv)
     snprintf(g_dir, sizeof g_dir, "%s/cli_%s", argv[3], argv[2]);
     mkdir(g_dir, 0755);
     /* Stale outputs from an earlier run would change the outcome (existing checkpoints are refused). */
-    const char *stale[] = {"c.ckpt", "m.ckpt", "good.ckpt", "corrupt.ckpt", "log.jsonl", "curves.svg"};
+    const char *stale[] = {"c.ckpt", "m.ckpt", "good.ckpt", "corrupt.ckpt", "diverged.ckpt", "log.jsonl", "curves.svg"};
     for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) {
         char p[4200];
         path_in(p, sizeof p, g_dir, stale[i]);

@@ -848,6 +848,8 @@ int cli_train(const cli_train_opts *o)
                 if (j + 1 < steps_per_epoch) worker_wait(w);
                 fail("the loss became %g at step %d of epoch %d: training diverged (try a lower --lr)", loss, j + 1,
                      epoch + 1);
+                if (o->checkpoint && meta->epochs_done > 0)
+                    note("%s holds the last good state, after epoch %d", o->checkpoint, meta->epochs_done);
                 goto out;
             }
             double dummy = 0;
