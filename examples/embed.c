@@ -148,8 +148,8 @@ static int load_and_predict(clt_context *ctx, const char *path, const float *xt,
     clt_checkpoint *ck = NULL;
     int st = clt_checkpoint_open(path, &ck);
     size_t len = 0;
-    const char *meta = clt_checkpoint_app_meta(ck, &len);
-    if (st < 0 || strcmp(meta, "embed example, 3 clusters") != 0) {
+    const char *got = clt_checkpoint_app_meta(ck, &len);
+    if (st < 0 || len != sizeof "embed example, 3 clusters" || strcmp(got, "embed example, 3 clusters") != 0) {
         fprintf(stderr, "embed: metadata: %s\n", clt_checkpoint_errmsg(ck));
         st = -1;
     }
