@@ -463,6 +463,14 @@ CLT_API int clt_checkpoint_counters(const clt_checkpoint *ck, uint64_t *steps, u
  * clt_checkpoint_compile_settings to continue the stored run exactly. Errors in clt_errmsg(clt_graph_context(g)). */
 CLT_API int clt_checkpoint_apply(const clt_checkpoint *ck, clt_graph *g);
 
+/* The library's atomic file writer, for an application's own files (logs, reports) next to its checkpoints:
+ * `len` bytes of `data` go to a new temporary "<name>.tmp.<pid>.<random>" in path's folder (created exclusively,
+ * mode 0666 less the umask), which is fsynced and renamed over `path`; then the folder is fsynced. Temporaries that
+ * killed writers left for `path` are removed first. On failure `path` is unchanged and CLT_ERR_IO (CLT_ERR_INVALID
+ * for a NULL argument) is returned with "writing <path>: <step> failed (<reason>); the old file, if any, is
+ * unchanged" in msg (msglen bytes, always NUL-terminated; msg may be NULL). Needs no context. */
+CLT_API int clt_file_write_atomic(const char *path, const void *data, size_t len, char *msg, size_t msglen);
+
 /* ---------------------------------------------------------------------------------------------- inference */
 
 typedef struct clt_load_settings {

@@ -226,6 +226,19 @@ int clt_graph_save(clt_graph *g, const char *path, const void *app_meta, size_t 
     return CLT_OK;
 }
 
+int clt_file_write_atomic(const char *path, const void *data, size_t len, char *msg, size_t msglen)
+{
+    if (msg && msglen) msg[0] = 0;
+    if (!path || (!data && len)) {
+        if (msg && msglen) snprintf(msg, msglen, "clt_file_write_atomic: %s is NULL", path ? "data" : "path");
+        return CLT_ERR_INVALID;
+    }
+    clt__remove_stale_tmp(path);
+    const void *parts[1] = {data ? data : ""};
+    size_t lens[1] = {len};
+    return clt__atomic_write(path, parts, lens, 1, 0666, msg, msglen);
+}
+
 /* ------------------------------------------------------------------------------------------ reading */
 
 typedef struct rd {

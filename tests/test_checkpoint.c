@@ -595,6 +595,19 @@ static void saving(clt_context *ctx)
     free(orig);
     TU_CHECK(clt_graph_save(a.g, NULL, NULL, 0) == CLT_ERR_INVALID && strstr(clt_errmsg(ctx), "path is NULL"),
              "NULL path: %s", clt_errmsg(ctx));
+    /* The same writer for an application's own files. */
+    char own[520], msg[600];
+    snprintf(own, sizeof own, "%s/log.txt", dir);
+    TU_CHECK(clt_file_write_atomic(own, "one\n", 4, msg, sizeof msg) == 0 && msg[0] == 0, "own file: %s", msg);
+    TU_CHECK(clt_file_write_atomic(own, "two!\n", 5, msg, sizeof msg) == 0, "own file replaced: %s", msg);
+    unsigned char *txt = slurp(own, &l2);
+    TU_CHECK(txt && l2 == 5 && !memcmp(txt, "two!\n", 5), "own file content");
+    free(txt);
+    TU_CHECK(clt_file_write_atomic(nodir, "x", 1, msg, sizeof msg) == CLT_ERR_IO && strstr(msg, nodir) &&
+             strstr(msg, "the old file, if any, is unchanged"), "own file in a missing folder: '%s'", msg);
+    TU_CHECK(clt_file_write_atomic(NULL, "x", 1, msg, sizeof msg) == CLT_ERR_INVALID &&
+             !strcmp(msg, "clt_file_write_atomic: path is NULL"), "NULL path: '%s'", msg);
+    TU_CHECK(count_tmp(dir) == 0, "temporaries left by clt_file_write_atomic");
     net_free(&a);
 }
 

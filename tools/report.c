@@ -126,38 +126,30 @@ void cli_print_class_report(FILE *f, const int64_t *cm, int k, const char (*name
 
 /* ------------------------------------------------------------------------------------------ files */
 
-/* Writes to a new path.tmp.<pid> and renames, so a reader never sees half a file. O_EXCL: a file (or a
- * symbolic link) that happens to have that name is never truncated or followed. */
-static FILE *open_tmp(const char *path, char *tmp, size_t len, char *err)
+/* The file is composed in memory, then written by the library's atomic writer (a uniquely named temporary,
+ * fsync, rename), so a reader never sees half a file and a crash leaves no obstacle to the next write. */
+typedef struct memout {
+    FILE *f;
+    char *buf;
+    size_t len;
+} memout;
+
+static FILE *open_mem(memout *m, char *err)
 {
-    snprintf(tmp, len, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f) {
-        snprintf(err, TOOL_ERR_LEN, "cannot write %.900s: %s", tmp, strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-            remove(tmp);
-        }
-    }
-    return f;
+    memset(m, 0, sizeof *m);
+    m->f = open_memstream(&m->buf, &m->len);
+    if (!m->f) snprintf(err, TOOL_ERR_LEN, "out of memory");
+    return m->f;
 }
 
-static int close_tmp(FILE *f, const char *tmp, const char *path, char *err)
+static int close_mem(memout *m, const char *path, char *err)
 {
-    int bad = ferror(f);
-    if (fclose(f) != 0) bad = 1;
-    if (bad) {
-        snprintf(err, TOOL_ERR_LEN, "cannot write %.900s: %s", tmp, strerror(errno));
-        remove(tmp);
-        return CLT_ERR_IO;
-    }
-    if (rename(tmp, path) != 0) {
-        snprintf(err, TOOL_ERR_LEN, "cannot rename %.450s to %.450s: %s", tmp, path, strerror(errno));
-        remove(tmp);
-        return CLT_ERR_IO;
-    }
-    return 0;
+    int bad = ferror(m->f);
+    if (fclose(m->f) != 0) bad = 1;
+    int st = bad ? tool_fail(err, CLT_ERR_NOMEM, "out of memory composing %.900s", path)
+                 : clt_file_write_atomic(path, m->buf, m->len, err, TOOL_ERR_LEN);
+    free(m->buf);
+    return st;
 }
 
 /* JSON has no NaN/Infinity: those become null. */
@@ -171,9 +163,9 @@ static void json_num(FILE *f, const char *key, double v, int last)
 
 int cli_write_log(const char *path, const tool_epoch_metrics *h, int n, char *err)
 {
-    char tmp[4200];
-    FILE *f = open_tmp(path, tmp, sizeof tmp, err);
-    if (!f) return CLT_ERR_IO;
+    memout mo;
+    FILE *f = open_mem(&mo, err);
+    if (!f) return CLT_ERR_NOMEM;
     for (int i = 0; i < n; i++) {
         fprintf(f, "{\"epoch\":%d,", i + 1);
         json_num(f, "train_loss", h[i].train_loss, 0);
@@ -184,7 +176,7 @@ int cli_write_log(const char *path, const tool_epoch_metrics *h, int n, char *er
         json_num(f, "images_per_s", h[i].images_per_s, 1);
         fprintf(f, "}\n");
     }
-    return close_tmp(f, tmp, path, err);
+    return close_mem(&mo, path, err);
 }
 
 /* A "nice" tick step (1, 2 or 5 times a power of ten) giving about `want` ticks over `range`. */
@@ -272,9 +264,9 @@ static void xml_escaped(FILE *f, const char *s)
 
 int cli_write_plot(const char *path, const tool_epoch_metrics *h, int n, const char *title, char *err)
 {
-    char tmp[4200];
-    FILE *f = open_tmp(path, tmp, sizeof tmp, err);
-    if (!f) return CLT_ERR_IO;
+    memout mo;
+    FILE *f = open_mem(&mo, err);
+    if (!f) return CLT_ERR_NOMEM;
     const double W = 900, H = 420;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
@@ -286,5 +278,5 @@ int cli_write_plot(const char *path, const tool_epoch_metrics *h, int n, const c
     svg_panel(f, 70, 70, 340, 280, "Loss", "cross-entropy loss", h, n, 0);
     svg_panel(f, 530, 70, 340, 280, "Accuracy", "accuracy", h, n, 1);
     fprintf(f, "</svg>\n");
-    return close_tmp(f, tmp, path, err);
+    return close_mem(&mo, path, err);
 }

@@ -891,17 +891,14 @@ int cli_train(const cli_train_opts *o)
                epoch + 1, meta->epochs_total, h->train_loss, h->train_acc, tl, ta, h->seconds, h->images_per_s);
         fflush(stdout);
         if (o->checkpoint && checkpoint_save(o->checkpoint, tr.g, meta, &dm)) goto out;
-        if (o->log && cli_write_log(o->log, meta->history, meta->nhistory, err) < 0) {
-            fail("%s", err);
-            goto out;
-        }
+        /* The log and the plot only report: a failure to write them warns and the run goes on. */
+        if (o->log && cli_write_log(o->log, meta->history, meta->nhistory, err) < 0)
+            note("warning: %s (training continues)", err);
         if (o->plot) {
             char title[400];
             snprintf(title, sizeof title, "cltrain %s, model %s", o->dataset, meta->model_text_origin);
-            if (cli_write_plot(o->plot, meta->history, meta->nhistory, title, err) < 0) {
-                fail("%s", err);
-                goto out;
-            }
+            if (cli_write_plot(o->plot, meta->history, meta->nhistory, title, err) < 0)
+                note("warning: %s (training continues)", err);
         }
     }
     if (!evaluated) {
