@@ -682,6 +682,15 @@ static void mode_errors(void)
     expect_fail(&r, "--resume", "existing checkpoint without --resume");
     TU_CHECK(same_file(ck, good, len), "the checkpoint was left untouched");
     result_free(&r);
+    /* A log or plot never replaces a checkpoint, even one that is not this run's --checkpoint. */
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--log", ck, NULL);
+    expect_fail(&r, "is a cltrain checkpoint: refusing to overwrite it", "--log naming another checkpoint");
+    TU_CHECK(same_file(ck, good, len), "the checkpoint named by --log was left untouched");
+    result_free(&r);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--plot", ck, NULL);
+    expect_fail(&r, "--plot", "--plot naming a checkpoint");
+    TU_CHECK(same_file(ck, good, len), "the checkpoint named by --plot was left untouched");
+    result_free(&r);
 
     char corrupt[4200];
     path_in(corrupt, sizeof corrupt, g_dir, "corrupt.ckpt");

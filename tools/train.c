@@ -1,5 +1,6 @@
 /* train.c - the training, evaluation and prediction commands of cltrain: data pipeline, graphs, epochs. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -478,6 +479,20 @@ static int same_path(const char *a, const char *b)
     return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+/* Whether `path` is an existing file that starts like a checkpoint (the magic bytes). */
+static int outs_checkpoint(const char *path)
+{
+    if (!path) return 0;
+    /* O_NONBLOCK: a FIFO must not block here. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return 0;
+    struct stat st;
+    char magic[8] = {0};
+    ssize_t n = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, magic, sizeof magic) : 0;
+    close(fd);
+    return n == (ssize_t)sizeof magic && memcmp(magic, "CLTCKPT", 8) == 0;
+}
+
 /* The folder of `path` must accept new files (the checkpoint is written next to itself, then renamed). */
 static int check_writable_dir(const char *path)
 {
@@ -592,6 +607,13 @@ int cli_train(const cli_train_opts *o)
                     goto out;
                 }
     }
+    /* A log or plot is rewritten every epoch: never over a checkpoint (another run's, since it is not ours). */
+    for (int i = 1; i < 3; i++)
+        if (outs_checkpoint(i == 1 ? o->log : o->plot)) {
+            fail("%s %s is a cltrain checkpoint: refusing to overwrite it", i == 1 ? "--log" : "--plot",
+                 i == 1 ? o->log : o->plot);
+            goto out;
+        }
 
     /* ---- checkpoint policy: resume from it, or refuse to destroy anything that is not ours. */
     int resume = 0;
