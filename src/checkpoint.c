@@ -102,17 +102,10 @@ static float lef32(const unsigned char *p)
     return v;
 }
 
-/* CRC-32 in chunks: zlib's crc32 takes a uInt length, so one call would cover only part of a file > 4 GiB. */
+/* crc32_z takes a size_t length (zlib's crc32 takes a uInt: one call would cover only part of a file > 4 GiB). */
 static uint32_t crc_of(const unsigned char *p, size_t n)
 {
-    uLong c = crc32(0L, Z_NULL, 0);
-    while (n) {
-        size_t k = n > (1u << 30) ? (1u << 30) : n;
-        c = crc32(c, p, (uInt)k);
-        p += k;
-        n -= k;
-    }
-    return (uint32_t)c;
+    return (uint32_t)crc32_z(crc32(0L, Z_NULL, 0), p, n);
 }
 
 /* Index of the first non-finite value of n floats, or -1. */
@@ -434,7 +427,30 @@ static int read_full(int fd, unsigned char *p, size_t n, size_t *got)
     return 0;
 }
 
-/* Header first (magic, version, length against the file's size), then the body, then the CRC. */
+/* Magic bytes, version and the length in the header (of the first `got` bytes) against the whole size. Sets
+ * ck->version and ck->len. */
+static int check_prefix(clt_checkpoint *ck, const unsigned char *head, size_t got, uint64_t size)
+{
+    if (got < 8 || memcmp(head, CK_MAGIC, 8) != 0)
+        return ck_fail(ck, CLT_ERR_FORMAT, "not a cltrain checkpoint (%s)", got < 8 ? "file too short" : "bad magic bytes");
+    if (got < CK_PREFIX) return ck_fail(ck, CLT_ERR_FORMAT, "truncated checkpoint (%zu bytes)", got);
+    uint32_t version = le32(head + 8);
+    uint64_t total = (uint64_t)le32(head + 12) | (uint64_t)le32(head + 16) << 32;
+    if (version != 1 && version != CK_VERSION)
+        return ck_fail(ck, CLT_ERR_FORMAT, "checkpoint format version %u; this build reads %u (and converts version 1)%s",
+                       version, CK_VERSION, version > CK_VERSION ? ": written by a newer cltrain?" : "");
+    if (total != size)
+        return ck_fail(ck, CLT_ERR_FORMAT, "%s checkpoint: the header says %llu bytes, the file has %llu",
+                       total > size ? "truncated" : "corrupt (trailing data)", (unsigned long long)total,
+                       (unsigned long long)size);
+    if (total < CK_PREFIX + 4 || total > (uint64_t)SIZE_MAX / 2)
+        return ck_fail(ck, CLT_ERR_FORMAT, "corrupt checkpoint (length %llu)", (unsigned long long)total);
+    ck->version = (int)version;
+    ck->len = (size_t)total;
+    return CLT_OK;
+}
+
+/* Header first (checked against the file's size), then the body is allocated and read. */
 static int load_file(clt_checkpoint *ck)
 {
     /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever. */
@@ -449,46 +465,25 @@ static int load_file(clt_checkpoint *ck)
         s = ck_fail(ck, CLT_ERR_IO, "not a regular file (%s)",
                     S_ISDIR(st.st_mode) ? "a folder" : S_ISFIFO(st.st_mode) ? "a FIFO" : "a device or socket");
     else if (read_full(fd, head, CK_PREFIX, &got) != 0) s = ck_fail(ck, CLT_ERR_IO, "read error (%s)", strerror(errno));
-    else if (got < 8 || memcmp(head, CK_MAGIC, 8) != 0)
-        s = ck_fail(ck, CLT_ERR_FORMAT, "not a cltrain checkpoint (%s)", got < 8 ? "file too short" : "bad magic bytes");
-    else if (got < CK_PREFIX) s = ck_fail(ck, CLT_ERR_FORMAT, "truncated checkpoint (%zu bytes)", got);
-    if (s) {
-        close(fd);
-        return s;
-    }
-    uint32_t version = le32(head + 8);
-    uint64_t total = (uint64_t)le32(head + 12) | (uint64_t)le32(head + 16) << 32;
-    uint64_t size = (uint64_t)st.st_size;
-    if (version != 1 && version != CK_VERSION)
-        s = ck_fail(ck, CLT_ERR_FORMAT, "checkpoint format version %u; this build reads %u (and converts version 1)%s",
-                    version, CK_VERSION, version > CK_VERSION ? ": written by a newer cltrain?" : "");
-    else if (total != size)
-        s = ck_fail(ck, CLT_ERR_FORMAT, "%s checkpoint: the header says %llu bytes, the file has %llu",
-                    total > size ? "truncated" : "corrupt (trailing data)", (unsigned long long)total,
-                    (unsigned long long)size);
-    else if (total < CK_PREFIX + 4 || total > (uint64_t)SIZE_MAX / 2)
-        s = ck_fail(ck, CLT_ERR_FORMAT, "corrupt checkpoint (length %llu)", (unsigned long long)total);
-    else if (!(ck->data = malloc((size_t)total)))
-        s = ck_fail(ck, CLT_ERR_NOMEM, "out of host memory for %llu bytes", (unsigned long long)total);
+    else s = check_prefix(ck, head, got, (uint64_t)st.st_size);
+    if (!s && !(ck->data = malloc(ck->len)))
+        s = ck_fail(ck, CLT_ERR_NOMEM, "out of host memory for %zu bytes", ck->len);
     if (!s) {
         memcpy(ck->data, head, CK_PREFIX);
-        size_t want = (size_t)total - CK_PREFIX;
+        size_t want = ck->len - CK_PREFIX;
         if (read_full(fd, ck->data + CK_PREFIX, want, &got) != 0) s = ck_fail(ck, CLT_ERR_IO, "read error (%s)", strerror(errno));
         else if (got != want) s = ck_fail(ck, CLT_ERR_FORMAT, "truncated checkpoint (the file shrank while being read)");
     }
     close(fd);
-    if (s) return s;
-    ck->len = (size_t)total;
-    ck->version = (int)version;
+    return s;
+}
+
+/* The CRC over the whole buffer, then every field. */
+static int parse(clt_checkpoint *ck)
+{
     uint32_t want = le32(ck->data + ck->len - 4), crc = crc_of(ck->data, ck->len - 4);
     if (crc != want)
         return ck_fail(ck, CLT_ERR_FORMAT, "corrupt checkpoint: checksum mismatch (CRC-32 %08x, stored %08x)", crc, want);
-    return CLT_OK;
-}
-
-static int parse(clt_checkpoint *ck)
-{
-    CLT_TRY(load_file(ck));
     rd r = {ck->data, ck->len - 4, CK_PREFIX, 0};
     int s = ck->version == 1 ? read_v1_head(ck, &r) : read_v2_head(ck, &r);
     if (!s) s = read_tensors(ck, &r);
@@ -506,18 +501,11 @@ static int parse(clt_checkpoint *ck)
     return CLT_OK;
 }
 
-int clt_checkpoint_open(const char *path, clt_checkpoint **out)
+/* After load or copy: parse, and on failure leave nothing of the file reachable. */
+static int finish_open(clt_checkpoint *ck, int s)
 {
-    if (!out) return CLT_ERR_INVALID;
-    clt_checkpoint *ck = calloc(1, sizeof *ck);
-    *out = ck;
-    if (!ck) return CLT_ERR_NOMEM;
-    if (!path) return ck_fail(ck, CLT_ERR_INVALID, "clt_checkpoint_open: path is NULL");
-    ck->path = clt__strdup(path);
-    if (!ck->path) return ck_fail(ck, CLT_ERR_NOMEM, "out of host memory");
-    int s = parse(ck);
+    if (!s) s = parse(ck);
     if (s) {
-        /* Nothing of a refused file stays reachable. */
         free(ck->data);
         ck->data = NULL;
         ck->meta = NULL;
@@ -528,6 +516,32 @@ int clt_checkpoint_open(const char *path, clt_checkpoint **out)
     ck->errmsg[0] = 0;
     ck->ok = 1;
     return CLT_OK;
+}
+
+int clt_checkpoint_open(const char *path, clt_checkpoint **out)
+{
+    if (!out) return CLT_ERR_INVALID;
+    clt_checkpoint *ck = calloc(1, sizeof *ck);
+    *out = ck;
+    if (!ck) return CLT_ERR_NOMEM;
+    if (!path) return ck_fail(ck, CLT_ERR_INVALID, "clt_checkpoint_open: path is NULL");
+    ck->path = clt__strdup(path);
+    if (!ck->path) return ck_fail(ck, CLT_ERR_NOMEM, "out of host memory");
+    return finish_open(ck, load_file(ck));
+}
+
+int clt__checkpoint_open_mem(const void *data, size_t len, const char *name, clt_checkpoint **out)
+{
+    if (!out) return CLT_ERR_INVALID;
+    clt_checkpoint *ck = calloc(1, sizeof *ck);
+    *out = ck;
+    if (!ck) return CLT_ERR_NOMEM;
+    ck->path = clt__strdup(name ? name : "checkpoint");
+    if (!ck->path || (!data && len)) return ck_fail(ck, CLT_ERR_INVALID, "clt__checkpoint_open_mem: bad argument");
+    int s = check_prefix(ck, data, len < CK_PREFIX ? len : CK_PREFIX, len);
+    if (!s && !(ck->data = malloc(ck->len))) s = ck_fail(ck, CLT_ERR_NOMEM, "out of host memory");
+    if (!s) memcpy(ck->data, data, ck->len);
+    return finish_open(ck, s);
 }
 
 void clt_checkpoint_close(clt_checkpoint *ck)
