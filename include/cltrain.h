@@ -427,6 +427,92 @@ CLT_API int clt_tensor_write_slot(clt_graph *g, clt_tensor *t, int slot, const f
 CLT_API int clt_graph_get_counters(const clt_graph *g, uint64_t *steps, uint64_t *passes);
 CLT_API int clt_graph_set_counters(clt_graph *g, uint64_t steps, uint64_t passes);
 
+/* ---------------------------------------------------------------------------------------------- checkpoints */
+
+/* A checkpoint file describes itself: the network text of the graph's model (clt_model_build), its input image
+ * and class count, every state tensor (name, shape, values; optimizer slots of trainable ones), the optimizer
+ * settings, the seed and the counters (with the seed they are the graph's RNG: dropout masks follow from them),
+ * and an opaque application metadata blob (where an application keeps what only it understands, such as
+ * normalization, class names or a learning-rate schedule). Files are checked with a CRC-32 over every byte and
+ * written atomically. Format version 2; files of version 1 (cltrain 0.1) are read and converted. */
+typedef struct clt_checkpoint clt_checkpoint;
+
+/* Writes g's state to `path` with `app_meta_len` bytes of `app_meta` (copied; NULL when the length is 0; at
+ * most 1 GiB). The file goes to a new temporary in path's folder ("<name>.tmp.<pid>.<random>"), is fsynced and
+ * renamed over `path`, then the folder is fsynced; temporaries that killed writers left for `path` are removed
+ * first. On any failure `path` keeps its old content. A graph holding a NaN or Inf value (a parameter, buffer
+ * or optimizer slot) is refused with CLT_ERR_STATE naming the tensor, so that a diverged run never replaces
+ * the last good checkpoint. A graph not built with clt_model_build is saved without a network text (then only
+ * clt_checkpoint_apply can use the file). Call after clt_graph_compile; errors (CLT_ERR_IO with the step and
+ * the reason) in clt_errmsg(clt_graph_context(g)). */
+CLT_API int clt_graph_save(clt_graph *g, const char *path, const void *app_meta, size_t app_meta_len);
+
+/* Reads and verifies a whole checkpoint before anything of it is used: a regular file (a FIFO, folder or
+ * device is refused without blocking), the magic bytes, the format version ("checkpoint format version N; this
+ * build reads 2 ..."), the length in the header against the file's size (before the body is read or memory
+ * allocated for it), the CRC, every count and size against the bytes that are there, and every value: a NaN or
+ * Inf in a tensor or an optimizer slot is refused naming the tensor. Needs no context. Like clt_model_parse,
+ * *out is set even on failure (NULL only when host memory ran out) so that clt_checkpoint_errmsg(*out) says why
+ * ("PATH: reason"); the caller always calls clt_checkpoint_close(*out). A checkpoint that failed to open makes
+ * every accessor below return nothing (0, "", CLT_ERR_STATE). */
+CLT_API int clt_checkpoint_open(const char *path, clt_checkpoint **out);
+CLT_API void clt_checkpoint_close(clt_checkpoint *ck);
+/* Message of the failed open ("" after success). Never NULL, even for ck == NULL. */
+CLT_API const char *clt_checkpoint_errmsg(const clt_checkpoint *ck);
+/* Format version of the file (1 or 2). */
+CLT_API int clt_checkpoint_version(const clt_checkpoint *ck);
+/* Canonical network text ("" when saved without a model), owned by ck; pass it to clt_model_parse. */
+CLT_API const char *clt_checkpoint_model_text(const clt_checkpoint *ck);
+/* Input image (c,h,w) and class count of the stored model (all 0 without a model). Any pointer may be NULL. */
+CLT_API int clt_checkpoint_input(const clt_checkpoint *ck, int *c, int *h, int *w, int *classes);
+/* The application metadata (owned by ck, valid until clt_checkpoint_close; never NULL) and its length. For a
+ * version-1 file it is that file's metadata section followed by its stored model text (u32 length + bytes),
+ * for the application that wrote version 1 (cltrain) to convert. */
+CLT_API const void *clt_checkpoint_app_meta(const clt_checkpoint *ck, size_t *len);
+/* Compile settings that continue the stored run: defaults with the stored seed and optimizer, training = 1. */
+CLT_API int clt_checkpoint_compile_settings(const clt_checkpoint *ck, clt_compile_settings *s);
+/* Stored counters (see clt_graph_get_counters). */
+CLT_API int clt_checkpoint_counters(const clt_checkpoint *ck, uint64_t *steps, uint64_t *passes);
+/* Writes the stored state into a compiled graph g, matching tensors by name and shape, optimizer slots (ignored
+ * by an evaluation graph) and the counters. A checkpoint of another network is refused before anything is
+ * written, naming the first mismatch: a tensor missing on either side, another shape, trainable against buffer.
+ * The batch size does not matter. The seed is not applied (dropout kernels are compiled with it): compile g with
+ * clt_checkpoint_compile_settings to continue the stored run exactly. Errors in clt_errmsg(clt_graph_context(g)). */
+CLT_API int clt_checkpoint_apply(const clt_checkpoint *ck, clt_graph *g);
+
+/* The library's atomic file writer, for an application's own files (logs, reports) next to its checkpoints:
+ * `len` bytes of `data` go to a new temporary "<name>.tmp.<pid>.<random>" in path's folder (created exclusively,
+ * mode 0666 less the umask), which is fsynced and renamed over `path`; then the folder is fsynced. Temporaries that
+ * killed writers left for `path` are removed first. On failure `path` is unchanged and CLT_ERR_IO (CLT_ERR_INVALID
+ * for a NULL argument) is returned with "writing <path>: <step> failed (<reason>); the old file, if any, is
+ * unchanged" in msg (msglen bytes, always NUL-terminated; msg may be NULL). Needs no context. */
+CLT_API int clt_file_write_atomic(const char *path, const void *data, size_t len, char *msg, size_t msglen);
+
+/* ---------------------------------------------------------------------------------------------- inference */
+
+typedef struct clt_load_settings {
+    int batch;    /* rows of the rebuilt graph's input (default 64); clt_predict takes any number of images */
+    int training; /* 0 (default): an evaluation graph, no gradients or optimizer memory; 1: a training graph
+                   * with the stored optimizer and its state (a loss cannot be added after compile, so training
+                   * applications build their own graph from clt_checkpoint_model_text and apply the checkpoint) */
+} clt_load_settings;
+CLT_API void clt_load_default_settings(clt_load_settings *s);
+
+/* Rebuilds the stored network on ctx: an input "x" (batch,C,H,W) of the stored image shape, the model, its logits
+ * kept, compiled with the stored seed and optimizer, the state applied. *out is the new graph (the caller
+ * destroys it), NULL on failure; errors in clt_errmsg(ctx). ck is only read and may be closed afterwards. */
+CLT_API int clt_checkpoint_build(const clt_checkpoint *ck, clt_context *ctx, const clt_load_settings *s,
+                                 clt_graph **out);
+/* clt_checkpoint_open + clt_checkpoint_build + clt_checkpoint_close; the open's message goes to clt_errmsg(ctx). */
+CLT_API int clt_graph_load(clt_context *ctx, const char *path, const clt_load_settings *s, clt_graph **out);
+/* The input and logits tensors of the model clt_model_build (or clt_graph_load) put on g. CLT_ERR_STATE if none. */
+CLT_API int clt_graph_model_tensors(const clt_graph *g, clt_tensor **input, clt_tensor **logits);
+/* Evaluation passes over n images: x holds n*C*H*W floats (already normalized as in training), logits receives
+ * n*classes. Runs batches of the graph's input size; the last partial batch is padded with zero rows whose
+ * outputs are dropped (exact: evaluation rows are independent). The graph's logits must be kept (clt_graph_load
+ * keeps them; otherwise clt_graph_keep before compile). Other inputs of g (labels) keep their values. */
+CLT_API int clt_predict(clt_graph *g, const float *x, size_t n, float *logits);
+
 /* ---- profiling (context created with profile=1): per-node time of the last forward and backward. */
 typedef struct clt_op_profile {
     const char *op;        /* op kind, e.g. "conv2d" */

@@ -488,6 +488,10 @@ static long tmp_pid(const char *s)
     errno = 0;
     long pid = strtol(s, &end, 10);
     if (end == s || (*end != '.' && *end != 0) || pid <= 0 || errno) return -1;
+    if (!*end) return pid; /* the old fixed "<name>.tmp.<pid>" */
+    /* The writer's "<pid>.<16 hex digits>": any other name is someone else's file and stays. */
+    size_t n = strlen(end + 1);
+    if (n != 16 || strspn(end + 1, "0123456789abcdef") != 16) return -1;
     return pid;
 }
 

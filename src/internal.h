@@ -272,6 +272,10 @@ struct clt_graph {
 int clt__graph_model(const clt_graph *g, const char **text, int in[3], int *classes, clt_tensor **input,
                      clt_tensor **output);
 
+/* clt_checkpoint_open on `len` bytes in memory (`name` in messages), with the same checks (checkpoint.c); for
+ * fuzz targets and tests that link the library's objects. */
+int clt__checkpoint_open_mem(const void *data, size_t len, const char *name, clt_checkpoint **out);
+
 /* Graph building helpers for ops (graph.c). All set the error message on failure. */
 int clt__check_building(clt_graph *g, const char *op);
 int clt__check_tensor(clt_graph *g, const clt_tensor *t, const char *op, const char *what);

@@ -325,9 +325,9 @@ static void test_roundtrip(void)
     TU_CHECK(path && exists(path), "tuning file not written");
     /* Temp files of dead writers go once old; a live writer's or a recent one stays. */
     char dead_old[4200], dead_new[4200], live_old[4200];
-    snprintf(dead_old, sizeof dead_old, "%s.tmp.999999999.0", path);
-    snprintf(dead_new, sizeof dead_new, "%s.tmp.999999999.1", path);
-    snprintf(live_old, sizeof live_old, "%s.tmp.%ld.7", path, (long)getpid());
+    snprintf(dead_old, sizeof dead_old, "%s.tmp.999999999.0000000000000000", path);
+    snprintf(dead_new, sizeof dead_new, "%s.tmp.999999999.0000000000000001", path);
+    snprintf(live_old, sizeof live_old, "%s.tmp.%ld.0000000000000007", path, (long)getpid());
     write_all(dead_old, "x", 1);
     write_all(dead_new, "x", 1);
     write_all(live_old, "x", 1);

@@ -77,23 +77,35 @@ typedef struct tool_ckpt_meta {
     tool_epoch_metrics history[1024];
 } tool_ckpt_meta;
 
-/* A checkpoint read into memory and verified (magic, version, checksum, sizes). */
-typedef struct tool_checkpoint {
-    tool_ckpt_meta meta;
-    char *model_text;
-    void *priv;                 /* tensors by name */
-} tool_checkpoint;
+/* Data settings of a run: the image shape and classes the model takes, the per-channel normalization
+ * (x = (pixel/255 - mean) / std), label smoothing and class names. */
+typedef struct tool_data_meta {
+    int c, h, w, classes;
+    float mean[4], std[4];
+    float label_smoothing;
+    char class_names[10][32];
+} tool_data_meta;
 
-/* Writes atomically (temp file in the same folder, fsync, rename): on any failure the old file stays. */
-int tool_checkpoint_save(const char *path, clt_graph *g, const tool_ckpt_meta *meta, const char *model_text,
-                         char *err);
-/* Reads and verifies; a corrupted or truncated file is refused with a message naming the problem. */
-int tool_checkpoint_read(const char *path, tool_checkpoint *out, char *err);
-/* Loads every state tensor (and optimizer slots) of the compiled graph g by name and shape from the
- * checkpoint, and the graph counters. Fails, before writing anything, if a tensor is missing on either side
- * or has another shape. */
-int tool_checkpoint_apply(const tool_checkpoint *c, clt_graph *g, char *err);
-void tool_checkpoint_free(tool_checkpoint *c);
+/* The tool's application metadata in a checkpoint (clt_graph_save's app_meta), tools/ckmeta.c. Layout (little-
+ * endian; str = u32 length + bytes):
+ *   "CLTMETA\0"  u32 version (1)
+ *   str dataset, str model_text_origin, i32 epochs_done, i32 epochs_total, u64 rng_state, i32 batch, i32 schedule,
+ *   f32 lr, f32 momentum, i32 augment, i32 limit, u64 seed, i32 nhistory, nhistory x 6 f64 (train_loss, train_acc,
+ *   test_loss, test_acc, seconds, images_per_s),
+ *   i32 c, h, w, classes, f32 mean[4], f32 std[4], f32 label_smoothing, classes x str class name
+ * The optimizer settings and the counters are the library's (clt_checkpoint_compile_settings / _counters). */
+#define TOOL_META_MAGIC "CLTMETA"
+#define TOOL_META_VERSION 1u
+/* Byte offset of `batch` in a blob with these string lengths (`schedule` follows it); for tests. */
+#define TOOL_META_OFFSET_BATCH(dataset_len, origin_len) (12 + 4 + (dataset_len) + 4 + (origin_len) + 16)
+
+/* A malloc'd blob of meta and dm (steps, passes and opt are not stored). */
+int tool_meta_encode(const tool_ckpt_meta *m, const tool_data_meta *dm, unsigned char **blob, size_t *len, char *err);
+/* Decodes and checks the metadata of an opened checkpoint into *m (optimizer and counters from the library) and
+ * *dm: this blob for format 2, the converted metadata section and data block of a version-1 file. Refuses values
+ * no run can have stored (NaN or Inf normalization statistics, a shape or class count other than the network's)
+ * with a message naming the checkpoint. */
+int tool_meta_decode(const clt_checkpoint *ck, const char *path, tool_ckpt_meta *m, tool_data_meta *dm, char *err);
 
 /* ------------------------------------------------------------------------------------------ commands */
 
