@@ -52,6 +52,7 @@ static void check_forced(clt_context *ctx, tu_rng *rng, int ci, const int *cs, c
     tu_fill_uniform(rng, xd, nx, -1, 1);
     tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = tu_conv_ref_op, .ud = &u,
                     .training = 1, .seed = (uint64_t)ci + 101};
+    tu_conv_tolerances(&u, &c);
     tu_check_op(ctx, label, &c);
     free(xd);
     clt_graph_destroy(g);
@@ -103,6 +104,15 @@ static void check_shared_input(clt_context *ctx, tu_rng *rng, const char *algo)
         tu_fill_uniform(rng, xd, nx, -1, 1);
         tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = l, .ref = ref_pair, .ud = &u,
                         .training = 1, .seed = 7};
+        /* mean((ya - yb)^2) over ny outputs, |ya - yb| <= 2*(C*KH*KW + 1) = 56: the loss sums ny squares (after
+         * C*KH*KW-term convs); dx sums 2*Cout*KH*KW products of 2*(ya - yb)/ny and |w| <= 1. */
+        double ny = (double)clt_tensor_numel(ya), ym = 2.0 * (u.a.c * u.a.kh * u.a.kw + 1);
+        c.rtol = tu_sum_rtol(ny) + 2 * tu_sum_rtol(u.a.c * u.a.kh * u.a.kw + 1);
+        c.atol = 0;
+        c.grad_k = 2.0 * u.a.co * u.a.kh * u.a.kw + ny;
+        c.grad_rtol = tu_sum_rtol(c.grad_k);
+        c.grad_atol = tu_sum_atol(c.grad_k, 2 * ym / ny);
+        c.border = 2;
         tu_check_op(ctx, label, &c);
         free(xd);
     }
