@@ -38,9 +38,9 @@ int tu_ok(clt_context *ctx, int status, const char *what, const char *file, int 
 
 /* Tolerances (issue 8). Every element must satisfy |got_i - ref_i| <= atol + rtol*|ref_i| (its own |ref_i|,
  * never the array's largest value, which left small entries unchecked), and the whole array must pass a norm
- * check: ||got - ref||_2 <= 0.5 * ||allowed||_2, i.e. the RMS error is at most half the RMS allowance, so errors
- * may reach the bound at isolated elements but not everywhere (a systematic offset just under the per-element
- * bound fails). On failure the worst element (largest error/allowed) is printed with its index, values and
+ * check: ||got - ref||_2 <= 0.5 * ||allowed||_2 (1/sqrt(n) for n < 4 elements), i.e. the RMS error is at most
+ * half the RMS allowance, so errors may reach the bound at isolated elements but not everywhere (a systematic
+ * offset just under the per-element bound fails). On failure the worst element (largest error/allowed) is printed with its index, values and
  * allowance, together with the relative L2 error.
  *
  * How to pick atol/rtol honestly (the references run in double on the same float32 inputs, so the difference is
