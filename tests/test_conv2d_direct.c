@@ -16,8 +16,20 @@ static const char *algo_name(int a) { return a == CLT__CONV_DIRECT ? "direct" : 
 /* The algorithm the graph's conv node runs (after compile) or reserved (before). */
 static int node_algo(clt_graph *g, int node) { return g->nodes[node]->iattr[14]; }
 
-/* One layer with the algorithm forced: forward and all gradients vs the reference. */
-static void check_forced(clt_context *ctx, tu_rng *rng, int ci, const int *cs, const char *algo)
+/* The split of the layer's weight gradient after compile: direct, the number of image parts (the partial-results
+ * slot bscratch[3] holds parts * Cout*C*KH*KW floats when the images are split, 1 float otherwise); im2col, the
+ * number of split-k chunks S (iattr[15], 0: none). */
+static int node_split(clt_graph *g, int node)
+{
+    clt__node *n = g->nodes[node];
+    if (n->iattr[14] != CLT__CONV_DIRECT) return n->iattr[15];
+    size_t per = (size_t)n->param[0]->numel, slot = n->bscratch[3]->numel;
+    return slot >= 2 * per ? (int)(slot / per) : 1;
+}
+
+/* One layer with the algorithm forced: forward and all gradients vs the reference. want_split > 0: the weight
+ * gradient must be split that many ways (see node_split). */
+static void check_forced_split(clt_context *ctx, tu_rng *rng, int ci, const int *cs, const char *algo, int want_split)
 {
     tu_conv_geom u = tu_conv_geom_of(cs);
     clt_conv2d_params p = tu_conv_params(&u);
@@ -47,15 +59,42 @@ static void check_forced(clt_context *ctx, tu_rng *rng, int ci, const int *cs, c
         return;
     }
     TU_CHECK(node_algo(g, 0) == expect, "%s: algorithm %d runs", label, node_algo(g, 0));
+    if (want_split) {
+        TU_CHECK(node_split(g, 0) == want_split, "%s: weight gradient split %d ways, want %d", label, node_split(g, 0),
+                 want_split);
+        if (node_split(g, 0) == want_split) printf("ok   %s: weight gradient split %d ways\n", label, want_split);
+    }
     size_t nx = clt_tensor_numel(x);
     float *xd = malloc(nx * sizeof(float));
     tu_fill_uniform(rng, xd, nx, -1, 1);
     tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = tu_conv_ref_op, .ud = &u,
                     .training = 1, .seed = (uint64_t)ci + 101};
     tu_conv_tolerances(&u, &c);
+    if (want_split) c.fd_edges = 256; /* large planes: a sample of their edges (corners always) */
     tu_check_op(ctx, label, &c);
     free(xd);
     clt_graph_destroy(g);
+}
+
+static void check_forced(clt_context *ctx, tu_rng *rng, int ci, const int *cs, const char *algo)
+{
+    check_forced_split(ctx, rng, ci, cs, algo, 0);
+}
+
+/* The split weight gradients against the reference, on shapes that really split (asserted):
+ * - direct: the images are split into parts whose dy fits a core's L2 (plan_direct: NPER = 64 Ki floats /
+ *   (Cout * DPS), DPS = OH*WP rounded up to 16), summed by sum_parts; seed-cnn on CIFAR runs 32 and 16 parts.
+ *   (3,1,64,64) Cout 8: DPS 4224, NPER 1, 3 parts; (3,1,54,54) Cout 8: DPS 3024, NPER 2, 2 parts, the last one
+ *   image short.
+ * - im2col: the weight-gradient GEMM over N*OH*OW is split into S = N*OH*OW / 4096 chunks (split_k_chunks) run
+ *   as one batched GEMM, the remainder as one more, then summed: (2,1,80,80) gives 12800 = 3 * 4266 + 2. */
+static void check_splits(clt_context *ctx, tu_rng *rng)
+{
+    int direct3[12] = {3, 1, 64, 64, 8, 3, 3, 1, 1, 1, 1, 1}, direct2[12] = {3, 1, 54, 54, 8, 3, 3, 1, 1, 1, 1, 1};
+    int splitk[12] = {2, 1, 80, 80, 4, 3, 3, 1, 1, 1, 1, 1};
+    check_forced_split(ctx, rng, 100, direct3, "direct", 3);
+    check_forced_split(ctx, rng, 101, direct2, "direct", 2);
+    check_forced_split(ctx, rng, 102, splitk, "im2col", 3);
 }
 
 /* mse(conv_a(x), conv_b(x)): both convs write x's gradient, the second one adds to it. */
@@ -253,6 +292,7 @@ int main(void)
     for (int a = 0; a < 2; a++)
         for (int ci = 0; ci < ncases; ci++) check_forced(ctx, &rng, ci, cases[ci], algos[a]);
     for (int a = 0; a < 2; a++) check_shared_input(ctx, &rng, algos[a]);
+    check_splits(ctx, &rng);
     /* a bad value is an error, not a silent default */
     {
         clt_graph *g = NULL;

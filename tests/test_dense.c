@@ -46,7 +46,8 @@ int main(void)
         tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = ref, .ud = &u,
                         .training = 1, .seed = (uint64_t)ci + 5,
                         /* y sums F products (+ bias); dW and db sum over the N rows, dx over the U units */
-                        .k = u.f + 1, .grad_k = (u.n > u.u ? u.n : u.u) + 1};
+                        .k = u.f + 1, .grad_k = u.n + 1,
+                        .in_grad_rtol = tu_sum_rtol(u.u), .in_grad_atol = tu_sum_atol(u.u, 1)};
         char label[64];
         snprintf(label, sizeof label, "dense case %d", ci);
         tu_check_op(ctx, label, &c);

@@ -190,7 +190,7 @@ static double objective(tu_opcheck *c, double **ins, double **ps, double *out, c
 
 /* Finite differences of sum(R * ref) for the chosen elements of one tensor vs its device gradient. */
 static void check_fd(tu_opcheck *c, const char *label, tensor_data *td, double **ins, double **pv, double *tmpo,
-                     const double *R, size_t nout, tu_rng *rng)
+                     const double *R, size_t nout, tu_rng *rng, double rtol, double atol)
 {
     char what[256];
     int dims[4] = {1, 1, 1, 1}, nd = clt_tensor_ndim(td->t);
@@ -220,7 +220,7 @@ static void check_fd(tu_opcheck *c, const char *label, tensor_data *td, double *
         if (r > fd_round) fd_round = r;
     }
     snprintf(what, sizeof what, "%s d/d%s (%zu of %zu elements)", label, clt_tensor_name(td->t), m, td->n);
-    tu_close(what, got, want, m, c->grad_rtol, c->grad_atol + c->fd_atol + fd_round);
+    tu_close(what, got, want, m, rtol, atol + c->fd_atol + fd_round);
     free(idx), free(got), free(want);
 }
 
@@ -239,6 +239,7 @@ int tu_check_op(clt_context *ctx, const char *label, tu_opcheck *c)
     if (c->rtol == 0 && c->atol == 0) c->rtol = tu_sum_rtol(c->k), c->atol = tu_sum_atol(c->k, c->mag);
     if (c->grad_rtol == 0 && c->grad_atol == 0)
         c->grad_rtol = tu_sum_rtol(c->grad_k), c->grad_atol = tu_sum_atol(c->grad_k, c->mag);
+    if (c->in_grad_rtol == 0 && c->in_grad_atol == 0) c->in_grad_rtol = c->grad_rtol, c->in_grad_atol = c->grad_atol;
     tu_rng rng = {c->seed ? c->seed : 1234};
     clt_graph *g = c->g;
 
@@ -290,8 +291,8 @@ int tu_check_op(clt_context *ctx, const char *label, tu_opcheck *c)
         for (int i = 0; i < np; i++) TU_OK(ctx, clt_tensor_read(g, ps[i].t, 1, ps[i].grad, ps[i].n));
         /* Finite differences on the double reference. */
         for (int i = 0; i < c->nin; i++)
-            if (!c->no_grad[i]) check_fd(c, label, &in[i], ins, pv, tmpo, R, nout, &rng);
-        for (int i = 0; i < np; i++) check_fd(c, label, &ps[i], ins, pv, tmpo, R, nout, &rng);
+            if (!c->no_grad[i]) check_fd(c, label, &in[i], ins, pv, tmpo, R, nout, &rng, c->in_grad_rtol, c->in_grad_atol);
+        for (int i = 0; i < np; i++) check_fd(c, label, &ps[i], ins, pv, tmpo, R, nout, &rng, c->grad_rtol, c->grad_atol);
     }
     for (int i = 0; i < c->nin; i++) free(in[i].d), free(in[i].grad);
     for (int i = 0; i < np; i++) free(ps[i].d), free(ps[i].grad);
@@ -482,8 +483,10 @@ void tu_conv_tolerances(const tu_conv_geom *d, tu_opcheck *c)
     double kf = (double)d->c * d->kh * d->kw + 1, kw = (double)d->n * d->oh * d->ow, kx = (double)d->co * d->kh * d->kw;
     c->rtol = tu_sum_rtol(kf);
     c->atol = tu_sum_atol(kf, 1);
-    c->grad_rtol = tu_sum_rtol(kw > kx ? kw : kx);
-    c->grad_atol = tu_sum_atol(kw > kx ? kw : kx, 1);
+    c->grad_rtol = tu_sum_rtol(kw);
+    c->grad_atol = tu_sum_atol(kw, 1);
+    c->in_grad_rtol = tu_sum_rtol(kx);
+    c->in_grad_atol = tu_sum_atol(kx, 1);
     int b = (d->kh > d->kw ? d->kh : d->kw) - 1;
     c->border = b < 1 ? 1 : b;
 }

@@ -72,7 +72,8 @@ int tu_close_f(const char *what, const float *got, const float *ref, size_t n, d
  * all of them up to fd_edges, else that many drawn), and max_fd drawn from the interior.
  * Tolerances: forward rtol/atol and gradient grad_rtol/grad_atol; a pair left at 0 is derived from the
  * reduction lengths k (forward) and grad_k (gradients, default k) with term magnitude mag (default 1):
- * rtol = tu_sum_rtol(k), atol = tu_sum_atol(k, mag). fd_atol is added to the gradient allowance (finite-
+ * rtol = tu_sum_rtol(k), atol = tu_sum_atol(k, mag). Input gradients use in_grad_rtol/in_grad_atol when that
+ * pair is set (e.g. a conv's dx sums Cout*KH*KW terms, its dW N*OH*OW), else the gradient pair. fd_atol is added to the gradient allowance (finite-
  * difference truncation of nonlinear ops). Returns 1 if all close. */
 typedef void (*tu_ref_fn)(void *ud, const double *const *inputs, const double *const *params, double *out);
 typedef struct tu_opcheck {
@@ -87,6 +88,7 @@ typedef struct tu_opcheck {
     int training;    /* forward mode */
     double rtol, atol;       /* forward tolerance */
     double grad_rtol, grad_atol;
+    double in_grad_rtol, in_grad_atol; /* input gradients, when they reduce differently (default grad_*) */
     double k, grad_k, mag;   /* reduction lengths and term magnitude for derived tolerances */
     double fd_atol;  /* finite-difference truncation allowance (nonlinear ops) */
     double fd_h;     /* finite-difference step (default 1e-3) */
