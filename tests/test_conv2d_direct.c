@@ -14,18 +14,11 @@
 static const char *algo_name(int a) { return a == CLT__CONV_DIRECT ? "direct" : a == CLT__CONV_IM2COL ? "im2col" : "?"; }
 
 /* The algorithm the graph's conv node runs (after compile) or reserved (before). */
-static int node_algo(clt_graph *g, int node) { return g->nodes[node]->iattr[14]; }
+static int node_algo(clt_graph *g, int node) { return clt__conv2d_node_algo(g->nodes[node]); }
 
-/* The split of the layer's weight gradient after compile: direct, the number of image parts (the partial-results
- * slot bscratch[3] holds parts * Cout*C*KH*KW floats when the images are split, 1 float otherwise); im2col, the
- * number of split-k chunks S (iattr[15], 0: none). */
-static int node_split(clt_graph *g, int node)
-{
-    clt__node *n = g->nodes[node];
-    if (n->iattr[14] != CLT__CONV_DIRECT) return n->iattr[15];
-    size_t per = (size_t)n->param[0]->numel, slot = n->bscratch[3]->numel;
-    return slot >= 2 * per ? (int)(slot / per) : 1;
-}
+/* The split of the layer's weight gradient after compile: direct, the number of image parts; im2col, the number of
+ * split-k chunks S (0: none). */
+static int node_split(clt_graph *g, int node) { return clt__conv2d_node_split(g->nodes[node]); }
 
 /* One layer with the algorithm forced: forward and all gradients vs the reference. want_split > 0: the weight
  * gradient must be split that many ways (see node_split). */

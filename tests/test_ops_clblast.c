@@ -81,9 +81,9 @@ static void check_conv(clt_context *ctx, tu_rng *rng, const char *phase, const i
     unsetenv("CLTRAIN_CONV_ALGO");
     if (ok && TU_OK(ctx, clt_graph_keep(g, x, 1)) && TU_OK(ctx, clt_graph_keep(g, y, 0)) &&
         TU_OK(ctx, clt_graph_compile(g, NULL))) {
-        clt__node *n = g->nodes[0];
-        TU_CHECK(n->iattr[14] == CLT__CONV_IM2COL, "%s: algorithm %d", label, n->iattr[14]);
-        TU_CHECK(n->iattr[15] == want_split, "%s: split-k %d chunks, want %d", label, n->iattr[15], want_split);
+        int algo = clt__conv2d_node_algo(g->nodes[0]), split = clt__conv2d_node_split(g->nodes[0]);
+        TU_CHECK(algo == CLT__CONV_IM2COL, "%s: algorithm %d", label, algo);
+        TU_CHECK(split == want_split, "%s: split-k %d chunks, want %d", label, split, want_split);
         size_t K = (size_t)u.c * u.kh * u.kw, NP = (size_t)u.n * u.oh * u.ow;
         expect_clblast(ctx, label, 0, 0, (size_t)u.co, NP, K);
         expect_clblast(ctx, label, 1, 0, K, NP, (size_t)u.co);

@@ -63,6 +63,14 @@ static clt__conv_geom geom_of(const clt__node *n)
     return (clt__conv_geom){a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12]};
 }
 
+int clt__conv2d_node_algo(const clt__node *n) { return n->iattr[14]; }
+
+int clt__conv2d_node_split(const clt__node *n)
+{
+    if (n->iattr[14] == CLT__CONV_DIRECT) return ((const conv_priv *)n->priv)->d.nparts;
+    return n->iattr[15];
+}
+
 /* Direct kernels: stride 1, padding smaller than the kernel (the data gradient pads dy by KH-1-PH), kernels
  * up to 7x7 (fully unrolled taps), and every buffer addressable as one private tensor. */
 static int plan_direct(const clt__conv_geom *s, direct_plan *d)
