@@ -74,7 +74,8 @@ static void check_train_residual(clt_context *ctx, tu_rng *rng, int dense)
     clt_graph *g = NULL;
     clt_tensor *x, *h, *d, *y;
     char label[96];
-    snprintf(label, sizeof label, "dropout training, residual %s (accumulated gradient)", dense ? "after dense" : "on x");
+    snprintf(label, sizeof label, "dropout training, residual %s (accumulated gradient)",
+             dense ? "after dense" : "on x");
     int ok = TU_OK(ctx, clt_graph_create(ctx, &g)) && TU_OK(ctx, clt_input(g, "x", 2, xs, &x));
     h = x;
     if (ok && dense) ok = TU_OK(ctx, clt_dense(g, x, U, 1, CLT_INIT_DEFAULT, "fc", &h));
@@ -101,7 +102,8 @@ static void check_train_residual(clt_context *ctx, tu_rng *rng, int dense)
             tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = ref_resid, .ud = &u,
                             .training = 1, .seed = 21 + (uint64_t)dense, .k = dense ? F + 3 : 2,
                             .grad_k = N + 2, .mag = 1 / (1 - p)};
-            c.in_grad_rtol = tu_sum_rtol(dense ? U + 2 : 2), c.in_grad_atol = tu_sum_atol(dense ? U + 2 : 2, 1 / (1 - p));
+            double kx = dense ? U + 2 : 2;
+            c.in_grad_rtol = tu_sum_rtol(kx), c.in_grad_atol = tu_sum_atol(kx, 1 / (1 - p));
             tu_check_op(ctx, label, &c);
         }
         free(xd), free(dv), free(mask);

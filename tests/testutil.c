@@ -291,8 +291,10 @@ int tu_check_op(clt_context *ctx, const char *label, tu_opcheck *c)
         for (int i = 0; i < np; i++) TU_OK(ctx, clt_tensor_read(g, ps[i].t, 1, ps[i].grad, ps[i].n));
         /* Finite differences on the double reference. */
         for (int i = 0; i < c->nin; i++)
-            if (!c->no_grad[i]) check_fd(c, label, &in[i], ins, pv, tmpo, R, nout, &rng, c->in_grad_rtol, c->in_grad_atol);
-        for (int i = 0; i < np; i++) check_fd(c, label, &ps[i], ins, pv, tmpo, R, nout, &rng, c->grad_rtol, c->grad_atol);
+            if (!c->no_grad[i])
+                check_fd(c, label, &in[i], ins, pv, tmpo, R, nout, &rng, c->in_grad_rtol, c->in_grad_atol);
+        for (int i = 0; i < np; i++)
+            check_fd(c, label, &ps[i], ins, pv, tmpo, R, nout, &rng, c->grad_rtol, c->grad_atol);
     }
     for (int i = 0; i < c->nin; i++) free(in[i].d), free(in[i].grad);
     for (int i = 0; i < np; i++) free(ps[i].d), free(ps[i].grad);
@@ -338,8 +340,9 @@ static void pair_bounds(const tu_pair_loss *l, double plo, double phi, double tl
 
 /* Tolerances of mean(term) over n elements (see testutil.h): the loss sums n terms of at most tm/n (k = n,
  * float32 exp/log: 8 more u); each gradient element is term'/n (k = 1, at most dm/n), after a dense layer also
- * summed over rows and units (gk); the forward then also sums the dense layer's products (k). Finite differences truncate by ~h^2/6 * |term'''| / n with
- * |term'''| <= 1 for both losses (0 for the squared error). */
+ * summed over rows and units (gk); the forward then also sums the dense layer's products (k). Finite
+ * differences truncate by ~h^2/6 * |term'''| / n with |term'''| <= 1 for both losses (0 for the squared
+ * error). */
 static void pair_tolerances(double n, double k, double tm, double dm, double gk, tu_opcheck *c)
 {
     c->rtol = tu_sum_rtol(k) + 8 * TU_U32;

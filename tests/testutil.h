@@ -40,8 +40,9 @@ int tu_ok(clt_context *ctx, int status, const char *what, const char *file, int 
  * never the array's largest value, which left small entries unchecked), and the whole array must pass a norm
  * check: ||got - ref||_2 <= 0.5 * ||allowed||_2 (1/sqrt(n) for n < 4 elements), i.e. the RMS error is at most
  * half the RMS allowance, so errors may reach the bound at isolated elements but not everywhere (a systematic
- * offset just under the per-element bound fails). On failure the worst element (largest error/allowed) is printed with its index, values and
- * allowance, together with the relative L2 error.
+ * offset just under the per-element bound fails). On failure the worst element (largest error/allowed) is
+ * printed with its index, values and allowance, together with the relative L2 error. With TU_SHOW_MARGIN set in
+ * the environment every check prints how close it came (worst error/allowed, norm/bound) on stdout.
  *
  * How to pick atol/rtol honestly (the references run in double on the same float32 inputs, so the difference is
  * the device's float32 rounding, u = 2^-24):
@@ -73,8 +74,8 @@ int tu_close_f(const char *what, const float *got, const float *ref, size_t n, d
  * Tolerances: forward rtol/atol and gradient grad_rtol/grad_atol; a pair left at 0 is derived from the
  * reduction lengths k (forward) and grad_k (gradients, default k) with term magnitude mag (default 1):
  * rtol = tu_sum_rtol(k), atol = tu_sum_atol(k, mag). Input gradients use in_grad_rtol/in_grad_atol when that
- * pair is set (e.g. a conv's dx sums Cout*KH*KW terms, its dW N*OH*OW), else the gradient pair. fd_atol is added to the gradient allowance (finite-
- * difference truncation of nonlinear ops). Returns 1 if all close. */
+ * pair is set (e.g. a conv's dx sums Cout*KH*KW terms, its dW N*OH*OW), else the gradient pair. fd_atol is
+ * added to the gradient allowance (finite-difference truncation of nonlinear ops). Returns 1 if all close. */
 typedef void (*tu_ref_fn)(void *ud, const double *const *inputs, const double *const *params, double *out);
 typedef struct tu_opcheck {
     clt_graph *g;
