@@ -80,7 +80,8 @@ static void check_case(clt_context *ctx, tu_rng *rng, int ci, const int *cs, int
 
 /* Every GEMM of an im2col layer (forward, split-k weight gradient with a remainder, data gradient) is
  * decided and its workspace sized at compile: a verbose context prints each new GEMM decision, and a
- * training step must print none (deciding in the step would allocate there, or even tune). */
+ * training step must print none (deciding in the step would allocate there, or even tune). The compile's
+ * decisions show the split: N*OH*OW = 8463 in 2 chunks of 4231 (one batched GEMM) and a remainder of 1. */
 static void gemm_decided_at_compile(void)
 {
     clt_context_settings cs;
@@ -97,9 +98,27 @@ static void gemm_decided_at_compile(void)
     clt_conv2d_params p;
     clt_conv2d_default_params(&p, 2, 3);
     p.pad_h = p.pad_w = 1;
+    char cpath[64] = "/tmp/clt_conv_compile_XXXXXX", ctext[8192] = "";
+    int cfd = mkstemp(cpath), saved_err = dup(2), compiled = 0;
     if (TU_OK(ctx, clt_context_create(&cs, &ctx)) && TU_OK(ctx, clt_graph_create(ctx, &g)) &&
         TU_OK(ctx, clt_input(g, "x", 4, xs, &x)) && TU_OK(ctx, clt_conv2d(g, x, &p, "c", &y)) &&
-        TU_OK(ctx, clt_graph_keep(g, x, 1)) && TU_OK(ctx, clt_graph_compile(g, NULL))) {
+        TU_OK(ctx, clt_graph_keep(g, x, 1))) {
+        fflush(stderr);
+        int redirected = cfd >= 0 && saved_err >= 0 && dup2(cfd, 2) >= 0;
+        compiled = clt_graph_compile(g, NULL) == CLT_OK;
+        fflush(stderr);
+        if (redirected) dup2(saved_err, 2);
+        ssize_t got = cfd >= 0 ? pread(cfd, ctext, sizeof ctext - 1, 0) : -1;
+        ctext[got > 0 ? got : 0] = 0;
+        TU_CHECK(redirected, "test setup (stderr redirection) failed");
+        TU_CHECK(compiled, "compile failed: %s\n%s", clt_errmsg(ctx), ctext);
+        TU_CHECK(strstr(ctext, "gemm m=2 n=9 k=4231 ta=0 tb=1 batch=2") &&
+                     strstr(ctext, "gemm m=2 n=9 k=1 ta=0 tb=1 batch=1"),
+                 "split-k weight gradient (2 chunks of 4231 + 1) not decided at compile:\n%s", ctext);
+    }
+    if (saved_err >= 0) close(saved_err);
+    if (cfd >= 0) close(cfd), unlink(cpath);
+    if (compiled) {
         size_t nx = clt_tensor_numel(x), ny = clt_tensor_numel(y);
         float *buf = calloc(nx > ny ? nx : ny, sizeof(float));
         char path[64] = "/tmp/clt_conv_gemm_XXXXXX";
