@@ -39,6 +39,16 @@ extern "C" {
 
 #define CLT_VERSION_STRING "0.1.0"
 
+/* What the running library is and was built with, for diagnostics (`cltrain doctor`) and bug reports. */
+typedef struct clt_version_info {
+    char cltrain[32];            /* the library's version; equals CLT_VERSION_STRING when header and library match */
+    int clblast_major, clblast_minor, clblast_patch; /* the CLBlast version the library was compiled against */
+    char clblast_library[1024];  /* file of the CLBlast shared library in use; "" if it cannot be told */
+    char opencl_library[1024];   /* file of the OpenCL ICD loader in use; "" if it cannot be told */
+} clt_version_info;
+/* Fills *v (host only: no device, no context). CLT_ERR_INVALID if v is NULL. */
+CLT_API int clt_version_get(clt_version_info *v);
+
 /* ---------------------------------------------------------------------------------------------- errors */
 
 typedef enum clt_status {

@@ -22,6 +22,7 @@ static const char *const usage_main =
     "  devices          list the OpenCL devices\n"
     "  bench            time the ops and a training step (see cltrain bench --help)\n"
     "  tune             tune kernels for a device (see cltrain tune --help)\n"
+    "  doctor           check drivers, devices, caches and data sets; print a fix for each problem\n"
     "\n"
     "options:\n"
     "  -h, --help       this help; `cltrain <command> --help` describes a command\n"
@@ -415,6 +416,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "eval")) return cmd_eval(sargc, sargv);
     if (!strcmp(cmd, "predict")) return cmd_predict(sargc, sargv);
     if (!strcmp(cmd, "devices")) return cmd_devices(sargc, sargv);
+    if (!strcmp(cmd, "doctor")) return tool_cmd_doctor(sargc, sargv);
     if (!strcmp(cmd, "bench"))
         return sargc > 1 && !strcmp(sargv[1], "step") ? tool_bench_step(sargc - 1, sargv + 1) : tool_cmd_bench(sargc, sargv);
     if (!strcmp(cmd, "tune"))

@@ -137,5 +137,7 @@ int tool_tune_model(int argc, char **argv);
 /* `cltrain bench step`: training-step timing, per-op profile and time to the first step (tools/bench_step.c).
  * Options start at argv[1]. */
 int tool_bench_step(int argc, char **argv);
+/* `cltrain doctor`: checks drivers, devices, the cache folder and data sets (tools/doctor.c). */
+int tool_cmd_doctor(int argc, char **argv);
 
 #endif
