@@ -39,6 +39,26 @@ extern "C" {
 
 #define CLT_VERSION_STRING "0.1.0"
 
+/* What the running library is and was built with, for diagnostics (`cltrain doctor`) and bug reports. */
+typedef struct clt_version_info {
+    char cltrain[32];            /* the library's version; equals CLT_VERSION_STRING when header and library match */
+    int clblast_major, clblast_minor, clblast_patch; /* the CLBlast version the library was compiled against */
+    char clblast_library[1024];  /* file of the CLBlast shared library in use; "" if it cannot be told */
+    char opencl_library[1024];   /* file of the OpenCL ICD loader in use; "" if it cannot be told */
+} clt_version_info;
+/* Fills *v (host only: no device, no context). CLT_ERR_INVALID if v is NULL. */
+CLT_API int clt_version_get(clt_version_info *v);
+
+/* The cache folder a context uses when its settings give none: $CLTRAIN_CACHE_DIR, else
+ * $XDG_CACHE_HOME/cltrain, else $HOME/.cache/cltrain, copied into buf (len bytes, NUL-terminated). Host only.
+ * CLT_ERR_INVALID if buf is NULL or none of the variables is set; CLT_ERR_NOMEM if it does not fit. */
+CLT_API int clt_cache_dir_default(char *buf, size_t len);
+/* Whether the library trusts `path` (a folder with want_dir=1, else a regular file) with what only its owner
+ * should write (compiled kernels, tuning decisions): owned by the effective user and not writable by group or
+ * others. 1: trusted; 0: not trusted, the reason in `why` ("writable by group or others (mode 0777)"); negative:
+ * it cannot be examined (CLT_ERR_IO, the reason in `why`). `why` (whylen bytes) may be NULL. Host only. */
+CLT_API int clt_cache_path_trusted(const char *path, int want_dir, char *why, size_t whylen);
+
 /* ---------------------------------------------------------------------------------------------- errors */
 
 typedef enum clt_status {
