@@ -302,7 +302,13 @@ CLT_API int clt_tensor_read(clt_graph *g, clt_tensor *t, int grad, float *data, 
 
 /* Forward pass over the whole graph. training=1: dropout active, batch norm uses batch statistics. */
 CLT_API int clt_graph_forward(clt_graph *g, int training);
-/* Backward pass from the scalar `loss` (seed 1). Parameter gradients are overwritten, not accumulated. */
+/* Backward pass from the scalar `loss` (seed 1). Parameter gradients are overwritten, not accumulated.
+ * Repeated backward passes: any number of clt_graph_backward / clt_graph_backward_from calls, from any seeds
+ * in any order, may follow one clt_graph_forward; each gives exactly (bit for bit) the gradients it gives as
+ * the first backward after that forward. The memory plan keeps everything a backward reads (saved tensors,
+ * the forward values ops differentiate from) until the end of the backward phase for this. Change
+ * parameters (clt_graph_step, clt_tensor_write) only before the next forward: a backward after such a change
+ * mixes the last forward's values with the new parameters. */
 CLT_API int clt_graph_backward(clt_graph *g, clt_tensor *loss);
 /* Backward pass from any tensor `t` with the given upstream gradient dL/dt (count == numel(t)). */
 CLT_API int clt_graph_backward_from(clt_graph *g, clt_tensor *t, const float *grad, size_t count);

@@ -434,18 +434,24 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
         t->t_def = INT_MAX;
         t->t_last = -1;
     }
+    /* What any backward reads (saved tensors, and the values of inputs and outputs an op's backward needs)
+     * lives to the end of the backward phase, not only to its reader's backward: a later backward after the
+     * same forward (clt_graph_backward twice, or from another seed) reads it again, after the earlier nodes'
+     * backward of the first pass ran with their scratch and gradients. Nothing else is kept longer. */
+    const int BWD_END = BT(0);
     for (int i = 0; i < N; i++) {
         clt__node *n = g->nodes[i];
         clt_tensor *r = root_of(n->out);
         r->t_def = imin(r->t_def, FT(i));
         r->t_last = imax(r->t_last, FT(i));
-        if (n->bwd_needs_out && n->out->requires_grad) r->t_last = imax(r->t_last, BT(i));
+        if (n->bwd_needs_out && n->out->requires_grad) r->t_last = imax(r->t_last, BWD_END);
         for (int j = 0; j < n->nin; j++) {
             clt_tensor *ri = root_of(n->in[j]);
             ri->t_last = imax(ri->t_last, FT(i));
-            if ((n->bwd_needs_in >> j & 1) && n->out->requires_grad) ri->t_last = imax(ri->t_last, BT(i));
+            if ((n->bwd_needs_in >> j & 1) && n->out->requires_grad) ri->t_last = imax(ri->t_last, BWD_END);
         }
-        for (int j = 0; j < n->nsaved; j++) n->saved[j]->t_def = FT(i), n->saved[j]->t_last = n->out->requires_grad ? BT(i) : FT(i);
+        for (int j = 0; j < n->nsaved; j++)
+            n->saved[j]->t_def = FT(i), n->saved[j]->t_last = n->out->requires_grad ? BWD_END : FT(i);
         for (int j = 0; j < n->nfscratch; j++) n->fscratch[j]->t_def = n->fscratch[j]->t_last = FT(i);
         for (int j = 0; j < n->nbscratch; j++) n->bscratch[j]->t_def = n->bscratch[j]->t_last = BT(i);
     }
