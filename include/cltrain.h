@@ -8,8 +8,10 @@
  *  - Status codes. Functions return 0 (CLT_OK) on success and a negative clt_status on failure. They never
  *    exit, abort or print (except progress/tuning lines the caller asked for with `verbose`).
  *  - Messages. After a failure, clt_errmsg(ctx) returns a human-readable message naming what went wrong
- *    (the OpenCL build log for kernel build failures, the offending shapes for shape errors). The message
- *    stays valid until the next call that takes the same context. clt_status_string() names a code.
+ *    (the OpenCL build log for kernel build failures, the offending shapes for shape errors). Every call
+ *    that returns a status and takes a context or a graph clears the message when it starts, so the message
+ *    always belongs to the last such call: after a successful call clt_errmsg is empty (""). A failure on a
+ *    NULL context or graph has no context to hold a message. clt_status_string() names a code.
  *  - Ownership. Objects come in create/destroy pairs; destroy functions accept NULL. Tensors belong to their
  *    graph and die with it. Pointers passed in (names, host arrays) are copied or only read during the call.
  *  - Shapes. Tensors are float32, 1 to 4 dimensions, row-major, images in NCHW order. A `shape` argument is
