@@ -289,7 +289,11 @@ CLT_API int clt_graph_keep(clt_graph *g, clt_tensor *t, int grad);
 
 /* Plans device memory (tensors whose lifetimes do not overlap share memory), allocates it all at once,
  * builds the kernels, and initializes parameters from the seed. After this no op can be added, and
- * forward/backward/step allocate nothing. Fails with CLT_ERR_DEVICE_MEMORY if the plan does not fit. */
+ * forward/backward/step allocate nothing: GEMM workspaces and CLBlast's temporary buffers are sized here too
+ * (batched GEMMs on the CLBlast path then run entry by entry on that buffer, since CLBlast's batched GEMM
+ * would allocate its own in every call). The one exception: when CLBlast's kernel parameters change after
+ * this compile (a context compiled later in the process tunes them), a GEMM whose buffer became too small
+ * lets CLBlast allocate per call. Fails with CLT_ERR_DEVICE_MEMORY if the plan does not fit. */
 CLT_API int clt_graph_compile(clt_graph *g, const clt_compile_settings *s);
 /* Bytes of device memory the compiled graph holds (parameters, gradients, optimizer state, activations). */
 CLT_API int clt_graph_memory(const clt_graph *g, size_t *param_bytes, size_t *activation_bytes);

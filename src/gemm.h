@@ -28,5 +28,10 @@ void clt__gemm_default(clt_context *ctx, const clt__gemm_args *a, int *algo, clt
 /* Applies (and in FULL mode, or QUICK mode on non-CPU devices, measures) CLBlast's own kernel parameters
  * (Xgemm, XgemmDirect) for this device. Idempotent per context. */
 int clt__gemm_tune_clblast(clt_context *ctx, int force_measure);
+/* Device allocations the dispatcher made or let CLBlast make so far: workspace creations and growth, and
+ * clt__gemm calls on the CLBlast path for which no temporary buffer was prepared (CLBlast then allocates
+ * its temporaries itself, unless its direct kernel runs). After clt__gemm_prepare of every shape it stays
+ * constant: a step allocates nothing. */
+size_t clt__gemm_alloc_count(const clt_context *ctx);
 
 #endif
