@@ -97,7 +97,7 @@ void tool_checkpoint_free(tool_checkpoint *c);
 
 /* ------------------------------------------------------------------------------------------ training steps */
 
-/* How a training command steps (tools/step.c): gradient accumulation and clipping, the same for images and
+/* How a training command steps (tools/util.c): gradient accumulation and clipping, the same for images and
  * text. The graph is built for micro-batches of batch/accumulate rows and, with accumulate > 1, compiled with
  * clt_compile_settings.accumulate_grads = 1. */
 typedef struct tool_step {
