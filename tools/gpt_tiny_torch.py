@@ -19,8 +19,8 @@ The model, optimizer, schedule and data are those of cltrain's `gpt-tiny` (issue
   - data: character-level vocabulary (the sorted distinct characters of the file; bytes if it is not UTF-8),
     first 90% train, last 10% validation. Training windows come from a torch.Generator seeded with --seed;
     validation loss is the mean over a fixed set of --eval-windows windows (drawn once from --seed + 1).
-Output: one line per --log-every steps (train loss, lr, tokens/s), `step N: val_loss=X` every --eval-every
-steps and at the end, and the last line
+Output: one line per --log-every steps (mean train loss over those steps, lr, tokens/s), `step N: val_loss=X`
+every --eval-every steps and at the end, and the last line (train_loss: the mean over the last --log-every steps)
   final: steps=N val_loss=X train_loss=Y tokens_per_s=Z seconds=S
 tokens/s = batch*block*timed steps / training wall time, evaluation excluded; the first 3 steps are warm-up and
 not timed.
@@ -168,7 +168,7 @@ def main():
           f"{len(val)} validation characters, threads {torch.get_num_threads()}, decayed tensors {len(decay)}, "
           f"not decayed {len(no_decay)}", flush=True)
     tokens = a.batch * a.block
-    t_train, timed, t_start, vl, recent = 0.0, 0, time.perf_counter(), float("nan"), []
+    t_train, timed, t_start, vl, recent, last_mean = 0.0, 0, time.perf_counter(), float("nan"), [], float("nan")
     for it in range(a.steps):
         lr = get_lr(it, a.lr, a.min_lr, a.warmup, a.decay_steps)
         for g in opt.param_groups:
@@ -190,14 +190,14 @@ def main():
         recent.append(lf)
         if (it + 1) % a.log_every == 0 or it + 1 == a.steps:
             tps = tokens * timed / t_train if timed else float("nan")
-            print(f"step {it + 1}: train_loss={sum(recent) / len(recent):.4f} lr={lr:.3g} tokens_per_s={tps:.0f}",
-                  flush=True)
+            last_mean = sum(recent) / len(recent)
+            print(f"step {it + 1}: train_loss={last_mean:.4f} lr={lr:.3g} tokens_per_s={tps:.0f}", flush=True)
             recent = []
         if (it + 1) % a.eval_every == 0 or it + 1 == a.steps:
             vl = val_loss()
             print(f"step {it + 1}: val_loss={vl:.4f}", flush=True)
     tps = tokens * timed / t_train if timed else float("nan")
-    print(f"final: steps={a.steps} val_loss={vl:.4f} train_loss={lf:.4f} tokens_per_s={tps:.0f} "
+    print(f"final: steps={a.steps} val_loss={vl:.4f} train_loss={last_mean:.4f} tokens_per_s={tps:.0f} "
           f"seconds={time.perf_counter() - t_start:.1f}", flush=True)
 
 
