@@ -54,6 +54,7 @@ struct clt__gemm_state {
     int ndec, cap_dec;
     int force;               /* CLTRAIN_GEMM: CLT__GEMM_CLBLAST / CLT__GEMM_OWN / AUTO */
     int clblast_done;        /* CLBlast parameter decision applied */
+    unsigned long temp_calls; /* GEMMs run by CLBlastSgemmWithTempBuffer */
 };
 
 int clt__gemm_num_params(void)
@@ -735,6 +736,7 @@ int clt__gemm(clt_context *ctx, const clt__gemm_args *a)
             CLBlastLayoutRowMajor, a->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
             a->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, a->m, a->n, a->k, a->alpha, a->a, 0, a->lda, a->b,
             0, a->ldb, a->beta, a->c, 0, a->ldc, &ctx->queue, NULL, s->ws_t);
+        if (st == CLBlastSuccess) s->temp_calls++;
         if (st != CLBlastInsufficientMemoryTemp)
             return st == CLBlastSuccess ? CLT_OK : clblast_err(ctx, st, "CLBlastSgemmWithTempBuffer", a);
         d->clblast_temp = TEMP_UNKNOWN; /* CLBlast's parameters changed since prepare: let it allocate */
@@ -927,6 +929,11 @@ int clt__gemm_tune_clblast(clt_context *ctx, int force_measure)
     int st = tune_clblast_locked(ctx, s, force_measure);
     pthread_mutex_unlock(&clblast_mu);
     return st;
+}
+
+unsigned long clt__gemm_clblast_temp_calls(clt_context *ctx)
+{
+    return ctx && ctx->gemm ? ctx->gemm->temp_calls : 0;
 }
 
 void clt__gemm_release(clt_context *ctx)

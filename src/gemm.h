@@ -31,6 +31,9 @@ void clt__gemm_default(clt_context *ctx, const clt__gemm_args *a, int *algo, clt
 /* Applies (and in FULL mode, or QUICK mode on non-CPU devices, measures) CLBlast's own kernel parameters
  * (Xgemm, XgemmDirect) for this device. Idempotent per context. */
 int clt__gemm_tune_clblast(clt_context *ctx, int force_measure);
+/* How many GEMMs of this context CLBlast ran with the library's temporary buffer (CLBlastSgemmWithTempBuffer);
+ * for the tests, which must see that path run. */
+unsigned long clt__gemm_clblast_temp_calls(clt_context *ctx);
 
 /* Tests only: when set, every CLBlast GEMM call first asks it; a negative clt status fails the call with it
  * (to exercise the paths where CLBlast fails during tuning). NULL in normal use. */

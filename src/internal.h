@@ -234,6 +234,9 @@ struct clt__node {
 
 /* The algorithm a conv2d node runs (enum clt__conv_algo; CLT__CONV_MEASURE before compile decides), for tests. */
 int clt__conv2d_node_algo(const clt__node *n);
+/* How a conv2d node's weight gradient is split, for tests: direct, the number of image parts (1: none); im2col,
+ * the split-k chunks S (0: none). */
+int clt__conv2d_node_split(const clt__node *n);
 
 struct clt_graph {
     clt_context *ctx;

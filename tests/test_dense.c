@@ -44,7 +44,10 @@ int main(void)
         tu_fill_uniform(&rng, xd, n, -1, 1);
         ud_t u = {cs[0], cs[1] * cs[2] * cs[3], cs[4], cs[5]};
         tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = ref, .ud = &u,
-                        .training = 1, .seed = (uint64_t)ci + 5};
+                        .training = 1, .seed = (uint64_t)ci + 5,
+                        /* y sums F products (+ bias); dW and db sum over the N rows, dx over the U units */
+                        .k = u.f + 1, .grad_k = u.n + 1,
+                        .in_grad_rtol = tu_sum_rtol(u.u), .in_grad_atol = tu_sum_atol(u.u, 1)};
         char label[64];
         snprintf(label, sizeof label, "dense case %d", ci);
         tu_check_op(ctx, label, &c);

@@ -84,6 +84,13 @@ static void test_branches(clt_context *ctx)
         if (TU_OK(ctx, clt_graph_compile(g, NULL))) {
             tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = loss,
                             .ref = which == 0 ? ref_branch_h : ref_branch_x, .training = 1, .seed = 11 + which};
+            /* Dense layers (BF, BH terms), tanh/sigmoid/exp/log1p in float32, a mean over BN*BO: first-order
+             * relative errors add along the chain (k = BF + BH + BN*BO, +16 u for the transcendentals);
+             * gradients also sum over the BN rows; curved, so finite differences truncate by ~h^2/6 * 2. */
+            double k = BF + BH + BN * BO;
+            c.rtol = tu_sum_rtol(k) + 16 * TU_U32, c.atol = tu_sum_atol(k, 1);
+            c.grad_rtol = tu_sum_rtol(k + BN) + 16 * TU_U32, c.grad_atol = tu_sum_atol(k + BN, 1);
+            c.fd_atol = 1e-6 / 6 * 2;
             tu_check_op(ctx, which == 0 ? "branch: activation feeds two nodes" : "branch: input feeds two nodes", &c);
         }
         clt_graph_destroy(g);

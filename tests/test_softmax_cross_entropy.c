@@ -77,6 +77,14 @@ int main(void)
             ud_t u = {n, k, smooth[si]};
             tu_opcheck c = {.g = g, .nin = 2, .in = {x, l}, .in_data = {xd, ld}, .no_grad = {0, 1}, .out = loss,
                             .ref = ref, .ud = &u, .training = 1, .seed = (uint64_t)(ci * 2 + si + 1)};
+            /* The loss is a mean of N*K terms up to |x| + log K in size (k = N*K, float32 exp/log: 8 more u); each
+             * gradient element is (softmax - target) / N from a row of K exps: magnitude 1/N. Curved: finite-
+             * difference truncation h^2/6 * |f'''| / N. */
+            c.rtol = tu_sum_rtol((double)n * k) + 8 * TU_U32;
+            c.atol = tu_sum_atol((double)n * k, (3 + log(k)) / n);
+            c.grad_rtol = tu_sum_rtol(k) + 8 * TU_U32;
+            c.grad_atol = tu_sum_atol(k, 1.0 / n);
+            c.fd_atol = 1e-6 / 6 * 2 / n;
             char label[64];
             snprintf(label, sizeof label, "softmax_cross_entropy N=%d K=%d s=%.1f", n, k, smooth[si]);
             tu_check_op(ctx, label, &c);

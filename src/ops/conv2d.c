@@ -67,6 +67,13 @@ static clt__conv_geom geom_of(const clt__node *n) { return CLT__ATTR(n, const co
 
 int clt__conv2d_node_algo(const clt__node *n) { return CLT__ATTR(n, const conv_attr)->algo; }
 
+int clt__conv2d_node_split(const clt__node *n)
+{
+    const conv_attr *a = CLT__ATTR(n, const conv_attr);
+    if (a->algo == CLT__CONV_DIRECT) return ((const conv_priv *)n->priv)->d.nparts;
+    return a->split;
+}
+
 /* Direct kernels: stride 1, padding smaller than the kernel (the data gradient pads dy by KH-1-PH), kernels
  * up to 7x7 (fully unrolled taps), and every buffer addressable as one private tensor. */
 static int plan_direct(const clt__conv_geom *s, direct_plan *d)
