@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "dist.h"
 
 const char *const cli_schedule_names[4] = {"constant", "step", "cosine", "onecycle"};
 const char *const cli_optimizer_names[3] = {"sgd", "adam", "adamw"};
@@ -440,6 +441,29 @@ static int evaluate(clt_context *ctx, net *n, const tool_dataset *ds, const cli_
     return 0;
 }
 
+/* Evaluation with several ranks: batch-norm statistics averaged first, then each rank scores its contiguous
+ * share of the data set and the sums (loss, correct, confusion) are added over the ranks. */
+static int evaluate_all(clt_context *ctx, net *n, const tool_dataset *ds, const cli_data_meta *dm, pipeline *p,
+                        double *loss, double *acc, cli_progress *prog, dist_graph *d)
+{
+    if (dist_size == 1) return evaluate(ctx, n, ds, dm, p, loss, acc, prog);
+    if (dist_sync_buffers(d)) return 1;
+    int cnt, off;
+    dist_split(ds->n, &cnt, &off);
+    tool_dataset part = *ds;
+    part.n = cnt;
+    part.pixels += (size_t)off * ds->c * ds->h * ds->w;
+    part.labels += off;
+    double l = 0, a = 0;
+    memset(p->confusion, 0, sizeof(int64_t) * dm->classes * dm->classes);
+    if (cnt > 0 && evaluate(ctx, n, &part, dm, p, &l, &a, prog)) return 1;
+    double s[2] = {l * cnt, (double)llround(a * cnt)};
+    if (dist_sum_f64(s, 2) || dist_sum_i64(p->confusion, dm->classes * dm->classes)) return fail("reducing metrics");
+    *loss = s[0] / ds->n;
+    *acc = s[1] / ds->n;
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------------ schedule */
 
 static double lr_at(int schedule, double base, uint64_t step, uint64_t total)
@@ -566,6 +590,7 @@ int cli_train(const cli_train_opts *o)
     tool_ckpt_meta *meta = NULL;
     clt_context *ctx = NULL;
     net tr = {0}, tail = {0};
+    dist_graph *dtr = NULL, *dtail = NULL;
     pipeline pl = {0};
     float *statebuf = NULL;
     int *order = NULL;
@@ -601,7 +626,7 @@ int cli_train(const cli_train_opts *o)
                 goto out;
             }
         for (int i = 0; i < 3; i++)
-            if (outs[i]) cli_clean_stale_temps(outs[i], &started, stderr);
+            if (outs[i] && dist_rank == 0) cli_clean_stale_temps(outs[i], &started, stderr);
     }
     /* ---- checkpoint policy: resume from it, or refuse to destroy anything that is not ours. */
     int resume = 0;
@@ -725,6 +750,8 @@ int cli_train(const cli_train_opts *o)
              test.h, test.w);
         goto out;
     }
+    /* Rank 0's settings everywhere (a rank without the checkpoint file would otherwise start afresh). */
+    if (dist_bcast(meta, sizeof *meta)) goto out;
     int ntrain = train.n;
     if (meta->limit > 0 && meta->limit < ntrain) ntrain = meta->limit;
     if (resume) {
@@ -733,6 +760,15 @@ int cli_train(const cli_train_opts *o)
         dm.c = train.c, dm.h = train.h, dm.w = train.w, dm.classes = train.classes;
         memcpy(dm.class_names, train.class_names, sizeof dm.class_names);
         channel_stats(&train, ntrain, &dm);
+    }
+    if (dist_size > 1) {
+        long long lo, hi;
+        dist_minmax(ntrain, &lo, &hi);
+        if (lo != hi) {
+            fail("the ranks hold different training sets (%lld to %lld images): every rank needs the same files", lo, hi);
+            goto out;
+        }
+        if (dist_bcast(&dm, sizeof dm)) goto out;
     }
     clt_model_info mi = {0};
     int mst = clt_model_check(model, dm.c, dm.h, dm.w, dm.classes, &mi, NULL, 0);
@@ -746,16 +782,21 @@ int cli_train(const cli_train_opts *o)
     int nfull = ntrain / B, rem = ntrain % B;
     /* A training pass needs two values per channel for batch statistics: a lone last image is left out. */
     int tail_n = rem >= 2 ? rem : 0;
+    /* With several ranks: this rank's rows of each batch (Bl from Boff) and of the last partial one. */
+    int Bl, Boff, Tl, Toff;
+    if (dist_plan(B, &tail_n, &Bl, &Boff, &Tl, &Toff)) goto out;
     int steps_per_epoch = nfull + (tail_n > 0);
 
     /* ---- device and graphs */
-    if (make_context(o->device, o->tune, o->verbose, &ctx)) goto out;
+    char devbuf[32];
+    const char *device = dist_device(o->device, devbuf, sizeof devbuf);
+    if ((o->device && !device) || make_context(device, o->tune, o->verbose, &ctx)) goto out;
     clt_device_info di;
     clt_context_device_info(ctx, &di);
     clt_compile_settings cs;
     run_compile_settings(meta, &cs);
-    if (net_build(ctx, model, &dm, B, 1, &cs, &tr)) goto out;
-    if (tail_n && net_build(ctx, model, &dm, tail_n, 1, &cs, &tail)) goto out;
+    if (net_build(ctx, model, &dm, Bl, 1, &cs, &tr)) goto out;
+    if (tail_n && net_build(ctx, model, &dm, Tl, 1, &cs, &tail)) goto out;
     if (resume && clt_checkpoint_apply(ck, tr.g) < 0) {
         fail("%s", clt_errmsg(ctx));
         goto out;
@@ -768,7 +809,8 @@ int cli_train(const cli_train_opts *o)
         fail("out of host memory");
         goto out;
     }
-    if (pipeline_start(&pl, B, img, dm.classes)) goto out;
+    if (dist_attach(tr.g, &dtr) || (tail_n && dist_attach(tail.g, &dtail))) goto out;
+    if (pipeline_start(&pl, Bl, img, dm.classes)) goto out;
 
     size_t pbytes = 0, abytes = 0;
     clt_graph_memory(tr.g, &pbytes, &abytes);
@@ -782,6 +824,8 @@ int cli_train(const cli_train_opts *o)
     printf(" weight decay %g, %s schedule, augmentation %s, label smoothing %g, seed %llu\n", meta->opt.weight_decay,
            cli_schedule_names[meta->schedule], meta->augment ? "on" : "off", dm.label_smoothing,
            (unsigned long long)meta->seed);
+    if (dist_size > 1) printf("data parallel: %d ranks, %d to %d images each per step\n", dist_size, B / dist_size,
+                              (B + dist_size - 1) / dist_size);
     if (resume) printf("resuming %s after epoch %d\n", o->checkpoint, meta->epochs_done);
     if (rem == 1) printf("note: %d images do not fill the last batch; the single image left over is skipped each epoch\n", ntrain);
     if (o->verbose)
@@ -798,10 +842,12 @@ int cli_train(const cli_train_opts *o)
 
     cli_progress prog;
     cli_progress_init(&prog, stdout);
+    if (dist_size > 1) prog.tty = 0; /* mpirun hands ranks a pseudo-terminal whatever its own output is */
     double last_test_acc = NAN, last_test_loss = NAN;
     int evaluated = 0;
     uint64_t total_steps = (uint64_t)steps_per_epoch * meta->epochs_total;
-    prep_spec spec = {.ds = &train, .order = order, .total = ntrain, .batch = B, .augment = meta->augment};
+    prep_spec spec = {.ds = &train, .order = order, .total = ntrain, .batch = Bl, .augment = meta->augment};
+#define ROW0(j) ((j) * B + ((j) >= nfull ? Toff : Boff)) /* this rank's first row of step j */
     prep_spec_normalize(&spec, &dm);
     worker *w = &pl.w;
     float **xb = pl.xb, **yb = pl.yb, *logits = pl.logits;
@@ -826,11 +872,11 @@ int cli_train(const cli_train_opts *o)
         }
         double loss_sum = 0;
         int64_t correct = 0, seen = 0;
-        worker_submit(w, &spec, 0, xb[0], yb[0]);
+        worker_submit(w, &spec, ROW0(0), xb[0], yb[0]);
         for (int j = 0; j < steps_per_epoch; j++) {
             worker_wait(w);
             float *x = xb[j & 1], *y = yb[j & 1];
-            if (j + 1 < steps_per_epoch) worker_submit(w, &spec, (j + 1) * B, xb[(j + 1) & 1], yb[(j + 1) & 1]);
+            if (j + 1 < steps_per_epoch) worker_submit(w, &spec, ROW0(j + 1), xb[(j + 1) & 1], yb[(j + 1) & 1]);
             int is_tail = j >= nfull;
             net *n = is_tail ? &tail : &tr;
             uint64_t step;
@@ -843,7 +889,15 @@ int cli_train(const cli_train_opts *o)
             if (st >= 0) st = clt_tensor_write(n->g, n->y, y, (size_t)n->batch);
             if (st >= 0) st = clt_graph_forward(n->g, 1);
             if (st >= 0) st = clt_graph_backward(n->g, n->loss);
-            if (st >= 0) st = clt_graph_step(n->g, lr);
+            /* Several ranks: agree that all got here, then average the gradients (a no-op with one rank). */
+            int dstop = dist_step(st, g_interrupted, is_tail ? dtail : dtr, n->batch, is_tail ? tail_n : B);
+            if (dstop < 0) {
+                cli_progress_clear(&prog, stdout);
+                if (j + 1 < steps_per_epoch) worker_wait(w);
+                goto out;
+            }
+            if (dstop > 0) g_interrupted = 1; /* Ctrl-C on some rank: every rank stops here, without the update */
+            if (st >= 0 && !dstop) st = clt_graph_step(n->g, lr);
             if (st >= 0) st = clt_tensor_read(n->g, n->loss, 0, &loss, 1);
             if (st >= 0) st = clt_tensor_read(n->g, n->logits, 0, logits, (size_t)n->batch * dm.classes);
             if (st >= 0 && is_tail) st = copy_state(ctx, tail.g, tr.g, statebuf) ? -1 : 0;
@@ -886,8 +940,13 @@ int cli_train(const cli_train_opts *o)
         }
         double t_train = cli_now_s() - t0;
         cli_progress_clear(&prog, stdout);
+        if (dist_size > 1) {
+            double sums[3] = {loss_sum, (double)correct, (double)seen};
+            if (dist_sum_f64(sums, 3)) goto out;
+            loss_sum = sums[0], correct = (int64_t)sums[1], seen = (int64_t)sums[2];
+        }
         double tl, ta;
-        if (evaluate(ctx, &tr, &test, &dm, &pl, &tl, &ta, &prog)) goto out;
+        if (evaluate_all(ctx, &tr, &test, &dm, &pl, &tl, &ta, &prog, dtr)) goto out;
         evaluated = 1;
         last_test_loss = tl;
         last_test_acc = ta;
@@ -903,11 +962,11 @@ int cli_train(const cli_train_opts *o)
         printf("epoch %d/%d train_loss=%.4f train_acc=%.4f test_loss=%.4f test_acc=%.4f time=%.1fs images/s=%.1f\n",
                epoch + 1, meta->epochs_total, h->train_loss, h->train_acc, tl, ta, h->seconds, h->images_per_s);
         fflush(stdout);
-        if (o->checkpoint && checkpoint_save(o->checkpoint, tr.g, meta, &dm)) goto out;
+        if (o->checkpoint && dist_rank == 0 && checkpoint_save(o->checkpoint, tr.g, meta, &dm)) goto out;
         /* The log and the plot only report: a failure to write them warns and the run goes on. */
-        if (o->log && cli_write_log(o->log, meta->history, meta->nhistory, err) < 0)
+        if (o->log && dist_rank == 0 && cli_write_log(o->log, meta->history, meta->nhistory, err) < 0)
             note("warning: --log not written after epoch %d: %s (training continues)", epoch + 1, err);
-        if (o->plot) {
+        if (o->plot && dist_rank == 0) {
             char title[400];
             snprintf(title, sizeof title, "cltrain %s, model %s", o->dataset, meta->model_text_origin);
             if (cli_write_plot(o->plot, meta->history, meta->nhistory, title, err) < 0)
@@ -916,7 +975,7 @@ int cli_train(const cli_train_opts *o)
     }
     if (!evaluated) {
         /* Resumed a finished run: report the stored weights. */
-        if (evaluate(ctx, &tr, &test, &dm, &pl, &last_test_loss, &last_test_acc, &prog)) goto out;
+        if (evaluate_all(ctx, &tr, &test, &dm, &pl, &last_test_loss, &last_test_acc, &prog, dtr)) goto out;
         printf("all %d epochs were already done; test_loss=%.4f test_acc=%.4f\n", meta->epochs_total, last_test_loss,
                last_test_acc);
     }
@@ -925,8 +984,11 @@ int cli_train(const cli_train_opts *o)
     print_final(meta->history, meta->nhistory, last_test_acc, last_test_loss);
     rc = 0;
 out:
+    dist_fail(rc); /* one rank's error that the others do not know of ends the whole job */
     if (sa_set) sigaction(SIGINT, &old_sa, NULL);
     pipeline_stop(&pl);
+    dist_detach(dtail);
+    dist_detach(dtr);
     net_free(&tail);
     net_free(&tr);
     clt_context_destroy(ctx);
