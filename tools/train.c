@@ -979,6 +979,12 @@ int cli_train(const cli_train_opts *o)
         printf("all %d epochs were already done; test_loss=%.4f test_acc=%.4f\n", meta->epochs_total, last_test_loss,
                last_test_acc);
     }
+    if (dist_size > 1) {
+        uint64_t nred;
+        double ms = dist_reduce_ms(dtr, &nred);
+        if (nred) printf("data parallel: gradient all-reduce %.3f ms per step (mean of %llu full-batch steps)\n",
+                         ms / nred, (unsigned long long)nred);
+    }
     cli_print_class_report(stdout, pl.confusion, dm.classes, (const char(*)[32])dm.class_names);
     if (o->checkpoint) printf("checkpoint: %s\n", o->checkpoint);
     print_final(meta->history, meta->nhistory, last_test_acc, last_test_loss);
