@@ -95,9 +95,11 @@ CLT_API int clt_mpi_agree(clt_mpi *d, int failed, int *nfailed, int *first_faile
 
 typedef struct clt_mpi_stats {
     uint64_t reductions;   /* clt_mpi_allreduce_end calls */
-    double last_ms;        /* wall time of the last begin..end, host side (copies, reduction, wait) */
-    double total_ms;       /* sum of those */
-    double comm_ms;        /* of total_ms: time spent waiting in MPI for reductions to finish */
+    double last_ms;        /* wall time of the last begin..end, host side */
+    double total_ms;       /* sum of those: includes waiting for the device to finish the backward pass */
+    double device_wait_ms; /* of total_ms: until the first bucket's copy completed (the backward pass running) */
+    double comm_ms;        /* of total_ms: the rest, from the first gradients on the host to the last bucket
+                            * reduced: copies, the reductions, and waiting for slower ranks */
     int buckets;           /* gradient buckets per reduction */
     size_t grad_bytes;     /* bytes reduced per reduction (the gradient arena) */
 } clt_mpi_stats;

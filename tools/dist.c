@@ -184,7 +184,7 @@ double dist_reduce_ms(dist_graph *d, uint64_t *count)
     clt_mpi_stats st = {0};
     if (d) clt_mpi_get_stats(d, &st);
     if (count) *count = st.reductions;
-    return st.total_ms;
+    return st.comm_ms;
 }
 
 void dist_detach(dist_graph *d) { clt_mpi_destroy(d); }

@@ -51,7 +51,8 @@ int dist_attach(clt_graph *g, dist_graph **out);
 int dist_reduce(dist_graph *d, int local_rows, int global_rows);
 /* Batch-norm running statistics averaged over the ranks (before each evaluation and checkpoint). */
 int dist_sync_buffers(dist_graph *d);
-/* Milliseconds spent in gradient reductions so far, and their count. */
+/* Milliseconds spent in gradient reductions so far, from this rank's gradients reaching the host to the last
+ * bucket reduced (so including waiting for slower ranks, not the backward pass), and their count. */
 double dist_reduce_ms(dist_graph *d, uint64_t *count);
 void dist_detach(dist_graph *d);
 

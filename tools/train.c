@@ -982,7 +982,8 @@ int cli_train(const cli_train_opts *o)
     if (dist_size > 1) {
         uint64_t nred;
         double ms = dist_reduce_ms(dtr, &nred);
-        if (nred) printf("data parallel: gradient all-reduce %.3f ms per step (mean of %llu full-batch steps)\n",
+        if (nred) printf("data parallel: gradient all-reduce %.3f ms per step (gradients on the host to reduced, waiting for "
+                         "slower ranks included; mean of %llu full-batch steps)\n",
                          ms / nred, (unsigned long long)nred);
     }
     cli_print_class_report(stdout, pl.confusion, dm.classes, (const char(*)[32])dm.class_names);

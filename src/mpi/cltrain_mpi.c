@@ -263,6 +263,7 @@ int clt_mpi_allreduce_end(clt_mpi *d)
     if (!d || !d->stage) return CLT_ERR_STATE;
     if (!d->begun) return fail(d, CLT_ERR_STATE, "clt_mpi_allreduce_end: no reduction was begun");
     int st = CLT_OK;
+    double t_first = d->t_begin;
     /* Each bucket's reduction starts once its copy is done; testing the earlier requests drives MPI's
      * progress on them while later copies complete. */
     for (int b = 0; b < d->nbuckets && st == CLT_OK; b++) {
@@ -270,6 +271,7 @@ int clt_mpi_allreduce_end(clt_mpi *d)
         clReleaseEvent(d->ev[b]);
         d->ev[b] = NULL;
         if (st < 0) break;
+        if (b == 0) t_first = now_ms();
         float *p = d->stage + d->bk[b].lo, w = d->weight;
         size_t n = d->bk[b].n;
         if (w != 1.0f)
@@ -279,7 +281,6 @@ int clt_mpi_allreduce_end(clt_mpi *d)
         int flag;
         if (st == CLT_OK && b > 0) st = mpi_check(d, MPI_Testall(b, d->req, &flag, MPI_STATUSES_IGNORE), "MPI_Testall");
     }
-    double tc = now_ms();
     for (int b = 0; b < d->nbuckets && st == CLT_OK; b++) {
         st = mpi_check(d, MPI_Wait(&d->req[b], MPI_STATUS_IGNORE), "MPI_Wait");
         size_t lo = d->bk[b].lo;
@@ -288,7 +289,6 @@ int clt_mpi_allreduce_end(clt_mpi *d)
                                                   d->bk[b].n * sizeof(float), d->stage + lo, 0, NULL, NULL),
                           "copying reduced gradients to the device");
     }
-    d->st.comm_ms += now_ms() - tc;
     if (st == CLT_OK) st = cl_check(d, clFlush(d->q), "clFlush");
     if (st < 0) {
         drain(d);
@@ -296,8 +296,11 @@ int clt_mpi_allreduce_end(clt_mpi *d)
     }
     d->begun = 0;
     d->st.reductions++;
-    d->st.last_ms = now_ms() - d->t_begin;
+    double t_end = now_ms();
+    d->st.last_ms = t_end - d->t_begin;
     d->st.total_ms += d->st.last_ms;
+    d->st.device_wait_ms += t_first - d->t_begin;
+    d->st.comm_ms += t_end - t_first;
     return CLT_OK;
 }
 
