@@ -5,7 +5,9 @@
  *                several buckets; batch-norm running statistics are averaged over the ranks.
  *   fail-agree   rank 1 fails to open its data file; the error agreement ends every rank with the message.
  *   fail-abort   rank 1 fails while rank 0 waits in a gradient reduction; MPI_Abort after the message ends the
- *                job (the runner bounds the time). */
+ *                job (the runner bounds the time).
+ *   bench BYTES  (not a test; tools/bench_mpi.sh) the median time of MPI_Allreduce of BYTES of floats after a
+ *                barrier over 50 tries: the transport alone, without waiting for a slower rank's backward pass. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -268,6 +270,31 @@ static int test_fail_abort(clt_context *ctx)
     return 0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int bench_allreduce(size_t bytes)
+{
+    size_t n = bytes / sizeof(float) ? bytes / sizeof(float) : 1;
+    float *v = calloc(n, sizeof *v);
+    double t[50];
+    if (!v) return 1;
+    for (int i = 0; i < 50; i++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = MPI_Wtime();
+        MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        t[i] = (MPI_Wtime() - t0) * 1e3;
+    }
+    qsort(t, 50, sizeof *t, cmp_double);
+    if (rank == 0) printf("allreduce %zu bytes on %d ranks: median %.3f ms (min %.3f, max %.3f)\n", n * sizeof(float),
+                          nranks, (t[24] + t[25]) / 2, t[0], t[49]);
+    free(v);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -278,6 +305,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "test_mpi: run with 2 to 64 ranks (got %d)\n", nranks);
         MPI_Finalize();
         return 1;
+    }
+    if (!strcmp(mode, "bench") && argc > 2) {
+        int rc = bench_allreduce((size_t)strtoull(argv[2], NULL, 10));
+        MPI_Finalize();
+        return rc;
     }
     clt_context *ctx = tu_context();
     int ok = ctx != NULL, all_ok = 0;

@@ -1,7 +1,8 @@
 #!/bin/sh
 # bench_mpi.sh - data-parallel throughput on one machine: 1 rank with 2 POCL threads against 2 ranks (mpirun) with
 # 1 POCL thread each, alternating, REPS times per preset; prints each run's last-epoch images/s and gradient
-# all-reduce ms per step, then the medians. Usage: tools/bench_mpi.sh CLTRAIN [REPS] [PRESETS...]
+# all-reduce ms per step, then the medians, then the transport alone: MPI_Allreduce of the preset's gradient bytes
+# after a barrier (build/tests/test_mpi bench, or $TEST_MPI). Usage: tools/bench_mpi.sh CLTRAIN [REPS] [PRESETS...]
 # Data: the Fashion-MNIST training files (first --limit images) with a 200-image test set cut from its test files.
 cltrain="$1"; reps="${2:-3}"; shift 2 2>/dev/null; presets="${*:-seed-cnn cnn}"
 src="${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}"
@@ -33,5 +34,8 @@ for p in $presets; do
     echo "$i1" >>"$work/$p.1"; echo "$i2" >>"$work/$p.2"; echo "$ar" >>"$work/$p.ar"
     echo "$p run $r: 1 rank x 2 threads $i1 images/s; 2 ranks x 1 thread $i2 images/s, all-reduce $ar ms/step ($(uptime | sed 's/.*load/load/'))"
   done
+  params=$(grep -m1 '^model:' "$work/log1" | sed 's/model: \([0-9]*\) parameters.*/\1/')
+  tm="${TEST_MPI:-$(dirname "$cltrain")/tests/test_mpi}"
+  [ -x "$tm" ] && $mpi -np 2 "$tm" bench $((params * 4))
   echo "$p median: 1 rank x 2 threads $(median <"$work/$p.1") images/s; 2 ranks x 1 thread $(median <"$work/$p.2") images/s; all-reduce $(median <"$work/$p.ar") ms/step"
 done
