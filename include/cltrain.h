@@ -8,8 +8,10 @@
  *  - Status codes. Functions return 0 (CLT_OK) on success and a negative clt_status on failure. They never
  *    exit, abort or print (except progress/tuning lines the caller asked for with `verbose`).
  *  - Messages. After a failure, clt_errmsg(ctx) returns a human-readable message naming what went wrong
- *    (the OpenCL build log for kernel build failures, the offending shapes for shape errors). The message
- *    stays valid until the next call that takes the same context. clt_status_string() names a code.
+ *    (the OpenCL build log for kernel build failures, the offending shapes for shape errors). Every call
+ *    that returns a status and takes a context or a graph clears the message when it starts, so the message
+ *    always belongs to the last such call: after a successful call clt_errmsg is empty (""). A failure on a
+ *    NULL context or graph has no context to hold a message. clt_status_string() names a code.
  *  - Ownership. Objects come in create/destroy pairs; destroy functions accept NULL. Tensors belong to their
  *    graph and die with it. Pointers passed in (names, host arrays) are copied or only read during the call.
  *  - Shapes. Tensors are float32, 1 to 4 dimensions, row-major, images in NCHW order. A `shape` argument is
@@ -38,6 +40,26 @@ extern "C" {
 #endif
 
 #define CLT_VERSION_STRING "0.1.0"
+
+/* What the running library is and was built with, for diagnostics (`cltrain doctor`) and bug reports. */
+typedef struct clt_version_info {
+    char cltrain[32];            /* the library's version; equals CLT_VERSION_STRING when header and library match */
+    int clblast_major, clblast_minor, clblast_patch; /* the CLBlast version the library was compiled against */
+    char clblast_library[1024];  /* file of the CLBlast shared library in use; "" if it cannot be told */
+    char opencl_library[1024];   /* file of the OpenCL ICD loader in use; "" if it cannot be told */
+} clt_version_info;
+/* Fills *v (host only: no device, no context). CLT_ERR_INVALID if v is NULL. */
+CLT_API int clt_version_get(clt_version_info *v);
+
+/* The cache folder a context uses when its settings give none: $CLTRAIN_CACHE_DIR, else
+ * $XDG_CACHE_HOME/cltrain, else $HOME/.cache/cltrain, copied into buf (len bytes, NUL-terminated). Host only.
+ * CLT_ERR_INVALID if buf is NULL or none of the variables is set; CLT_ERR_NOMEM if it does not fit. */
+CLT_API int clt_cache_dir_default(char *buf, size_t len);
+/* Whether the library trusts `path` (a folder with want_dir=1, else a regular file) with what only its owner
+ * should write (compiled kernels, tuning decisions): owned by the effective user and not writable by group or
+ * others. 1: trusted; 0: not trusted, the reason in `why` ("writable by group or others (mode 0777)"); negative:
+ * it cannot be examined (CLT_ERR_IO, the reason in `why`). `why` (whylen bytes) may be NULL. Host only. */
+CLT_API int clt_cache_path_trusted(const char *path, int want_dir, char *why, size_t whylen);
 
 /* ---------------------------------------------------------------------------------------------- errors */
 
@@ -392,7 +414,11 @@ CLT_API int clt_graph_keep(clt_graph *g, clt_tensor *t, int grad);
 
 /* Plans device memory (tensors whose lifetimes do not overlap share memory), allocates it all at once,
  * builds the kernels, and initializes parameters from the seed. After this no op can be added, and
- * forward/backward/step allocate nothing. Fails with CLT_ERR_DEVICE_MEMORY if the plan does not fit. */
+ * forward/backward/step allocate nothing: GEMM workspaces and CLBlast's temporary buffers are sized here too
+ * (batched GEMMs on the CLBlast path then run entry by entry on that buffer, since CLBlast's batched GEMM
+ * would allocate its own in every call). The one exception: when CLBlast's kernel parameters change after
+ * this compile (a context compiled later in the process tunes them), a GEMM whose buffer became too small
+ * lets CLBlast allocate per call. Fails with CLT_ERR_DEVICE_MEMORY if the plan does not fit. */
 CLT_API int clt_graph_compile(clt_graph *g, const clt_compile_settings *s);
 /* Bytes of device memory the compiled graph holds (parameters, gradients, optimizer state, activations). */
 CLT_API int clt_graph_memory(const clt_graph *g, size_t *param_bytes, size_t *activation_bytes);
@@ -407,7 +433,13 @@ CLT_API int clt_tensor_read(clt_graph *g, clt_tensor *t, int grad, float *data, 
 
 /* Forward pass over the whole graph. training=1: dropout active, batch norm uses batch statistics. */
 CLT_API int clt_graph_forward(clt_graph *g, int training);
-/* Backward pass from the scalar `loss` (seed 1). Parameter gradients are overwritten, not accumulated. */
+/* Backward pass from the scalar `loss` (seed 1). Parameter gradients are overwritten, not accumulated.
+ * Repeated backward passes: any number of clt_graph_backward / clt_graph_backward_from calls, from any seeds
+ * in any order, may follow one clt_graph_forward; each gives exactly (bit for bit) the gradients it gives as
+ * the first backward after that forward. The memory plan keeps everything a backward reads (saved tensors,
+ * the forward values ops differentiate from) until the end of the backward phase for this. Change
+ * parameters (clt_graph_step, clt_tensor_write) only before the next forward: a backward after such a change
+ * mixes the last forward's values with the new parameters. */
 CLT_API int clt_graph_backward(clt_graph *g, clt_tensor *loss);
 /* Backward pass from any tensor `t` with the given upstream gradient dL/dt (count == numel(t)). */
 CLT_API int clt_graph_backward_from(clt_graph *g, clt_tensor *t, const float *grad, size_t count);

@@ -39,7 +39,7 @@ typedef struct decision {
     size_t m, n, k, batch;
     int algo;
     clt__gemm_params p;
-    size_t clblast_temp; /* CLBlast temporary bytes for the compact layout; TEMP_UNKNOWN if not asked */
+    size_t clblast_temp; /* CLBlast temporary bytes of one entry, any layout; TEMP_UNKNOWN if not asked */
 } decision;
 #define TEMP_UNKNOWN ((size_t)-1)
 
@@ -55,6 +55,7 @@ struct clt__gemm_state {
     int force;               /* CLTRAIN_GEMM: CLT__GEMM_CLBLAST / CLT__GEMM_OWN / AUTO */
     int clblast_done;        /* CLBlast parameter decision applied */
     unsigned long temp_calls; /* GEMMs run by CLBlastSgemmWithTempBuffer */
+    size_t allocs;           /* device allocations: workspace growth, CLBlast calls that may allocate */
 };
 
 int clt__gemm_num_params(void)
@@ -181,6 +182,7 @@ static int ensure_ws(clt_context *ctx, cl_mem *mem, size_t *cap, size_t bytes)
         return clt__cl_err(ctx, err, "clCreateBuffer(GEMM workspace)", __FILE__, __LINE__);
     }
     *cap = bytes;
+    ctx->gemm->allocs++;
     return CLT_OK;
 }
 
@@ -687,27 +689,33 @@ int clt__gemm_decision(clt_context *ctx, const clt__gemm_args *a, int *algo, clt
     return CLT_OK;
 }
 
-/* The layout ops use (no offsets, rows exactly as long as the matrices), for which CLBlast's temporary size
- * is asked at prepare time. */
-static int compact(const clt__gemm_args *a)
+size_t clt__gemm_alloc_count(const clt_context *ctx)
 {
-    return a->off_a == 0 && a->off_b == 0 && a->off_c == 0 && a->lda == (a->trans_a ? a->m : a->k) &&
-           a->ldb == (a->trans_b ? a->k : a->n) && a->ldc == a->n;
+    return ctx->gemm ? ctx->gemm->allocs : 0;
+}
+
+/* CLBlast's temporary bytes for one (m, n, k) problem of any layout: 0 where it runs its direct kernel (no
+ * temporaries, batched or not), else its padded copies of all three matrices, the most any offsets or leading
+ * dimensions need (asked with offsets, which rule out using a matrix in place). */
+static int clblast_temp_bound(clt_context *ctx, const decision *d, size_t *bytes)
+{
+    CLBlastStatusCode cs = CLBlastSGemmTempBufferSize(
+        CLBlastLayoutRowMajor, d->ta ? CLBlastTransposeYes : CLBlastTransposeNo,
+        d->tb ? CLBlastTransposeYes : CLBlastTransposeNo, d->m, d->n, d->k, 1, d->ta ? d->m : d->k, 1,
+        d->tb ? d->k : d->n, 1, d->n, &ctx->queue, bytes);
+    return cs == CLBlastSuccess;
 }
 
 int clt__gemm_prepare(clt_context *ctx, const clt__gemm_args *shape)
 {
     decision *d;
     CLT_TRY(decide(ctx, shape, &d));
-    if (d->algo == CLT__GEMM_CLBLAST && d->batch == 1 && d->clblast_temp == TEMP_UNKNOWN) {
+    if (d->algo == CLT__GEMM_CLBLAST && d->clblast_temp == TEMP_UNKNOWN && d->k > 0) {
         /* CLBlast's indirect GEMM copies (pads, transposes) its operands into a temporary buffer that it
-         * allocates per call unless given one: size one here, for steps that allocate nothing. */
+         * allocates per call unless given one (its batched GEMM always allocates): size one here, for steps
+         * that allocate nothing. */
         size_t bytes = 0;
-        CLBlastStatusCode cs = CLBlastSGemmTempBufferSize(
-            CLBlastLayoutRowMajor, d->ta ? CLBlastTransposeYes : CLBlastTransposeNo,
-            d->tb ? CLBlastTransposeYes : CLBlastTransposeNo, d->m, d->n, d->k, 0, d->ta ? d->m : d->k, 0,
-            d->tb ? d->k : d->n, 0, d->n, &ctx->queue, &bytes);
-        if (cs == CLBlastSuccess) { /* else the GEMM keeps CLBlast's own allocation (and reports any error) */
+        if (clblast_temp_bound(ctx, d, &bytes)) { /* else CLBlast allocates (and reports any error) */
             if (bytes > 0) CLT_TRY(ensure_ws(ctx, &ctx->gemm->ws_t, &ctx->gemm->cap_t, bytes));
             d->clblast_temp = bytes;
         }
@@ -730,16 +738,28 @@ int clt__gemm(clt_context *ctx, const clt__gemm_args *a)
     decision *d;
     CLT_TRY(decide(ctx, a, &d));
     clt__gemm_state *s = ctx->gemm;
-    if (d->algo == CLT__GEMM_CLBLAST && d->batch == 1 && a->k > 0 && d->clblast_temp != TEMP_UNKNOWN &&
-        d->clblast_temp > 0 && d->clblast_temp <= s->cap_t && compact(a)) {
-        CLBlastStatusCode st = CLBlastSgemmWithTempBuffer(
-            CLBlastLayoutRowMajor, a->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
-            a->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, a->m, a->n, a->k, a->alpha, a->a, 0, a->lda, a->b,
-            0, a->ldb, a->beta, a->c, 0, a->ldc, &ctx->queue, NULL, s->ws_t);
-        if (st == CLBlastSuccess) s->temp_calls++;
-        if (st != CLBlastInsufficientMemoryTemp)
-            return st == CLBlastSuccess ? CLT_OK : clblast_err(ctx, st, "CLBlastSgemmWithTempBuffer", a);
-        d->clblast_temp = TEMP_UNKNOWN; /* CLBlast's parameters changed since prepare: let it allocate */
+    if (d->algo == CLT__GEMM_CLBLAST && a->k > 0) {
+        /* Known to need no temporaries: CLBlast's direct kernels, batched or not, allocate nothing. */
+        if (d->clblast_temp == 0) return clt__gemm_run(ctx, a, d->algo, &d->p);
+        if (d->clblast_temp != TEMP_UNKNOWN && d->clblast_temp <= s->cap_t) {
+            /* CLBlast has no batched GEMM with a caller's temporary buffer: the entries run one by one on the
+             * prepared one (the in-order queue keeps them from sharing it at the same time). */
+            size_t batch = a->batch ? a->batch : 1, i;
+            CLBlastStatusCode st = CLBlastSuccess;
+            for (i = 0; i < batch && st == CLBlastSuccess; i++)
+                st = CLBlastSgemmWithTempBuffer(
+                    CLBlastLayoutRowMajor, a->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
+                    a->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, a->m, a->n, a->k, a->alpha, a->a,
+                    a->off_a + i * a->stride_a, a->lda, a->b, a->off_b + i * a->stride_b, a->ldb, a->beta, a->c,
+                    a->off_c + i * a->stride_c, a->ldc, &ctx->queue, NULL, s->ws_t);
+            if (st == CLBlastSuccess) s->temp_calls += batch;
+            /* Every entry needs the same size, which CLBlast checks before it enqueues anything: a too small
+             * buffer fails the first entry, with nothing computed yet. */
+            if (st != CLBlastInsufficientMemoryTemp || i != 1)
+                return st == CLBlastSuccess ? CLT_OK : clblast_err(ctx, st, "CLBlastSgemmWithTempBuffer", a);
+            d->clblast_temp = TEMP_UNKNOWN; /* CLBlast's parameters changed since prepare: let it allocate */
+        }
+        s->allocs++; /* without a size for its temporaries, CLBlast may allocate them in this call */
     }
     return clt__gemm_run(ctx, a, d->algo, &d->p);
 }

@@ -42,4 +42,10 @@ extern int (*clt__gemm_clblast_hook)(void);
  * CLBlast's built-in database), as recorded by the library. */
 void clt__gemm_clblast_active(clt_context *ctx, int *xgemm, int *direct);
 
+/* Device allocations the dispatcher made or let CLBlast make so far: workspace creations and growth, and
+ * clt__gemm calls on the CLBlast path for which no temporary buffer was prepared (CLBlast then allocates
+ * its temporaries itself, unless its direct kernel runs). After clt__gemm_prepare of every shape it stays
+ * constant: a step allocates nothing. */
+size_t clt__gemm_alloc_count(const clt_context *ctx);
+
 #endif

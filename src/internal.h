@@ -83,6 +83,7 @@ int clt__set_args(clt_context *ctx, cl_kernel k, int n, const clt__arg *args);
 /* ---- programs (program.c): sources embedded at build time, or read from kernel_dir. Programs are
  * cached per (source, options) in the context; `options` are added to the common defines. */
 int clt__program(clt_context *ctx, const char *source, const char *options, cl_program *out);
+/* *out is NULL or a kernel the caller owns, which is released and replaced. */
 int clt__kernel(clt_context *ctx, const char *source, const char *options, const char *kernel,
                 cl_kernel *out);
 /* Source text of cl/<name>.cl (embedded or from kernel_dir); caller frees. */

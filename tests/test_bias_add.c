@@ -72,7 +72,7 @@ int main(void)
     TU_OK(ctx, clt_graph_create(ctx, &g));
     TU_OK(ctx, clt_input(g, "x", 3, s3, &x));
     TU_CHECK(clt_bias_add(g, x, NULL, &y) == CLT_ERR_SHAPE && y == NULL, "3-D input must be refused");
-    TU_CHECK(clt_errmsg(ctx)[0] != 0, "error message must be set");
+    TU_MSG(ctx, "clt_bias_add: input 'x' (2,3,4) must be (N,C) or (N,C,H,W)");
     clt_graph_destroy(g);
     clt_context_destroy(ctx);
     return tu_finish("test_bias_add");

@@ -61,8 +61,9 @@ int main(void)
     TU_OK(ctx, clt_graph_create(ctx, &g));
     TU_OK(ctx, clt_input(g, "x", 1, s1, &x));
     TU_CHECK(clt_dense(g, x, 4, 1, 0, NULL, &y) == CLT_ERR_SHAPE && y == NULL, "1-D input must be refused");
+    TU_MSG(ctx, "clt_dense: input 'x' (5) needs a batch dimension");
     TU_CHECK(clt_dense(g, NULL, 4, 1, 0, NULL, &y) == CLT_ERR_INVALID, "NULL input must be refused");
-    TU_CHECK(clt_errmsg(ctx)[0] != 0, "error message must be set");
+    TU_MSG(ctx, "clt_dense: input is NULL");
     clt_graph_destroy(g);
     clt_context_destroy(ctx);
     return tu_finish("test_dense");

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h> /* TU_MSG */
 
 #include "cltrain.h"
 
@@ -35,6 +36,10 @@ int tu_finish(const char *test);
 /* Checks a status; on failure prints the context's message. Evaluates to 1 if ok. */
 int tu_ok(clt_context *ctx, int status, const char *what, const char *file, int line);
 #define TU_OK(ctx, call) tu_ok((ctx), (call), #call, __FILE__, __LINE__)
+/* The message of the last call names the problem: it contains `text`. Every library call
+ * that takes the context clears the message first, so an older message cannot pass this. */
+#define TU_MSG(ctx, text)                                                                              \
+    TU_CHECK(strstr(clt_errmsg(ctx), (text)) != NULL, "message '%s' does not say '%s'", clt_errmsg(ctx), (text))
 
 /* Tolerances (issue 8). Every element must satisfy |got_i - ref_i| <= atol + rtol*|ref_i| (its own |ref_i|,
  * never the array's largest value, which left small entries unchecked), and the whole array must pass a norm

@@ -10,7 +10,7 @@
 
 /* Every tool function returns 0 on success or a negative clt_status, with a message in err (which names
  * the file and the problem). */
-#define TOOL_ERR_LEN 1024
+#define TOOL_ERR_LEN 4096 /* room for a "not found" message that lists every place looked in */
 /* Formats the message into err (TOOL_ERR_LEN bytes; err may be NULL) and returns status (tools/util.c). */
 int tool_fail(char *err, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -52,6 +52,38 @@ int tool_load_cifar10(const char *dir, int train, tool_dataset *out, char *err);
  * `fashion` selects the class names. Validates magic numbers, counts and labels. */
 int tool_load_idx(const char *dir, int train, int fashion, tool_dataset *out, char *err);
 void tool_dataset_free(tool_dataset *d);
+
+/* ---- where data sets live (tools/data.c). A data set is "cifar10", "mnist" or "fashion-mnist". */
+
+/* CIFAR-10 from the official cifar-10-binary.tar.gz (or a .tar) read in memory through libarchive: nothing
+ * is unpacked to disk. Only entries named data_batch_N.bin, test_batch.bin or batches.meta.txt, at the top or
+ * under cifar-10-batches-bin/, are used; every other entry (including names with "..") is skipped unread.
+ * Truncated or corrupt archives, duplicate entries and wrong sizes are refused with libarchive's message. */
+int tool_load_cifar10_archive(const char *path, int train, tool_dataset *out, char *err);
+/* Loads a split of `dataset` from `path`: for cifar10 the tarball itself, the cifar-10-batches-bin folder, or
+ * a folder holding either; for the IDX sets the folder of the (plain or .gz) files, or one of those files. */
+int tool_load_data(const char *dataset, const char *path, int train, tool_dataset *out, char *err);
+
+/* A default place a data set is looked for in, in search order. */
+#define TOOL_DATA_PLACES 4
+typedef struct tool_data_place {
+    char path[4096];   /* "" when the place is not defined (CLTRAIN_DATA unset, no HOME) */
+    char origin[96];   /* how it was chosen: "$CLTRAIN_DATA", "$XDG_DATA_HOME/cltrain/cifar10", ... */
+} tool_data_place;
+/* Fills the places: $CLTRAIN_DATA, $XDG_DATA_HOME/cltrain/<dataset> (default ~/.local/share/cltrain/<dataset>),
+ * the current folder and, for fashion-mnist, /usr/share/datasets/fashion-mnist. Returns how many. */
+int tool_data_places(const char *dataset, tool_data_place places[TOOL_DATA_PLACES]);
+/* 1 if `path` seems to hold the data set (its files, folder or tarball exist; they are not validated), else 0. */
+int tool_data_present(const char *dataset, const char *path);
+/* The path to load: `given` (--data) as it is, else the first default place holding the data set, with its
+ * origin in `origin` ("" for --data). When none does: CLT_ERR_IO and a message naming every place looked in
+ * and how to fill one. */
+int tool_data_find(const char *dataset, const char *given, char *out, size_t outlen, char *origin,
+                   size_t originlen, char *err);
+/* Shell commands that put a data set into `dir` (its XDG place), for messages. */
+void tool_data_howto(const char *dataset, const char *dir, char *buf, size_t len);
+/* "CIFAR-10", "MNIST", "Fashion-MNIST". */
+const char *tool_data_title(const char *dataset);
 
 /* ------------------------------------------------------------------------------------------ checkpoints */
 
@@ -119,5 +151,7 @@ int tool_tune_list(const char *device);
 /* `cltrain bench step`: training-step timing, per-op profile and time to the first step (tools/bench_step.c).
  * Options start at argv[1]. */
 int tool_bench_step(int argc, char **argv);
+/* `cltrain doctor`: checks drivers, devices, the cache folder and data sets (tools/doctor.c). */
+int tool_cmd_doctor(int argc, char **argv);
 
 #endif

@@ -66,29 +66,24 @@ static void on_sigint(int sig)
 
 /* ------------------------------------------------------------------------------------------ data */
 
-static const char *default_data_dir(const char *dataset)
+/* The data path: --data as given, else the first default place holding the data set (tools/data.c); origin
+ * says which place, for messages ("" for --data). */
+static int resolve_data_dir(const char *dataset, const char *given, char *dir, size_t len, char *origin, char *err)
 {
-    const char *e = getenv("CLTRAIN_DATA");
-    if (e && *e) return e;
-    if (!strcmp(dataset, "fashion-mnist")) return "/usr/share/datasets/fashion-mnist";
-    return ".";
+    return tool_data_find(dataset, given, dir, len, origin, 96, err);
 }
 
-/* Appended to a data error when the folder came from the environment, not the command line. */
-static const char *data_dir_origin(const char *given)
+/* Appended to a data error when the path came from a default place, not the command line. */
+static void data_dir_origin(char *buf, size_t len, const char *origin)
 {
-    const char *e = getenv("CLTRAIN_DATA");
-    return !given && e && *e ? " (the folder comes from the environment variable CLTRAIN_DATA)" : "";
+    if (origin && *origin) snprintf(buf, len, " (the data was found through %s)", origin);
+    else if (len) buf[0] = 0;
 }
 
 static int load_dataset(const char *dataset, const char *dir, int train, tool_dataset *ds, char *err)
 {
     memset(ds, 0, sizeof *ds);
-    if (!strcmp(dataset, "cifar10")) return tool_load_cifar10(dir, train, ds, err);
-    if (!strcmp(dataset, "mnist")) return tool_load_idx(dir, train, 0, ds, err);
-    if (!strcmp(dataset, "fashion-mnist")) return tool_load_idx(dir, train, 1, ds, err);
-    snprintf(err, TOOL_ERR_LEN, "unknown dataset '%s'", dataset);
-    return CLT_ERR_INVALID;
+    return tool_load_data(dataset, dir, train, ds, err);
 }
 
 /* Per-channel mean and standard deviation of pixel/255 over the first n images. Integer sums make it
@@ -597,7 +592,8 @@ int cli_train(const cli_train_opts *o)
     struct sigaction old_sa;
     int sa_set = 0;
 
-    const char *dir = o->data_dir ? o->data_dir : default_data_dir(o->dataset);
+    char dir[4096], origin[96], why[200];
+    if (resolve_data_dir(o->dataset, o->data_dir, dir, sizeof dir, origin, err)) return fail("%s", err);
     meta = calloc(1, sizeof *meta);
     tool_ckpt_meta *ckmeta = calloc(1, sizeof *ckmeta);
     if (!meta || !ckmeta) {
@@ -742,7 +738,8 @@ int cli_train(const cli_train_opts *o)
 
     /* ---- data */
     if (load_dataset(o->dataset, dir, 1, &train, err) < 0 || load_dataset(o->dataset, dir, 0, &test, err) < 0) {
-        fail("%s%s", err, data_dir_origin(o->data_dir));
+        data_dir_origin(why, sizeof why, origin);
+        fail("%s%s", err, why);
         goto out;
     }
     if (test.c != train.c || test.h != train.h || test.w != train.w || train.c > 4 || train.classes > 10) {
@@ -1042,9 +1039,14 @@ int cli_eval(const char *path, const char *data_dir, const char *device, int tun
     if (checkpoint_open(path, &ck, meta, &dm)) goto out;
     const char *dataset = meta->dataset;
     int b = batch > 0 ? batch : meta->batch > 0 ? meta->batch : 128;
-    const char *dir = data_dir ? data_dir : default_data_dir(dataset);
+    char dir[4096], origin[96], why[200];
+    if (resolve_data_dir(dataset, data_dir, dir, sizeof dir, origin, err)) {
+        fail("%s", err);
+        goto out;
+    }
     if (load_dataset(dataset, dir, 0, &test, err) < 0) {
-        fail("%s%s", err, data_dir_origin(data_dir));
+        data_dir_origin(why, sizeof why, origin);
+        fail("%s%s", err, why);
         goto out;
     }
     if (b > test.n) b = test.n;
