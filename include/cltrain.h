@@ -523,6 +523,33 @@ CLT_API int clt_tensor_write_slot(clt_graph *g, clt_tensor *t, int slot, const f
 CLT_API int clt_graph_get_counters(const clt_graph *g, uint64_t *steps, uint64_t *passes);
 CLT_API int clt_graph_set_counters(clt_graph *g, uint64_t steps, uint64_t passes);
 
+/* ---- the flat arenas (for data-parallel training: an application averages gradients over processes with any
+ * communicator, MPI, NCCL or its own; see <cltrain_mpi.h> for a ready MPI one). A compiled graph keeps all
+ * parameters in one device buffer, their gradients in a second with the identical layout, each optimizer slot in
+ * another, and non-trainable buffers (batch-norm running statistics) in one more. Each function returns the
+ * buffer, the byte offset at which the arena starts in it and its length in floats; any pointer may be NULL.
+ * The length includes alignment padding between tensors (padding of the gradient arena holds zeros, and the
+ * optimizer never writes padding of parameters, so reducing or broadcasting the whole arena is safe).
+ * Ownership: the graph owns the buffers (do not release them; they live until clt_graph_destroy).
+ * Ordering: the graph enqueues all its work on the context's queue (clt_context_cl); commands enqueued there
+ * after clt_graph_backward see its gradients, and a clt_graph_step enqueued after writes to the gradient arena
+ * uses the written values. Work on another queue must synchronize itself (clFinish, events).
+ * Call order: after clt_graph_compile (CLT_ERR_STATE before); the gradient arena needs a training graph. */
+CLT_API int clt_graph_param_buffer(clt_graph *g, cl_mem *mem, size_t *offset_bytes, size_t *count);
+CLT_API int clt_graph_grad_buffer(clt_graph *g, cl_mem *mem, size_t *offset_bytes, size_t *count);
+/* The arena of non-trainable state tensors (batch-norm running mean and variance). */
+CLT_API int clt_graph_buffer_buffer(clt_graph *g, cl_mem *mem, size_t *offset_bytes, size_t *count);
+/* Optimizer slot 0 or 1 (same layout as the parameters); *mem NULL and *count 0 for a slot the optimizer does
+ * not use. */
+CLT_API int clt_graph_slot_buffer(clt_graph *g, int slot, cl_mem *mem, size_t *offset_bytes, size_t *count);
+/* Number of trainable parameter tensors of a compiled graph (0 when not compiled). */
+CLT_API int clt_graph_param_ranges(const clt_graph *g);
+/* Parameter i in BACKWARD order (i = 0 is the one whose gradient the backward pass finishes first): its offset
+ * in floats from the start of the parameter (and gradient, and slot) arena, its element count and its tensor
+ * (any pointer may be NULL). Offsets decrease with i, so the ranges 0..k cover a tail of the arena: gradient
+ * buckets for overlapped reduction are contiguous. CLT_ERR_INVALID for i out of range. */
+CLT_API int clt_graph_param_range(clt_graph *g, int i, size_t *offset, size_t *count, clt_tensor **tensor);
+
 /* ---------------------------------------------------------------------------------------------- checkpoints */
 
 /* A checkpoint file describes itself: the network text of the graph's model (clt_model_build), its input image

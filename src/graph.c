@@ -976,3 +976,73 @@ int clt_graph_profile(clt_graph *g, clt_op_profile *entries, int max, int *count
     if (count) *count = g->nnodes;
     return CLT_OK;
 }
+
+/* ------------------------------------------------------------------------------------------ arenas (seam for
+ * data-parallel training: an application reduces gradients with its own communicator) */
+
+/* One arena of a compiled graph as (buffer, byte offset, float count); the offset is 0 today but is part of the
+ * contract so that arenas may later live inside a larger allocation. */
+static int arena_out(clt_graph *g, cl_mem m, size_t elems, cl_mem *mem, size_t *offset_bytes, size_t *count)
+{
+    if (mem) *mem = m;
+    if (offset_bytes) *offset_bytes = 0;
+    if (count) *count = elems;
+    (void)g;
+    return CLT_OK;
+}
+
+int clt_graph_param_buffer(clt_graph *g, cl_mem *mem, size_t *offset_bytes, size_t *count)
+{
+    CLT_TRY(check_compiled(g, "clt_graph_param_buffer"));
+    return arena_out(g, g->param_arena, g->param_elems, mem, offset_bytes, count);
+}
+
+int clt_graph_grad_buffer(clt_graph *g, cl_mem *mem, size_t *offset_bytes, size_t *count)
+{
+    CLT_TRY(check_compiled(g, "clt_graph_grad_buffer"));
+    if (!g->training_alloc)
+        return clt__err(g->ctx, CLT_ERR_STATE, "clt_graph_grad_buffer: the graph was compiled without training "
+                        "(no gradients)");
+    return arena_out(g, g->grad_arena, g->param_elems, mem, offset_bytes, count);
+}
+
+int clt_graph_buffer_buffer(clt_graph *g, cl_mem *mem, size_t *offset_bytes, size_t *count)
+{
+    CLT_TRY(check_compiled(g, "clt_graph_buffer_buffer"));
+    return arena_out(g, g->buf_arena, g->buf_elems, mem, offset_bytes, count);
+}
+
+int clt_graph_slot_buffer(clt_graph *g, int slot, cl_mem *mem, size_t *offset_bytes, size_t *count)
+{
+    CLT_TRY(check_compiled(g, "clt_graph_slot_buffer"));
+    if (slot < 0 || slot > 1) return clt__err(g->ctx, CLT_ERR_INVALID, "clt_graph_slot_buffer: slot %d (0 or 1)", slot);
+    if (slot >= g->nslots) return arena_out(g, NULL, 0, mem, offset_bytes, count); /* unused by this optimizer */
+    return arena_out(g, g->slot_arena[slot], g->param_elems, mem, offset_bytes, count);
+}
+
+int clt_graph_param_ranges(const clt_graph *g)
+{
+    if (!g || g->compiled != 1) return 0;
+    int n = 0;
+    for (int i = 0; i < g->ntensors; i++) n += g->tensors[i]->kind == CLT__PARAM;
+    return n;
+}
+
+/* Parameters sit in the arena in creation (forward) order, so backward order is the reverse. */
+int clt_graph_param_range(clt_graph *g, int i, size_t *offset, size_t *count, clt_tensor **tensor)
+{
+    CLT_TRY(check_compiled(g, "clt_graph_param_range"));
+    int k = i;
+    for (int j = g->ntensors - 1; j >= 0 && k >= 0; j--) {
+        clt_tensor *t = g->tensors[j];
+        if (t->kind != CLT__PARAM) continue;
+        if (k-- == 0) {
+            if (offset) *offset = t->param_offset;
+            if (count) *count = t->numel;
+            if (tensor) *tensor = t;
+            return CLT_OK;
+        }
+    }
+    return clt__err(g->ctx, CLT_ERR_INVALID, "clt_graph_param_range: index %d (the graph has %d parameters)", i,
+                    clt_graph_param_ranges(g));
+}

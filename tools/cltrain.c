@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "dist.h"
 
 static const char *const usage_main =
     "usage: cltrain <command> [options]\n"
@@ -442,8 +443,11 @@ int main(int argc, char **argv)
     }
     int sargc = argc - 1;
     char **sargv = argv + 1;
-    if (!strcmp(cmd, "cifar10") || !strcmp(cmd, "mnist") || !strcmp(cmd, "fashion-mnist"))
-        return cmd_train(cmd, sargc, sargv);
+    if (!strcmp(cmd, "cifar10") || !strcmp(cmd, "mnist") || !strcmp(cmd, "fashion-mnist")) {
+        /* Under mpirun each process is one rank of a data-parallel run (tools/dist.c). */
+        if (dist_init(&argc, &argv)) return 1;
+        return dist_exit(cmd_train(cmd, sargc, sargv));
+    }
     if (!strcmp(cmd, "eval")) return cmd_eval(sargc, sargv);
     if (!strcmp(cmd, "predict")) return cmd_predict(sargc, sargv);
     if (!strcmp(cmd, "devices")) return cmd_devices(sargc, sargv);

@@ -149,7 +149,14 @@ typedef struct tool_step {
     clt_tensor *loss;  /* the mean loss of one micro-batch */
     int accumulate;    /* micro-batches per optimizer step (--accumulate K), >= 1 */
     float clip;        /* > 0: clip the gradients to this global norm before each step (--clip-grad-norm) */
+    /* Optional (data-parallel training, NULL otherwise): called once per step after the last backward pass, with
+     * the step's status so far (negative when it failed before: the other processes learn of it), before clipping
+     * and the update. Returns < 0: the step ends without the update and tool_train_step returns TOOL_STEP_STOPPED;
+     * > 0: the update is skipped (the losses are still read); 0: go on. */
+    int (*sync)(void *ud, int st);
+    void *sync_ud;
 } tool_step;
+#define TOOL_STEP_STOPPED 1 /* tool_train_step: `sync` said stop (another process failed) */
 /* Called per micro-batch m: `fill` writes its inputs before the forward pass, `after` (may be NULL) reads what
  * the caller needs (logits) after its backward pass. Return 0 or a negative status with a message in err. */
 typedef int (*tool_micro_fn)(void *ud, int m, char *err);

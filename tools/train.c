@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "dist.h"
 
 const char *const cli_schedule_names[4] = {"constant", "step", "cosine", "onecycle"};
 const char *const cli_optimizer_names[3] = {"sgd", "adam", "adamw"};
@@ -467,6 +468,43 @@ static int micro_after(void *ud, int m, char *err)
     return 0;
 }
 
+/* The data-parallel agreement of one step (tool_step.sync): dist_step's verdict is kept for the caller. */
+typedef struct step_sync {
+    dist_graph *d;
+    int local_rows, global_rows;
+    int stop; /* <0: another rank failed (it printed why); >0: a rank was interrupted; 0: go on */
+} step_sync;
+
+static int sync_step(void *ud, int st)
+{
+    step_sync *s = ud;
+    s->stop = dist_step(st, g_interrupted, s->d, s->local_rows, s->global_rows);
+    return s->stop;
+}
+
+/* Evaluation with several ranks: batch-norm statistics averaged first, then each rank scores its contiguous
+ * share of the data set and the sums (loss, correct, confusion) are added over the ranks. */
+static int evaluate_all(clt_context *ctx, net *n, const tool_dataset *ds, const cli_data_meta *dm, pipeline *p,
+                        double *loss, double *acc, cli_progress *prog, dist_graph *d)
+{
+    if (dist_size == 1) return evaluate(ctx, n, ds, dm, p, loss, acc, prog);
+    if (dist_sync_buffers(d)) return 1;
+    int cnt, off;
+    dist_split(ds->n, &cnt, &off);
+    tool_dataset part = *ds;
+    part.n = cnt;
+    part.pixels += (size_t)off * ds->c * ds->h * ds->w;
+    part.labels += off;
+    double l = 0, a = 0;
+    memset(p->confusion, 0, sizeof(int64_t) * dm->classes * dm->classes);
+    if (cnt > 0 && evaluate(ctx, n, &part, dm, p, &l, &a, prog)) return 1;
+    double s[2] = {l * cnt, (double)llround(a * cnt)};
+    if (dist_sum_f64(s, 2) || dist_sum_i64(p->confusion, dm->classes * dm->classes)) return fail("reducing metrics");
+    *loss = s[0] / ds->n;
+    *acc = s[1] / ds->n;
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------------ schedule */
 
 static double lr_at(int schedule, double base, uint64_t step, uint64_t total)
@@ -593,6 +631,7 @@ int cli_train(const cli_train_opts *o)
     tool_ckpt_meta *meta = NULL;
     clt_context *ctx = NULL;
     net tr = {0}, tail = {0};
+    dist_graph *dtr = NULL, *dtail = NULL;
     pipeline pl = {0};
     float *statebuf = NULL;
     int *order = NULL;
@@ -629,7 +668,7 @@ int cli_train(const cli_train_opts *o)
                 goto out;
             }
         for (int i = 0; i < 3; i++)
-            if (outs[i]) cli_clean_stale_temps(outs[i], &started, stderr);
+            if (outs[i] && dist_rank == 0) cli_clean_stale_temps(outs[i], &started, stderr);
     }
     /* ---- checkpoint policy: resume from it, or refuse to destroy anything that is not ours. */
     int resume = 0;
@@ -754,6 +793,8 @@ int cli_train(const cli_train_opts *o)
              test.h, test.w);
         goto out;
     }
+    /* Rank 0's settings everywhere (a rank without the checkpoint file would otherwise start afresh). */
+    if (dist_bcast(meta, sizeof *meta)) goto out;
     int ntrain = train.n;
     if (meta->limit > 0 && meta->limit < ntrain) ntrain = meta->limit;
     if (resume) {
@@ -762,6 +803,15 @@ int cli_train(const cli_train_opts *o)
         dm.c = train.c, dm.h = train.h, dm.w = train.w, dm.classes = train.classes;
         memcpy(dm.class_names, train.class_names, sizeof dm.class_names);
         channel_stats(&train, ntrain, &dm);
+    }
+    if (dist_size > 1) {
+        long long lo, hi;
+        dist_minmax(ntrain, &lo, &hi);
+        if (lo != hi) {
+            fail("the ranks hold different training sets (%lld to %lld images): every rank needs the same files", lo, hi);
+            goto out;
+        }
+        if (dist_bcast(&dm, sizeof dm)) goto out;
     }
     clt_model_info mi = {0};
     int mst = clt_model_check(model, dm.c, dm.h, dm.w, dm.classes, &mi, NULL, 0);
@@ -786,23 +836,33 @@ int cli_train(const cli_train_opts *o)
             goto out;
         }
         B = M * K;
+        if (dist_size > 1) {
+            fail("--accumulate with several ranks is not supported yet (each rank already takes its share of "
+                 "--batch: drop --accumulate, or run one process)");
+            goto out;
+        }
     }
     int nfull = ntrain / B, rem = ntrain % B;
     /* A training pass needs two values per channel for batch statistics: a lone last image is left out. With
      * micro-batches the last step takes the whole micro-batches that are left. */
     int tail_n = K == 1 && rem >= 2 ? rem : 0;
     int tail_micro = K > 1 ? rem / M : 0;
+    /* With several ranks: this rank's rows of each batch (Bl from Boff) and of the last partial one. */
+    int Bl, Boff, Tl, Toff;
+    if (dist_plan(B, &tail_n, &Bl, &Boff, &Tl, &Toff)) goto out;
     int steps_per_epoch = nfull + (tail_n > 0 || tail_micro > 0);
 
     /* ---- device and graphs */
-    if (make_context(o->device, o->tune, o->verbose, &ctx)) goto out;
+    char devbuf[32];
+    const char *device = dist_device(o->device, devbuf, sizeof devbuf);
+    if ((o->device && !device) || make_context(device, o->tune, o->verbose, &ctx)) goto out;
     clt_device_info di;
     clt_context_device_info(ctx, &di);
     clt_compile_settings cs;
     run_compile_settings(meta, &cs);
     cs.accumulate_grads = K > 1;
-    if (net_build(ctx, model, &dm, M, 1, &cs, &tr)) goto out;
-    if (tail_n && net_build(ctx, model, &dm, tail_n, 1, &cs, &tail)) goto out;
+    if (net_build(ctx, model, &dm, K > 1 ? M : Bl, 1, &cs, &tr)) goto out;
+    if (tail_n && net_build(ctx, model, &dm, Tl, 1, &cs, &tail)) goto out;
     if (resume && clt_checkpoint_apply(ck, tr.g) < 0) {
         fail("%s", clt_errmsg(ctx));
         goto out;
@@ -815,7 +875,8 @@ int cli_train(const cli_train_opts *o)
         fail("out of host memory");
         goto out;
     }
-    if (pipeline_start(&pl, B, img, dm.classes)) goto out;
+    if (dist_attach(tr.g, &dtr) || (tail_n && dist_attach(tail.g, &dtail))) goto out;
+    if (pipeline_start(&pl, Bl, img, dm.classes)) goto out;
 
     size_t pbytes = 0, abytes = 0;
     clt_graph_memory(tr.g, &pbytes, &abytes);
@@ -830,6 +891,8 @@ int cli_train(const cli_train_opts *o)
     printf(" weight decay %g, %s schedule, augmentation %s, label smoothing %g, seed %llu\n", meta->opt.weight_decay,
            cli_schedule_names[meta->schedule], meta->augment ? "on" : "off", dm.label_smoothing,
            (unsigned long long)meta->seed);
+    if (dist_size > 1) printf("data parallel: %d ranks, %d to %d images each per step\n", dist_size, B / dist_size,
+                              (B + dist_size - 1) / dist_size);
     if (resume) printf("resuming %s after epoch %d\n", o->checkpoint, meta->epochs_done);
     if (K == 1 && rem == 1) printf("note: %d images do not fill the last batch; the single image left over is skipped each epoch\n", ntrain);
     if (K > 1 && rem % M)
@@ -850,10 +913,12 @@ int cli_train(const cli_train_opts *o)
 
     cli_progress prog;
     cli_progress_init(&prog, stdout);
+    if (dist_size > 1) prog.tty = 0; /* mpirun hands ranks a pseudo-terminal whatever its own output is */
     double last_test_acc = NAN, last_test_loss = NAN;
     int evaluated = 0;
     uint64_t total_steps = (uint64_t)steps_per_epoch * meta->epochs_total;
-    prep_spec spec = {.ds = &train, .order = order, .total = ntrain, .batch = B, .augment = meta->augment};
+    prep_spec spec = {.ds = &train, .order = order, .total = ntrain, .batch = Bl, .augment = meta->augment};
+#define ROW0(j) ((j) * B + ((j) >= nfull ? Toff : Boff)) /* this rank's first row of step j */
     prep_spec_normalize(&spec, &dm);
     worker *w = &pl.w;
     float **xb = pl.xb, **yb = pl.yb, *logits = pl.logits;
@@ -878,11 +943,11 @@ int cli_train(const cli_train_opts *o)
         }
         double loss_sum = 0;
         int64_t correct = 0, seen = 0;
-        worker_submit(w, &spec, 0, xb[0], yb[0]);
+        worker_submit(w, &spec, ROW0(0), xb[0], yb[0]);
         for (int j = 0; j < steps_per_epoch; j++) {
             worker_wait(w);
             float *x = xb[j & 1], *y = yb[j & 1];
-            if (j + 1 < steps_per_epoch) worker_submit(w, &spec, (j + 1) * B, xb[(j + 1) & 1], yb[(j + 1) & 1]);
+            if (j + 1 < steps_per_epoch) worker_submit(w, &spec, ROW0(j + 1), xb[(j + 1) & 1], yb[(j + 1) & 1]);
             int is_tail = j >= nfull;
             net *n = is_tail && K == 1 ? &tail : &tr;
             uint64_t step;
@@ -892,13 +957,24 @@ int cli_train(const cli_train_opts *o)
             int st = 0;
             /* Micro-batches of this step (K, or those left at the end of an epoch) and the rows they cover. */
             int micro = K > 1 && is_tail ? tail_micro : K, rows = K > 1 ? micro * M : n->batch;
+            /* Several ranks: after the backward pass they agree that all got there, then average the gradients
+             * (dist_step; a no-op with one rank). */
+            step_sync ss = {is_tail ? dtail : dtr, rows, is_tail ? tail_n : B, 0};
             if (is_tail && K == 1) st = copy_state(ctx, tr.g, tail.g, statebuf) ? -1 : 0;
             if (st >= 0) {
                 micro_io io = {n, x, y, logits, img, dm.classes};
-                tool_step ts = {n->g, n->loss, K, o->clip};
+                tool_step ts = {n->g, n->loss, K, o->clip, sync_step, &ss};
                 st = tool_train_step(&ts, micro, lr, micro_fill, micro_after, &io, &loss, NULL, err);
-            } else
+            } else {
                 snprintf(err, sizeof err, "%s", clt_errmsg(ctx));
+                sync_step(&ss, st); /* the other ranks learn of the failure */
+            }
+            if (ss.stop < 0) {
+                cli_progress_clear(&prog, stdout);
+                if (j + 1 < steps_per_epoch) worker_wait(w);
+                goto out;
+            }
+            if (ss.stop > 0) g_interrupted = 1; /* Ctrl-C on some rank: every rank stops here, without the update */
             if (st >= 0 && is_tail && K == 1) {
                 st = copy_state(ctx, tail.g, tr.g, statebuf) ? -1 : 0;
                 if (st < 0) snprintf(err, sizeof err, "%s", clt_errmsg(ctx));
@@ -942,8 +1018,13 @@ int cli_train(const cli_train_opts *o)
         }
         double t_train = cli_now_s() - t0;
         cli_progress_clear(&prog, stdout);
+        if (dist_size > 1) {
+            double sums[3] = {loss_sum, (double)correct, (double)seen};
+            if (dist_sum_f64(sums, 3)) goto out;
+            loss_sum = sums[0], correct = (int64_t)sums[1], seen = (int64_t)sums[2];
+        }
         double tl, ta;
-        if (evaluate(ctx, &tr, &test, &dm, &pl, &tl, &ta, &prog)) goto out;
+        if (evaluate_all(ctx, &tr, &test, &dm, &pl, &tl, &ta, &prog, dtr)) goto out;
         evaluated = 1;
         last_test_loss = tl;
         last_test_acc = ta;
@@ -959,11 +1040,11 @@ int cli_train(const cli_train_opts *o)
         printf("epoch %d/%d train_loss=%.4f train_acc=%.4f test_loss=%.4f test_acc=%.4f time=%.1fs images/s=%.1f\n",
                epoch + 1, meta->epochs_total, h->train_loss, h->train_acc, tl, ta, h->seconds, h->images_per_s);
         fflush(stdout);
-        if (o->checkpoint && checkpoint_save(o->checkpoint, tr.g, meta, &dm)) goto out;
+        if (o->checkpoint && dist_rank == 0 && checkpoint_save(o->checkpoint, tr.g, meta, &dm)) goto out;
         /* The log and the plot only report: a failure to write them warns and the run goes on. */
-        if (o->log && cli_write_log(o->log, meta->history, meta->nhistory, err) < 0)
+        if (o->log && dist_rank == 0 && cli_write_log(o->log, meta->history, meta->nhistory, err) < 0)
             note("warning: --log not written after epoch %d: %s (training continues)", epoch + 1, err);
-        if (o->plot) {
+        if (o->plot && dist_rank == 0) {
             char title[400];
             snprintf(title, sizeof title, "cltrain %s, model %s", o->dataset, meta->model_text_origin);
             if (cli_write_plot(o->plot, meta->history, meta->nhistory, title, err) < 0)
@@ -972,17 +1053,27 @@ int cli_train(const cli_train_opts *o)
     }
     if (!evaluated) {
         /* Resumed a finished run: report the stored weights. */
-        if (evaluate(ctx, &tr, &test, &dm, &pl, &last_test_loss, &last_test_acc, &prog)) goto out;
+        if (evaluate_all(ctx, &tr, &test, &dm, &pl, &last_test_loss, &last_test_acc, &prog, dtr)) goto out;
         printf("all %d epochs were already done; test_loss=%.4f test_acc=%.4f\n", meta->epochs_total, last_test_loss,
                last_test_acc);
+    }
+    if (dist_size > 1) {
+        uint64_t nred;
+        double ms = dist_reduce_ms(dtr, &nred);
+        if (nred) printf("data parallel: gradient all-reduce %.3f ms per step (gradients on the host to reduced, waiting for "
+                         "slower ranks included; mean of %llu full-batch steps)\n",
+                         ms / nred, (unsigned long long)nred);
     }
     cli_print_class_report(stdout, pl.confusion, dm.classes, (const char(*)[32])dm.class_names);
     if (o->checkpoint) printf("checkpoint: %s\n", o->checkpoint);
     print_final(meta->history, meta->nhistory, last_test_acc, last_test_loss);
     rc = 0;
 out:
+    dist_fail(rc); /* one rank's error that the others do not know of ends the whole job */
     if (sa_set) sigaction(SIGINT, &old_sa, NULL);
     pipeline_stop(&pl);
+    dist_detach(dtail);
+    dist_detach(dtr);
     net_free(&tail);
     net_free(&tr);
     clt_context_destroy(ctx);

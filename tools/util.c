@@ -136,23 +136,32 @@ int tool_train_step(const tool_step *s, int micro, float lr, tool_micro_fn fill,
                          s->accumulate);
     double sum = 0;
     float l = 0;
-    int st;
+    int st = 0;
     for (int m = 0; m < micro; m++) {
-        if ((st = fill(ud, m, err)) < 0) return st;
+        if ((st = fill(ud, m, err)) < 0) break;
         /* The gradient of the mean over the step's rows: each micro-batch's mean loss weighs 1/micro. One
          * micro-batch is exactly clt_graph_backward. */
         if ((st = clt_graph_forward(s->g, 1)) < 0 ||
-            (st = clt_graph_backward_ex(s->g, s->loss, 1.0f / (float)micro, m > 0)) < 0)
-            return tool_fail(err, st, "%s", clt_errmsg(ctx));
+            (st = clt_graph_backward_ex(s->g, s->loss, 1.0f / (float)micro, m > 0)) < 0) {
+            tool_fail(err, st, "%s", clt_errmsg(ctx));
+            break;
+        }
         if (m + 1 == micro) break; /* the last one is read after the step: the queue runs on meanwhile */
-        if ((st = clt_tensor_read(s->g, s->loss, 0, &l, 1)) < 0) return tool_fail(err, st, "%s", clt_errmsg(ctx));
+        if ((st = clt_tensor_read(s->g, s->loss, 0, &l, 1)) < 0) {
+            tool_fail(err, st, "%s", clt_errmsg(ctx));
+            break;
+        }
         sum += l;
-        if (after && (st = after(ud, m, err)) < 0) return st;
+        if (after && (st = after(ud, m, err)) < 0) break;
     }
+    /* Data-parallel: every process reaches this point once per step, failed or not, so none waits forever. */
+    int verdict = s->sync ? s->sync(s->sync_ud, st) : 0;
+    if (st < 0) return st;
+    if (verdict < 0) return TOOL_STEP_STOPPED;
     if (grad_norm) *grad_norm = NAN;
-    if (s->clip > 0 && (st = clt_graph_clip_grad_norm(s->g, s->clip, grad_norm)) < 0)
+    if (!verdict && s->clip > 0 && (st = clt_graph_clip_grad_norm(s->g, s->clip, grad_norm)) < 0)
         return tool_fail(err, st, "%s", clt_errmsg(ctx));
-    if ((st = clt_graph_step(s->g, lr)) < 0 || (st = clt_tensor_read(s->g, s->loss, 0, &l, 1)) < 0)
+    if ((!verdict && (st = clt_graph_step(s->g, lr)) < 0) || (st = clt_tensor_read(s->g, s->loss, 0, &l, 1)) < 0)
         return tool_fail(err, st, "%s", clt_errmsg(ctx));
     sum += l;
     if (after && (st = after(ud, micro - 1, err)) < 0) return st;
