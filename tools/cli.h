@@ -20,6 +20,12 @@ typedef struct cli_train_opts {
     float lr, momentum, weight_decay, label_smoothing;
     long long seed;
     const char *device, *checkpoint, *log, *plot;
+    /* Own data (`cltrain images`) and validation: the evaluation folder, the image size and channels (< 0: not
+     * given), the fraction of the training data held out for validation (NaN: none) and the early-stopping
+     * patience in epochs (< 0: off). */
+    const char *test_dir;
+    int image_size, image_channels, early_stop;
+    float validation_split;
 } cli_train_opts;
 
 int cli_train(const cli_train_opts *o);

@@ -53,6 +53,28 @@ int tool_load_cifar10(const char *dir, int train, tool_dataset *out, char *err);
 int tool_load_idx(const char *dir, int train, int fashion, tool_dataset *out, char *err);
 void tool_dataset_free(tool_dataset *d);
 
+/* Image folders (tools/images.c): JPEG through libjpeg(-turbo), PNG through libpng. */
+#define TOOL_IMAGE_MAX_SIDE 30000        /* pixels per side a header may claim */
+#define TOOL_IMAGE_MAX_PIXELS 100000000  /* and pixels in all */
+#define TOOL_IMAGE_MAX_SIZE 512          /* the largest --size */
+/* .jpg, .jpeg or .png, in any case. */
+int tool_is_image_name(const char *name);
+/* Area resampling of an interleaved (h,w,ch) image into a planar (ch,size,size) one (stretched, not cropped). */
+void tool_resize_area(const uint8_t *src, int w, int h, int ch, int size, uint8_t *dst);
+/* Decodes one JPEG or PNG file (told apart by its signature, not its name) as `channels` (1: gray, 3: RGB; alpha
+ * dropped, 16-bit cut to 8) and resizes it into dst (channels*size*size bytes, CHW). The size its header claims is
+ * checked (TOOL_IMAGE_MAX_*) before any pixel memory is allocated; libjpeg's warnings about corrupt or truncated
+ * data are errors. */
+int tool_read_image(const char *path, int size, int channels, uint8_t *dst, char *err);
+/* `dir` holds one folder per class (2..10, hidden ones skipped, sorted by name: class k is the k-th name) of
+ * .jpg/.jpeg/.png files (other files ignored); every image is decoded and resized to size x size. Images are
+ * ordered by class, then file name. A class folder without images, a folder name over 31 bytes or any image that
+ * does not decode is an error naming the file. */
+int tool_load_image_folder(const char *dir, int size, int channels, tool_dataset *out, char *err);
+/* Moves the last fraction `frac` (0 < frac < 1) of d's samples, in their order, into *val (Keras' validation_split);
+ * with per_class, the last fraction of each class's samples instead. Both parts keep their order. */
+int tool_dataset_split(tool_dataset *d, double frac, int per_class, tool_dataset *val, char *err);
+
 /* ------------------------------------------------------------------------------------------ checkpoints */
 
 typedef struct tool_epoch_metrics {
