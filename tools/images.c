@@ -351,15 +351,18 @@ int tool_load_image_folder(const char *dir, int size, int channels, tool_dataset
     out->c = channels;
     out->h = out->w = size;
     out->classes = classes.n;
-    size_t at = 0;
-    for (int k = 0; k < classes.n && !st; k++) {
+    for (int k = 0; k < classes.n; k++)
         snprintf(out->class_names[k], sizeof out->class_names[k], "%s", classes.v[k]);
-        for (int i = 0; i < files[k].n && !st; i++, at++) {
+    /* Round-robin over the classes (the i-th file of every class, then the (i+1)-th): the first N images (--limit)
+     * hold every class. */
+    size_t at = 0;
+    for (int i = 0; at < (size_t)total && !st; i++)
+        for (int k = 0; k < classes.n && !st; k++) {
+            if (i >= files[k].n) continue;
             snprintf(path, sizeof path, "%s/%s/%s", dir, classes.v[k], files[k].v[i]);
             st = tool_read_image(path, size, channels, out->pixels + at * img, err);
-            out->labels[at] = (uint8_t)k;
+            out->labels[at++] = (uint8_t)k;
         }
-    }
 out:
     for (int k = 0; files && k < classes.n; k++) names_free(&files[k]);
     free(files);

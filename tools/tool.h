@@ -68,7 +68,7 @@ void tool_resize_area(const uint8_t *src, int w, int h, int ch, int size, uint8_
 int tool_read_image(const char *path, int size, int channels, uint8_t *dst, char *err);
 /* `dir` holds one folder per class (2..10, hidden ones skipped, sorted by name: class k is the k-th name) of
  * .jpg/.jpeg/.png files (other files ignored); every image is decoded and resized to size x size. Images are
- * ordered by class, then file name. A class folder without images, a folder name over 31 bytes or any image that
+ * ordered round-robin over the classes: the first file (by name) of every class, then the second, ... A class folder without images, a folder name over 31 bytes or any image that
  * does not decode is an error naming the file. */
 int tool_load_image_folder(const char *dir, int size, int channels, tool_dataset *out, char *err);
 /* Moves the last fraction `frac` (0 < frac < 1) of d's samples, in their order, into *val (Keras' validation_split);

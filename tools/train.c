@@ -883,8 +883,8 @@ int cli_train(const cli_train_opts *o)
     double best_loss = 0;
     const char *split_name = isnan(o->validation_split) ? "test" : "validation";
     if (!isnan(o->validation_split) || o->test_dir)
-        printf("evaluating after every epoch on %d %s images%s%s (reported as test_*)\n", test.n,
-               o->test_dir ? "" : "held-out validation", o->test_dir ? " of " : "", o->test_dir ? o->test_dir : "");
+        printf("evaluating after every epoch on %d %s (reported as test_*)\n", test.n,
+               o->test_dir ? o->test_dir : "held-out validation images");
     while (meta->epochs_done < meta->epochs_total) {
         int epoch = meta->epochs_done; /* 0-based */
         double t0 = cli_now_s();
