@@ -18,6 +18,7 @@ static const char *const usage_main =
     "  fashion-mnist    train on Fashion-MNIST (IDX files, plain or .gz)\n"
     "  mnist            train on MNIST (IDX files, plain or .gz)\n"
     "  images           train on your own images: a folder of class folders of JPEG/PNG files\n"
+    "  table            train on a table: CSV, NumPy .npy or .npz (classify, binary, regress)\n"
     "  eval             evaluate a checkpoint on its dataset's test set\n"
     "  predict          classify images with a checkpoint\n"
     "  devices          list the OpenCL devices\n"
@@ -53,7 +54,7 @@ static const char *const usage_train =
     "  --early-stop N         stop when the evaluation loss has not improved for N epochs; the weights of the\n"
     "                         best epoch are restored (and saved to --checkpoint)\n"
     "model and optimization:\n"
-    "  --model NAME|FILE      preset (seed-cnn, mlp, cnn) or model description file (default: cnn)\n"
+    "  --model NAME|FILE      preset (seed-cnn, mlp, cnn; seed-binary, seed-mlp for tables) or model file (default: cnn)\n"
     "  --epochs N             total epochs (default 10)\n"
     "  --batch N              batch size (default: the model's `train` line, else 128)\n"
     "  --optimizer NAME       sgd, adam or adamw (default: the model's, else sgd)\n"
@@ -126,7 +127,9 @@ static const char *const usage_eval =
 static const char *const usage_predict =
     "usage: cltrain predict --checkpoint FILE [--top K | --csv] [--device SPEC] [--tune MODE] IMAGE...\n"
     "\n"
-    "Classifies images. An IMAGE is a JPEG or PNG file of any size (resized to the model's input as\n"
+    "Classifies images. (With a `cltrain table` checkpoint the arguments are CSV or .npy tables of the\n"
+    "training file's columns instead, and the output is always CSV: file, row, then the predicted class and\n"
+    "every class's probability, or the regression value.) An IMAGE is a JPEG or PNG file of any size (resized to the model's input as\n"
     "`cltrain images` does: area averaging, stretched to a square), a binary PPM (P6, for 3-channel models)\n"
     "or PGM (P5, for 1-channel models) of exactly the model's input size, or a record file in CIFAR-10's\n"
     "layout (records of 1 label byte + the pixels, channel by channel), like test_batch.bin. Prints one line\n"
@@ -368,6 +371,7 @@ static int cmd_predict(int argc, char **argv)
     if (p.bad) rc = 2;
     else if (!ckpt) rc = usage_error("predict", "%s", "--checkpoint FILE is required");
     else if (!nfiles) rc = usage_error("predict", "%s", "no IMAGE given");
+    else if (tool_table_checkpoint(ckpt)) rc = tool_table_predict(ckpt, device, tune, nfiles, files);
     else rc = cli_predict(ckpt, device, tune, csv ? -1 : top, nfiles, files);
     free(files);
     return rc;
@@ -467,6 +471,7 @@ int main(int argc, char **argv)
     char **sargv = argv + 1;
     if (!strcmp(cmd, "cifar10") || !strcmp(cmd, "mnist") || !strcmp(cmd, "fashion-mnist") || !strcmp(cmd, "images"))
         return cmd_train(cmd, sargc, sargv);
+    if (!strcmp(cmd, "table")) return tool_cmd_table(sargc, sargv);
     if (!strcmp(cmd, "eval")) return cmd_eval(sargc, sargv);
     if (!strcmp(cmd, "predict")) return cmd_predict(sargc, sargv);
     if (!strcmp(cmd, "devices")) return cmd_devices(sargc, sargv);

@@ -882,6 +882,7 @@ int cli_train(const cli_train_opts *o)
     int best_epoch = -1;
     double best_loss = 0;
     const char *split_name = isnan(o->validation_split) ? "test" : "validation";
+    cli_plot_eval_label = split_name;
     if (!isnan(o->validation_split) || o->test_dir)
         printf("evaluating after every epoch on %d %s (reported as test_*)\n", test.n,
                o->test_dir ? o->test_dir : "held-out validation images");
