@@ -197,8 +197,8 @@ static int read_whole(const char *path, char **buf, size_t *len, char *err)
     return CLT_OK;
 }
 
-int tool_read_csv(const char *path, int ncat, const char *const *categorical, const char *target, tool_table *t,
-                  char *err)
+int tool_read_csv(const char *path, int ncat, const char *const *categorical, const char *target, int need_target,
+                  tool_table *t, char *err)
 {
     memset(t, 0, sizeof *t);
     char *s = NULL;
@@ -281,6 +281,14 @@ int tool_read_csv(const char *path, int ncat, const char *const *categorical, co
         is_cat[c] = 1;
     }
     int tc = target ? tool_table_find(t, target) : -1;
+    if (tc < 0 && target && need_target) {
+        char cols[400] = "";
+        for (int c = 0, k = 0; c < t->cols && k < 300; c++)
+            k += snprintf(cols + k, sizeof cols - (size_t)k, "%s%s", c ? ", " : "", t->names[c]);
+        st = tool_fail(err, CLT_ERR_INVALID, "%s: no column '%s' (--target) in the header (columns: %s%s)", path, target,
+                       cols, t->cols > 20 ? ", ..." : "");
+        goto out;
+    }
     /* A target column that is not all numbers holds class names. */
     if (tc >= 0 && !is_cat[tc]) {
         pos = data_start;

@@ -305,7 +305,7 @@ static int load_table(const char *path, const char *target, int ncat, const char
         tc = (int)(v < 0 ? v + t.cols : v);
         *target_col = tc;
     } else {
-        if ((st = tool_read_csv(path, ncat, cats, target, &t, err))) return st;
+        if ((st = tool_read_csv(path, ncat, cats, target, 1, &t, err))) return st;
         tc = tool_table_find(&t, target);
         if (tc < 0) {
             char cols[400] = "";
@@ -1259,7 +1259,7 @@ static int read_rows(const tab_meta *m, const char *path, tool_table *x, char *e
     for (int i = 0; i < m->nsrc && nc < MAX_CATEGORICAL; i++)
         if (m->src_ncat[i]) cats[nc++] = m->src[i];
     /* The target may be absent; when present it may hold text. */
-    return tool_read_csv(path, nc, cats, m->target, x, err);
+    return tool_read_csv(path, nc, cats, m->target, 0, x, err);
 }
 
 int tool_table_predict(const char *path, const char *device, int tune, int nfiles, char **files)

@@ -96,11 +96,11 @@ void tool_table_free(tool_table *t);
 int tool_table_find(const tool_table *t, const char *name);
 /* A CSV file with a header row of unique names (tools/table.c): quoted fields, CRLF and a UTF-8 BOM are
  * understood, blank lines skipped. Columns named in `categorical` keep their text as categories; so does `target`
- * (may be NULL) when it holds any cell that is not a number. Every other cell must be a finite number: an empty,
+ * (may be NULL) when it holds any cell that is not a number; with need_target a header without it is an error. Every other cell must be a finite number: an empty,
  * non-numeric, NaN or Inf cell, a row with another number of fields than the header (ragged), an empty file, a
  * header without rows or more than TOOL_TABLE_MAX_COLS columns is an error naming the file, line and column. */
-int tool_read_csv(const char *path, int ncat, const char *const *categorical, const char *target, tool_table *t,
-                  char *err);
+int tool_read_csv(const char *path, int ncat, const char *const *categorical, const char *target, int need_target,
+                  tool_table *t, char *err);
 /* NumPy (tools/npy.c): a 1-D or 2-D C-order array of float32/float64 or a little-endian integer type (columns named
  * "0", "1", ...); another dtype, Fortran order, a shape that disagrees with the data size or a NaN/Inf value is
  * refused naming the file. tool_parse_npy reads an image in memory (`name` for messages). */
