@@ -290,19 +290,25 @@ static void test_command(void)
     char csv[4200], reg[4200], ck[4200], ck2[4200], pred[4200];
     path_in(csv, sizeof csv, g_dir, "gen.csv");
     path_in(reg, sizeof reg, g_dir, "reg.csv");
+    char svg[4200];
+    path_in(svg, sizeof svg, g_dir, "curves.svg");
+    remove(svg);
     path_in(ck, sizeof ck, g_dir, "bin.ckpt");
     path_in(ck2, sizeof ck2, g_dir, "reg.ckpt");
     remove(ck);
     remove(ck2);
     gen_tables(csv, reg);
     result r = run("table", "--data", csv, "--target", "label", "--categorical", "colour", "--validation-split", "0.25",
-                   "--epochs", "20", "--tune", "off", "--checkpoint", ck, "--early-stop", "5", NULL);
+                   "--epochs", "20", "--tune", "off", "--checkpoint", ck, "--early-stop", "5", "--plot", svg, NULL);
     double acc = final_acc(r.out);
     TU_CHECK(r.code == 0 && acc >= 0.9, "binary table: validation accuracy %.4f (>= 0.9 expected)\n%s%s", acc, r.out,
              r.err);
     TU_CHECK(strstr(r.out, "task binary, model seed-binary") && strstr(r.out, "300 training rows, 100 validation rows, "
              "5 inputs (3 columns)") && strstr(r.out, "ROC AUC"), "binary summary lines\n%s", r.out);
     free(r.out), free(r.err);
+    char *plot = slurp(svg);
+    TU_CHECK(strstr(plot, "<svg") && strstr(plot, ">validation<"), "the plot names the validation curve");
+    free(plot);
     /* predict: the training file's rows (the target column is ignored), as CSV. */
     path_in(pred, sizeof pred, g_dir, "pred.csv");
     write_str(pred, "x1,colour,x2\n90,red,0.9\n-90,green,-0.9\n");
@@ -325,6 +331,7 @@ static void test_command(void)
     TU_CHECK(r.code == 0 && r2 >= 0.9 && strstr(r.out, "val_mae="), "regression R^2 %.4f (>= 0.9 expected)\n%s%s", r2,
              r.out, r.err);
     free(r.out), free(r.err);
+    expect_cli_fail(run("eval", "--checkpoint", ck, NULL), "is a `cltrain table` checkpoint", "eval of a table");
     /* Errors of the command. */
     expect_cli_fail(run("table", "--data", csv, "--target", "nosuch", "--tune", "off", NULL),
                     "gen.csv: no column 'nosuch' (--target) in the header (columns: x1, x2, colour, label)",

@@ -333,6 +333,11 @@ static int cmd_eval(int argc, char **argv)
     }
     if (p.bad) return 2;
     if (!ckpt) return usage_error("eval", "%s", "--checkpoint FILE is required");
+    if (tool_table_checkpoint(ckpt)) {
+        fprintf(stderr, "cltrain: error: %s is a `cltrain table` checkpoint: evaluate a table with `cltrain table ... "
+                "--test FILE`, or predict its rows with `cltrain predict --checkpoint %s FILE.csv`\n", ckpt, ckpt);
+        return 1;
+    }
     return cli_eval(ckpt, data, device, tune, batch, verbose);
 }
 
