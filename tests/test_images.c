@@ -527,6 +527,16 @@ static void test_command(void)
              strstr(r.out, "evaluating after every epoch on 18 held-out validation images"),
              "validation split 0.25 of 24 per class: 54 + 18\n%s%s", r.out, r.err);
     TU_CHECK(strstr(r.out, "early stop: ") != NULL, "early stop reported\n%s", r.out);
+    /* The restored weights are the best epoch's: the final loss is the lowest of the epoch lines. */
+    double lowest = INFINITY, fin = NAN;
+    for (const char *q = r.out; q && *q; q = strchr(q, '\n') ? strchr(q, '\n') + 1 : NULL) {
+        const char *t = strstr(q, " test_loss="), *eol = strchr(q, '\n');
+        if (!strncmp(q, "epoch ", 6) && t && (!eol || t < eol) && strtod(t + 11, NULL) < lowest)
+            lowest = strtod(t + 11, NULL);
+    }
+    const char *fl = strstr(r.out, "final: ");
+    if (fl && (fl = strstr(fl, "test_loss="))) fin = strtod(fl + 10, NULL);
+    TU_CHECK(fabs(lowest - fin) < 1e-4, "early stop: final test loss %.4f is the best epoch's %.4f", fin, lowest);
     result_free(&r);
     /* Usage and data errors. */
     expect_cli_fail(run("images", "--data", tr, "--tune", "off", NULL), "give --test DIR", "neither --test nor split");

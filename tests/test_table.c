@@ -256,6 +256,19 @@ static double final_acc(const char *out)
     return acc;
 }
 
+/* The lowest `key` value (e.g. "val_loss=") over the epoch lines, and the final line's test_loss. */
+static void losses(const char *out, const char *key, double *lowest, double *final)
+{
+    *lowest = INFINITY;
+    *final = NAN;
+    for (const char *p = out; (p = strstr(p, key)); p++) {
+        double v = strtod(p + strlen(key), NULL);
+        if (v < *lowest) *lowest = v;
+    }
+    const char *f = strstr(out, "final: ");
+    if (f && (f = strstr(f, "test_loss="))) *final = strtod(f + 10, NULL);
+}
+
 static uint64_t rng(uint64_t *s)
 {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
@@ -305,6 +318,10 @@ static void test_command(void)
              r.err);
     TU_CHECK(strstr(r.out, "task binary, model seed-binary") && strstr(r.out, "300 training rows, 100 validation rows, "
              "5 inputs (3 columns)") && strstr(r.out, "ROC AUC"), "binary summary lines\n%s", r.out);
+    /* --early-stop restores the best epoch: the final loss is the lowest validation loss of the run. */
+    double lo, fin;
+    losses(r.out, "val_loss=", &lo, &fin);
+    TU_CHECK(fabs(lo - fin) < 1e-4, "early stop: final loss %.4f is the best epoch's %.4f", fin, lo);
     free(r.out), free(r.err);
     char *plot = slurp(svg);
     TU_CHECK(strstr(plot, "<svg") && strstr(plot, ">validation<"), "the plot names the validation curve");
