@@ -312,7 +312,8 @@ static void test_command(void)
     remove(ck2);
     gen_tables(csv, reg);
     result r = run("table", "--data", csv, "--target", "label", "--categorical", "colour", "--validation-split", "0.25",
-                   "--epochs", "20", "--tune", "off", "--checkpoint", ck, "--early-stop", "5", "--plot", svg, NULL);
+                   "--epochs", "60", "--lr", "0.01", "--tune", "off", "--checkpoint", ck, "--early-stop", "3", "--plot", svg,
+                   NULL);
     double acc = final_acc(r.out);
     TU_CHECK(r.code == 0 && acc >= 0.9, "binary table: validation accuracy %.4f (>= 0.9 expected)\n%s%s", acc, r.out,
              r.err);
@@ -322,6 +323,8 @@ static void test_command(void)
     double lo, fin;
     losses(r.out, "val_loss=", &lo, &fin);
     TU_CHECK(fabs(lo - fin) < 1e-4, "early stop: final loss %.4f is the best epoch's %.4f", fin, lo);
+    TU_CHECK(strstr(r.out, "early stop: restoring the weights of epoch") && !strstr(r.out, "epoch 60/60"),
+             "the run stopped early\n%s", r.out);
     free(r.out), free(r.err);
     char *plot = slurp(svg);
     TU_CHECK(strstr(plot, "<svg") && strstr(plot, ">validation<"), "the plot names the validation curve");
