@@ -496,6 +496,23 @@ static void test_command(void)
     TU_CHECK(acc >= 0.95, "images: test accuracy %.4f (at least 0.95 expected)", acc);
     TU_CHECK(strstr(r.out, "72 training / 24 test images of 3x8x8, 3 classes") != NULL, "summary line of the data");
     result_free(&r);
+    /* Resuming on a folder whose classes have other names is refused. */
+    char other[4200];
+    path_in(other, sizeof other, g_dir, "f7");
+    mkdirs(other, NULL);
+    for (int k = 0; k < 3; k++) {
+        char sub[8] = {(char)('a' + k), 0}, q[4300];
+        mkdirs(other, sub);
+        uint8_t px[4 * 4 * 3];
+        uint64_t s7 = (uint64_t)k;
+        class_image(k, 4, 4, &s7, px);
+        for (int i = 0; i < 3; i++) {
+            snprintf(q, sizeof q, "%s/%s/%d.png", other, sub, i);
+            write_png(q, px, 4, 4, 3);
+        }
+    }
+    expect_cli_fail(run("images", "--data", other, "--test", te, "--checkpoint", ck, "--resume", "--epochs", "5",
+                        "--tune", "off", NULL), "must have the same names", "resume on other classes");
     /* eval on the folder, with the checkpoint's size and class names. */
     r = run("eval", "--checkpoint", ck, "--data", te, "--tune", "off", NULL);
     TU_CHECK(r.code == 0 && fabs(final_acc(r.out) - acc) < 1e-4, "eval reproduces the accuracy %.4f: %.4f\n%s%s",

@@ -797,6 +797,14 @@ int cli_train(const cli_train_opts *o)
     if (meta->limit > 0 && meta->limit < ntrain) ntrain = meta->limit;
     if (resume) {
         if (check_data_fits(o->checkpoint, &dm, dir, &train)) goto out;
+        if (!strcmp(o->dataset, "images")) {
+            tool_dataset names = {.classes = dm.classes};
+            memcpy(names.class_names, dm.class_names, sizeof names.class_names);
+            if (same_classes(&names, o->checkpoint, &train, dir, err)) {
+                fail("%s", err);
+                goto out;
+            }
+        }
     } else {
         dm.c = train.c, dm.h = train.h, dm.w = train.w, dm.classes = train.classes;
         memcpy(dm.class_names, train.class_names, sizeof dm.class_names);
