@@ -352,6 +352,51 @@ static void test_command(void)
              r.out, r.err);
     free(r.out), free(r.err);
     expect_cli_fail(run("eval", "--checkpoint", ck, NULL), "is a `cltrain table` checkpoint", "eval of a table");
+    /* .npy: y = 2 a - b + 1 in the last column; regression, then predict the same file's rows. */
+    {
+        static float a[300 * 3];
+        uint64_t s = 9;
+        for (int i = 0; i < 300; i++) {
+            a[i * 3] = (float)(unif(&s) * 2 - 1), a[i * 3 + 1] = (float)(unif(&s) * 4 - 2);
+            a[i * 3 + 2] = 2 * a[i * 3] - a[i * 3 + 1] + 1;
+        }
+        static unsigned char b[300 * 12 + 256];
+        char npy[4200], ck3[4200];
+        path_in(npy, sizeof npy, g_dir, "lin.npy");
+        path_in(ck3, sizeof ck3, g_dir, "lin.ckpt");
+        remove(ck3);
+        write_bytes(npy, b, make_npy(b, "<f4", "(300, 3)", "False", a, sizeof a));
+        r = run("table", "--data", npy, "--target", "-1", "--validation-split", "0.2", "--epochs", "40", "--tune", "off",
+                "--checkpoint", ck3, NULL);
+        double r2n = final_acc(r.out);
+        TU_CHECK(r.code == 0 && strstr(r.out, "task regress") && r2n > 0.95, ".npy regression R^2 %.4f\n%s%s", r2n,
+                 r.out, r.err);
+        free(r.out), free(r.err);
+        r = run("predict", "--checkpoint", ck3, "--tune", "off", npy, NULL);
+        double worst = 0;
+        int rows = 0;
+        for (const char *q = strchr(r.out, '\n'); q && q[1]; q = strchr(q + 1, '\n')) {
+            int row;
+            double v;
+            const char *c = strchr(q + 1, ',');
+            if (!c || sscanf(c + 1, "%d,%lf", &row, &v) != 2 || row < 1 || row > 300) break;
+            double d = fabs(v - a[(row - 1) * 3 + 2]);
+            worst = d > worst ? d : worst;
+            rows++;
+        }
+        TU_CHECK(r.code == 0 && !strncmp(r.out, "file,row,2\n", 11) && rows == 300 && worst < 0.5,
+                 "predict on the .npy: %d rows, worst error %.3f (targets span -3..5)\n%.300s%s", rows, worst, r.out, r.err);
+        free(r.out), free(r.err);
+        char bad[4200];
+        path_in(bad, sizeof bad, g_dir, "c8.npy");
+        expect_cli_fail(run("predict", "--checkpoint", ck3, "--tune", "off", bad, NULL), "c8.npy: dtype '<c8' is not supported",
+                        "predict on an unsupported dtype");
+        path_in(bad, sizeof bad, g_dir, "ok.npz");
+        r = run("table", "--data", bad, "--target", "label", "--epochs", "2", "--tune", "off", NULL);
+        TU_CHECK(r.code == 0 && strstr(r.out, "4 training rows, 0 evaluation rows, 2 inputs"), "train on an .npz:\n%s%s",
+                 r.out, r.err);
+        free(r.out), free(r.err);
+    }
     /* Errors of the command. */
     expect_cli_fail(run("table", "--data", csv, "--target", "nosuch", "--tune", "off", NULL),
                     "gen.csv: no column 'nosuch' (--target) in the header (columns: x1, x2, colour, label)",
