@@ -555,6 +555,32 @@ static void test_command(void)
     if (fl && (fl = strstr(fl, "test_loss="))) fin = strtod(fl + 10, NULL);
     TU_CHECK(fabs(lowest - fin) < 1e-4, "early stop: final test loss %.4f is the best epoch's %.4f", fin, lowest);
     result_free(&r);
+    /* --validation-split on a built-in dataset: the last fraction of CIFAR-10's training records. */
+    char cif[4200];
+    path_in(cif, sizeof cif, g_dir, "cifar");
+    mkdirs(cif, NULL);
+    for (int b = 0; b < 6; b++) {
+        char q[4300];
+        if (b < 5) snprintf(q, sizeof q, "%s/data_batch_%d.bin", cif, b + 1);
+        else snprintf(q, sizeof q, "%s/test_batch.bin", cif);
+        FILE *f = fopen(q, "wb");
+        uint64_t sc = (uint64_t)b;
+        for (int i = 0; i < 20 && f; i++) {
+            uint8_t rec[3073], hwc[3072];
+            rec[0] = (uint8_t)(i % 3);
+            class_image(i % 3, 32, 32, &sc, hwc);
+            for (int c = 0; c < 3; c++)
+                for (int j = 0; j < 1024; j++) rec[1 + c * 1024 + j] = hwc[j * 3 + c];
+            fwrite(rec, 1, sizeof rec, f);
+        }
+        if (f) fclose(f);
+    }
+    r = run("cifar10", "--data", cif, "--validation-split", "0.25", "--epochs", "1", "--model", "mlp", "--tune", "off",
+            NULL);
+    TU_CHECK(r.code == 0 && strstr(r.out, "75 training / 25 test images") &&
+             strstr(r.out, "evaluating after every epoch on 25 held-out validation images"),
+             "cifar10 --validation-split 0.25 of 100 records: 75 + 25\n%s%s", r.out, r.err);
+    result_free(&r);
     /* Usage and data errors. */
     expect_cli_fail(run("images", "--data", tr, "--tune", "off", NULL), "give --test DIR", "neither --test nor split");
     expect_cli_fail(run("images", "--tune", "off", NULL), "--data DIR (the folder of class folders) is required",
