@@ -352,6 +352,8 @@ static void test_command(void)
              r.out, r.err);
     free(r.out), free(r.err);
     expect_cli_fail(run("eval", "--checkpoint", ck, NULL), "is a `cltrain table` checkpoint", "eval of a table");
+    expect_cli_fail(run("table", "--data", csv, "--target", "label", "--early-stop", "2", NULL),
+                    "--early-stop watches the evaluation loss", "early stop without evaluation rows");
     /* .npy: y = 2 a - b + 1 in the last column; regression, then predict the same file's rows. */
     {
         static float a[300 * 3];

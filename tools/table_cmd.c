@@ -763,6 +763,9 @@ static int parse_opts(int argc, char **argv, topts *o)
     if (!o->data || !o->target)
         return fprintf(stderr, "cltrain table: --data FILE and --target COLUMN are required\nTry 'cltrain table "
                        "--help'.\n"), 2;
+    if (o->early_stop > 0 && !o->test && isnan(o->validation_split))
+        return fprintf(stderr, "cltrain table: --early-stop watches the evaluation loss: give --validation-split F or "
+                       "--test FILE\n"), 2;
     if (o->test && !isnan(o->validation_split))
         return fprintf(stderr, "cltrain table: --test and --validation-split contradict each other (give one)\n"), 2;
     return 0;
