@@ -20,7 +20,7 @@ static const char *const usage_main =
     "  images           train on your own images: a folder of class folders of JPEG/PNG files\n"
     "  table            train on a table: CSV, NumPy .npy or .npz (classify, binary, regress)\n"
     "  eval             evaluate a checkpoint on its dataset's test set\n"
-    "  predict          classify images with a checkpoint\n"
+    "  predict          classify images (or predict table rows) with a checkpoint\n"
     "  devices          list the OpenCL devices\n"
     "  bench            time the ops and a training step (see cltrain bench --help)\n"
     "  tune             tune kernels for a device (see cltrain tune --help)\n"

@@ -289,7 +289,7 @@ static int list_dir(const char *dir, int want_dirs, name_list *out, int *others,
         }
     }
     closedir(d);
-    if (!st) qsort(out->v, (size_t)out->n, sizeof *out->v, cmp_str);
+    if (!st && out->n > 1) qsort(out->v, (size_t)out->n, sizeof *out->v, cmp_str);
     return st;
 }
 

@@ -469,10 +469,9 @@ typedef struct scores {
 } scores;
 
 /* ROC AUC by ranks (ties share their mean rank), Mann-Whitney. */
-static double roc_auc(const double *p, const float *y, int n, int *idx)
+static double roc_auc(const double *p, const float *y, int n)
 {
-    for (int i = 0; i < n; i++) idx[i] = i;
-    /* insertion sort is too slow for big sets: a simple merge via qsort on (p, i) pairs */
+    /* (probability, row) pairs sorted by probability give the ranks. */
     double *pair = malloc(sizeof(double) * 2 * (size_t)n);
     if (!pair) return NAN;
     for (int i = 0; i < n; i++) pair[2 * i] = p[i], pair[2 * i + 1] = i;
@@ -529,7 +528,8 @@ static void score(const tab_meta *m, const float *out, const float *y, int n, sc
         }
         s->loss /= n;
         s->acc = (double)correct / n;
-        s->auc = p ? roc_auc(p, y, n, scratch) : NAN;
+        s->auc = p ? roc_auc(p, y, n) : NAN;
+        (void)scratch;
         /* The threshold with the highest accuracy on these rows (midpoints between sorted probabilities). */
         s->best_thr = 0.5;
         s->best_acc = s->acc;
