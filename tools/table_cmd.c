@@ -1196,10 +1196,11 @@ int tool_cmd_table(int argc, char **argv)
         h->images_per_s = d.tr.n / (h->seconds > 0 ? h->seconds : 1e-9);
         m->epochs_done++;
         printf("epoch %d/%d train_loss=%.4f train_%s=%.4f", e + 1, epochs, tl, m->task == TASK_REGRESS ? "r2" : "acc", ta);
+        const char *pf = o.test ? "test" : "val"; /* what the evaluated rows are */
         if (d.ev.n && m->task == TASK_REGRESS)
-            printf(" val_loss=%.4f val_mse=%.6g val_mae=%.6g val_r2=%.4f", ev.loss, ev.mse, ev.mae, ev.r2);
-        else if (d.ev.n) printf(" val_loss=%.4f val_acc=%.4f", ev.loss, ev.acc);
-        if (d.ev.n && m->task == TASK_BINARY) printf(" val_auc=%.4f", ev.auc);
+            printf(" %s_loss=%.4f %s_mse=%.6g %s_mae=%.6g %s_r2=%.4f", pf, ev.loss, pf, ev.mse, pf, ev.mae, pf, ev.r2);
+        else if (d.ev.n) printf(" %s_loss=%.4f %s_acc=%.4f", pf, ev.loss, pf, ev.acc);
+        if (d.ev.n && m->task == TASK_BINARY) printf(" %s_auc=%.4f", pf, ev.auc);
         printf(" time=%.2fs\n", h->seconds);
         fflush(stdout);
         if (o.checkpoint && save_ckpt(o.checkpoint, r.tr.g, m)) goto out;
