@@ -351,6 +351,22 @@ static void test_command(void)
     TU_CHECK(r.code == 0 && r2 >= 0.9 && strstr(r.out, "val_mae="), "regression R^2 %.4f (>= 0.9 expected)\n%s%s", r2,
              r.out, r.err);
     free(r.out), free(r.err);
+    /* --test FILE: another table with the same columns (here the regression file's first rows as a CSV of its own,
+     * evaluated by a regression model of the other file). */
+    {
+        char te[4200];
+        path_in(te, sizeof te, g_dir, "reg_test.csv");
+        FILE *in = fopen(reg, "r"), *out = fopen(te, "w");
+        char line[256];
+        for (int i = 0; in && out && i < 101 && fgets(line, sizeof line, in); i++) fputs(line, out);
+        if (in) fclose(in);
+        if (out) fclose(out);
+        r = run("table", "--data", reg, "--test", te, "--target", "value", "--categorical", "colour", "--epochs", "10",
+                "--tune", "off", NULL);
+        TU_CHECK(r.code == 0 && strstr(r.out, "400 training rows, 100 test rows") && strstr(r.out, " test_r2=") &&
+                 strstr(r.out, "\ntest: mse "), "--test FILE evaluates the other table\n%s%s", r.out, r.err);
+        free(r.out), free(r.err);
+    }
     expect_cli_fail(run("eval", "--checkpoint", ck, NULL), "is a `cltrain table` checkpoint", "eval of a table");
     expect_cli_fail(run("table", "--data", csv, "--target", "label", "--early-stop", "2", NULL),
                     "--early-stop watches the evaluation loss", "early stop without evaluation rows");
