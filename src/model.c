@@ -68,8 +68,29 @@ static const char preset_cnn[] =
     "dense classes\n"
     "train batch=128 optimizer=sgd lr=0.05 momentum=0.9 nesterov=1 weight_decay=0.0005\n";
 
-static const char *const preset_names[] = {"seed-cnn", "mlp", "cnn", NULL};
-static const char *const preset_texts[] = {preset_seed_cnn, preset_mlp, preset_cnn};
+/* The seed documents' networks for tables (`cltrain table`): a binary classifier on numeric features (its one
+ * output goes through a sigmoid inside the binary cross-entropy) and a one-hidden-layer MLP trained with plain SGD
+ * (Keras' SGD defaults: lr 0.01, no momentum; batch 32 as Keras' fit). */
+static const char preset_seed_binary[] =
+    "# seed-binary: dense64-relu-dense32-relu-dense1 (sigmoid + binary cross-entropy for a binary task).\n"
+    "flatten\n"
+    "dense 64\n"
+    "relu\n"
+    "dense 32\n"
+    "relu\n"
+    "dense classes\n"
+    "train batch=32 optimizer=adam lr=0.001 epochs=10\n";
+
+static const char preset_seed_mlp[] =
+    "# seed-mlp: dense128-relu-dense(classes), trained with SGD.\n"
+    "flatten\n"
+    "dense 128\n"
+    "relu\n"
+    "dense classes\n"
+    "train batch=32 optimizer=sgd lr=0.01 momentum=0 weight_decay=0 epochs=10\n";
+
+static const char *const preset_names[] = {"seed-cnn", "mlp", "cnn", "seed-binary", "seed-mlp", NULL};
+static const char *const preset_texts[] = {preset_seed_cnn, preset_mlp, preset_cnn, preset_seed_binary, preset_seed_mlp};
 
 /* ------------------------------------------------------------------------------------------ messages */
 
@@ -489,7 +510,7 @@ int clt_model_preset(const char *name, clt_model **out)
     if (!out) return CLT_ERR_INVALID;
     clt_model *m = *out = calloc(1, sizeof *m);
     if (!m) return CLT_ERR_NOMEM;
-    return mfail(m->errmsg, CLT_ERR_INVALID, "%s: not a preset (seed-cnn, mlp, cnn)", name ? name : "(NULL)");
+    return mfail(m->errmsg, CLT_ERR_INVALID, "%s: not a preset (seed-cnn, mlp, cnn, seed-binary, seed-mlp)", name ? name : "(NULL)");
 }
 
 /* Reads a model file into *text (NUL-terminated; caller frees). Opens without blocking and checks it is a
@@ -499,7 +520,7 @@ static int read_model_file(const char *path, char **text, char *err)
     *text = NULL;
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
-        return mfail(err, CLT_ERR_IO, "%s: not a preset (seed-cnn, mlp, cnn) and cannot open it as a file (%s)", path,
+        return mfail(err, CLT_ERR_IO, "%s: not a preset (seed-cnn, mlp, cnn, seed-binary, seed-mlp) and cannot open it as a file (%s)", path,
                      strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {

@@ -131,7 +131,7 @@ static void test_presets(void)
                  "truncated table: '%s' %zu", small, i2.table_bytes);
         clt_model_destroy(m);
     }
-    TU_CHECK(clt_model_preset_name(3) == NULL && clt_model_preset_name(-1) == NULL, "preset list ends");
+    TU_CHECK(clt_model_preset_name(5) == NULL && clt_model_preset_name(-1) == NULL && clt_model_preset_name(4) && !strcmp(clt_model_preset_name(4), "seed-mlp"), "preset list ends");
     clt_model *m = NULL;
     int st = clt_model_load("no-such-preset-or-file", &m);
     const char *err = clt_model_errmsg(m);
@@ -139,7 +139,7 @@ static void test_presets(void)
     clt_model_destroy(m);
     m = NULL;
     st = clt_model_preset("resnet", &m);
-    TU_CHECK(st == CLT_ERR_INVALID && strcmp(clt_model_errmsg(m), "resnet: not a preset (seed-cnn, mlp, cnn)") == 0,
+    TU_CHECK(st == CLT_ERR_INVALID && strcmp(clt_model_errmsg(m), "resnet: not a preset (seed-cnn, mlp, cnn, seed-binary, seed-mlp)") == 0,
              "unknown preset: %s", clt_model_errmsg(m));
     clt_model_destroy(m);
     TU_CHECK(strcmp(clt_model_errmsg(NULL), "") == 0 && strcmp(clt_model_text(NULL), "") == 0, "NULL model");

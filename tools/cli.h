@@ -22,6 +22,12 @@ typedef struct cli_train_opts {
     float clip;             /* --clip-grad-norm X: > 0 clips gradients to that global norm (0: off) */
     long long seed;
     const char *device, *checkpoint, *log, *plot;
+    /* Own data (`cltrain images`) and validation: the evaluation folder, the image size and channels (< 0: not
+     * given), the fraction of the training data held out for validation (NaN: none) and the early-stopping
+     * patience in epochs (< 0: off). */
+    const char *test_dir;
+    int image_size, image_channels, early_stop;
+    float validation_split;
 } cli_train_opts;
 
 int cli_train(const cli_train_opts *o);
@@ -37,6 +43,8 @@ void cli_print_class_report(FILE *f, const int64_t *confusion, int classes, cons
 int cli_write_log(const char *path, const tool_epoch_metrics *h, int n, char *err);
 /* Writes an SVG with loss and accuracy curves (train and test) per epoch. */
 int cli_write_plot(const char *path, const tool_epoch_metrics *h, int n, const char *title, char *err);
+/* The plot's name for the set evaluated after every epoch: "test" (default) or "validation". */
+extern const char *cli_plot_eval_label;
 /* The longest suffix a save appends to a name for its temporary file: ".tmp.PID.XXXXXX" with a 10-digit pid
  * (the log and plot writer; the checkpoint writer's ".tmp.PID" is shorter). */
 #define CLI_TMP_SUFFIX_MAX 22

@@ -18,8 +18,10 @@ static const char *const usage_main =
     "  cifar10          train on CIFAR-10 (binary version: data_batch_*.bin, test_batch.bin)\n"
     "  fashion-mnist    train on Fashion-MNIST (IDX files, plain or .gz)\n"
     "  mnist            train on MNIST (IDX files, plain or .gz)\n"
+    "  images           train on your own images: a folder of class folders of JPEG/PNG files\n"
+    "  table            train on a table: CSV, NumPy .npy or .npz (classify, binary, regress)\n"
     "  eval             evaluate a checkpoint on its dataset's test set\n"
-    "  predict          classify images with a checkpoint\n"
+    "  predict          classify images (or predict table rows) with a checkpoint\n"
     "  devices          list the OpenCL devices\n"
     "  bench            time the ops and a training step (see cltrain bench --help)\n"
     "  tune             tune kernels for a device (see cltrain tune --help)\n"
@@ -52,8 +54,12 @@ static const char *const usage_train =
     "                         (~/.local/share/cltrain/%s), the current folder%s)\n"
     "  --limit N              train on the first N training images only\n"
     "  --augment, --no-augment  random crop (4-pixel zero padding) + horizontal flip (default: %s)\n"
+    "  --validation-split F   hold out the last fraction F of the training data (before shuffling; per class\n"
+    "                         for image folders) and evaluate on it after every epoch instead of the test set\n"
+    "  --early-stop N         stop when the evaluation loss has not improved for N epochs; the weights of the\n"
+    "                         best epoch are restored (and saved to --checkpoint)\n"
     "model and optimization:\n"
-    "  --model NAME|FILE      preset (seed-cnn, mlp, cnn) or model description file (default: cnn)\n"
+    "  --model NAME|FILE      preset (seed-cnn, mlp, cnn; seed-binary, seed-mlp for tables) or model file (default: cnn)\n"
     "  --epochs N             total epochs (default 10)\n"
     "  --batch N              batch size (default: the model's `train` line, else 128)\n"
     "  --optimizer NAME       sgd, adam or adamw (default: the model's, else sgd)\n"
@@ -112,6 +118,17 @@ static void print_layer_usage(void)
     fputc('\n', stdout);
 }
 
+static const char *const usage_images =
+    "image folders (`cltrain images`):\n"
+    "  --data DIR             required: one subfolder per class (2..10; the folder names are the class names,\n"
+    "                         sorted) of .jpg/.jpeg/.png files; other files and hidden entries are ignored\n"
+    "  --test DIR             evaluate on this folder (the same class folders); else give --validation-split\n"
+    "  --size N               resize every image to N x N pixels (default 32; area averaging, stretched to a\n"
+    "                         square, no cropping)\n"
+    "  --channels 3|1         RGB or grayscale (default 3; alpha is dropped)\n"
+    "  The normalization (per-channel mean and std) is computed from the training images and stored in the\n"
+    "  checkpoint, with the size, channels and class names: eval and predict resize new images the same way.\n";
+
 static const char *const usage_eval =
     "usage: cltrain eval --checkpoint FILE [--data PATH] [--batch N] [--device SPEC] [--tune MODE] [--verbose]\n"
     "\n"
@@ -119,12 +136,17 @@ static const char *const usage_eval =
     "training). Prints loss, accuracy, per-class metrics, the confusion matrix and a `final:` line.\n";
 
 static const char *const usage_predict =
-    "usage: cltrain predict --checkpoint FILE [--top K] [--device SPEC] [--tune MODE] IMAGE...\n"
+    "usage: cltrain predict --checkpoint FILE [--top K | --csv] [--device SPEC] [--tune MODE] IMAGE...\n"
     "\n"
-    "Classifies images. An IMAGE is a binary PPM (P6, for 3-channel models) or PGM (P5, for 1-channel models)\n"
-    "of exactly the model's input size (no resizing is done), or a record file in CIFAR-10's layout (records of\n"
-    "1 label byte + the pixels, channel by channel), like test_batch.bin. Prints one line per image: the\n"
-    "predicted class and its probability, then the next K-1 (default --top 3).\n";
+    "Classifies images. (With a `cltrain table` checkpoint the arguments are CSV or .npy tables of the\n"
+    "training file's columns instead, and the output is always CSV: file, row, then the predicted class and\n"
+    "every class's probability, or the regression value.) An IMAGE is a JPEG or PNG file of any size (resized to the model's input as\n"
+    "`cltrain images` does: area averaging, stretched to a square), a binary PPM (P6, for 3-channel models)\n"
+    "or PGM (P5, for 1-channel models) of exactly the model's input size, or a record file in CIFAR-10's\n"
+    "layout (records of 1 label byte + the pixels, channel by channel), like test_batch.bin. Prints one line\n"
+    "per image: the predicted class and its probability, then the next K-1 (default --top 3); with --csv,\n"
+    "a CSV table instead: a header `file,predicted,CLASS...`, then one row per image with the probability\n"
+    "of every class.\n";
 
 static const char *const usage_devices =
     "usage: cltrain devices\n"
@@ -231,22 +253,38 @@ static int cmd_train(const char *dataset, int argc, char **argv)
                         .augment = -1, .nesterov = -1, .limit = -1, .tune = -1, .seed = -1, .lr = NAN, .momentum = NAN,
                         .weight_decay = NAN, .label_smoothing = NAN};
     argp p = {.argc = argc, .argv = argv, .cmd = dataset, .i = 1};
-    const char *what = !strcmp(dataset, "cifar10") ? "CIFAR-10" : !strcmp(dataset, "mnist") ? "MNIST" : "Fashion-MNIST";
+    int images = !strcmp(dataset, "images");
+    const char *what = !strcmp(dataset, "cifar10") ? "CIFAR-10" : !strcmp(dataset, "mnist") ? "MNIST"
+                       : images ? "a folder of JPEG/PNG images sorted by class" : "Fashion-MNIST";
     const char *datapath = !strcmp(dataset, "cifar10")
                                ? "cifar-10-binary.tar.gz (read as it is), the cifar-10-batches-bin folder or its parent"
-                               : "the folder of the IDX files (plain or .gz), or one of them";
+                           : images ? "the folder of class folders (one per class, JPEG/PNG files)"
+                                    : "the folder of the IDX files (plain or .gz), or one of them";
     const char *lastdir =
         !strcmp(dataset, "fashion-mnist") ? ",\n                         /usr/share/datasets/fashion-mnist" : "";
+    o.test_dir = NULL;
+    o.image_size = o.image_channels = o.early_stop = -1;
+    o.validation_split = NAN;
     for (; p.i < argc && !p.bad; p.i++) {
         const char *a = argv[p.i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf(usage_train, dataset, what, datapath, dataset, dataset, lastdir,
-                   !strcmp(dataset, "cifar10") ? "on for CIFAR-10" : "off");
+                   !strcmp(dataset, "cifar10") ? "on for CIFAR-10" : images ? "on for image folders" : "off");
             print_layer_usage();
             fputs(usage_train_tail, stdout);
+            if (images) fputs(usage_images, stdout);
             return 0;
         }
         if (opt_is(&p, "--data", 1)) o.data_dir = p.val;
+        else if (opt_is(&p, "--validation-split", 1)) parse_float(&p, "--validation-split", 0, 1, 1, &o.validation_split);
+        else if (opt_is(&p, "--early-stop", 1)) parse_int(&p, "--early-stop", 1, 1024, &o.early_stop);
+        else if (images && opt_is(&p, "--test", 1)) o.test_dir = p.val;
+        else if (images && opt_is(&p, "--size", 1)) parse_int(&p, "--size", 1, TOOL_IMAGE_MAX_SIZE, &o.image_size);
+        else if (images && opt_is(&p, "--channels", 1)) {
+            if (strcmp(p.val, "1") && strcmp(p.val, "3"))
+                return usage_error(dataset, "--channels: '%s' is not 1 or 3", p.val);
+            o.image_channels = p.val[0] - '0';
+        }
         else if (opt_is(&p, "--model", 1)) o.model = p.val;
         else if (opt_is(&p, "--epochs", 1)) parse_int(&p, "--epochs", 1, 1024, &o.epochs);
         else if (opt_is(&p, "--batch", 1)) parse_int(&p, "--batch", 1, 65536, &o.batch);
@@ -284,6 +322,11 @@ static int cmd_train(const char *dataset, int argc, char **argv)
     }
     if (p.bad) return 2;
     if (o.resume && o.overwrite) return usage_error(dataset, "%s", "--resume and --overwrite contradict each other");
+    if (!isnan(o.validation_split) && !(o.validation_split > 0))
+        return usage_error(dataset, "%s", "--validation-split: give a fraction above 0 and below 1");
+    if (images && !o.data_dir) return usage_error(dataset, "%s", "--data DIR (the folder of class folders) is required");
+    if (o.test_dir && !isnan(o.validation_split))
+        return usage_error(dataset, "%s", "--test and --validation-split contradict each other (give one)");
     return cli_train(&o);
 }
 
@@ -309,13 +352,18 @@ static int cmd_eval(int argc, char **argv)
     }
     if (p.bad) return 2;
     if (!ckpt) return usage_error("eval", "%s", "--checkpoint FILE is required");
+    if (tool_table_checkpoint(ckpt)) {
+        fprintf(stderr, "cltrain: error: %s is a `cltrain table` checkpoint: evaluate a table with `cltrain table ... "
+                "--test FILE`, or predict its rows with `cltrain predict --checkpoint %s FILE.csv`\n", ckpt, ckpt);
+        return 1;
+    }
     return cli_eval(ckpt, data, device, tune, batch, verbose);
 }
 
 static int cmd_predict(int argc, char **argv)
 {
     const char *ckpt = NULL, *device = NULL;
-    int tune = -1, top = 3;
+    int tune = -1, top = 3, csv = 0;
     char **files = calloc((size_t)argc + 1, sizeof *files);
     int nfiles = 0, rc;
     if (!files) {
@@ -338,6 +386,7 @@ static int cmd_predict(int argc, char **argv)
         else if (opt_is(&p, "--device", 1)) device = p.val;
         else if (opt_is(&p, "--tune", 1)) parse_choice(&p, "--tune", tune_names, 4, &tune);
         else if (opt_is(&p, "--top", 1)) parse_int(&p, "--top", 1, 10, &top);
+        else if (opt_is(&p, "--csv", 0)) csv = 1;
         else if (a[0] == '-' && a[1]) {
             free(files);
             return usage_error("predict", "unknown option '%s'", a);
@@ -346,7 +395,8 @@ static int cmd_predict(int argc, char **argv)
     if (p.bad) rc = 2;
     else if (!ckpt) rc = usage_error("predict", "%s", "--checkpoint FILE is required");
     else if (!nfiles) rc = usage_error("predict", "%s", "no IMAGE given");
-    else rc = cli_predict(ckpt, device, tune, top, nfiles, files);
+    else if (tool_table_checkpoint(ckpt)) rc = tool_table_predict(ckpt, device, tune, nfiles, files);
+    else rc = cli_predict(ckpt, device, tune, csv ? -1 : top, nfiles, files);
     free(files);
     return rc;
 }
@@ -443,11 +493,12 @@ int main(int argc, char **argv)
     }
     int sargc = argc - 1;
     char **sargv = argv + 1;
-    if (!strcmp(cmd, "cifar10") || !strcmp(cmd, "mnist") || !strcmp(cmd, "fashion-mnist")) {
+    if (!strcmp(cmd, "cifar10") || !strcmp(cmd, "mnist") || !strcmp(cmd, "fashion-mnist") || !strcmp(cmd, "images")) {
         /* Under mpirun each process is one rank of a data-parallel run (tools/dist.c). */
         if (dist_init(&argc, &argv)) return 1;
         return dist_exit(cmd_train(cmd, sargc, sargv));
     }
+    if (!strcmp(cmd, "table")) return tool_cmd_table(sargc, sargv);
     if (!strcmp(cmd, "eval")) return cmd_eval(sargc, sargv);
     if (!strcmp(cmd, "predict")) return cmd_predict(sargc, sargv);
     if (!strcmp(cmd, "devices")) return cmd_devices(sargc, sargv);

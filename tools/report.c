@@ -233,7 +233,7 @@ static void svg_panel(FILE *f, double x0, double y0, double w, double hgt, const
     fprintf(f, "<text transform=\"translate(%.1f,%.1f) rotate(-90)\" text-anchor=\"middle\" font-size=\"12\">%s</text>\n",
             x0 - 44, y0 + hgt / 2, ylabel);
     const char *colors[2] = {"#1f77b4", "#d62728"};
-    const char *labels[2] = {"train", "test"};
+    const char *labels[2] = {"train", cli_plot_eval_label};
     for (int s = 0; s < 2; s++) {
         fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", colors[s]);
         for (int i = 0; i < n; i++) {
@@ -265,6 +265,8 @@ static void xml_escaped(FILE *f, const char *s)
         else fputc(*s, f);
     }
 }
+
+const char *cli_plot_eval_label = "test";
 
 int cli_write_plot(const char *path, const tool_epoch_metrics *h, int n, const char *title, char *err)
 {

@@ -85,6 +85,63 @@ void tool_data_howto(const char *dataset, const char *dir, char *buf, size_t len
 /* "CIFAR-10", "MNIST", "Fashion-MNIST". */
 const char *tool_data_title(const char *dataset);
 
+/* Image folders (tools/images.c): JPEG through libjpeg(-turbo), PNG through libpng. */
+#define TOOL_IMAGE_MAX_SIDE 30000        /* pixels per side a header may claim */
+#define TOOL_IMAGE_MAX_PIXELS 100000000  /* and pixels in all */
+#define TOOL_IMAGE_MAX_SIZE 512          /* the largest --size */
+/* .jpg, .jpeg or .png, in any case. */
+int tool_is_image_name(const char *name);
+/* Area resampling of an interleaved (h,w,ch) image into a planar (ch,size,size) one (stretched, not cropped). */
+void tool_resize_area(const uint8_t *src, int w, int h, int ch, int size, uint8_t *dst);
+/* Decodes one JPEG or PNG file (told apart by its signature, not its name) as `channels` (1: gray, 3: RGB; alpha
+ * dropped, 16-bit cut to 8) and resizes it into dst (channels*size*size bytes, CHW). The size its header claims is
+ * checked (TOOL_IMAGE_MAX_*) before any pixel memory is allocated; libjpeg's warnings about corrupt or truncated
+ * data are errors. */
+int tool_read_image(const char *path, int size, int channels, uint8_t *dst, char *err);
+/* `dir` holds one folder per class (2..10, hidden ones skipped, sorted by name: class k is the k-th name) of
+ * .jpg/.jpeg/.png files (other files ignored); every image is decoded and resized to size x size. Images are
+ * ordered round-robin over the classes: the first file (by name) of every class, then the second, ... A class folder without images, a folder name over 31 bytes or any image that
+ * does not decode is an error naming the file. */
+int tool_load_image_folder(const char *dir, int size, int channels, tool_dataset *out, char *err);
+/* Moves the last fraction `frac` (0 < frac < 1) of d's samples, in their order, into *val (Keras' validation_split);
+ * with per_class, the last fraction of each class's samples instead. Both parts keep their order. */
+int tool_dataset_split(tool_dataset *d, double frac, int per_class, tool_dataset *val, char *err);
+
+/* ------------------------------------------------------------------------------------------ tables */
+
+#define TOOL_TABLE_MAX_COLS 100000       /* columns of a CSV header or .npy array */
+#define TOOL_TABLE_MAX_CATEGORIES 1000   /* distinct values of a categorical column */
+#define TOOL_TABLE_MAX_BYTES (4LL << 30) /* size of a table file */
+
+/* Rows x columns of doubles (row-major) with column names; a categorical column holds the index of its value in
+ * cats[c] (ncat[c] sorted strings; ncat[c] == 0 for a numeric column). */
+typedef struct tool_table {
+    int rows, cols;
+    double *v;
+    char (*names)[64];
+    int *ncat;
+    char ***cats;
+} tool_table;
+int tool_table_alloc(tool_table *t, int rows, int cols, char *err);
+void tool_table_free(tool_table *t);
+/* Index of the column `name`, or -1. */
+int tool_table_find(const tool_table *t, const char *name);
+/* A CSV file with a header row of unique names (tools/table.c): quoted fields, CRLF and a UTF-8 BOM are
+ * understood, blank lines skipped. Columns named in `categorical` keep their text as categories; so does `target`
+ * (may be NULL) when it holds any cell that is not a number; with need_target a header without it is an error. Every other cell must be a finite number: an empty,
+ * non-numeric, NaN or Inf cell, a row with another number of fields than the header (ragged), an empty file, a
+ * header without rows or more than TOOL_TABLE_MAX_COLS columns is an error naming the file, line and column. */
+int tool_read_csv(const char *path, int ncat, const char *const *categorical, const char *target, int need_target,
+                  tool_table *t, char *err);
+/* NumPy (tools/npy.c): a 1-D or 2-D C-order array of float32/float64 or a little-endian integer type (columns named
+ * "0", "1", ...); another dtype, Fortran order, a shape that disagrees with the data size or a NaN/Inf value is
+ * refused naming the file. tool_parse_npy reads an image in memory (`name` for messages). */
+int tool_parse_npy(const char *name, const unsigned char *b, size_t len, tool_table *t, char *err);
+int tool_read_npy(const char *path, tool_table *t, char *err);
+/* An .npz archive (read with libzip: stored or deflated members) of exactly two arrays: `target` (1-D) into *y
+ * and the other one (the features) into *x, with the same number of rows. */
+int tool_read_npz(const char *path, const char *target, tool_table *x, tool_table *y, char *err);
+
 /* ------------------------------------------------------------------------------------------ checkpoints */
 
 typedef struct tool_epoch_metrics {
@@ -182,5 +239,12 @@ int tool_tune_list(const char *device);
 int tool_bench_step(int argc, char **argv);
 /* `cltrain doctor`: checks drivers, devices, the cache folder and data sets (tools/doctor.c). */
 int tool_cmd_doctor(int argc, char **argv);
+
+/* `cltrain table` (tools/table_cmd.c). */
+int tool_cmd_table(int argc, char **argv);
+/* 1 if `path` is a checkpoint written by `cltrain table` (then predict goes to tool_table_predict, which writes a
+ * CSV of probabilities or values for every row of the CSV/NPY files). */
+int tool_table_checkpoint(const char *path);
+int tool_table_predict(const char *path, const char *device, int tune, int nfiles, char **files);
 
 #endif

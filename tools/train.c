@@ -70,6 +70,10 @@ static void on_sigint(int sig)
  * says which place, for messages ("" for --data). */
 static int resolve_data_dir(const char *dataset, const char *given, char *dir, size_t len, char *origin, char *err)
 {
+    /* Image folders have no default place: they are the user's own. */
+    if (!strcmp(dataset, "images") && !given)
+        return tool_fail(err, CLT_ERR_INVALID, "images: give --data DIR, a folder with one folder of JPEG/PNG images "
+                         "per class");
     return tool_data_find(dataset, given, dir, len, origin, 96, err);
 }
 
@@ -84,6 +88,73 @@ static int load_dataset(const char *dataset, const char *dir, int train, tool_da
 {
     memset(ds, 0, sizeof *ds);
     return tool_load_data(dataset, dir, train, ds, err);
+}
+
+/* Class names of two image folders must agree, or a class index would mean different things. */
+static int same_classes(const tool_dataset *a, const char *adir, const tool_dataset *b, const char *bdir, char *err)
+{
+    int same = a->classes == b->classes;
+    for (int k = 0; same && k < a->classes; k++) same = !strcmp(a->class_names[k], b->class_names[k]);
+    if (same) return 0;
+    return tool_fail(err, CLT_ERR_FORMAT, "%s has %d class folders (%s, ...) but %s has %d (%s, ...): the class folders "
+                     "must have the same names", adir, a->classes, a->class_names[0], bdir, b->classes,
+                     b->class_names[0]);
+}
+
+/* The training set and the one evaluated after every epoch: the dataset's test set, the folder of --test, or the
+ * last --validation-split of the training data (per class for image folders). `dm`: the resumed run's data
+ * settings (image size and channels), else NULL. */
+static int load_train_test(const cli_train_opts *o, const char *dir, const cli_data_meta *dm, tool_dataset *train,
+                           tool_dataset *test, char *err)
+{
+    int images = !strcmp(o->dataset, "images"), split = !isnan(o->validation_split);
+    memset(train, 0, sizeof *train);
+    memset(test, 0, sizeof *test);
+    if (images) {
+        int size = dm ? dm->h : o->image_size > 0 ? o->image_size : 32;
+        int ch = dm ? dm->c : o->image_channels > 0 ? o->image_channels : 3;
+        if (!o->test_dir && !split)
+            return tool_fail(err, CLT_ERR_INVALID, "images: give --test DIR (a folder of the same class folders) or "
+                             "--validation-split F (the last fraction of each class is held out)");
+        int st = tool_load_image_folder(dir, size, ch, train, err);
+        if (!st && o->test_dir) st = tool_load_image_folder(o->test_dir, size, ch, test, err);
+        if (!st && o->test_dir) st = same_classes(train, dir, test, o->test_dir, err);
+        else if (!st) st = tool_dataset_split(train, o->validation_split, 1, test, err);
+        return st;
+    }
+    int st = load_dataset(o->dataset, dir, 1, train, err);
+    if (!st && split) return tool_dataset_split(train, o->validation_split, 0, test, err);
+    return st ? st : load_dataset(o->dataset, dir, 0, test, err);
+}
+
+/* Host copy of every state tensor with its optimizer slots: the weights of the best epoch (--early-stop). */
+typedef struct state_copy {
+    float *v;
+    size_t n;
+} state_copy;
+
+static int state_copy_take(clt_graph *g, state_copy *c, int restore)
+{
+    size_t need = 0;
+    for (int i = 0; i < clt_graph_state_count(g); i++) need += 3 * clt_tensor_numel(clt_graph_state_tensor(g, i, NULL));
+    if (!c->v) {
+        if (!(c->v = malloc(need * sizeof(float) + 1))) return fail("out of host memory");
+        c->n = need;
+    }
+    float *p = c->v;
+    for (int i = 0; i < clt_graph_state_count(g); i++) {
+        int tr;
+        clt_tensor *t = clt_graph_state_tensor(g, i, &tr);
+        size_t cnt = clt_tensor_numel(t);
+        int st = restore ? clt_tensor_write(g, t, p, cnt) : clt_tensor_read(g, t, 0, p, cnt);
+        for (int s = 0; tr && s < 2 && st >= 0; s++)
+            st = restore ? clt_tensor_write_slot(g, t, s, p + (s + 1) * cnt, cnt)
+                         : clt_tensor_read_slot(g, t, s, p + (s + 1) * cnt, cnt);
+        if (st < 0) return fail("%s the best epoch's weights: %s", restore ? "restoring" : "keeping",
+                                clt_errmsg(clt_graph_context(g)));
+        p += 3 * cnt;
+    }
+    return 0;
 }
 
 /* Per-channel mean and standard deviation of pixel/255 over the first n images. Integer sums make it
@@ -635,6 +706,7 @@ int cli_train(const cli_train_opts *o)
     pipeline pl = {0};
     float *statebuf = NULL;
     int *order = NULL;
+    state_copy best = {0};
     struct sigaction old_sa;
     int sa_set = 0;
 
@@ -773,7 +845,7 @@ int cli_train(const cli_train_opts *o)
         meta->momentum = meta->opt.momentum;
         meta->batch = o->batch > 0 ? o->batch : md.batch > 0 ? md.batch : 128;
         meta->schedule = o->schedule >= 0 ? o->schedule : CLI_SCHED_ONECYCLE;
-        meta->augment = o->augment >= 0 ? o->augment : !strcmp(o->dataset, "cifar10");
+        meta->augment = o->augment >= 0 ? o->augment : !strcmp(o->dataset, "cifar10") || !strcmp(o->dataset, "images");
         meta->limit = o->limit > 0 ? o->limit : 0;
         meta->seed = o->seed >= 0 ? (uint64_t)o->seed : 1;
         meta->epochs_total = o->epochs > 0 ? o->epochs : md.epochs > 0 ? md.epochs : 10;
@@ -783,7 +855,7 @@ int cli_train(const cli_train_opts *o)
     }
 
     /* ---- data */
-    if (load_dataset(o->dataset, dir, 1, &train, err) < 0 || load_dataset(o->dataset, dir, 0, &test, err) < 0) {
+    if (load_train_test(o, dir, resume ? &dm : NULL, &train, &test, err) < 0) {
         data_dir_origin(why, sizeof why, origin);
         fail("%s%s", err, why);
         goto out;
@@ -799,6 +871,14 @@ int cli_train(const cli_train_opts *o)
     if (meta->limit > 0 && meta->limit < ntrain) ntrain = meta->limit;
     if (resume) {
         if (check_data_fits(o->checkpoint, &dm, dir, &train)) goto out;
+        if (!strcmp(o->dataset, "images")) {
+            tool_dataset names = {.classes = dm.classes};
+            memcpy(names.class_names, dm.class_names, sizeof names.class_names);
+            if (same_classes(&names, o->checkpoint, &train, dir, err)) {
+                fail("%s", err);
+                goto out;
+            }
+        }
     } else {
         dm.c = train.c, dm.h = train.h, dm.w = train.w, dm.classes = train.classes;
         memcpy(dm.class_names, train.class_names, sizeof dm.class_names);
@@ -928,6 +1008,13 @@ int cli_train(const cli_train_opts *o)
     }
 
     const int start_epoch_for_timing = meta->epochs_done;
+    int best_epoch = -1;
+    double best_loss = 0;
+    const char *split_name = isnan(o->validation_split) ? "test" : "validation";
+    cli_plot_eval_label = split_name;
+    if (!isnan(o->validation_split) || o->test_dir)
+        printf("evaluating after every epoch on %d %s (reported as test_*)\n", test.n,
+               o->test_dir ? o->test_dir : "held-out validation images");
     while (meta->epochs_done < meta->epochs_total) {
         int epoch = meta->epochs_done; /* 0-based */
         double t0 = cli_now_s();
@@ -1050,6 +1137,28 @@ int cli_train(const cli_train_opts *o)
             if (cli_write_plot(o->plot, meta->history, meta->nhistory, title, err) < 0)
                 note("warning: --plot not written after epoch %d: %s (training continues)", epoch + 1, err);
         }
+        if (o->early_stop > 0) {
+            /* Keras' EarlyStopping(monitor="val_loss", restore_best_weights=True): the weights of the epoch with
+             * the lowest evaluation loss are kept on the host and put back when training ends. */
+            int last = meta->epochs_done == meta->epochs_total;
+            if (best_epoch < 0 || tl < best_loss) {
+                best_loss = tl;
+                best_epoch = epoch;
+                if (!last && state_copy_take(tr.g, &best, 0)) goto out;
+            } else if (epoch - best_epoch >= o->early_stop || last) {
+                if (state_copy_take(tr.g, &best, 1)) goto out;
+                if (!last)
+                    printf("early stop: the %s loss has not improved for %d epochs; restoring the weights of epoch "
+                           "%d (loss %.4f)\n", split_name, epoch - best_epoch, best_epoch + 1, best_loss);
+                else
+                    printf("early stop: restoring the weights of epoch %d (lowest %s loss %.4f)\n", best_epoch + 1,
+                           split_name, best_loss);
+                if (evaluate(ctx, &tr, &test, &dm, &pl, &last_test_loss, &last_test_acc, &prog)) goto out;
+                meta->epochs_total = meta->epochs_done;
+                if (o->checkpoint && checkpoint_save(o->checkpoint, tr.g, meta, &dm)) goto out;
+                break;
+            }
+        }
     }
     if (!evaluated) {
         /* Resumed a finished run: report the stored weights. */
@@ -1079,6 +1188,7 @@ out:
     clt_context_destroy(ctx);
     free(statebuf);
     free(order);
+    free(best.v);
     clt_model_destroy(model);
     clt_checkpoint_close(ck);
     free(ckmeta);
@@ -1125,7 +1235,14 @@ int cli_eval(const char *path, const char *data_dir, const char *device, int tun
         fail("%s", err);
         goto out;
     }
-    if (load_dataset(dataset, dir, 0, &test, err) < 0) {
+    int lst = !strcmp(dataset, "images") ? tool_load_image_folder(dir, dm.h, dm.c, &test, err)
+                                         : load_dataset(dataset, dir, 0, &test, err);
+    if (lst >= 0 && !strcmp(dataset, "images")) {
+        tool_dataset names = {.classes = dm.classes};
+        memcpy(names.class_names, dm.class_names, sizeof names.class_names);
+        lst = same_classes(&names, path, &test, dir, err);
+    }
+    if (lst < 0) {
         data_dir_origin(why, sizeof why, origin);
         fail("%s%s", err, why);
         goto out;
@@ -1213,6 +1330,25 @@ static int read_images(const char *path, const cli_data_meta *dm, pimage **imgs,
     unsigned char magic[2] = {0, 0};
     size_t got = fread(magic, 1, 2, f);
     int rc = 1;
+    if (got == 2 && ((magic[0] == 0xFF && magic[1] == 0xD8) || (magic[0] == 0x89 && magic[1] == 'P'))) {
+        /* JPEG or PNG of any size: decoded and resized as the image folders of `cltrain images` are. */
+        uint8_t *pix = malloc(img);
+        if (!pix) fail("out of memory");
+        else if (dm->h != dm->w) fail("%s: the model takes %dx%d images; JPEG/PNG files are resized to square models "
+                                      "only", path, dm->w, dm->h);
+        else if (tool_read_image(path, dm->h, dm->c, pix, err) < 0) fail("%s", err);
+        else {
+            pimage *pi = push_image(imgs, n, cap, pix); /* owns pix from here, freed on failure */
+            pix = NULL;
+            if (!pi) fail("out of memory");
+            else {
+                snprintf(pi->label, sizeof pi->label, "%s", path);
+                rc = 0;
+            }
+        }
+        free(pix);
+        goto done;
+    }
     if (got == 2 && magic[0] == 'P' && (magic[1] == '5' || magic[1] == '6')) {
         int ch = magic[1] == '6' ? 3 : 1, w, h, maxv;
         if (pnm_int(f, &w) || pnm_int(f, &h) || pnm_int(f, &maxv) || w < 1 || h < 1 || maxv < 1 || maxv > 65535) {
@@ -1301,6 +1437,21 @@ done:
     return rc;
 }
 
+/* A CSV field: quoted when it holds a comma, quote or line break. */
+static void csv_field(const char *v)
+{
+    if (!strpbrk(v, ",\"\r\n")) {
+        fputs(v, stdout);
+        return;
+    }
+    putchar('"');
+    for (; *v; v++) {
+        if (*v == '"') putchar('"');
+        putchar(*v);
+    }
+    putchar('"');
+}
+
 int cli_predict(const char *path, const char *device, int tune, int top, int nfiles, char **files)
 {
     int rc = 1;
@@ -1334,6 +1485,15 @@ int cli_predict(const char *path, const char *device, int tune, int top, int nfi
         fail("prediction: %s", clt_errmsg(ctx));
         goto out;
     }
+    int csv = top < 0; /* --csv: one row per image, the probability of every class */
+    if (csv) {
+        printf("file,predicted");
+        for (int j = 0; j < dm.classes; j++) {
+            putchar(',');
+            csv_field(dm.class_names[j]);
+        }
+        putchar('\n');
+    }
     if (top < 1) top = 1;
     if (top > dm.classes) top = dm.classes;
     for (int r = 0; r < nimg; r++) {
@@ -1353,6 +1513,14 @@ int cli_predict(const char *path, const char *device, int tune, int top, int nfi
                     idx[a] = idx[bb];
                     idx[bb] = t;
                 }
+        if (csv) {
+            csv_field(imgs[r].label);
+            putchar(',');
+            csv_field(dm.class_names[idx[0]]);
+            for (int j = 0; j < dm.classes; j++) printf(",%.6f", p[j]);
+            putchar('\n');
+            continue;
+        }
         printf("%s: %s %.4f", imgs[r].label, dm.class_names[idx[0]], p[idx[0]]);
         if (top > 1) {
             printf("  (");
