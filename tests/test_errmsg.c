@@ -217,6 +217,18 @@ static void test_model_checkpoint(clt_context *ctx, const char *dir)
     clt_model *m = NULL, *bad = NULL;
     OBJ_FAILS(clt_model_errmsg(bad), clt_model_parse("dense\n", "bad.model", &bad), "bad.model:1");
     clt_model_destroy(bad);
+    bad = NULL;
+    OBJ_FAILS(clt_model_errmsg(bad), clt_model_preset("no-such-preset", &bad), "no-such-preset: not a preset");
+    clt_model_destroy(bad);
+    bad = NULL;
+    OBJ_CLEARS(clt_model_errmsg(bad), clt_model_preset("mlp", &bad));
+    clt_model_destroy(bad);
+    bad = NULL;
+    OBJ_FAILS(clt_model_errmsg(bad), clt_model_load(NULL, &bad), "name_or_path is NULL");
+    clt_model_destroy(bad);
+    bad = NULL;
+    OBJ_CLEARS(clt_model_errmsg(bad), clt_model_load("mlp", &bad));
+    clt_model_destroy(bad);
     if (clt_model_parse("flatten\ndense classes\n", "tiny.model", &m) != CLT_OK) {
         TU_CHECK(0, "cannot parse the test model: %s", clt_model_errmsg(m));
         clt_model_destroy(m);
