@@ -46,6 +46,19 @@ static void test_context(clt_context *ctx)
     clt_device_info info;
     FAILS(bad, clt_context_device_info(bad, &info), "the context has no device");
     clt_context_destroy(bad);
+    cl_context clc;
+    cl_device_id cld;
+    cl_command_queue clq;
+    bad = NULL;
+    if (TU_OK(ctx, clt_context_cl(ctx, &clc, &cld, &clq))) {
+        FAILS(bad, clt_context_create_from_cl(clc, cld, NULL, &cs, &bad), "context, device and queue are required");
+        clt_context_destroy(bad);
+        bad = NULL;
+        cs.device = NULL;
+        TU_OK(bad, clt_context_create_from_cl(clc, cld, clq, &cs, &bad));
+        TU_CHECK(clt_errmsg(bad)[0] == 0, "message '%s' after clt_context_create_from_cl succeeded", clt_errmsg(bad));
+        clt_context_destroy(bad);
+    }
 
     FAILS(ctx, clt_context_device_info(ctx, NULL), "info is NULL");
     CLEARS(ctx, clt_context_device_info(ctx, &info));
