@@ -9,9 +9,13 @@
  *    exit, abort or print (except progress/tuning lines the caller asked for with `verbose`).
  *  - Messages. After a failure, clt_errmsg(ctx) returns a human-readable message naming what went wrong
  *    (the OpenCL build log for kernel build failures, the offending shapes for shape errors). Every call
- *    that returns a status and takes a context or a graph clears the message when it starts, so the message
- *    always belongs to the last such call: after a successful call clt_errmsg is empty (""). A failure on a
- *    NULL context or graph has no context to hold a message. clt_status_string() names a code.
+ *    that returns a status and takes a context, a graph (tensors go with their graph) or a GEMM benchmark
+ *    (its context) clears the message when it starts, so the message always belongs to the last such call:
+ *    after a successful call clt_errmsg is empty (""). A failure on a NULL context, graph or benchmark has no
+ *    context to hold a message. A clt_model keeps its own message by the same rule (clt_model_errmsg); a
+ *    clt_checkpoint's (clt_checkpoint_errmsg) is that of its open. Functions that take none of these objects
+ *    (clt_lr_schedule, clt_device_count, ...) have no message; clt_file_write_atomic and clt_cache_path_trusted
+ *    write theirs into the caller's buffer. clt_status_string() names a code.
  *  - Ownership. Objects come in create/destroy pairs; destroy functions accept NULL. Tensors belong to their
  *    graph and die with it. Pointers passed in (names, host arrays) are copied or only read during the call.
  *  - Shapes. Tensors are float32, 1 to 4 dimensions, row-major, images in NCHW order. A `shape` argument is

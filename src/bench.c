@@ -58,6 +58,7 @@ static void set_choice(clt_gemm_choice *c, int algo, const clt__gemm_params *p)
 int clt_gemm_tune(clt_context *ctx, const clt_gemm_shape *shape, clt_gemm_choice *out)
 {
     if (!ctx) return CLT_ERR_INVALID;
+    clt__clear_error(ctx);
     if (!out) return clt__err(ctx, CLT_ERR_INVALID, "clt_gemm_tune: out is NULL");
     clt__gemm_args a;
     CLT_TRY(check_shape(ctx, "clt_gemm_tune", shape, &a));
@@ -71,7 +72,9 @@ int clt_gemm_tune(clt_context *ctx, const clt_gemm_shape *shape, clt_gemm_choice
 
 int clt_context_tune_spent(const clt_context *ctx, double *seconds)
 {
-    if (!ctx || !seconds) return CLT_ERR_INVALID;
+    if (!ctx) return CLT_ERR_INVALID;
+    clt__clear_error((clt_context *)ctx); /* the message is not part of the context's logical state */
+    if (!seconds) return clt__err((clt_context *)ctx, CLT_ERR_INVALID, "clt_context_tune_spent: seconds is NULL");
     *seconds = ctx->tune_spent_s;
     return CLT_OK;
 }
@@ -93,6 +96,7 @@ static int make_buffer(clt_gemm_bench *b, cl_mem_flags flags, size_t count, floa
 int clt_gemm_bench_create(clt_context *ctx, const clt_gemm_shape *shape, uint64_t seed, clt_gemm_bench **out)
 {
     if (!ctx) return CLT_ERR_INVALID;
+    clt__clear_error(ctx);
     if (!out) return clt__err(ctx, CLT_ERR_INVALID, "clt_gemm_bench_create: out is NULL");
     *out = NULL;
     clt__gemm_args a;
@@ -141,6 +145,7 @@ void clt_gemm_bench_destroy(clt_gemm_bench *b)
 int clt_gemm_bench_inputs(const clt_gemm_bench *b, const float **a, const float **bm)
 {
     if (!b) return CLT_ERR_INVALID;
+    clt__clear_error(b->ctx);
     if (a) *a = b->ha;
     if (bm) *bm = b->hb;
     return CLT_OK;
@@ -149,6 +154,7 @@ int clt_gemm_bench_inputs(const clt_gemm_bench *b, const float **a, const float 
 int clt_gemm_bench_set_reference(clt_gemm_bench *b, const float *c, size_t count)
 {
     if (!b) return CLT_ERR_INVALID;
+    clt__clear_error(b->ctx);
     if (!c) return clt__err(b->ctx, CLT_ERR_INVALID, "clt_gemm_bench_set_reference: c is NULL");
     if (count != b->nc)
         return clt__err(b->ctx, CLT_ERR_INVALID, "clt_gemm_bench_set_reference: count is %zu, C holds %zu values",
@@ -162,6 +168,7 @@ int clt_gemm_bench_set_reference(clt_gemm_bench *b, const float *c, size_t count
 int clt_gemm_bench_output(const clt_gemm_bench *b, float *c, size_t count)
 {
     if (!b) return CLT_ERR_INVALID;
+    clt__clear_error(b->ctx);
     if (!c) return clt__err(b->ctx, CLT_ERR_INVALID, "clt_gemm_bench_output: c is NULL");
     if (count != b->nc)
         return clt__err(b->ctx, CLT_ERR_INVALID, "clt_gemm_bench_output: count is %zu, C holds %zu values", count,
@@ -250,6 +257,7 @@ int clt_gemm_bench_run(clt_gemm_bench *b, int variant, int reps, clt_gemm_bench_
 {
     if (!b) return CLT_ERR_INVALID;
     clt_context *ctx = b->ctx;
+    clt__clear_error(ctx);
     if (!out) return clt__err(ctx, CLT_ERR_INVALID, "clt_gemm_bench_run: out is NULL");
     if (reps < 1 || reps > MAX_REPS)
         return clt__err(ctx, CLT_ERR_INVALID, "clt_gemm_bench_run: reps must be 1..%d (got %d)", MAX_REPS, reps);
@@ -341,6 +349,7 @@ static int list_one(void *ud, const char *key, const char *value)
 int clt_tune_list(clt_context *ctx, clt_tune_entry_fn fn, void *ud)
 {
     if (!ctx) return CLT_ERR_INVALID;
+    clt__clear_error(ctx);
     if (!fn) return clt__err(ctx, CLT_ERR_INVALID, "clt_tune_list: fn is NULL");
     list_ctx l = {ctx, fn, ud, NULL, 0, 0};
     int rc = clt__tune_foreach(ctx, list_one, &l);

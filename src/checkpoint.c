@@ -168,6 +168,7 @@ int clt_graph_save(clt_graph *g, const char *path, const void *app_meta, size_t 
 {
     if (!g) return CLT_ERR_INVALID;
     clt_context *ctx = g->ctx;
+    clt__clear_error(ctx);
     if (!path || (!app_meta && app_meta_len))
         return clt__err(ctx, CLT_ERR_INVALID, "clt_graph_save: %s is NULL", path ? "app_meta" : "path");
     if (!g->compiled) return clt__err(ctx, CLT_ERR_STATE, "clt_graph_save: compile the graph first");
@@ -658,6 +659,7 @@ static int write_tensors(const clt_checkpoint *ck, clt_graph *g, const int *matc
 int clt_checkpoint_apply(const clt_checkpoint *ck, clt_graph *g)
 {
     if (!g) return CLT_ERR_INVALID;
+    clt__clear_error(g->ctx);
     if (!ck) return clt__err(g->ctx, CLT_ERR_INVALID, "clt_checkpoint_apply: the checkpoint is NULL");
     if (!ck->ok)
         return clt__err(g->ctx, CLT_ERR_STATE, "clt_checkpoint_apply: the checkpoint failed to open: %s", ck->errmsg);

@@ -368,8 +368,12 @@ void clt_context_destroy(clt_context *ctx)
 
 int clt_context_device_info(const clt_context *ctx, clt_device_info *info)
 {
+    if (!ctx) return CLT_ERR_INVALID;
     clt__clear_error((clt_context *)ctx); /* the message is not part of the context's logical state */
-    if (!ctx || !info || !ctx->dev) return CLT_ERR_INVALID;
+    if (!info) return clt__err((clt_context *)ctx, CLT_ERR_INVALID, "clt_context_device_info: info is NULL");
+    if (!ctx->dev)
+        return clt__err((clt_context *)ctx, CLT_ERR_STATE, "clt_context_device_info: the context has no device "
+                        "(its creation failed)");
     *info = ctx->info;
     return CLT_OK;
 }

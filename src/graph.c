@@ -292,6 +292,7 @@ int clt_tensor_set_weight_decay(clt_graph *g, clt_tensor *param, int enabled)
 int clt_tensor_weight_decay(const clt_graph *g, const clt_tensor *param, int *enabled)
 {
     if (!g) return CLT_ERR_INVALID;
+    clt__clear_error(g->ctx);
     if (!enabled) return clt__err(g->ctx, CLT_ERR_INVALID, "clt_tensor_weight_decay: enabled is NULL");
     CLT_TRY(find_tensor((clt_graph *)g, param, "clt_tensor_weight_decay"));
     if (param->kind != CLT__PARAM)

@@ -15,6 +15,7 @@ void clt_load_default_settings(clt_load_settings *s)
 
 int clt_checkpoint_build(const clt_checkpoint *ck, clt_context *ctx, const clt_load_settings *s, clt_graph **out)
 {
+    clt__clear_error(ctx);
     if (!out) return ctx ? clt__err(ctx, CLT_ERR_INVALID, "clt_checkpoint_build: out is NULL") : CLT_ERR_INVALID;
     *out = NULL;
     if (!ctx) return CLT_ERR_INVALID;
@@ -62,6 +63,7 @@ int clt_graph_load(clt_context *ctx, const char *path, const clt_load_settings *
 {
     if (out) *out = NULL;
     if (!ctx) return CLT_ERR_INVALID;
+    clt__clear_error(ctx);
     clt_checkpoint *ck = NULL;
     int st = clt_checkpoint_open(path, &ck);
     if (st) st = clt__err(ctx, st, "%s", ck ? clt_checkpoint_errmsg(ck) : "out of host memory");
@@ -75,6 +77,7 @@ int clt_graph_model_tensors(const clt_graph *g, clt_tensor **input, clt_tensor *
     if (input) *input = NULL;
     if (logits) *logits = NULL;
     if (!g) return CLT_ERR_INVALID;
+    clt__clear_error(g->ctx);
     if (clt__graph_model(g, NULL, NULL, NULL, input, logits) < 0)
         return clt__err(g->ctx, CLT_ERR_STATE, "no model was built on this graph (clt_model_build)");
     return CLT_OK;

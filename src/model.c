@@ -389,8 +389,14 @@ const char *clt_model_preset_name(int i)
 
 int clt_model_get_train_defaults(const clt_model *m, clt_model_train_defaults *d)
 {
-    if (!m || !d) return CLT_ERR_INVALID;
-    if (!m->text) return CLT_ERR_STATE;
+    if (!m) return CLT_ERR_INVALID;
+    if (!m->text) return CLT_ERR_STATE; /* the message stays the parse error, which says why */
+    clt_model *mw = (clt_model *)m;     /* the message is not part of the model's logical state */
+    mw->errmsg[0] = 0;
+    if (!d) {
+        snprintf(mw->errmsg, sizeof mw->errmsg, "clt_model_get_train_defaults: d is NULL");
+        return CLT_ERR_INVALID;
+    }
     *d = m->train;
     return CLT_OK;
 }
