@@ -278,6 +278,9 @@ int clt__graph_model(const clt_graph *g, const char **text, int in[3], int *clas
 /* clt_checkpoint_open on `len` bytes in memory (`name` in messages), with the same checks (checkpoint.c); for
  * fuzz targets and tests that link the library's objects. */
 int clt__checkpoint_open_mem(const void *data, size_t len, const char *name, clt_checkpoint **out);
+/* The same with a key for an encrypted file (NULL: refused as clt_checkpoint_open refuses it). */
+int clt__checkpoint_open_mem_key(const void *data, size_t len, const char *name, const unsigned char *key,
+                                 clt_checkpoint **out);
 
 /* Graph building helpers for ops (graph.c). All set the error message on failure. */
 int clt__check_building(clt_graph *g, const char *op);

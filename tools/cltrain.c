@@ -23,6 +23,7 @@ static const char *const usage_main =
     "  bench            time the ops and a training step (see cltrain bench --help)\n"
     "  tune             tune kernels for a device (see cltrain tune --help)\n"
     "  doctor           check drivers, devices, caches and data sets; print a fix for each problem\n"
+    "  keygen           write a new random key for encrypted checkpoints\n"
     "\n"
     "options:\n"
     "  -h, --help       this help; `cltrain <command> --help` describes a command\n"
@@ -35,6 +36,7 @@ static const char *const usage_main =
     "  CLTRAIN_DEVICE     default device (see --device)\n"
     "  CLTRAIN_CACHE_DIR  folder of the tuning and kernel caches (default ~/.cache/cltrain)\n"
     "  CLTRAIN_KERNEL_DIR load kernels from this folder instead of the built-in copies\n"
+    "  CLTRAIN_KEY_FILE   key file of encrypted checkpoints when a command has no --key-file\n"
     "\n"
     "The last line a training or eval command prints is a summary for scripts:\n"
     "  final: epochs=10 test_acc=0.6512 test_loss=1.0200 train_images_per_s=1234.5 seconds=456.7\n"
@@ -72,6 +74,9 @@ static const char *const usage_train =
     "                         afresh if FILE does not exist yet); the stored settings are used, --epochs may\n"
     "                         raise the total\n"
     "  --overwrite            replace an existing checkpoint instead of refusing (never a non-checkpoint file)\n"
+    "  --key-file KEY         write the checkpoint encrypted with KEY (cltrain keygen) and read it with KEY\n"
+    "                         (default $CLTRAIN_KEY_FILE)\n"
+    "  --encrypt              refuse to run without a key (checkpoints are encrypted whenever a key is given)\n"
     "  --log FILE             write one JSON object per epoch (rewritten after every epoch)\n"
     "  --plot FILE.svg        write learning curves (loss and accuracy, train and test) as SVG\n"
     "  --verbose              more detail (memory use, tuning decisions)\n"
@@ -107,12 +112,14 @@ static void print_layer_usage(void)
 
 static const char *const usage_eval =
     "usage: cltrain eval --checkpoint FILE [--data PATH] [--batch N] [--device SPEC] [--tune MODE] [--verbose]\n"
+    "                    [--key-file KEY]\n"
     "\n"
     "Evaluates a checkpoint on the test set of the dataset it was trained on (the folder defaults as for\n"
-    "training). Prints loss, accuracy, per-class metrics, the confusion matrix and a `final:` line.\n";
+    "training). Prints loss, accuracy, per-class metrics, the confusion matrix and a `final:` line. An encrypted\n"
+    "checkpoint needs its key: --key-file KEY (or CLTRAIN_KEY_FILE).\n";
 
 static const char *const usage_predict =
-    "usage: cltrain predict --checkpoint FILE [--top K] [--device SPEC] [--tune MODE] IMAGE...\n"
+    "usage: cltrain predict --checkpoint FILE [--top K] [--device SPEC] [--tune MODE] [--key-file KEY] IMAGE...\n"
     "\n"
     "Classifies images. An IMAGE is a binary PPM (P6, for 3-channel models) or PGM (P5, for 1-channel models)\n"
     "of exactly the model's input size (no resizing is done), or a record file in CIFAR-10's layout (records of\n"
@@ -434,12 +441,20 @@ int main(int argc, char **argv)
     }
     int sargc = argc - 1;
     char **sargv = argv + 1;
+    /* Commands that read or write checkpoints take --key-file/--encrypt (tools/protect.c). */
+    static const char *const keyed[] = {"cifar10", "mnist", "fashion-mnist", "eval", "predict", "prune",
+                                        "quantize", "export", "generate"};
+    for (size_t i = 0; i < sizeof keyed / sizeof *keyed; i++) {
+        int krc = strcmp(cmd, keyed[i]) ? 0 : tool_protect_args(cmd, &sargc, sargv);
+        if (krc) return krc;
+    }
     if (!strcmp(cmd, "cifar10") || !strcmp(cmd, "mnist") || !strcmp(cmd, "fashion-mnist"))
         return cmd_train(cmd, sargc, sargv);
     if (!strcmp(cmd, "eval")) return cmd_eval(sargc, sargv);
     if (!strcmp(cmd, "predict")) return cmd_predict(sargc, sargv);
     if (!strcmp(cmd, "devices")) return cmd_devices(sargc, sargv);
     if (!strcmp(cmd, "doctor")) return tool_cmd_doctor(sargc, sargv);
+    if (!strcmp(cmd, "keygen")) return tool_cmd_keygen(sargc, sargv);
     if (!strcmp(cmd, "bench"))
         return sargc > 1 && !strcmp(sargv[1], "step") ? tool_bench_step(sargc - 1, sargv + 1) : tool_cmd_bench(sargc, sargv);
     if (!strcmp(cmd, "tune"))

@@ -154,4 +154,22 @@ int tool_bench_step(int argc, char **argv);
 /* `cltrain doctor`: checks drivers, devices, the cache folder and data sets (tools/doctor.c). */
 int tool_cmd_doctor(int argc, char **argv);
 
+/* ---- encryption options (tools/protect.c). */
+/* Takes --key-file KEY (--key-file=KEY) and --encrypt out of a command's arguments (before any "--") and loads
+ * the key (--key-file, else $CLTRAIN_KEY_FILE) through clt_key_load. Returns 0, 2 (bad usage, printed) or 1 (the
+ * key cannot be used, printed). With a key, every checkpoint the command writes is encrypted (--encrypt only
+ * states the intent and requires a key), so an encrypted run never writes a plain copy. */
+int tool_protect_args(const char *cmd, int *argc, char **argv);
+/* The loaded key (CLT_KEY_BYTES), or NULL. */
+const unsigned char *tool_key(void);
+/* 1 if path starts with the encrypted file magic. */
+int tool_file_encrypted(const char *path);
+/* clt_checkpoint_open_key with the loaded key; an encrypted file without a key gets "PATH: encrypted checkpoint:
+ * give its key with --key-file KEY (or CLTRAIN_KEY_FILE=KEY)". 0, or the status with the message in err. */
+int tool_checkpoint_open(const char *path, clt_checkpoint **ck, char *err);
+/* clt_graph_save_ex, encrypted with the loaded key if there is one. */
+int tool_graph_save(clt_graph *g, const char *path, const void *meta, size_t len);
+/* `cltrain keygen --out KEY`. */
+int tool_cmd_keygen(int argc, char **argv);
+
 #endif

@@ -492,7 +492,7 @@ static int checkpoint_open(const char *path, clt_checkpoint **ck, tool_ckpt_meta
     char err[TOOL_ERR_LEN] = "";
     *ck = NULL;
     if (tool_check_regular_file(path, "checkpoint", err) < 0) return fail("%s", err);
-    if (clt_checkpoint_open(path, ck) < 0) return fail("%s", *ck ? clt_checkpoint_errmsg(*ck) : "out of memory");
+    if (tool_checkpoint_open(path, ck, err) < 0) return fail("%s", err);
     tool_ckpt_meta *mm = m ? m : calloc(1, sizeof *mm);
     cli_data_meta d;
     int st = mm ? tool_meta_decode(*ck, path, mm, dm ? dm : &d, err) : tool_fail(err, CLT_ERR_NOMEM, "out of memory");
@@ -515,7 +515,7 @@ static int checkpoint_save(const char *path, clt_graph *g, const tool_ckpt_meta 
     unsigned char *blob = NULL;
     size_t len = 0;
     if (tool_meta_encode(m, dm, &blob, &len, err) < 0) return fail("saving the checkpoint: %s", err);
-    int st = clt_graph_save(g, path, blob, len);
+    int st = tool_graph_save(g, path, blob, len);
     free(blob);
     if (st < 0) return fail("saving the checkpoint after epoch %d: %s", m->epochs_done, clt_errmsg(clt_graph_context(g)));
     return 0;
