@@ -508,6 +508,31 @@ CLT_API int clt_checkpoint_apply(const clt_checkpoint *ck, clt_graph *g);
  * unchanged" in msg (msglen bytes, always NUL-terminated; msg may be NULL). Needs no context. */
 CLT_API int clt_file_write_atomic(const char *path, const void *data, size_t len, char *msg, size_t msglen);
 
+/* ---- pruning: magnitude pruning of the weights of conv2d and dense layers (not biases, batch norm or other
+ * parameters). After clt_graph_prune the graph holds a 0/1 mask of its parameters on the device (allocated once,
+ * by the first call); every clt_graph_step multiplies the gradients by it before the update and the parameters
+ * after it, so pruned weights stay exactly zero through training (their optimizer state is zeroed at pruning).
+ * Checkpoints store no mask: a pruned weight is stored as its zero, and clt_graph_prune keeps every weight that is
+ * already exactly zero pruned, so after loading a pruned checkpoint clt_graph_prune(g, 0, scope) brings its masks
+ * back. (A trained weight that is exactly 0.0f by chance is then pruned too, which changes nothing.) */
+enum clt_prune_scope {
+    CLT_PRUNE_PER_LAYER = 0, /* each weight tensor loses floor(sparsity * its size) values of smallest |w| */
+    CLT_PRUNE_GLOBAL = 1,    /* floor(sparsity * all weights) values of smallest |w| over all of them together */
+};
+/* Prunes a compiled graph: zeroes the chosen weights (ties by position) and installs or replaces the mask; 0 <=
+ * sparsity < 1. CLT_ERR_INVALID for another sparsity or scope or a graph without conv2d/dense weights;
+ * CLT_ERR_STATE before compile. A graph compiled without training is pruned too (no mask is used then). */
+CLT_API int clt_graph_prune(clt_graph *g, float sparsity, int scope);
+/* The weight tensors pruning applies to, in graph order. */
+CLT_API int clt_graph_prune_count(const clt_graph *g);
+typedef struct clt_prune_layer {
+    char name[64];   /* the weight tensor ("conv1.weight") */
+    size_t numel;    /* its values */
+    size_t zeros;    /* how many are exactly zero now */
+} clt_prune_layer;
+/* Fills *out for weight i (0 <= i < clt_graph_prune_count), reading it from the device. */
+CLT_API int clt_graph_prune_layer(clt_graph *g, int i, clt_prune_layer *out);
+
 /* ---- encrypted checkpoints. Protects checkpoint files at rest and in transit (copies, backups, transfers): a
  * file written with a key holds, in the clear, only a 20-byte header ("CLTENC", format version, file kind, chunk
  * size); the whole checkpoint (network text, tensor names, shapes, values, metadata) is inside a libsodium

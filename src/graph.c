@@ -59,6 +59,8 @@ void clt_graph_destroy(clt_graph *g)
     release_mem(&g->slot_arena[1]);
     release_mem(&g->buf_arena);
     if (g->k_optim) clReleaseKernel(g->k_optim);
+    release_mem(&g->prune_mask);
+    if (g->k_prune) clReleaseKernel(g->k_prune);
     free(g->tensors);
     free(g->nodes);
     free(g->contrib);
