@@ -1,5 +1,6 @@
-/* test_protect_cli.c - `cltrain keygen`, --key-file/--encrypt and CLTRAIN_KEY_FILE end to end: exit codes,
- * messages, file modes, and that a refused key or checkpoint leaves every file as it was.
+/* test_protect_cli.c - `cltrain keygen`, --key-file/--encrypt and CLTRAIN_KEY_FILE, and `cltrain prune` end to
+ * end: exit codes, messages, file modes, the sparsity printed and met, and that a refused key, checkpoint or output
+ * leaves every file as it was.
  * usage: test_protect_cli CLTRAIN_BINARY WORKDIR */
 #define _DEFAULT_SOURCE /* realpath */
 #include <stdint.h>
@@ -163,8 +164,47 @@ int main(int argc, char **argv)
         unsigned char *after = slurp("c.ckpt", &al);
         TU_CHECK(after && al == cl && !memcmp(after, ck, cl), "the tampered file was left untouched");
         free(after);
+        ck[cl / 2] ^= 1; /* the good file again, for prune below */
+        if ((f = fopen(cpath, "wb"))) fwrite(ck, 1, cl, f), fclose(f);
     }
     free(ck);
+
+    /* prune: a plain checkpoint, 50% per layer and 70% global, fine-tuned; the output keeps its zeros. */
+    expect(run(NULL, "mnist --data data --model mlp --epochs 2 --batch 32 --tune off --checkpoint p.ckpt"), 0,
+           "final:", "training the checkpoint to prune");
+    expect(run(NULL, "prune --checkpoint p.ckpt --sparsity 0.5 --out p50.ckpt --data data --tune off"), 0,
+           "fc1.weight                  401408 weights     200704 zero  sparsity 0.5000", "prune per layer");
+    TU_CHECK(strstr(g_out, "fc2.weight                    5120 weights       2560 zero  sparsity 0.5000") &&
+             strstr(g_out, "test accuracy: before pruning ") && strstr(g_out, "final: sparsity=0.5000 acc_before="),
+             "prune prints every layer and the accuracies:\n%s", g_out);
+    expect(run(NULL, "prune --checkpoint p.ckpt --sparsity 0.7 --global --fine-tune-epochs 2 --out p70.ckpt "
+                     "--data data --tune off"), 0, "  all                         406528 weights     284569 zero  sparsity 0.7000",
+           "prune global with fine-tuning");
+    TU_CHECK(strstr(g_out, "fine-tune epoch 2/2") && strstr(g_out, "after fine-tuning:\n") &&
+             strstr(strstr(g_out, "after fine-tuning:\n"), "284569 zero"), "fine-tuning keeps the zeros:\n%s", g_out);
+    const char *acc = strstr(g_out, "acc_finetuned=");
+    TU_CHECK(acc && atof(acc + 14) > 0.5, "the fine-tuned toy model still classifies: %s", acc ? acc : "");
+    expect(run(NULL, "prune --checkpoint p70.ckpt --sparsity 0 --out p70b.ckpt --data data --tune off"), 0,
+           "284569 zero", "pruning the output again with sparsity 0 finds its zeros");
+    size_t b1, b2;
+    unsigned char *o1 = slurp("p50.ckpt", &b1);
+    expect(run(NULL, "prune --checkpoint p.ckpt --sparsity 0.5 --out p50.ckpt --data data --tune off"), 1,
+           "--out p50.ckpt already exists: refusing to overwrite it", "prune never overwrites");
+    unsigned char *o2 = slurp("p50.ckpt", &b2);
+    TU_CHECK(o1 && o2 && b1 == b2 && !memcmp(o1, o2, b1), "the existing output is unchanged");
+    free(o1);
+    free(o2);
+    expect(run(NULL, "prune --checkpoint p.ckpt --sparsity 1 --out x.ckpt"), 2, "--sparsity: '1' is not a number in [0, 1)",
+           "sparsity 1");
+    expect(run(NULL, "prune --checkpoint p.ckpt --out x.ckpt"), 2, "--sparsity S is required", "no sparsity");
+    /* Encrypted in, encrypted out; without the key the encrypted input is refused. */
+    expect(run(NULL, "prune --checkpoint c.ckpt --sparsity 0.5 --out ce.ckpt --data data --tune off"), 1,
+           "encrypted checkpoint: give its key", "prune an encrypted checkpoint without the key");
+    expect(run(NULL, "prune --checkpoint c.ckpt --sparsity 0.5 --out ce.ckpt --data data --tune off --key-file k"), 0,
+           "wrote ce.ckpt (encrypted)", "prune with the key");
+    o1 = slurp("ce.ckpt", &b1);
+    TU_CHECK(o1 && b1 > 16 && !memcmp(o1, "CLTENC", 6), "the pruned output of an encrypted checkpoint is encrypted");
+    free(o1);
     free(key);
     free(key2);
     return tu_finish("protect_cli");

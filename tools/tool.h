@@ -169,6 +169,8 @@ int tool_file_encrypted(const char *path);
 int tool_checkpoint_open(const char *path, clt_checkpoint **ck, char *err);
 /* clt_graph_save_ex, encrypted with the loaded key if there is one. */
 int tool_graph_save(clt_graph *g, const char *path, const void *meta, size_t len);
+/* `cltrain prune` (tools/prune.c). */
+int tool_cmd_prune(int argc, char **argv);
 /* `cltrain keygen --out KEY`. */
 int tool_cmd_keygen(int argc, char **argv);
 
