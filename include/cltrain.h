@@ -276,6 +276,14 @@ CLT_API int clt_flatten(clt_graph *g, clt_tensor *x, clt_tensor **out);
  * (1-s) one-hot + s/K. A label out of range makes the forward pass fail with CLT_ERR_INVALID. */
 CLT_API int clt_softmax_cross_entropy(clt_graph *g, clt_tensor *logits, clt_tensor *labels,
                                       float label_smoothing, clt_tensor **out);
+/* Knowledge distillation: student logits (N,K), the teacher's logits (N,K) for the same images (an input the
+ * application fills, e.g. from an evaluation graph of the teacher; no gradient flows into it) and labels (N):
+ * alpha * T^2 * KL(softmax(teacher/T) || softmax(logits/T)) + (1 - alpha) * CE(logits, labels), each summed
+ * over the classes and averaged over the batch (the KL is not averaged over classes; T^2 keeps its gradient's
+ * scale independent of T, as in Hinton et al. 2015). temperature in (0, 1000], alpha in [0, 1]; alpha = 0 is the
+ * plain cross-entropy. A label out of range makes the forward pass fail with CLT_ERR_INVALID. */
+CLT_API int clt_distill_kl(clt_graph *g, clt_tensor *logits, clt_tensor *teacher, clt_tensor *labels,
+                           float temperature, float alpha, clt_tensor **out);
 /* Binary cross-entropy on logits, numerically stable; logits and targets of the same shape, targets in
  * [0,1]; mean over all elements. */
 CLT_API int clt_bce_with_logits(clt_graph *g, clt_tensor *logits, clt_tensor *targets, clt_tensor **out);
