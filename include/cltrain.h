@@ -516,6 +516,12 @@ CLT_API int clt_checkpoint_apply(const clt_checkpoint *ck, clt_graph *g);
  * unchanged" in msg (msglen bytes, always NUL-terminated; msg may be NULL). Needs no context. */
 CLT_API int clt_file_write_atomic(const char *path, const void *data, size_t len, char *msg, size_t msglen);
 
+/* Copies the values of tensor `from` of graph src into the input `to` of graph dst on the device (no host round
+ * trip; queued in order, like every call on the context), e.g. a teacher's logits into a student's input for
+ * clt_distill_kl. Both graphs compiled on the same context; `from` an input, parameter, buffer or kept tensor;
+ * the same number of values (shapes may differ). */
+CLT_API int clt_tensor_copy(clt_graph *dst, clt_tensor *to, clt_graph *src, clt_tensor *from);
+
 /* ---- pruning: magnitude pruning of the weights of conv2d and dense layers (not biases, batch norm or other
  * parameters). After clt_graph_prune the graph holds a 0/1 mask of its parameters on the device (allocated once,
  * by the first call); every clt_graph_step multiplies the gradients by it before the update and the parameters

@@ -20,6 +20,8 @@ typedef struct cli_train_opts {
     float lr, momentum, weight_decay, label_smoothing;
     long long seed;
     const char *device, *checkpoint, *log, *plot;
+    const char *teacher;                   /* --teacher: distill from this checkpoint (tools/distill.c) */
+    float distill_temperature, distill_alpha; /* NaN: defaults 4 and 0.9 */
 } cli_train_opts;
 
 int cli_train(const cli_train_opts *o);

@@ -67,6 +67,11 @@ static const char *const usage_train =
     "                         onecycle (linear warm-up from lr/25 over 30%%, then cosine to 0; default)\n"
     "  --label-smoothing X    cross-entropy label smoothing (default 0)\n"
     "  --seed N               seed of initialization, shuffling, augmentation, dropout (default 1)\n"
+    "  --teacher CKPT         distill from a trained checkpoint of the same data set: loss = alpha*T^2*KL(teacher/T\n"
+    "                         || student/T) + (1-alpha)*cross-entropy, the teacher evaluated on each batch (not\n"
+    "                         stored in the checkpoint: give it again with --resume)\n"
+    "  --distill-temperature T  softmax temperature of distillation (default 4)\n"
+    "  --distill-alpha A      weight of the distillation term, 0..1 (default 0.9)\n"
     "run:\n"
     "  --device SPEC          OpenCL device: index, platform:device, or part of its name (see cltrain devices)\n"
     "  --tune MODE            kernel tuning: off, cached, quick (default), full\n"
@@ -230,7 +235,8 @@ static int cmd_train(const char *dataset, int argc, char **argv)
 {
     cli_train_opts o = {.dataset = dataset, .epochs = -1, .batch = -1, .optimizer = -1, .schedule = -1,
                         .augment = -1, .nesterov = -1, .limit = -1, .tune = -1, .seed = -1, .lr = NAN, .momentum = NAN,
-                        .weight_decay = NAN, .label_smoothing = NAN};
+                        .weight_decay = NAN, .label_smoothing = NAN, .distill_temperature = NAN,
+                        .distill_alpha = NAN};
     argp p = {.argc = argc, .argv = argv, .cmd = dataset, .i = 1};
     const char *what = !strcmp(dataset, "cifar10") ? "CIFAR-10" : !strcmp(dataset, "mnist") ? "MNIST" : "Fashion-MNIST";
     const char *datapath = !strcmp(dataset, "cifar10")
@@ -277,6 +283,10 @@ static int cmd_train(const char *dataset, int argc, char **argv)
         else if (opt_is(&p, "--plot", 1)) o.plot = p.val;
         else if (opt_is(&p, "--limit", 1)) parse_int(&p, "--limit", 1, INT_MAX, &o.limit);
         else if (opt_is(&p, "--label-smoothing", 1)) parse_float(&p, "--label-smoothing", 0, 1, 1, &o.label_smoothing);
+        else if (opt_is(&p, "--teacher", 1)) o.teacher = p.val;
+        else if (opt_is(&p, "--distill-temperature", 1))
+            parse_float(&p, "--distill-temperature", 0.01, 1000, 0, &o.distill_temperature);
+        else if (opt_is(&p, "--distill-alpha", 1)) parse_float(&p, "--distill-alpha", 0, 1, 0, &o.distill_alpha);
         else if (opt_is(&p, "--verbose", 0) || !strcmp(a, "-v")) o.verbose = 1;
         else if (a[0] == '-') return usage_error(dataset, "unknown option '%s'", a);
         else return usage_error(dataset, "unexpected argument '%s'", a);

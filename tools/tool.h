@@ -169,6 +169,17 @@ int tool_file_encrypted(const char *path);
 int tool_checkpoint_open(const char *path, clt_checkpoint **ck, char *err);
 /* clt_graph_save_ex, encrypted with the loaded key if there is one. */
 int tool_graph_save(clt_graph *g, const char *path, const void *meta, size_t len);
+/* ---- the teacher of distillation (tools/distill.c). */
+typedef struct tool_teacher tool_teacher;
+/* Evaluation graphs (batch and, when tail > 0, tail images) of the checkpoint at path on ctx, with the loaded key;
+ * refused unless it was trained on `dataset` with the student's image shape and classes (dm). */
+int tool_teacher_open(clt_context *ctx, const char *path, const char *dataset, const tool_data_meta *dm, int batch,
+                      int tail, tool_teacher **out, char *err);
+/* The teacher's logits for the student's normalized batch x (the tail graph when `tail`), renormalized to the
+ * teacher's statistics if they differ, copied on the device into the student's input. <0: clt_errmsg(ctx). */
+int tool_teacher_run(tool_teacher *t, int tail, const float *x, clt_graph *student, clt_tensor *input);
+void tool_teacher_free(tool_teacher *t);
+
 /* `cltrain prune` (tools/prune.c). */
 int tool_cmd_prune(int argc, char **argv);
 /* `cltrain keygen --out KEY`. */

@@ -295,6 +295,7 @@ static void prep_spec_normalize(prep_spec *spec, const cli_data_meta *dm)
 typedef struct net {
     clt_graph *g;
     clt_tensor *x, *y, *logits, *loss;
+    clt_tensor *teacher; /* the teacher's logits (B,K) when distilling */
     int batch;
 } net;
 
@@ -304,9 +305,10 @@ static void net_free(net *n)
     memset(n, 0, sizeof *n);
 }
 
-/* x (B,C,H,W) -> model -> logits (B,K); with `training` also labels (B) and the loss. */
+/* x (B,C,H,W) -> model -> logits (B,K); with `training` also labels (B) and the loss (with o->teacher the
+ * distillation loss, its teacher logits an input). */
 static int net_build(clt_context *ctx, const clt_model *model, const cli_data_meta *dm, int batch, int training,
-                     const clt_compile_settings *cs, net *n)
+                     const clt_compile_settings *cs, const cli_train_opts *o, net *n)
 {
     memset(n, 0, sizeof *n);
     n->batch = batch;
@@ -320,8 +322,14 @@ static int net_build(clt_context *ctx, const clt_model *model, const cli_data_me
         return fail("model '%s' does not end in (batch, %d) logits", clt_model_name(model), dm->classes);
     if (clt_graph_keep(n->g, n->logits, 0) < 0) return fail("%s", clt_errmsg(ctx));
     if (training) {
+        int ts[2] = {batch, dm->classes};
         if (clt_input(n->g, "labels", 1, ys, &n->y) < 0 ||
-            clt_softmax_cross_entropy(n->g, n->logits, n->y, dm->label_smoothing, &n->loss) < 0)
+            (o && o->teacher
+                 ? clt_input(n->g, "teacher_logits", 2, ts, &n->teacher) < 0 ||
+                       clt_distill_kl(n->g, n->logits, n->teacher, n->y,
+                                      isnan(o->distill_temperature) ? 4.0f : o->distill_temperature,
+                                      isnan(o->distill_alpha) ? 0.9f : o->distill_alpha, &n->loss) < 0
+                 : clt_softmax_cross_entropy(n->g, n->logits, n->y, dm->label_smoothing, &n->loss) < 0))
             return fail("adding the loss: %s", clt_errmsg(ctx));
     }
     clt_compile_settings s = *cs;
@@ -561,6 +569,7 @@ int cli_train(const cli_train_opts *o)
     tool_ckpt_meta *meta = NULL;
     clt_context *ctx = NULL;
     net tr = {0}, tail = {0};
+    tool_teacher *teacher = NULL;
     pipeline pl = {0};
     float *statebuf = NULL;
     int *order = NULL;
@@ -751,8 +760,12 @@ int cli_train(const cli_train_opts *o)
     clt_context_device_info(ctx, &di);
     clt_compile_settings cs;
     run_compile_settings(meta, &cs);
-    if (net_build(ctx, model, &dm, B, 1, &cs, &tr)) goto out;
-    if (tail_n && net_build(ctx, model, &dm, tail_n, 1, &cs, &tail)) goto out;
+    if (net_build(ctx, model, &dm, B, 1, &cs, o, &tr)) goto out;
+    if (tail_n && net_build(ctx, model, &dm, tail_n, 1, &cs, o, &tail)) goto out;
+    if (o->teacher && tool_teacher_open(ctx, o->teacher, o->dataset, &dm, B, tail_n, &teacher, err) < 0) {
+        fail("%s", err);
+        goto out;
+    }
     if (resume && clt_checkpoint_apply(ck, tr.g) < 0) {
         fail("%s", clt_errmsg(ctx));
         goto out;
@@ -780,6 +793,10 @@ int cli_train(const cli_train_opts *o)
            cli_schedule_names[meta->schedule], meta->augment ? "on" : "off", dm.label_smoothing,
            (unsigned long long)meta->seed);
     if (resume) printf("resuming %s after epoch %d\n", o->checkpoint, meta->epochs_done);
+    if (teacher)
+        printf("distillation: teacher %s, temperature %g, alpha %g (the teacher's logits copied on the device)\n",
+               o->teacher, isnan(o->distill_temperature) ? 4.0 : o->distill_temperature,
+               isnan(o->distill_alpha) ? 0.9 : o->distill_alpha);
     if (rem == 1) printf("note: %d images do not fill the last batch; the single image left over is skipped each epoch\n", ntrain);
     if (o->verbose)
         printf("memory: %.1f MiB parameters and state, %.1f MiB activations\n", pbytes / 1048576.0,
@@ -838,6 +855,7 @@ int cli_train(const cli_train_opts *o)
             if (is_tail) st = copy_state(ctx, tr.g, tail.g, statebuf) ? -1 : 0;
             if (st >= 0) st = clt_tensor_write(n->g, n->x, x, (size_t)n->batch * img);
             if (st >= 0) st = clt_tensor_write(n->g, n->y, y, (size_t)n->batch);
+            if (st >= 0 && teacher) st = tool_teacher_run(teacher, is_tail, x, n->g, n->teacher);
             if (st >= 0) st = clt_graph_forward(n->g, 1);
             if (st >= 0) st = clt_graph_backward(n->g, n->loss);
             if (st >= 0) st = clt_graph_step(n->g, lr);
@@ -924,6 +942,7 @@ int cli_train(const cli_train_opts *o)
 out:
     if (sa_set) sigaction(SIGINT, &old_sa, NULL);
     pipeline_stop(&pl);
+    tool_teacher_free(teacher);
     net_free(&tail);
     net_free(&tr);
     clt_context_destroy(ctx);
