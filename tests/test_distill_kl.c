@@ -179,6 +179,37 @@ int main(void)
                  strstr(clt_errmsg(ctx), "alpha 1.5 (must be in [0, 1])"), "alpha: %s", clt_errmsg(ctx));
         clt_graph_destroy(b);
     }
+    /* clt_tensor_copy: a kept tensor of one graph into the input of another, on the device; refusals by text. */
+    {
+        clt_graph *a = NULL, *b = NULL;
+        clt_tensor *ax, *ay, *bx, *bin;
+        int s6[2] = {2, 3}, s5[1] = {5};
+        TU_OK(ctx, clt_graph_create(ctx, &a));
+        TU_OK(ctx, clt_input(a, "ax", 2, s6, &ax));
+        TU_OK(ctx, clt_relu(a, ax, &ay));
+        TU_OK(ctx, clt_graph_keep(a, ay, 0));
+        TU_OK(ctx, clt_graph_compile(a, NULL));
+        TU_OK(ctx, clt_graph_create(ctx, &b));
+        TU_OK(ctx, clt_input(b, "bx", 2, s6, &bx));
+        TU_OK(ctx, clt_input(b, "short", 1, s5, &bin));
+        clt_tensor *by;
+        TU_OK(ctx, clt_relu(b, bx, &by)); /* a graph needs an operation to compile */
+        TU_OK(ctx, clt_graph_compile(b, NULL));
+        float v[6] = {-1, 2, -3, 4, 0.5f, -6}, got[6] = {0};
+        TU_OK(ctx, clt_tensor_write(a, ax, v, 6));
+        TU_OK(ctx, clt_graph_forward(a, 0));
+        TU_OK(ctx, clt_tensor_copy(b, bx, a, ay));
+        TU_OK(ctx, clt_tensor_read(b, bx, 0, got, 6));
+        TU_CHECK(got[0] == 0 && got[1] == 2 && got[3] == 4 && got[4] == 0.5f && got[5] == 0, "copied relu values");
+        TU_CHECK(clt_tensor_copy(b, bin, a, ay) == CLT_ERR_SHAPE && strstr(clt_errmsg(ctx), "holds 6 values, 'short' 5"),
+                 "size mismatch: %s", clt_errmsg(ctx));
+        TU_CHECK(clt_tensor_copy(a, ay, b, bx) == CLT_ERR_INVALID && strstr(clt_errmsg(ctx), "is not an input"),
+                 "into a non-input: %s", clt_errmsg(ctx));
+        TU_CHECK(clt_tensor_copy(b, bx, a, bx) == CLT_ERR_INVALID && strstr(clt_errmsg(ctx), "does not belong"),
+                 "a foreign tensor: %s", clt_errmsg(ctx));
+        clt_graph_destroy(a);
+        clt_graph_destroy(b);
+    }
     clt_context_destroy(ctx);
     return tu_finish("distill_kl");
 }

@@ -205,6 +205,21 @@ int main(int argc, char **argv)
     o1 = slurp("ce.ckpt", &b1);
     TU_CHECK(o1 && b1 > 16 && !memcmp(o1, "CLTENC", 6), "the pruned output of an encrypted checkpoint is encrypted");
     free(o1);
+
+    /* Distillation: the student takes its teacher's logits; an encrypted teacher needs the key. */
+    expect(run(NULL, "mnist --data data --model mlp --epochs 1 --batch 30 --tune off --teacher p.ckpt "
+                     "--distill-temperature 3 --distill-alpha 0.5"), 0,
+           "distillation: teacher p.ckpt, temperature 3, alpha 0.5", "training with a teacher");
+    acc = strstr(g_out, "final: epochs=1 test_acc=");
+    TU_CHECK(acc && atof(acc + 25) > 0.3, "the distilled toy student learns: %s", acc ? acc : g_out);
+    expect(run(NULL, "mnist --data data --model mlp --epochs 1 --tune off --teacher c.ckpt"), 1,
+           "c.ckpt: encrypted checkpoint: give its key", "an encrypted teacher without the key");
+    expect(run(NULL, "mnist --data data --model mlp --epochs 1 --tune off --teacher c.ckpt --key-file k"), 0,
+           "distillation: teacher c.ckpt", "an encrypted teacher with the key");
+    expect(run(NULL, "mnist --data data --model mlp --epochs 1 --tune off --teacher nothere.ckpt"), 1,
+           "nothere.ckpt", "a missing teacher");
+    expect(run(NULL, "mnist --data data --model mlp --epochs 1 --tune off --teacher p.ckpt --distill-alpha 2"), 2,
+           "--distill-alpha", "alpha out of range");
     free(key);
     free(key2);
     return tu_finish("protect_cli");
