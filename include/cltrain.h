@@ -282,6 +282,14 @@ CLT_API int clt_flatten(clt_graph *g, clt_tensor *x, clt_tensor **out);
  * (1-s) one-hot + s/K. A label out of range makes the forward pass fail with CLT_ERR_INVALID. */
 CLT_API int clt_softmax_cross_entropy(clt_graph *g, clt_tensor *logits, clt_tensor *labels,
                                       float label_smoothing, clt_tensor **out);
+/* Knowledge distillation: student logits (N,K), the teacher's logits (N,K) for the same images (an input the
+ * application fills, e.g. from an evaluation graph of the teacher; no gradient flows into it) and labels (N):
+ * alpha * T^2 * KL(softmax(teacher/T) || softmax(logits/T)) + (1 - alpha) * CE(logits, labels), each summed
+ * over the classes and averaged over the batch (the KL is not averaged over classes; T^2 keeps its gradient's
+ * scale independent of T, as in Hinton et al. 2015). temperature in (0, 1000], alpha in [0, 1]; alpha = 0 is the
+ * plain cross-entropy. A label out of range makes the forward pass fail with CLT_ERR_INVALID. */
+CLT_API int clt_distill_kl(clt_graph *g, clt_tensor *logits, clt_tensor *teacher, clt_tensor *labels,
+                           float temperature, float alpha, clt_tensor **out);
 /* Binary cross-entropy on logits, numerically stable; logits and targets of the same shape, targets in
  * [0,1]; mean over all elements. */
 CLT_API int clt_bce_with_logits(clt_graph *g, clt_tensor *logits, clt_tensor *targets, clt_tensor **out);
@@ -615,6 +623,71 @@ CLT_API int clt_checkpoint_apply(const clt_checkpoint *ck, clt_graph *g);
  * unchanged" in msg (msglen bytes, always NUL-terminated; msg may be NULL). Needs no context. */
 CLT_API int clt_file_write_atomic(const char *path, const void *data, size_t len, char *msg, size_t msglen);
 
+/* Copies the values of tensor `from` of graph src into the input `to` of graph dst on the device (no host round
+ * trip; queued in order, like every call on the context), e.g. a teacher's logits into a student's input for
+ * clt_distill_kl. Both graphs compiled on the same context; `from` an input, parameter, buffer or kept tensor;
+ * the same number of values (shapes may differ). */
+CLT_API int clt_tensor_copy(clt_graph *dst, clt_tensor *to, clt_graph *src, clt_tensor *from);
+
+/* ---- pruning: magnitude pruning of the weights of conv2d and dense layers (not biases, batch norm or other
+ * parameters). After clt_graph_prune the graph holds a 0/1 mask of its parameters on the device (allocated once,
+ * by the first call); every clt_graph_step multiplies the gradients by it before the update and the parameters
+ * after it, so pruned weights stay exactly zero through training (their optimizer state is zeroed at pruning).
+ * Checkpoints store no mask: a pruned weight is stored as its zero, and clt_graph_prune keeps every weight that is
+ * already exactly zero pruned, so after loading a pruned checkpoint clt_graph_prune(g, 0, scope) brings its masks
+ * back. (A trained weight that is exactly 0.0f by chance is then pruned too, which changes nothing.) */
+enum clt_prune_scope {
+    CLT_PRUNE_PER_LAYER = 0, /* each weight tensor loses floor(sparsity * its size) values of smallest |w| */
+    CLT_PRUNE_GLOBAL = 1,    /* floor(sparsity * all weights) values of smallest |w| over all of them together */
+};
+/* Prunes a compiled graph: zeroes the chosen weights (ties by position) and installs or replaces the mask; 0 <=
+ * sparsity < 1. CLT_ERR_INVALID for another sparsity or scope or a graph without conv2d/dense weights;
+ * CLT_ERR_STATE before compile. A graph compiled without training is pruned too (no mask is used then). */
+CLT_API int clt_graph_prune(clt_graph *g, float sparsity, int scope);
+/* The weight tensors pruning applies to, in graph order. */
+CLT_API int clt_graph_prune_count(const clt_graph *g);
+typedef struct clt_prune_layer {
+    char name[64];   /* the weight tensor ("conv1.weight") */
+    size_t numel;    /* its values */
+    size_t zeros;    /* how many are exactly zero now */
+} clt_prune_layer;
+/* Fills *out for weight i (0 <= i < clt_graph_prune_count), reading it from the device. */
+CLT_API int clt_graph_prune_layer(clt_graph *g, int i, clt_prune_layer *out);
+
+/* ---- encrypted checkpoints. Protects checkpoint files at rest and in transit (copies, backups, transfers): a
+ * file written with a key holds, in the clear, only a 20-byte header ("CLTENC", format version, file kind, chunk
+ * size); the whole checkpoint (network text, tensor names, shapes, values, metadata) is inside a libsodium
+ * crypto_secretstream_xchacha20poly1305 stream with a random header per file, in authenticated chunks of 64 KiB
+ * with the clear header as additional data. A wrong key, any changed byte, a truncated file, reordered chunks or
+ * bytes after the final chunk are refused (CLT_ERR_FORMAT) before any of it is used. It cannot protect weights in
+ * the memory of a process or device that holds the key (decrypted checkpoints, graphs on the device), and key
+ * management (making, storing, sharing, rotating keys) is the application's. A key is CLT_KEY_BYTES random bytes. */
+#define CLT_KEY_BYTES 32
+/* Writes a new random key (libsodium randombytes_buf) to a new file `path`, mode 0600. An existing file (or a
+ * symbolic link) is never replaced: CLT_ERR_IO "PATH: already exists: refusing to overwrite a key ...". Messages go
+ * to msg (msglen bytes, NUL-terminated; may be NULL). Needs no context. */
+CLT_API int clt_key_generate(const char *path, char *msg, size_t msglen);
+/* Reads a key file into key: a regular file of exactly CLT_KEY_BYTES bytes, owned by the effective user and not
+ * readable or writable by group or others (else CLT_ERR_IO "key file PATH: readable or writable by group or others
+ * (mode 0644); refused: make it private with `chmod 600 PATH`"); a wrong size is CLT_ERR_FORMAT. Needs no context. */
+CLT_API int clt_key_load(const char *path, unsigned char key[CLT_KEY_BYTES], char *msg, size_t msglen);
+
+typedef struct clt_save_settings {
+    const unsigned char *key; /* CLT_KEY_BYTES: write an encrypted checkpoint (mode 0600); NULL (default): plain */
+} clt_save_settings;
+CLT_API void clt_save_default_settings(clt_save_settings *s);
+/* clt_graph_save with settings (s NULL: defaults, the same as clt_graph_save); every rule of clt_graph_save holds.
+ * The plaintext copy of the file in host memory is zeroed before it is freed. */
+CLT_API int clt_graph_save_ex(clt_graph *g, const char *path, const void *app_meta, size_t app_meta_len,
+                              const clt_save_settings *s);
+/* clt_checkpoint_open for a file that may be encrypted: with key (CLT_KEY_BYTES) an encrypted file is
+ * authenticated and decrypted whole, then checked as a plain one; a plain file is read as clt_checkpoint_open
+ * reads it (the key is unused). Without a key (key NULL, and clt_checkpoint_open) an encrypted file is refused
+ * with CLT_ERR_FORMAT "PATH: encrypted checkpoint: it can only be read with its key ...". A wrong key or a
+ * tampered file: CLT_ERR_FORMAT "PATH: encrypted checkpoint: cannot decrypt: wrong key, or the file was modified,
+ * truncated or reordered (chunk I of N fails authentication)". The decrypted bytes are zeroed on close. */
+CLT_API int clt_checkpoint_open_key(const char *path, const unsigned char *key, clt_checkpoint **out);
+
 /* ---------------------------------------------------------------------------------------------- inference */
 
 typedef struct clt_load_settings {
@@ -622,6 +695,7 @@ typedef struct clt_load_settings {
     int training; /* 0 (default): an evaluation graph, no gradients or optimizer memory; 1: a training graph
                    * with the stored optimizer and its state (a loss cannot be added after compile, so training
                    * applications build their own graph from clt_checkpoint_model_text and apply the checkpoint) */
+    const unsigned char *key; /* CLT_KEY_BYTES for an encrypted checkpoint (see clt_checkpoint_open_key); NULL: none */
 } clt_load_settings;
 CLT_API void clt_load_default_settings(clt_load_settings *s);
 
@@ -630,7 +704,8 @@ CLT_API void clt_load_default_settings(clt_load_settings *s);
  * destroys it), NULL on failure; errors in clt_errmsg(ctx). ck is only read and may be closed afterwards. */
 CLT_API int clt_checkpoint_build(const clt_checkpoint *ck, clt_context *ctx, const clt_load_settings *s,
                                  clt_graph **out);
-/* clt_checkpoint_open + clt_checkpoint_build + clt_checkpoint_close; the open's message goes to clt_errmsg(ctx). */
+/* clt_checkpoint_open_key (with s->key) + clt_checkpoint_build + clt_checkpoint_close; the open's message goes to
+ * clt_errmsg(ctx). */
 CLT_API int clt_graph_load(clt_context *ctx, const char *path, const clt_load_settings *s, clt_graph **out);
 /* The input and logits tensors of the model clt_model_build (or clt_graph_load) put on g. CLT_ERR_STATE if none. */
 CLT_API int clt_graph_model_tensors(const clt_graph *g, clt_tensor **input, clt_tensor **logits);

@@ -27,6 +27,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <sodium.h>
+
+#include "crypt.h"
 #include "disk.h"
 #include "internal.h"
 
@@ -61,6 +64,7 @@ struct clt_checkpoint {
     const unsigned char *meta;
     size_t meta_len;
     int ok;              /* opened and verified */
+    int encrypted;       /* data is decrypted plaintext: zeroed before it is freed */
     int n;
     ck_tensor *t;
     char errmsg[CK_ERR_LEN];
@@ -164,7 +168,38 @@ static int put_tensors(clt__buf *b, clt_graph *g, const char *path)
     return st;
 }
 
+void clt_save_default_settings(clt_save_settings *s)
+{
+    if (s) memset(s, 0, sizeof *s);
+}
+
+/* The whole plaintext file (body + CRC) encrypted with key, written atomically as one part, mode 0600. */
+static int write_encrypted(clt_context *ctx, const char *path, clt__buf *b, const unsigned char *tail,
+                           const unsigned char *key)
+{
+    clt__buf_put(b, tail, 4);
+    if (b->oom) return clt__err(ctx, CLT_ERR_NOMEM, "clt_graph_save: out of host memory");
+    unsigned char *c = NULL;
+    size_t clen = 0;
+    char err[CK_ERR_LEN] = "";
+    int st = clt__encrypt(key, CLT__ENC_KIND_CHECKPOINT, CLT__ENC_CHUNK, b->p, b->len, &c, &clen, err, sizeof err);
+    if (st) return clt__err(ctx, st, "%s: not saved: encrypting failed (%s); the old file, if any, is unchanged", path, err);
+    clt__remove_stale_tmp(path);
+    const void *parts[1] = {c};
+    size_t lens[1] = {clen};
+    st = clt__atomic_write(path, parts, lens, 1, 0600, err, sizeof err);
+    free(c);
+    if (st) return clt__err(ctx, st, "%s", err);
+    return CLT_OK;
+}
+
 int clt_graph_save(clt_graph *g, const char *path, const void *app_meta, size_t app_meta_len)
+{
+    return clt_graph_save_ex(g, path, app_meta, app_meta_len, NULL);
+}
+
+int clt_graph_save_ex(clt_graph *g, const char *path, const void *app_meta, size_t app_meta_len,
+                      const clt_save_settings *s)
 {
     if (!g) return CLT_ERR_INVALID;
     clt_context *ctx = g->ctx;
@@ -210,6 +245,12 @@ int clt_graph_save(clt_graph *g, const char *path, const void *app_meta, size_t 
     uint32_t crc = crc_of((const unsigned char *)b.p, b.len);
     unsigned char tail[4] = {(unsigned char)crc, (unsigned char)(crc >> 8), (unsigned char)(crc >> 16),
                              (unsigned char)(crc >> 24)};
+    if (s && s->key) {
+        st = write_encrypted(ctx, path, &b, tail, s->key);
+        sodium_memzero(b.p, b.len);
+        clt__buf_free(&b);
+        return st;
+    }
     clt__remove_stale_tmp(path);
     const void *parts[2] = {b.p, tail};
     size_t lens[2] = {b.len, 4};
@@ -451,8 +492,40 @@ static int check_prefix(clt_checkpoint *ck, const unsigned char *head, size_t go
     return CLT_OK;
 }
 
+/* The rest of an encrypted file (its first `got` bytes are in head), decrypted into ck->data and checked as a
+ * plaintext checkpoint's prefix. */
+static int load_encrypted(clt_checkpoint *ck, int fd, const unsigned char *head, size_t got, uint64_t size,
+                          const unsigned char *key)
+{
+    if (!key)
+        return ck_fail(ck, CLT_ERR_FORMAT, "encrypted checkpoint: it can only be read with its key "
+                       "(clt_checkpoint_open_key; cltrain: --key-file KEY or CLTRAIN_KEY_FILE)");
+    if (size > (uint64_t)SIZE_MAX / 2) return ck_fail(ck, CLT_ERR_FORMAT, "corrupt encrypted checkpoint (size)");
+    unsigned char *c = malloc((size_t)size + 1);
+    if (!c) return ck_fail(ck, CLT_ERR_NOMEM, "out of host memory for %llu bytes", (unsigned long long)size);
+    memcpy(c, head, got);
+    size_t more = 0;
+    int s = CLT_OK;
+    if (read_full(fd, c + got, (size_t)size - got, &more) != 0) s = ck_fail(ck, CLT_ERR_IO, "read error (%s)", strerror(errno));
+    else if (got + more != size) s = ck_fail(ck, CLT_ERR_FORMAT, "truncated checkpoint (the file shrank while being read)");
+    unsigned char *p = NULL;
+    size_t plen = 0;
+    char err[512] = "";
+    if (!s && (s = clt__decrypt(key, CLT__ENC_KIND_CHECKPOINT, c, (size_t)size, &p, &plen, err, sizeof err)))
+        ck_fail(ck, s, "encrypted checkpoint: %s", err);
+    free(c);
+    if (s) return s;
+    ck->data = p;
+    ck->encrypted = 1;
+    ck->len = plen;
+    s = check_prefix(ck, p, plen < CK_PREFIX ? plen : CK_PREFIX, plen);
+    if (s == CLT_OK && ck->version != CK_VERSION)
+        s = ck_fail(ck, CLT_ERR_FORMAT, "malformed encrypted checkpoint (format version %d inside)", ck->version);
+    return s;
+}
+
 /* Header first (checked against the file's size), then the body is allocated and read. */
-static int load_file(clt_checkpoint *ck)
+static int load_file(clt_checkpoint *ck, const unsigned char *key)
 {
     /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever. */
     int fd = open(ck->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -466,7 +539,11 @@ static int load_file(clt_checkpoint *ck)
         s = ck_fail(ck, CLT_ERR_IO, "not a regular file (%s)",
                     S_ISDIR(st.st_mode) ? "a folder" : S_ISFIFO(st.st_mode) ? "a FIFO" : "a device or socket");
     else if (read_full(fd, head, CK_PREFIX, &got) != 0) s = ck_fail(ck, CLT_ERR_IO, "read error (%s)", strerror(errno));
-    else s = check_prefix(ck, head, got, (uint64_t)st.st_size);
+    else if (clt__is_encrypted(head, got)) {
+        s = load_encrypted(ck, fd, head, got, (uint64_t)st.st_size, key);
+        close(fd);
+        return s;
+    } else s = check_prefix(ck, head, got, (uint64_t)st.st_size);
     if (!s && !(ck->data = malloc(ck->len)))
         s = ck_fail(ck, CLT_ERR_NOMEM, "out of host memory for %zu bytes", ck->len);
     if (!s) {
@@ -507,6 +584,7 @@ static int finish_open(clt_checkpoint *ck, int s)
 {
     if (!s) s = parse(ck);
     if (s) {
+        if (ck->encrypted && ck->data) sodium_memzero(ck->data, ck->len);
         free(ck->data);
         ck->data = NULL;
         ck->meta = NULL;
@@ -521,6 +599,11 @@ static int finish_open(clt_checkpoint *ck, int s)
 
 int clt_checkpoint_open(const char *path, clt_checkpoint **out)
 {
+    return clt_checkpoint_open_key(path, NULL, out);
+}
+
+int clt_checkpoint_open_key(const char *path, const unsigned char *key, clt_checkpoint **out)
+{
     if (!out) return CLT_ERR_INVALID;
     clt_checkpoint *ck = calloc(1, sizeof *ck);
     *out = ck;
@@ -528,10 +611,16 @@ int clt_checkpoint_open(const char *path, clt_checkpoint **out)
     if (!path) return ck_fail(ck, CLT_ERR_INVALID, "clt_checkpoint_open: path is NULL");
     ck->path = clt__strdup(path);
     if (!ck->path) return ck_fail(ck, CLT_ERR_NOMEM, "out of host memory");
-    return finish_open(ck, load_file(ck));
+    return finish_open(ck, load_file(ck, key));
 }
 
 int clt__checkpoint_open_mem(const void *data, size_t len, const char *name, clt_checkpoint **out)
+{
+    return clt__checkpoint_open_mem_key(data, len, name, NULL, out);
+}
+
+int clt__checkpoint_open_mem_key(const void *data, size_t len, const char *name, const unsigned char *key,
+                                 clt_checkpoint **out)
 {
     if (!out) return CLT_ERR_INVALID;
     clt_checkpoint *ck = calloc(1, sizeof *ck);
@@ -539,6 +628,21 @@ int clt__checkpoint_open_mem(const void *data, size_t len, const char *name, clt
     if (!ck) return CLT_ERR_NOMEM;
     ck->path = clt__strdup(name ? name : "checkpoint");
     if (!ck->path || (!data && len)) return ck_fail(ck, CLT_ERR_INVALID, "clt__checkpoint_open_mem: bad argument");
+    if (clt__is_encrypted(data, len)) {
+        if (!key) return ck_fail(ck, CLT_ERR_FORMAT, "encrypted checkpoint: it can only be read with its key");
+        unsigned char *p = NULL;
+        size_t plen = 0;
+        char err[512] = "";
+        int s = clt__decrypt(key, CLT__ENC_KIND_CHECKPOINT, data, len, &p, &plen, err, sizeof err);
+        if (s) return ck_fail(ck, s, "encrypted checkpoint: %s", err);
+        ck->data = p;
+        ck->encrypted = 1;
+        ck->len = plen;
+        s = check_prefix(ck, p, plen < CK_PREFIX ? plen : CK_PREFIX, plen);
+        if (!s && ck->version != CK_VERSION)
+            s = ck_fail(ck, CLT_ERR_FORMAT, "malformed encrypted checkpoint (format version %d inside)", ck->version);
+        return finish_open(ck, s);
+    }
     int s = check_prefix(ck, data, len < CK_PREFIX ? len : CK_PREFIX, len);
     if (!s && !(ck->data = malloc(ck->len))) s = ck_fail(ck, CLT_ERR_NOMEM, "out of host memory");
     if (!s) memcpy(ck->data, data, ck->len);
@@ -549,6 +653,7 @@ void clt_checkpoint_close(clt_checkpoint *ck)
 {
     if (!ck) return;
     free(ck->path);
+    if (ck->encrypted && ck->data) sodium_memzero(ck->data, ck->len);
     free(ck->data);
     free(ck->text);
     free(ck->t);

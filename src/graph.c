@@ -65,6 +65,8 @@ void clt_graph_destroy(clt_graph *g)
     cl_kernel ks[] = {g->k_optim, g->k_sumsq, g->k_norm, g->k_scale, g->k_acc};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         if (ks[i]) clReleaseKernel(ks[i]);
+    release_mem(&g->prune_mask);
+    if (g->k_prune) clReleaseKernel(g->k_prune);
     free(g->tensors);
     free(g->nodes);
     free(g->contrib);

@@ -65,7 +65,7 @@ int clt_graph_load(clt_context *ctx, const char *path, const clt_load_settings *
     if (!ctx) return CLT_ERR_INVALID;
     clt__clear_error(ctx);
     clt_checkpoint *ck = NULL;
-    int st = clt_checkpoint_open(path, &ck);
+    int st = clt_checkpoint_open_key(path, s ? s->key : NULL, &ck);
     if (st) st = clt__err(ctx, st, "%s", ck ? clt_checkpoint_errmsg(ck) : "out of host memory");
     else st = clt_checkpoint_build(ck, ctx, s, out);
     clt_checkpoint_close(ck);

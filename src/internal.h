@@ -282,6 +282,9 @@ struct clt_graph {
     clt_tensor *model_input;   /* (N,C,H,W) */
     clt_tensor *model_output;  /* logits (N,classes) */
     int model_count;           /* models built on this graph; the fields describe the last one */
+    /* Pruning (prune.c): 0/1 per element of the parameter arena, applied around every optimizer step. */
+    cl_mem prune_mask;         /* NULL until clt_graph_prune */
+    cl_kernel k_prune;
 };
 
 /* The model clt_model_build added to g (the last one if several): its canonical text (owned by g), input
@@ -290,9 +293,15 @@ struct clt_graph {
 int clt__graph_model(const clt_graph *g, const char **text, int in[3], int *classes, clt_tensor **input,
                      clt_tensor **output);
 
+/* Multiplies an arena of param_elems floats by the pruning mask (no-op before clt_graph_prune; prune.c). */
+int clt__prune_apply(clt_graph *g, cl_mem buf);
+
 /* clt_checkpoint_open on `len` bytes in memory (`name` in messages), with the same checks (checkpoint.c); for
  * fuzz targets and tests that link the library's objects. */
 int clt__checkpoint_open_mem(const void *data, size_t len, const char *name, clt_checkpoint **out);
+/* The same with a key for an encrypted file (NULL: refused as clt_checkpoint_open refuses it). */
+int clt__checkpoint_open_mem_key(const void *data, size_t len, const char *name, const unsigned char *key,
+                                 clt_checkpoint **out);
 
 /* Graph building helpers for ops (graph.c). All set the error message on failure. */
 int clt__check_building(clt_graph *g, const char *op);

@@ -34,6 +34,7 @@ int clt__optim_step(clt_graph *g, float lr)
     cl_uint n = (cl_uint)g->param_elems, nd = (cl_uint)g->decay_elems;
     if (n == 0) return CLT_OK;
     cl_kernel k = g->k_optim;
+    CLT_TRY(clt__prune_apply(g, g->grad_arena)); /* pruned weights get no gradient, their slots stay zero */
     if (o->type == CLT_OPT_SGD) {
         cl_int nest = o->nesterov;
         cl_mem m = g->nslots ? g->slot_arena[0] : g->param_arena; /* unused when momentum == 0 */
@@ -50,7 +51,8 @@ int clt__optim_step(clt_graph *g, float lr)
                              CLT_ARG(bc2), CLT_ARG(n), CLT_ARG(nd)));
     }
     size_t gs = n, ls = 64;
-    return clt__launch(g->ctx, k, 1, &gs, &ls);
+    CLT_TRY(clt__launch(g->ctx, k, 1, &gs, &ls));
+    return clt__prune_apply(g, g->param_arena); /* weight decay and momentum cannot revive them either */
 }
 
 int clt__clip_grad_norm(clt_graph *g, float max_norm, float *norm_out)

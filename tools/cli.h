@@ -28,6 +28,8 @@ typedef struct cli_train_opts {
     const char *test_dir;
     int image_size, image_channels, early_stop;
     float validation_split;
+    const char *teacher;                   /* --teacher: distill from this checkpoint (tools/distill.c) */
+    float distill_temperature, distill_alpha; /* NaN: defaults 4 and 0.9 */
 } cli_train_opts;
 
 int cli_train(const cli_train_opts *o);

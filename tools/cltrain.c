@@ -26,6 +26,8 @@ static const char *const usage_main =
     "  bench            time the ops and a training step (see cltrain bench --help)\n"
     "  tune             tune kernels for a device (see cltrain tune --help)\n"
     "  doctor           check drivers, devices, caches and data sets; print a fix for each problem\n"
+    "  keygen           write a new random key for encrypted checkpoints\n"
+    "  prune            prune a checkpoint's weights by magnitude, optionally fine-tune with the mask\n"
     "\n"
     "options:\n"
     "  -h, --help       this help; `cltrain <command> --help` describes a command\n"
@@ -38,6 +40,7 @@ static const char *const usage_main =
     "  CLTRAIN_DEVICE     default device (see --device)\n"
     "  CLTRAIN_CACHE_DIR  folder of the tuning and kernel caches (default ~/.cache/cltrain)\n"
     "  CLTRAIN_KERNEL_DIR load kernels from this folder instead of the built-in copies\n"
+    "  CLTRAIN_KEY_FILE   key file of encrypted checkpoints when a command has no --key-file\n"
     "\n"
     "The last line a training or eval command prints is a summary for scripts:\n"
     "  final: epochs=10 test_acc=0.6512 test_loss=1.0200 train_images_per_s=1234.5 seconds=456.7\n"
@@ -77,6 +80,11 @@ static const char *const usage_train =
     "  --clip-grad-norm X     scale the gradients down to global norm X before each step (default off;\n"
     "                         not stored in checkpoints)\n"
     "  --seed N               seed of initialization, shuffling, augmentation, dropout (default 1)\n"
+    "  --teacher CKPT         distill from a trained checkpoint of the same data set: loss = alpha*T^2*KL(teacher/T\n"
+    "                         || student/T) + (1-alpha)*cross-entropy, the teacher evaluated on each batch (not\n"
+    "                         stored in the checkpoint: give it again with --resume)\n"
+    "  --distill-temperature T  softmax temperature of distillation (default 4)\n"
+    "  --distill-alpha A      weight of the distillation term, 0..1 (default 0.9)\n"
     "run:\n"
     "  --device SPEC          OpenCL device: index, platform:device, or part of its name (see cltrain devices)\n"
     "  --tune MODE            kernel tuning: off, cached, quick (default), full\n"
@@ -85,6 +93,9 @@ static const char *const usage_train =
     "                         afresh if FILE does not exist yet); the stored settings are used, --epochs may\n"
     "                         raise the total\n"
     "  --overwrite            replace an existing checkpoint instead of refusing (never a non-checkpoint file)\n"
+    "  --key-file KEY         write the checkpoint encrypted with KEY (cltrain keygen) and read it with KEY\n"
+    "                         (default $CLTRAIN_KEY_FILE)\n"
+    "  --encrypt              refuse to run without a key (checkpoints are encrypted whenever a key is given)\n"
     "  --log FILE             write one JSON object per epoch (rewritten after every epoch)\n"
     "  --plot FILE.svg        write learning curves (loss and accuracy, train and test) as SVG\n"
     "  --verbose              more detail (memory use, tuning decisions)\n"
@@ -131,12 +142,14 @@ static const char *const usage_images =
 
 static const char *const usage_eval =
     "usage: cltrain eval --checkpoint FILE [--data PATH] [--batch N] [--device SPEC] [--tune MODE] [--verbose]\n"
+    "                    [--key-file KEY]\n"
     "\n"
     "Evaluates a checkpoint on the test set of the dataset it was trained on (the folder defaults as for\n"
-    "training). Prints loss, accuracy, per-class metrics, the confusion matrix and a `final:` line.\n";
+    "training). Prints loss, accuracy, per-class metrics, the confusion matrix and a `final:` line. An encrypted\n"
+    "checkpoint needs its key: --key-file KEY (or CLTRAIN_KEY_FILE).\n";
 
 static const char *const usage_predict =
-    "usage: cltrain predict --checkpoint FILE [--top K | --csv] [--device SPEC] [--tune MODE] IMAGE...\n"
+    "usage: cltrain predict --checkpoint FILE [--top K | --csv] [--device SPEC] [--tune MODE] [--key-file KEY] IMAGE...\n"
     "\n"
     "Classifies images. (With a `cltrain table` checkpoint the arguments are CSV or .npy tables of the\n"
     "training file's columns instead, and the output is always CSV: file, row, then the predicted class and\n"
@@ -251,7 +264,8 @@ static int cmd_train(const char *dataset, int argc, char **argv)
 {
     cli_train_opts o = {.dataset = dataset, .epochs = -1, .batch = -1, .optimizer = -1, .schedule = -1,
                         .augment = -1, .nesterov = -1, .limit = -1, .tune = -1, .seed = -1, .lr = NAN, .momentum = NAN,
-                        .weight_decay = NAN, .label_smoothing = NAN};
+                        .weight_decay = NAN, .label_smoothing = NAN, .distill_temperature = NAN,
+                        .distill_alpha = NAN};
     argp p = {.argc = argc, .argv = argv, .cmd = dataset, .i = 1};
     int images = !strcmp(dataset, "images");
     const char *what = !strcmp(dataset, "cifar10") ? "CIFAR-10" : !strcmp(dataset, "mnist") ? "MNIST"
@@ -316,6 +330,10 @@ static int cmd_train(const char *dataset, int argc, char **argv)
         else if (opt_is(&p, "--label-smoothing", 1)) parse_float(&p, "--label-smoothing", 0, 1, 1, &o.label_smoothing);
         else if (opt_is(&p, "--accumulate", 1)) parse_int(&p, "--accumulate", 1, 65536, &o.accumulate);
         else if (opt_is(&p, "--clip-grad-norm", 1)) parse_float(&p, "--clip-grad-norm", 1e-12, 1e12, 0, &o.clip);
+        else if (opt_is(&p, "--teacher", 1)) o.teacher = p.val;
+        else if (opt_is(&p, "--distill-temperature", 1))
+            parse_float(&p, "--distill-temperature", 0.01, 1000, 0, &o.distill_temperature);
+        else if (opt_is(&p, "--distill-alpha", 1)) parse_float(&p, "--distill-alpha", 0, 1, 0, &o.distill_alpha);
         else if (opt_is(&p, "--verbose", 0) || !strcmp(a, "-v")) o.verbose = 1;
         else if (a[0] == '-') return usage_error(dataset, "unknown option '%s'", a);
         else return usage_error(dataset, "unexpected argument '%s'", a);
@@ -493,6 +511,13 @@ int main(int argc, char **argv)
     }
     int sargc = argc - 1;
     char **sargv = argv + 1;
+    /* Commands that read or write checkpoints take --key-file/--encrypt (tools/protect.c). */
+    static const char *const keyed[] = {"cifar10", "mnist", "fashion-mnist", "images", "eval", "predict", "prune",
+                                        "quantize", "export", "generate"};
+    for (size_t i = 0; i < sizeof keyed / sizeof *keyed; i++) {
+        int krc = strcmp(cmd, keyed[i]) ? 0 : tool_protect_args(cmd, &sargc, sargv);
+        if (krc) return krc;
+    }
     if (!strcmp(cmd, "cifar10") || !strcmp(cmd, "mnist") || !strcmp(cmd, "fashion-mnist") || !strcmp(cmd, "images")) {
         /* Under mpirun each process is one rank of a data-parallel run (tools/dist.c). */
         if (dist_init(&argc, &argv)) return 1;
@@ -503,6 +528,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "predict")) return cmd_predict(sargc, sargv);
     if (!strcmp(cmd, "devices")) return cmd_devices(sargc, sargv);
     if (!strcmp(cmd, "doctor")) return tool_cmd_doctor(sargc, sargv);
+    if (!strcmp(cmd, "keygen")) return tool_cmd_keygen(sargc, sargv);
+    if (!strcmp(cmd, "prune")) return tool_cmd_prune(sargc, sargv);
     if (!strcmp(cmd, "bench"))
         return sargc > 1 && !strcmp(sargv[1], "step") ? tool_bench_step(sargc - 1, sargv + 1) : tool_cmd_bench(sargc, sargv);
     if (!strcmp(cmd, "tune"))

@@ -314,7 +314,7 @@ static int is_checkpoint_file(const char *path)
     char m[8];
     ssize_t n = read(fd, m, sizeof m);
     close(fd);
-    return n == 8 && !memcmp(m, "CLTCKPT", 8);
+    return n == 8 && (!memcmp(m, "CLTCKPT", 8) || !memcmp(m, "CLTENC\0", 8)); /* plain or encrypted */
 }
 
 int cli_check_output(const char *opt, const char *path, int is_checkpoint, char *err)

@@ -246,5 +246,35 @@ int tool_cmd_table(int argc, char **argv);
  * CSV of probabilities or values for every row of the CSV/NPY files). */
 int tool_table_checkpoint(const char *path);
 int tool_table_predict(const char *path, const char *device, int tune, int nfiles, char **files);
+/* ---- encryption options (tools/protect.c). */
+/* Takes --key-file KEY (--key-file=KEY) and --encrypt out of a command's arguments (before any "--") and loads
+ * the key (--key-file, else $CLTRAIN_KEY_FILE) through clt_key_load. Returns 0, 2 (bad usage, printed) or 1 (the
+ * key cannot be used, printed). With a key, every checkpoint the command writes is encrypted (--encrypt only
+ * states the intent and requires a key), so an encrypted run never writes a plain copy. */
+int tool_protect_args(const char *cmd, int *argc, char **argv);
+/* The loaded key (CLT_KEY_BYTES), or NULL. */
+const unsigned char *tool_key(void);
+/* 1 if path starts with the encrypted file magic. */
+int tool_file_encrypted(const char *path);
+/* clt_checkpoint_open_key with the loaded key; an encrypted file without a key gets "PATH: encrypted checkpoint:
+ * give its key with --key-file KEY (or CLTRAIN_KEY_FILE=KEY)". 0, or the status with the message in err. */
+int tool_checkpoint_open(const char *path, clt_checkpoint **ck, char *err);
+/* clt_graph_save_ex, encrypted with the loaded key if there is one. */
+int tool_graph_save(clt_graph *g, const char *path, const void *meta, size_t len);
+/* ---- the teacher of distillation (tools/distill.c). */
+typedef struct tool_teacher tool_teacher;
+/* Evaluation graphs (batch and, when tail > 0, tail images) of the checkpoint at path on ctx, with the loaded key;
+ * refused unless it was trained on `dataset` with the student's image shape and classes (dm). */
+int tool_teacher_open(clt_context *ctx, const char *path, const char *dataset, const tool_data_meta *dm, int batch,
+                      int tail, tool_teacher **out, char *err);
+/* The teacher's logits for the student's normalized batch x (the tail graph when `tail`), renormalized to the
+ * teacher's statistics if they differ, copied on the device into the student's input. <0: clt_errmsg(ctx). */
+int tool_teacher_run(tool_teacher *t, int tail, const float *x, clt_graph *student, clt_tensor *input);
+void tool_teacher_free(tool_teacher *t);
+
+/* `cltrain prune` (tools/prune.c). */
+int tool_cmd_prune(int argc, char **argv);
+/* `cltrain keygen --out KEY`. */
+int tool_cmd_keygen(int argc, char **argv);
 
 #endif

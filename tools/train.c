@@ -367,6 +367,7 @@ static void prep_spec_normalize(prep_spec *spec, const cli_data_meta *dm)
 typedef struct net {
     clt_graph *g;
     clt_tensor *x, *y, *logits, *loss;
+    clt_tensor *teacher; /* the teacher's logits (B,K) when distilling */
     int batch;
 } net;
 
@@ -376,9 +377,10 @@ static void net_free(net *n)
     memset(n, 0, sizeof *n);
 }
 
-/* x (B,C,H,W) -> model -> logits (B,K); with `training` also labels (B) and the loss. */
+/* x (B,C,H,W) -> model -> logits (B,K); with `training` also labels (B) and the loss (with o->teacher the
+ * distillation loss, its teacher logits an input). */
 static int net_build(clt_context *ctx, const clt_model *model, const cli_data_meta *dm, int batch, int training,
-                     const clt_compile_settings *cs, net *n)
+                     const clt_compile_settings *cs, const cli_train_opts *o, net *n)
 {
     memset(n, 0, sizeof *n);
     n->batch = batch;
@@ -392,8 +394,14 @@ static int net_build(clt_context *ctx, const clt_model *model, const cli_data_me
         return fail("model '%s' does not end in (batch, %d) logits", clt_model_name(model), dm->classes);
     if (clt_graph_keep(n->g, n->logits, 0) < 0) return fail("%s", clt_errmsg(ctx));
     if (training) {
+        int ts[2] = {batch, dm->classes};
         if (clt_input(n->g, "labels", 1, ys, &n->y) < 0 ||
-            clt_softmax_cross_entropy(n->g, n->logits, n->y, dm->label_smoothing, &n->loss) < 0)
+            (o && o->teacher
+                 ? clt_input(n->g, "teacher_logits", 2, ts, &n->teacher) < 0 ||
+                       clt_distill_kl(n->g, n->logits, n->teacher, n->y,
+                                      isnan(o->distill_temperature) ? 4.0f : o->distill_temperature,
+                                      isnan(o->distill_alpha) ? 0.9f : o->distill_alpha, &n->loss) < 0
+                 : clt_softmax_cross_entropy(n->g, n->logits, n->y, dm->label_smoothing, &n->loss) < 0))
             return fail("adding the loss: %s", clt_errmsg(ctx));
     }
     clt_compile_settings s = *cs;
@@ -516,6 +524,8 @@ typedef struct micro_io {
     float *logits;
     size_t img;
     int classes;
+    tool_teacher *teacher; /* distillation: its logits go to the student's input before each forward pass */
+    int tail;              /* the step runs on the tail graphs (the teacher's too) */
 } micro_io;
 
 static int micro_fill(void *ud, int m, char *err)
@@ -524,7 +534,8 @@ static int micro_fill(void *ud, int m, char *err)
     net *n = io->n;
     size_t r = (size_t)m * n->batch;
     if (clt_tensor_write(n->g, n->x, io->x + r * io->img, (size_t)n->batch * io->img) < 0 ||
-        clt_tensor_write(n->g, n->y, io->y + r, (size_t)n->batch) < 0)
+        clt_tensor_write(n->g, n->y, io->y + r, (size_t)n->batch) < 0 ||
+        (io->teacher && tool_teacher_run(io->teacher, io->tail, io->x + r * io->img, n->g, n->teacher) < 0))
         return tool_fail(err, -1, "%s", clt_errmsg(clt_graph_context(n->g)));
     return 0;
 }
@@ -633,7 +644,7 @@ static int checkpoint_open(const char *path, clt_checkpoint **ck, tool_ckpt_meta
     char err[TOOL_ERR_LEN] = "";
     *ck = NULL;
     if (tool_check_regular_file(path, "checkpoint", err) < 0) return fail("%s", err);
-    if (clt_checkpoint_open(path, ck) < 0) return fail("%s", *ck ? clt_checkpoint_errmsg(*ck) : "out of memory");
+    if (tool_checkpoint_open(path, ck, err) < 0) return fail("%s", err);
     tool_ckpt_meta *mm = m ? m : calloc(1, sizeof *mm);
     cli_data_meta d;
     int st = mm ? tool_meta_decode(*ck, path, mm, dm ? dm : &d, err) : tool_fail(err, CLT_ERR_NOMEM, "out of memory");
@@ -656,7 +667,7 @@ static int checkpoint_save(const char *path, clt_graph *g, const tool_ckpt_meta 
     unsigned char *blob = NULL;
     size_t len = 0;
     if (tool_meta_encode(m, dm, &blob, &len, err) < 0) return fail("saving the checkpoint: %s", err);
-    int st = clt_graph_save(g, path, blob, len);
+    int st = tool_graph_save(g, path, blob, len);
     free(blob);
     if (st < 0) return fail("saving the checkpoint after epoch %d: %s", m->epochs_done, clt_errmsg(clt_graph_context(g)));
     return 0;
@@ -703,6 +714,7 @@ int cli_train(const cli_train_opts *o)
     clt_context *ctx = NULL;
     net tr = {0}, tail = {0};
     dist_graph *dtr = NULL, *dtail = NULL;
+    tool_teacher *teacher = NULL;
     pipeline pl = {0};
     float *statebuf = NULL;
     int *order = NULL;
@@ -941,8 +953,13 @@ int cli_train(const cli_train_opts *o)
     clt_compile_settings cs;
     run_compile_settings(meta, &cs);
     cs.accumulate_grads = K > 1;
-    if (net_build(ctx, model, &dm, K > 1 ? M : Bl, 1, &cs, &tr)) goto out;
-    if (tail_n && net_build(ctx, model, &dm, Tl, 1, &cs, &tail)) goto out;
+    if (net_build(ctx, model, &dm, K > 1 ? M : Bl, 1, &cs, o, &tr)) goto out;
+    if (tail_n && net_build(ctx, model, &dm, Tl, 1, &cs, o, &tail)) goto out;
+    if (o->teacher && tool_teacher_open(ctx, o->teacher, o->dataset, &dm, K > 1 ? M : Bl, tail_n ? Tl : 0, &teacher,
+                                        err) < 0) {
+        fail("%s", err);
+        goto out;
+    }
     if (resume && clt_checkpoint_apply(ck, tr.g) < 0) {
         fail("%s", clt_errmsg(ctx));
         goto out;
@@ -974,6 +991,10 @@ int cli_train(const cli_train_opts *o)
     if (dist_size > 1) printf("data parallel: %d ranks, %d to %d images each per step\n", dist_size, B / dist_size,
                               (B + dist_size - 1) / dist_size);
     if (resume) printf("resuming %s after epoch %d\n", o->checkpoint, meta->epochs_done);
+    if (teacher)
+        printf("distillation: teacher %s, temperature %g, alpha %g (the teacher's logits copied on the device)\n",
+               o->teacher, isnan(o->distill_temperature) ? 4.0 : o->distill_temperature,
+               isnan(o->distill_alpha) ? 0.9 : o->distill_alpha);
     if (K == 1 && rem == 1) printf("note: %d images do not fill the last batch; the single image left over is skipped each epoch\n", ntrain);
     if (K > 1 && rem % M)
         printf("note: %d images do not fill a micro-batch at the end of an epoch; they are skipped each epoch\n",
@@ -1049,7 +1070,7 @@ int cli_train(const cli_train_opts *o)
             step_sync ss = {is_tail ? dtail : dtr, rows, is_tail ? tail_n : B, 0};
             if (is_tail && K == 1) st = copy_state(ctx, tr.g, tail.g, statebuf) ? -1 : 0;
             if (st >= 0) {
-                micro_io io = {n, x, y, logits, img, dm.classes};
+                micro_io io = {n, x, y, logits, img, dm.classes, teacher, is_tail && K == 1};
                 tool_step ts = {n->g, n->loss, K, o->clip, sync_step, &ss};
                 st = tool_train_step(&ts, micro, lr, micro_fill, micro_after, &io, &loss, NULL, err);
             } else {
@@ -1183,6 +1204,7 @@ out:
     pipeline_stop(&pl);
     dist_detach(dtail);
     dist_detach(dtr);
+    tool_teacher_free(teacher);
     net_free(&tail);
     net_free(&tr);
     clt_context_destroy(ctx);
