@@ -267,6 +267,10 @@ struct clt_graph {
     clt_tensor *model_input;   /* (N,C,H,W) */
     clt_tensor *model_output;  /* logits (N,classes) */
     int model_count;           /* models built on this graph; the fields describe the last one */
+    /* Set while a quantized checkpoint builds its model (quant_file.c): the walk offers it each layer first; 1: it
+     * added the layer (an int8 one) itself, 0: build the float layer, < 0: error. */
+    int (*layer_hook)(clt_graph *g, const char *keyword, const char *name, clt_tensor *x, clt_tensor **y);
+    const void *layer_hook_data;
 };
 
 /* The model clt_model_build added to g (the last one if several): its canonical text (owned by g), input
