@@ -23,6 +23,7 @@ static const char *const usage_main =
     "  bench            time the ops and a training step (see cltrain bench --help)\n"
     "  tune             tune kernels for a device (see cltrain tune --help)\n"
     "  doctor           check drivers, devices, caches and data sets; print a fix for each problem\n"
+    "  quantize         int8 post-training quantization of a checkpoint\n"
     "\n"
     "options:\n"
     "  -h, --help       this help; `cltrain <command> --help` describes a command\n"
@@ -107,7 +108,10 @@ static void print_layer_usage(void)
 
 static const char *const usage_eval =
     "usage: cltrain eval --checkpoint FILE [--data PATH] [--batch N] [--device SPEC] [--tune MODE] [--verbose]\n"
+    "                    [--compare FILE]\n"
     "\n"
+    "A quantized checkpoint (cltrain quantize) gets its int8 accuracy, file size and images/s; with --compare\n"
+    "FILE (its float checkpoint) both side by side.\n"
     "Evaluates a checkpoint on the test set of the dataset it was trained on (the folder defaults as for\n"
     "training). Prints loss, accuracy, per-class metrics, the confusion matrix and a `final:` line.\n";
 
@@ -280,7 +284,7 @@ static int cmd_train(const char *dataset, int argc, char **argv)
 
 static int cmd_eval(int argc, char **argv)
 {
-    const char *ckpt = NULL, *data = NULL, *device = NULL;
+    const char *ckpt = NULL, *data = NULL, *device = NULL, *compare = NULL;
     int tune = -1, batch = -1, verbose = 0;
     argp p = {.argc = argc, .argv = argv, .cmd = "eval", .i = 1};
     for (; p.i < argc && !p.bad; p.i++) {
@@ -295,11 +299,14 @@ static int cmd_eval(int argc, char **argv)
         else if (opt_is(&p, "--tune", 1)) parse_choice(&p, "--tune", tune_names, 4, &tune);
         else if (opt_is(&p, "--batch", 1)) parse_int(&p, "--batch", 1, 65536, &batch);
         else if (opt_is(&p, "--verbose", 0)) verbose = 1;
+        else if (opt_is(&p, "--compare", 1)) compare = p.val;
         else if (a[0] == '-') return usage_error("eval", "unknown option '%s'", a);
         else return usage_error("eval", "unexpected argument '%s'", a);
     }
     if (p.bad) return 2;
     if (!ckpt) return usage_error("eval", "%s", "--checkpoint FILE is required");
+    if (clt_qcheckpoint_probe(ckpt) == 1) return tool_quant_eval(ckpt, compare, data, device, tune, batch);
+    if (compare) return usage_error("eval", "%s", "--compare is for quantized checkpoints");
     return cli_eval(ckpt, data, device, tune, batch, verbose);
 }
 
@@ -440,6 +447,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "predict")) return cmd_predict(sargc, sargv);
     if (!strcmp(cmd, "devices")) return cmd_devices(sargc, sargv);
     if (!strcmp(cmd, "doctor")) return tool_cmd_doctor(sargc, sargv);
+    if (!strcmp(cmd, "quantize")) return tool_cmd_quantize(sargc, sargv);
     if (!strcmp(cmd, "bench"))
         return sargc > 1 && !strcmp(sargv[1], "step") ? tool_bench_step(sargc - 1, sargv + 1) : tool_cmd_bench(sargc, sargv);
     if (!strcmp(cmd, "tune"))
