@@ -713,6 +713,20 @@ CLT_API const void *clt_qcheckpoint_app_meta(const clt_qcheckpoint *q, size_t *l
 CLT_API int clt_qcheckpoint_build(const clt_qcheckpoint *q, clt_context *ctx, const clt_load_settings *s,
                                   clt_graph **out);
 
+/* ---------------------------------------------------------------------------------------------- ONNX export */
+
+/* Writes the network of the float checkpoint `ckpt_path` as an ONNX model (opset 13, IR version 7) to
+ * `onnx_path` (atomically), encoded with protobuf-c from the ONNX schema: input "x" (N,C,H,W) float with a
+ * symbolic batch N, output "logits" (N,classes); weights as initializers. Layers map to standard ops: conv -> Conv,
+ * dense -> Gemm (transB=1; an image input is Flattened first), batchnorm -> BatchNormalization (running
+ * statistics), relu/sigmoid/tanh -> Relu/Sigmoid/Tanh, leaky_relu -> LeakyRelu, gelu -> x*0.5*(1+Erf(x/sqrt 2)),
+ * maxpool -> MaxPool, avgpool -> AveragePool (count_include_pad=1), global_avgpool -> GlobalAveragePool + Flatten,
+ * flatten -> Flatten, dropout -> Identity, residual -> Add (projection: a 1x1 Conv or a Gemm). The model takes
+ * input normalized as for clt_predict: normalization belongs to the application and is not stored by the library.
+ * A layer without an ONNX equivalent (or an int8 checkpoint) is refused with CLT_ERR_UNSUPPORTED naming it.
+ * Errors in clt_errmsg(ctx); the device context is used to read the checkpoint's tensors. */
+CLT_API int clt_onnx_export(clt_context *ctx, const char *ckpt_path, const char *onnx_path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -24,6 +24,7 @@ static const char *const usage_main =
     "  tune             tune kernels for a device (see cltrain tune --help)\n"
     "  doctor           check drivers, devices, caches and data sets; print a fix for each problem\n"
     "  quantize         int8 post-training quantization of a checkpoint\n"
+    "  export           write a checkpoint's network as an ONNX model\n"
     "\n"
     "options:\n"
     "  -h, --help       this help; `cltrain <command> --help` describes a command\n"
@@ -448,6 +449,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "devices")) return cmd_devices(sargc, sargv);
     if (!strcmp(cmd, "doctor")) return tool_cmd_doctor(sargc, sargv);
     if (!strcmp(cmd, "quantize")) return tool_cmd_quantize(sargc, sargv);
+    if (!strcmp(cmd, "export")) return tool_cmd_export(sargc, sargv);
     if (!strcmp(cmd, "bench"))
         return sargc > 1 && !strcmp(sargv[1], "step") ? tool_bench_step(sargc - 1, sargv + 1) : tool_cmd_bench(sargc, sargv);
     if (!strcmp(cmd, "tune"))

@@ -156,6 +156,8 @@ int tool_cmd_doctor(int argc, char **argv);
 /* `cltrain quantize` and `cltrain eval` of a quantized checkpoint (tools/quantize.c); compare: a float checkpoint
  * evaluated side by side, or NULL. */
 int tool_cmd_quantize(int argc, char **argv);
+/* `cltrain export` (tools/export.c). */
+int tool_cmd_export(int argc, char **argv);
 int tool_quant_eval(const char *path, const char *compare, const char *data_dir, const char *device, int tune,
                     int batch);
 /* The tool's metadata that a quantized checkpoint carries (tools/ckmeta.c). */
