@@ -17,7 +17,7 @@ static void gen(tu_rng *r, int n, float *x, float *y)
     for (int i = 0; i < n; i++) {
         int k = i % K, p = 1 + (int)tu_uniform(r, 0, S - 2);
         float *im = x + (size_t)i * S * S;
-        for (int j = 0; j < S * S; j++) im[j] = (float)(0.4 * tu_normal(r));
+        for (int j = 0; j < S * S; j++) im[j] = (float)(0.7 * tu_normal(r));
         for (int t = 0; t < S; t++) {
             int row = k == 0 ? p : t, col = k == 1 ? p : k == 0 ? t : (t + p) % S;
             im[row * S + col] += 1.5f;
