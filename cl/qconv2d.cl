@@ -62,3 +62,55 @@ kernel void qconv2d_forward(global const char *q, global const char *w, global c
         for (uint o = 0; o < cnt; o++) yr[o] = (float)acc[j][o] * s + bb;
     }
 }
+
+/* ---- stride-1 columns (sw = 1), built with -DQ_KH=.. -DQ_KW=..: work-item (row oh and 16 columns, COBV channels,
+ * image n) keeps COBV int16 vectors of sums; per tap one unaligned 16-byte load widened to int16 and COBV broadcast
+ * multiply-adds. The int8 input has at least 16 + KW bytes of slack after its last plane, so every load is in
+ * bounds; columns past OW are computed from the next row's bytes and never stored. */
+#ifdef Q_KH
+#ifndef COBV
+#define COBV 8 /* output channels per work-item; the packed weights (ceil(CO/COBV), C, KH, KW, COBV) match it */
+#endif
+kernel void qconv2d_forward16(global const char *q, global const char *wt, global const float *osc,
+                              global const float *b, global float *y, const uint C, const uint PS, const uint WP,
+                              const uint CO, const uint sh, const uint OH, const uint OW, const int has_bias)
+{
+    uint nsx = (OW + 15) / 16;
+    uint s = get_global_id(0), cob = get_global_id(1), n = get_global_id(2);
+    uint oh = s / nsx, ow0 = (s - oh * nsx) * 16;
+    if (oh >= OH || cob * COBV >= CO) return;
+    int16 a[COBV];
+#pragma unroll
+    for (int o = 0; o < COBV; o++) a[o] = (int16)(0);
+    global const char *xb = q + (size_t)n * C * PS + (size_t)oh * sh * WP + ow0;
+    global const char *wb = wt + (size_t)cob * C * (Q_KH * Q_KW * COBV);
+    for (uint c = 0; c < C; c++, xb += PS, wb += Q_KH * Q_KW * COBV) {
+#pragma unroll
+        for (int kh = 0; kh < Q_KH; kh++) {
+#pragma unroll
+            for (int kw = 0; kw < Q_KW; kw++) {
+                int16 xv = convert_int16(vload16(0, xb + kh * WP + kw));
+                global const char *wk = wb + (kh * Q_KW + kw) * COBV;
+#pragma unroll
+                for (int o = 0; o < COBV; o++) a[o] += xv * (int16)((int)wk[o]);
+            }
+        }
+    }
+    uint cnt = OW - ow0 < 16 ? OW - ow0 : 16;
+#pragma unroll
+    for (int o = 0; o < COBV; o++) {
+        uint co = cob * COBV + o;
+        if (co < CO) {
+            float16 v = convert_float16(a[o]) * osc[co] + (has_bias ? b[co] : 0.0f);
+            global float *yr = y + (((size_t)n * CO + co) * OH + oh) * OW + ow0;
+            if (cnt == 16) {
+                vstore16(v, 0, yr);
+            } else {
+                float t[16];
+                vstore16(v, 0, t);
+                for (uint i = 0; i < cnt; i++) yr[i] = t[i];
+            }
+        }
+    }
+}
+#endif
