@@ -71,28 +71,41 @@ kernel void qconv2d_forward(global const char *q, global const char *w, global c
 #ifndef COBV
 #define COBV 8 /* output channels per work-item; the packed weights (ceil(CO/COBV), C, KH, KW, COBV) match it */
 #endif
-kernel void qconv2d_forward16(global const char *q, global const char *wt, global const float *osc,
+#ifndef QRB
+#define QRB 2  /* output rows per work-item: each weight broadcast serves QRB rows */
+#endif
+/* wt: the weights widened to int (a broadcast load each), packed (ceil(CO/COBV), C, KH, KW, COBV). */
+kernel void qconv2d_forward16(global const char *q, global const int *wt, global const float *osc,
                               global const float *b, global float *y, const uint C, const uint PS, const uint WP,
                               const uint CO, const uint sh, const uint OH, const uint OW, const int has_bias)
 {
     uint nsx = (OW + 15) / 16;
     uint s = get_global_id(0), cob = get_global_id(1), n = get_global_id(2);
-    uint oh = s / nsx, ow0 = (s - oh * nsx) * 16;
-    if (oh >= OH || cob * COBV >= CO) return;
-    int16 a[COBV];
+    uint rg = s / nsx, ow0 = (s - rg * nsx) * 16, oh0 = rg * QRB;
+    if (oh0 >= OH || cob * COBV >= CO) return;
+    int16 a[QRB][COBV];
 #pragma unroll
-    for (int o = 0; o < COBV; o++) a[o] = (int16)(0);
-    global const char *xb = q + (size_t)n * C * PS + (size_t)oh * sh * WP + ow0;
-    global const char *wb = wt + (size_t)cob * C * (Q_KH * Q_KW * COBV);
+    for (int r = 0; r < QRB; r++)
+#pragma unroll
+        for (int o = 0; o < COBV; o++) a[r][o] = (int16)(0);
+    /* rows past OH read the rows below (inside the padded plane or its slack) and are not stored */
+    global const char *xb = q + (size_t)n * C * PS + (size_t)oh0 * sh * WP + ow0;
+    global const int *wb = wt + (size_t)cob * C * (Q_KH * Q_KW * COBV);
     for (uint c = 0; c < C; c++, xb += PS, wb += Q_KH * Q_KW * COBV) {
 #pragma unroll
         for (int kh = 0; kh < Q_KH; kh++) {
 #pragma unroll
             for (int kw = 0; kw < Q_KW; kw++) {
-                int16 xv = convert_int16(vload16(0, xb + kh * WP + kw));
-                global const char *wk = wb + (kh * Q_KW + kw) * COBV;
+                int16 xv[QRB];
 #pragma unroll
-                for (int o = 0; o < COBV; o++) a[o] += xv * (int16)((int)wk[o]);
+                for (int r = 0; r < QRB; r++) xv[r] = convert_int16(vload16(0, xb + (r * sh + kh) * WP + kw));
+                global const int *wk = wb + (kh * Q_KW + kw) * COBV;
+#pragma unroll
+                for (int o = 0; o < COBV; o++) {
+                    int16 wv = (int16)(wk[o]);
+#pragma unroll
+                    for (int r = 0; r < QRB; r++) a[r][o] += xv[r] * wv;
+                }
             }
         }
     }
@@ -100,9 +113,13 @@ kernel void qconv2d_forward16(global const char *q, global const char *wt, globa
 #pragma unroll
     for (int o = 0; o < COBV; o++) {
         uint co = cob * COBV + o;
-        if (co < CO) {
-            float16 v = convert_float16(a[o]) * osc[co] + (has_bias ? b[co] : 0.0f);
-            global float *yr = y + (((size_t)n * CO + co) * OH + oh) * OW + ow0;
+        if (co >= CO) continue;
+        float sc = osc[co], bb = has_bias ? b[co] : 0.0f;
+#pragma unroll
+        for (int r = 0; r < QRB; r++) {
+            if (oh0 + r >= OH) continue;
+            float16 v = convert_float16(a[r][o]) * sc + bb;
+            global float *yr = y + (((size_t)n * CO + co) * OH + oh0 + r) * OW + ow0;
             if (cnt == 16) {
                 vstore16(v, 0, yr);
             } else {

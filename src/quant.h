@@ -7,7 +7,7 @@
 /* The constant data of an int8 layer: host copies made when the op is added, device copies made at prepare. */
 typedef struct clt__qparams {
     int cout;            /* output channels / units */
-    size_t wcount;       /* int8 weights */
+    size_t wcount;       /* bytes of w: the int8 weights (qconv2d may replace them by a packed int32 copy) */
     int8_t *w;           /* (cout, ...) */
     float *osc;          /* cout: x_scale * w_scale[c] */
     float *bias;         /* cout (zeros without bias) */

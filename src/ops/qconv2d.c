@@ -17,24 +17,29 @@ typedef struct qconv_attr {
 #define COB 4  /* as cl/qconv2d.cl's defaults */
 #define OWB 16
 #define COBV 8 /* qconv2d_forward16 */
-#define SLACK 64 /* bytes after the int8 input: the 16-byte loads of qconv2d_forward16 stay in bounds */
+#define QRB 2  /* qconv2d_forward16's rows per work-item */
 
 /* Stride-1 columns take the vector kernel; other strides the general one. */
 static int vector_path(const clt__conv_geom *d) { return d->sw == 1 && d->kh <= 7 && d->kw <= 7; }
 
-/* The weights as qconv2d_forward16 reads them: (ceil(CO/COBV), C, KH, KW, COBV), zeros past CO. */
+/* Bytes after the int8 input, so that the 16-byte loads of qconv2d_forward16 stay in bounds: its last work-items
+ * read up to QRB-1 rows below the last output row and 15 + KW - 1 bytes past a row's end. */
+static size_t slack(const clt__conv_geom *d, int wp) { return (size_t)(QRB * d->sh + d->kh) * wp + 16 + d->kw + 64; }
+
+/* The weights as qconv2d_forward16 reads them: widened to int32 (one broadcast load each) and packed
+ * (ceil(CO/COBV), C, KH, KW, COBV), zeros past CO. */
 static int pack(clt_graph *g, clt__qparams *q, const clt__conv_geom *d)
 {
     size_t kk = (size_t)d->kh * d->kw, blocks = (size_t)(d->co + COBV - 1) / COBV;
-    int8_t *p = calloc(blocks * d->c * kk * COBV, 1);
+    int32_t *p = calloc(blocks * d->c * kk * COBV, sizeof *p);
     if (!p) return clt__err(g->ctx, CLT_ERR_NOMEM, "out of host memory");
     for (int co = 0; co < d->co; co++)
         for (int c = 0; c < d->c; c++)
             for (size_t k = 0; k < kk; k++)
                 p[(((size_t)(co / COBV) * d->c + c) * kk + k) * COBV + co % COBV] = q->w[((size_t)co * d->c + c) * kk + k];
     free(q->w);
-    q->w = p;
-    q->wcount = blocks * d->c * kk * COBV;
+    q->w = (int8_t *)p;
+    q->wcount = blocks * d->c * kk * COBV * sizeof *p; /* bytes */
     return CLT_OK;
 }
 
@@ -58,7 +63,7 @@ static int prepare(clt_graph *g, clt__node *n)
     if (vec) {
         char opts[64];
         cl_uint PS = HP * WP;
-        snprintf(opts, sizeof opts, "-DQ_KH=%d -DQ_KW=%d -DCOBV=%d", d->kh, d->kw, COBV);
+        snprintf(opts, sizeof opts, "-DQ_KH=%d -DQ_KW=%d -DCOBV=%d -DQRB=%d", d->kh, d->kw, COBV, QRB);
         CLT_TRY(clt__kernel(g->ctx, "qconv2d", opts, "qconv2d_forward16", &n->k[1]));
         return CLT_SET_ARGS(g->ctx, n->k[1], CLT_ARG(xq), CLT_ARG(q->dw), CLT_ARG(q->dosc), CLT_ARG(q->dbias),
                             CLT_ARG(n->out->mem), CLT_ARG(C), CLT_ARG(PS), CLT_ARG(WP), CLT_ARG(CO), CLT_ARG(sh),
@@ -79,7 +84,8 @@ static int forward(clt_graph *g, clt__node *n, int training)
     size_t total = (size_t)d->n * d->c * a->hp * a->wp, ls = 64;
     CLT_TRY(clt__launch(g->ctx, n->k[0], 1, &total, &ls));
     if (vector_path(d)) {
-        size_t gv[3] = {(size_t)(d->ow + 15) / 16 * d->oh, (size_t)(d->co + COBV - 1) / COBV, (size_t)d->n};
+        size_t gv[3] = {(size_t)(d->ow + 15) / 16 * ((d->oh + QRB - 1) / QRB), (size_t)(d->co + COBV - 1) / COBV,
+                        (size_t)d->n};
         return clt__launch(g->ctx, n->k[1], 3, gv, NULL);
     }
     size_t gs[3] = {(size_t)(d->ow + OWB - 1) / OWB * d->oh, (size_t)(d->co + COB - 1) / COB, (size_t)d->n};
@@ -134,7 +140,8 @@ int clt_qconv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const i
     *ATTR(n) = (qconv_attr){d, (int)hp, (int)wp};
     clt_tensor *t;
     /* The int8 copy of the padded input lives during the forward only (floats: 4 int8 values each). */
-    CLT_TRY(clt__add_private(g, n, CLT__FSCRATCH, "xq", (size_t)((d.n * d.c * hp * wp + SLACK + 3) / 4), &t));
+    CLT_TRY(clt__add_private(g, n, CLT__FSCRATCH, "xq", (size_t)((d.n * d.c * hp * wp + slack(&d, (int)wp) + 3) / 4),
+                              &t));
     *out = n->out;
     return CLT_OK;
 }
