@@ -1,9 +1,12 @@
 /* quant_file.c - the quantized checkpoint: its format (documented at clt_quantize in cltrain.h), a verifying
  * reader, the writer, and the int8 inference graph built from it. */
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "disk.h"
@@ -258,11 +261,15 @@ static int parse_body(clt_qcheckpoint *q, rcur *r)
 int clt_qcheckpoint_probe(const char *path)
 {
     if (!path) return CLT_ERR_INVALID;
-    FILE *f = fopen(path, "rb");
-    if (!f) return CLT_ERR_IO;
+    /* Non-blocking open and a regular-file check first: a FIFO or device is "not a quantized checkpoint" at once
+     * (the caller's reader then says what it is), never a read that blocks. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return CLT_ERR_IO;
+    struct stat st;
     char m[8];
-    size_t n = fread(m, 1, 8, f);
-    fclose(f);
+    ssize_t n = 0;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) n = read(fd, m, sizeof m);
+    close(fd);
     return n == 8 && !memcmp(m, QMAGIC, 8);
 }
 
