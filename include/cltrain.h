@@ -829,6 +829,86 @@ typedef int (*clt_tune_entry_fn)(void *ud, const clt_tune_entry *e);
  * CLT_ERR_NOMEM. */
 CLT_API int clt_tune_list(clt_context *ctx, clt_tune_entry_fn fn, void *ud);
 
+/* ---------------------------------------------------------------------------------------------- int8 quantization */
+
+/* Post-training int8 quantization (src/quant*.c, ops qconv2d and qdense). Arithmetic of an int8 layer, exactly:
+ *   xq = clamp(round(x * (1/x_scale)), -127, 127)     round half away from zero; 1/x_scale computed in float
+ *   wq = clamp(round(w / w_scale[c]), -127, 127)      per output channel c, w_scale[c] = max|w_c| / 127
+ *   acc = sum xq * wq                                  exact int32 accumulation (no overflow for F*127*127 < 2^31)
+ *   y = (float)acc * out_scale[c] + bias[c]            out_scale[c] = x_scale * w_scale[c] as a float product
+ * Activations between layers stay float32: an int8 layer quantizes its input, accumulates in int32 and
+ * dequantizes its output (so ops without an int8 kernel, such as batch norm or pooling, run as before). The
+ * layer's input scale comes from calibration: x_scale = max|x| / 127 over the calibration images (or the
+ * given percentile of |x|). Inference only: these ops have no gradient. */
+
+/* x (N,C,H,W) -> (N,p->out_channels,OH,OW) as clt_conv2d with p's geometry (p->bias and p->init are ignored).
+ * weight: Cout*C*KH*KW int8 values (Cout,C,KH,KW); weight_scale: Cout floats > 0; bias: Cout floats or NULL;
+ * x_scale > 0. The arrays are copied. */
+CLT_API int clt_qconv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const int8_t *weight,
+                        const float *weight_scale, const float *bias, float x_scale, const char *name,
+                        clt_tensor **out);
+/* x (N,F...) read as (N,F) -> (N,units); weight (units,F) int8, weight_scale/bias (units) as above. */
+CLT_API int clt_qdense(clt_graph *g, clt_tensor *x, int units, const int8_t *weight, const float *weight_scale,
+                       const float *bias, float x_scale, const char *name, clt_tensor **out);
+
+typedef struct clt_quant_settings {
+    /* Scale of each int8 layer's input from its calibration values: 100 (default) takes max|x|; a value in
+     * [90, 100) takes that percentile of |x| (clips rare outliers; values above it saturate at +-127). */
+    double percentile;
+    int batch;        /* rows per calibration pass (default 64) */
+} clt_quant_settings;
+CLT_API void clt_quant_default_settings(clt_quant_settings *s);
+
+typedef struct clt_quant_report {
+    int layers_int8;      /* conv and dense layers turned into int8 layers */
+    int layers_float;     /* convolutions left in float32 (residual projections) */
+    uint64_t bytes;       /* size of the written file */
+} clt_quant_report;
+
+/* Quantizes the float32 checkpoint `in_path` into the quantized checkpoint `out_path`: every top-level conv and
+ * dense layer of its model gets per-output-channel symmetric int8 weights and an input scale calibrated on
+ * `n` images `x` (n*C*H*W floats, normalized as for clt_predict, n >= 1); every other state tensor (batch-norm
+ * statistics, residual projections) is stored as float32; the model text, input shape and the checkpoint's
+ * application metadata are copied. Quantized file format (little-endian), checked by a CRC-32 over all bytes:
+ *   "CLTQUANT" u32 version(1) u32 body_len, body, u32 crc32(header and body)
+ *   body: str model_text, i32 c,h,w,classes, str app_meta, u32 nq, nq x qlayer, u32 nf, nf x ftensor
+ *   qlayer: str name, i32 kind (0 conv, 1 dense), i32 cout, cin, kh, kw, sh, sw, ph, pw, i32 has_bias,
+ *           f32 x_scale, cout x f32 w_scale, cout x f32 bias (if has_bias), cout*cin*kh*kw x i8 weight
+ *   ftensor: str name, i32 ndim, ndim x i32 dim, numel x f32        (str: u32 length + bytes)
+ * Written atomically (clt_file_write_atomic); `out_path` may not be `in_path`. Errors in clt_errmsg(ctx). */
+CLT_API int clt_quantize(clt_context *ctx, const char *in_path, const float *x, size_t n,
+                         const clt_quant_settings *s, const char *out_path, clt_quant_report *report);
+
+/* A quantized checkpoint read and verified in memory (magic, version, lengths, CRC, every count and value). */
+typedef struct clt_qcheckpoint clt_qcheckpoint;
+/* 1 if the file begins with the quantized checkpoint's magic, 0 if not, negative if it cannot be read. */
+CLT_API int clt_qcheckpoint_probe(const char *path);
+/* Like clt_checkpoint_open: *out is set even on failure (NULL only without memory); always close it. */
+CLT_API int clt_qcheckpoint_open(const char *path, clt_qcheckpoint **out);
+CLT_API void clt_qcheckpoint_close(clt_qcheckpoint *q);
+CLT_API const char *clt_qcheckpoint_errmsg(const clt_qcheckpoint *q);
+CLT_API const char *clt_qcheckpoint_model_text(const clt_qcheckpoint *q);
+CLT_API int clt_qcheckpoint_input(const clt_qcheckpoint *q, int *c, int *h, int *w, int *classes);
+CLT_API const void *clt_qcheckpoint_app_meta(const clt_qcheckpoint *q, size_t *len);
+/* An int8 inference graph of the stored model (input "x" (batch,C,H,W), logits kept), as clt_checkpoint_build;
+ * s->training must be 0. clt_graph_load does this for a quantized file. */
+CLT_API int clt_qcheckpoint_build(const clt_qcheckpoint *q, clt_context *ctx, const clt_load_settings *s,
+                                  clt_graph **out);
+
+/* ---------------------------------------------------------------------------------------------- ONNX export */
+
+/* Writes the network of the float checkpoint `ckpt_path` as an ONNX model (opset 13, IR version 7) to
+ * `onnx_path` (atomically), encoded with protobuf-c from the ONNX schema: input "x" (N,C,H,W) float with a
+ * symbolic batch N, output "logits" (N,classes); weights as initializers. Layers map to standard ops: conv -> Conv,
+ * dense -> Gemm (transB=1; an image input is Flattened first), batchnorm -> BatchNormalization (running
+ * statistics), relu/sigmoid/tanh -> Relu/Sigmoid/Tanh, leaky_relu -> LeakyRelu, gelu -> x*0.5*(1+Erf(x/sqrt 2)),
+ * maxpool -> MaxPool, avgpool -> AveragePool (count_include_pad=1), global_avgpool -> GlobalAveragePool + Flatten,
+ * flatten -> Flatten, dropout -> Identity, residual -> Add (projection: a 1x1 Conv or a Gemm). The model takes
+ * input normalized as for clt_predict: normalization belongs to the application and is not stored by the library.
+ * A layer without an ONNX equivalent (or an int8 checkpoint) is refused with CLT_ERR_UNSUPPORTED naming it.
+ * Errors in clt_errmsg(ctx); the device context is used to read the checkpoint's tensors. */
+CLT_API int clt_onnx_export(clt_context *ctx, const char *ckpt_path, const char *onnx_path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -64,6 +64,14 @@ int clt_graph_load(clt_context *ctx, const char *path, const clt_load_settings *
     if (out) *out = NULL;
     if (!ctx) return CLT_ERR_INVALID;
     clt__clear_error(ctx);
+    if (path && clt_qcheckpoint_probe(path) == 1) { /* an int8 file (quant_file.c) */
+        clt_qcheckpoint *q = NULL;
+        int st = clt_qcheckpoint_open(path, &q);
+        if (st) st = clt__err(ctx, st, "%s", q ? clt_qcheckpoint_errmsg(q) : "out of host memory");
+        else st = clt_qcheckpoint_build(q, ctx, s, out);
+        clt_qcheckpoint_close(q);
+        return st;
+    }
     clt_checkpoint *ck = NULL;
     int st = clt_checkpoint_open_key(path, s ? s->key : NULL, &ck);
     if (st) st = clt__err(ctx, st, "%s", ck ? clt_checkpoint_errmsg(ck) : "out of host memory");

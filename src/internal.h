@@ -285,6 +285,10 @@ struct clt_graph {
     /* Pruning (prune.c): 0/1 per element of the parameter arena, applied around every optimizer step. */
     cl_mem prune_mask;         /* NULL until clt_graph_prune */
     cl_kernel k_prune;
+    /* Set while a quantized checkpoint builds its model (quant_file.c): the walk offers it each layer first; 1: it
+     * added the layer (an int8 one) itself, 0: build the float layer, < 0: error. */
+    int (*layer_hook)(clt_graph *g, const char *keyword, const char *name, clt_tensor *x, clt_tensor **y);
+    const void *layer_hook_data;
 };
 
 /* The model clt_model_build added to g (the last one if several): its canonical text (owned by g), input

@@ -686,7 +686,9 @@ static int build_layer(clt_graph *g, const clt__layer *L, const char *name, cons
                        const clt__shape *out, clt_tensor *x, clt_tensor **y, char *msg)
 {
     *y = x;
-    if (L->type->build) {
+    int hooked = g->layer_hook ? g->layer_hook(g, L->type->keyword, name, x, y) : 0;
+    if (hooked < 0) return mfail(msg, hooked, "%s: %s", name, clt_errmsg(g->ctx));
+    if (!hooked && L->type->build) {
         int st = L->type->build(g, L->args.bytes, name, in, out, x, y);
         if (st) return mfail(msg, st, "%s: %s", name, clt_errmsg(g->ctx));
     }

@@ -315,3 +315,31 @@ int tool_meta_decode(const clt_checkpoint *ck, const char *path, tool_ckpt_meta 
     clt_checkpoint_counters(ck, &m->steps, &m->passes);
     return check(m, dm, ck, path, err);
 }
+
+/* The metadata a quantized checkpoint copied from its float one (always the version-2 blob: `cltrain quantize`
+ * refuses version-1 files), with the shape checks of check(). */
+int tool_meta_decode_quant(const clt_qcheckpoint *q, const char *path, tool_ckpt_meta *m, tool_data_meta *dm,
+                           char *err)
+{
+    memset(m, 0, sizeof *m);
+    memset(dm, 0, sizeof *dm);
+    size_t len = 0;
+    const unsigned char *p = clt_qcheckpoint_app_meta(q, &len);
+    rcur r = {p, len, 0, 0};
+    decode_v2(&r, m, dm);
+    if (r.bad || r.at != r.len)
+        return tool_fail(err, CLT_ERR_FORMAT, "quantized checkpoint %s holds no cltrain metadata of version %u", path,
+                         TOOL_META_VERSION);
+    for (int i = 0; i < dm->classes; i++)
+        if (!dm->class_names[i][0]) snprintf(dm->class_names[i], sizeof dm->class_names[i], "class%d", i);
+    int c, h, w, k;
+    clt_qcheckpoint_input(q, &c, &h, &w, &k);
+    if (dm->c < 1 || dm->c > 4 || dm->classes < 2 || dm->classes > 10 || dm->c != c || dm->h != h || dm->w != w ||
+        dm->classes != k)
+        return tool_fail(err, CLT_ERR_FORMAT, "quantized checkpoint %s: the data settings do not match its network",
+                         path);
+    for (int i = 0; i < dm->c; i++)
+        if (!isfinite(dm->mean[i]) || !isfinite(dm->std[i]) || !(dm->std[i] > 0))
+            return tool_fail(err, CLT_ERR_FORMAT, "quantized checkpoint %s: unusable normalization statistics", path);
+    return CLT_OK;
+}

@@ -239,6 +239,16 @@ int tool_tune_list(const char *device);
 int tool_bench_step(int argc, char **argv);
 /* `cltrain doctor`: checks drivers, devices, the cache folder and data sets (tools/doctor.c). */
 int tool_cmd_doctor(int argc, char **argv);
+/* `cltrain quantize` and `cltrain eval` of a quantized checkpoint (tools/quantize.c); compare: a float checkpoint
+ * evaluated side by side, or NULL. */
+int tool_cmd_quantize(int argc, char **argv);
+/* `cltrain export` (tools/export.c). */
+int tool_cmd_export(int argc, char **argv);
+int tool_quant_eval(const char *path, const char *compare, const char *data_dir, const char *device, int tune,
+                    int batch);
+/* The tool's metadata that a quantized checkpoint carries (tools/ckmeta.c). */
+int tool_meta_decode_quant(const clt_qcheckpoint *q, const char *path, tool_ckpt_meta *m, tool_data_meta *dm,
+                           char *err);
 
 /* `cltrain table` (tools/table_cmd.c). */
 int tool_cmd_table(int argc, char **argv);

@@ -70,6 +70,13 @@ static clt__conv_geom geom_of(const clt__node *n) { return CLT__ATTR(n, const co
 
 int clt__conv2d_node_algo(const clt__node *n) { return CLT__ATTR(n, const conv_attr)->algo; }
 
+/* For the quantizer (src/quant.c, declared in src/quant.h). */
+int clt__conv2d_node_geom(const clt__node *n, clt__conv_geom *geom)
+{
+    *geom = CLT__ATTR(n, const conv_attr)->geom;
+    return CLT_OK;
+}
+
 int clt__conv2d_node_split(const clt__node *n)
 {
     const conv_attr *a = CLT__ATTR(n, const conv_attr);
