@@ -3,6 +3,7 @@
 #define _GNU_SOURCE /* mkdtemp, setenv */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -920,6 +921,84 @@ static void test_timing(void)
     }
 }
 
+/* The decision rule on injected timings: a candidate replaces the default only if it beats it by more than
+ * the noise of the paired ratios (and by at least CLT__TUNE_MIN_MARGIN). */
+static void test_decide(void)
+{
+    clt__tune_verdict v;
+    double a[5] = {10, 10, 10, 10, 10}, b[5];
+    for (int i = 0; i < 5; i++) b[i] = 9.9;
+    clt__tune_decide(a, b, 5, CLT__TUNE_MIN_MARGIN, &v);
+    TU_CHECK(!v.wins && fabs(v.ratio - 0.99) < 1e-9, "1%% faster, no noise: within the minimum margin, rejected "
+             "(wins %d ratio %g)", v.wins, v.ratio);
+    for (int i = 0; i < 5; i++) b[i] = 5;
+    clt__tune_decide(a, b, 5, CLT__TUNE_MIN_MARGIN, &v);
+    TU_CHECK(v.wins && fabs(v.ratio - 0.5) < 1e-9 && v.noise == 0, "2x faster, no noise: accepted (wins %d)", v.wins);
+    /* 20% faster in the median, but the ratios spread by 0.2 around it: noise 0.25, margin 0.5, rejected */
+    double nb[5] = {6, 14, 7, 13, 8};
+    clt__tune_decide(a, nb, 5, CLT__TUNE_MIN_MARGIN, &v);
+    TU_CHECK(!v.wins && fabs(v.ratio - 0.8) < 1e-9 && fabs(v.noise - 0.25) < 1e-9 && fabs(v.margin - 0.5) < 1e-9,
+             "faster within noise: rejected (wins %d ratio %g noise %g margin %g)", v.wins, v.ratio, v.noise, v.margin);
+    /* 3x faster with two outliers of +-0.1 in the ratio: the median absolute deviation ignores them, accepted */
+    double fb[5] = {3.333, 3.333, 2.333, 4.333, 3.333};
+    clt__tune_decide(a, fb, 5, CLT__TUNE_MIN_MARGIN, &v);
+    TU_CHECK(v.wins, "3x faster beyond noise: accepted (ratio %g noise %g margin %g)", v.ratio, v.noise, v.margin);
+    /* one pair says nothing about noise; a failed timing never wins */
+    clt__tune_decide(a, b, 1, CLT__TUNE_MIN_MARGIN, &v);
+    TU_CHECK(!v.wins, "a single pair must not replace the default");
+    double bad[5] = {5, 5, NAN, 5, 5};
+    clt__tune_decide(a, bad, 5, CLT__TUNE_MIN_MARGIN, &v);
+    TU_CHECK(!v.wins, "a NaN timing must not replace the default");
+    double zero[5] = {0, 10, 10, 10, 10};
+    for (int i = 0; i < 5; i++) b[i] = 5;
+    clt__tune_decide(zero, b, 5, CLT__TUNE_MIN_MARGIN, &v);
+    TU_CHECK(!v.wins, "a zero default time must not make the candidate win");
+    printf("ok   decision rule on injected timings\n");
+}
+
+/* clt__tune_paired alternates the sides (a b, b a, ...) and decides on the hooked times. */
+typedef struct fake_times {
+    double a, b;
+    int order[32], n;
+} fake_times;
+
+static double fake_hook(void *ud, int side, double measured_ms)
+{
+    (void)measured_ms;
+    fake_times *f = ud;
+    if (f->n < 32) f->order[f->n++] = side;
+    return side ? f->b : f->a;
+}
+
+static int run_nothing(clt_context *ctx, void *ud)
+{
+    (void)ctx, (void)ud;
+    return CLT_OK;
+}
+
+static void test_paired(void)
+{
+    clt_context *c = make_ctx(NULL, CLT_TUNE_OFF, 0);
+    if (!c) {
+        tu_failures++;
+        return;
+    }
+    fake_times f = {10, 9.8, {0}, 0};
+    clt__tune_set_timer_hook(fake_hook, &f);
+    clt__tune_verdict v;
+    TU_OK(c, clt__tune_paired(c, run_nothing, NULL, run_nothing, NULL, 4, &v));
+    TU_CHECK(!v.wins && v.pairs == 4, "paired: 2%% faster is within the margin, the default stays (wins %d)", v.wins);
+    int want[8] = {0, 1, 1, 0, 0, 1, 1, 0}, same = f.n == 8;
+    for (int i = 0; same && i < 8; i++) same = f.order[i] == want[i];
+    TU_CHECK(same, "paired: runs alternate a b, b a (got %d runs)", f.n);
+    f = (fake_times){10, 6, {0}, 0};
+    TU_OK(c, clt__tune_paired(c, run_nothing, NULL, run_nothing, NULL, 4, &v));
+    TU_CHECK(v.wins && fabs(v.ratio - 0.6) < 1e-9, "paired: 40%% faster wins (wins %d ratio %g)", v.wins, v.ratio);
+    clt__tune_set_timer_hook(NULL, NULL);
+    clt_context_destroy(c);
+    printf("ok   paired, alternating comparison\n");
+}
+
 int main(void)
 {
     const char *root = getenv("CLTRAIN_CACHE_DIR");
@@ -950,6 +1029,8 @@ int main(void)
     test_binary_trust();
     test_conv_entry();
     test_timing();
+    test_decide();
+    test_paired();
     if (tu_failures == 0) rm_rf(base);
     return tu_finish("tune");
 }
