@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "bincache.h"
+#include "gemm.h"
 #include "tune.h"
 
 static char base[1024];
@@ -999,6 +1000,59 @@ static void test_paired(void)
     printf("ok   paired, alternating comparison\n");
 }
 
+/* clt_tune_check (cltrain tune --check) on a cached GEMM decision that differs from the default, timings
+ * injected: within the margin it is replaced by the default; clearly faster it is kept. */
+static void test_tune_check(void)
+{
+    char dir[4096];
+    sub(dir, "check");
+    const char *shape = "m=32,n=64,k=48,ta=0,tb=0,batch=1";
+    clt__gemm_args a = {.m = 32, .n = 64, .k = 48, .batch = 1};
+    clt__tune_key key = {"gemm", "gemm", "gemm-v1", shape};
+    clt_context *c = make_ctx(dir, CLT_TUNE_QUICK, 0);
+    if (!c) {
+        tu_failures++;
+        return;
+    }
+    int dalgo;
+    clt__gemm_params dp;
+    clt__gemm_default(c, &a, &dalgo, &dp);
+    char dstr[128], cand[160] = "", want_default[160];
+    clt__gemm_params_str(&dp, dstr, sizeof dstr);
+    if (dalgo == CLT__GEMM_CLBLAST) snprintf(want_default, sizeof want_default, "algo=clblast");
+    else snprintf(want_default, sizeof want_default, "algo=own %s", dstr);
+    for (int i = 0; i < clt__gemm_num_params() && !cand[0]; i++) {
+        char ps[128], v[160];
+        clt__gemm_params_str(clt__gemm_param(i), ps, sizeof ps);
+        snprintf(v, sizeof v, "algo=own %s", ps);
+        if (strcmp(v, want_default) != 0) snprintf(cand, sizeof cand, "%s", v);
+    }
+    for (int round = 0; round < 2; round++) {
+        TU_OK(c, clt__tune_put(c, &key, cand));
+        double t[2] = {10.0, round ? 4.0 : 9.9};
+        fake_times f = {t[0], t[1], {0}, 0};
+        clt__tune_set_timer_hook(fake_hook, &f);
+        int checked = -1, replaced = -1;
+        TU_OK(c, clt_tune_check(c, &checked, &replaced));
+        clt__tune_set_timer_hook(NULL, NULL);
+        char v[256] = "";
+        TU_CHECK(clt__tune_get(c, &key, v, sizeof v) == 1, "tune --check: the entry is still there");
+        const char *want = round ? cand : want_default;
+        TU_CHECK(checked == 1 && replaced == !round && strcmp(v, want) == 0,
+                 "tune --check, candidate %s the default: checked %d replaced %d, entry '%s', want '%s'",
+                 round ? "2.5x faster than" : "within 1%% of", checked, replaced, v, want);
+    }
+    clt_context_destroy(c);
+    c = make_ctx(dir, CLT_TUNE_CACHED, 0);
+    if (c) {
+        int checked, replaced;
+        TU_CHECK(clt_tune_check(c, &checked, &replaced) == CLT_ERR_STATE, "tune --check needs quick or full");
+        TU_MSG(c, "tune mode quick or full");
+        clt_context_destroy(c);
+    }
+    printf("ok   tune --check keeps a decision only while it beats the default\n");
+}
+
 int main(void)
 {
     const char *root = getenv("CLTRAIN_CACHE_DIR");
@@ -1031,6 +1085,7 @@ int main(void)
     test_timing();
     test_decide();
     test_paired();
+    test_tune_check();
     if (tu_failures == 0) rm_rf(base);
     return tu_finish("tune");
 }
