@@ -541,7 +541,16 @@ static int tune_shape(clt_context *ctx, const clt__gemm_args *a, const clt__tune
     double best_ms = -1;
     int st = CLT_OK;
     char pstr[128], val[256];
+    int screened = 0;
     for (int i = -1; i < n && st == CLT_OK; i++) { /* -1: CLBlast */
+        /* QUICK: past the budget, a shape stops screening after two candidates that ran (each one a compile;
+         * five of them overran a 20 s budget by minutes on cold caches); the best of those still has to
+         * beat the default in the paired runs below, so a shorter screening cannot make things worse. */
+        if (ctx->tune == CLT_TUNE_QUICK && screened >= 2 && ctx->tune_spent_s + dur_s(t0) >= ctx->tune_budget_s) {
+            clt__vlog(ctx, "tune gemm %s: QUICK budget spent, screening stops after %d candidates", key->shape,
+                      screened);
+            break;
+        }
         const clt__gemm_params *p = i < 0 ? NULL : &params[i];
         if (p && !own_ok(a, p)) continue;
         if (i >= 0) clt__gemm_params_str(p, pstr, sizeof pstr);
@@ -563,6 +572,7 @@ static int tune_shape(clt_context *ctx, const clt__gemm_args *a, const clt__tune
             st = clt__tune_put(ctx, &ck, "rejected");
             continue;
         }
+        screened++;
         if (ctx->verbose)
             fprintf(stderr, "cltrain: tune gemm %s: %s %.3f ms (%.1f GFLOP/s)\n", key->shape, pstr, ms,
                     flops / ms * 1e-6);
