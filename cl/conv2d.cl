@@ -120,14 +120,17 @@ kernel void bias_grad(global const float *dy, global float *db, const uint N, co
     db[co] = s;
 }
 
-/* dw (len) = sum of the nparts partial weight gradients (nparts, len) of the split-k GEMM. */
-kernel void sum_parts(global const float *parts, global float *dw, const uint nparts, const uint len)
+/* dw (len) and db (lenb) = sums of the nparts partial gradients (nparts, len + lenb) of a split weight
+ * gradient (the bias gradient, when there is one, follows the weights in each part). */
+kernel void sum_parts(global const float *parts, global float *dw, global float *db, const uint nparts,
+                      const uint len, const uint lenb)
 {
-    uint i = get_global_id(0);
-    if (i >= len) return;
+    uint i = get_global_id(0), stride = len + lenb;
+    if (i >= stride) return;
     float s = 0.0f;
-    for (uint p = 0; p < nparts; p++) s += parts[(size_t)p * len + i];
-    dw[i] = s;
+    for (uint p = 0; p < nparts; p++) s += parts[(size_t)p * stride + i];
+    if (i < len) dw[i] = s;
+    else db[i - len] = s;
 }
 
 /* ---- direct convolution (stride 1), built with -DCONV_KH=.. -DCONV_KW=..; the block sizes are tunables.
@@ -170,32 +173,27 @@ inline float hsum(DVT v)
     return c.x + c.y;
 }
 
-/* dst (P, DH, DW) planes `DPS` floats apart: src (P, SRH, SRW) at row `top`, column `left`, zeros around;
- * also zeros each plane's tail (DPS - DH*DW) and `slack` floats after the last plane. Work-item
- * (plane, r) writes row r; r = DH writes the tails. */
+/* dst + D0 (P, DH, DW) planes `DPS` floats apart: src (P, SRH, SRW) at row `top`, column `left`, zeros
+ * around; also zeros each plane's tail (DPS - DH*DW) and `slack` floats after the last plane. A work-item
+ * writes a whole plane: with a work-item per row, the per-work-group cost of CPU devices outweighed the copy. */
 kernel void pad_planes(global const float *src, global float *dst, const uint P, const uint SRH, const uint SRW,
                        const uint DH, const uint DW, const uint DPS, const uint top, const uint left,
-                       const uint slack)
+                       const uint slack, const uint D0)
 {
-    uint plane = get_global_id(0), r = get_global_id(1);
-    if (plane >= P || r > DH) return;
-    global float *d = dst + (size_t)plane * DPS;
-    if (r == DH) {
-        for (uint i = DH * DW; i < DPS; i++) d[i] = 0.0f;
-        if (plane == P - 1)
-            for (uint i = 0; i < slack; i++) d[DPS + i] = 0.0f;
-        return;
+    uint plane = get_global_id(0);
+    if (plane >= P) return;
+    global float *d = dst + D0 + (size_t)plane * DPS;
+    global const float *s = src + (size_t)plane * SRH * SRW;
+    uint r = 0, i = 0;
+    for (; r < top; r++)
+        for (uint j = 0; j < DW; j++) d[i++] = 0.0f;
+    for (; r < top + SRH; r++, s += SRW) {
+        for (uint j = 0; j < left; j++) d[i++] = 0.0f;
+        for (uint j = 0; j < SRW; j++) d[i++] = s[j];
+        for (uint j = left + SRW; j < DW; j++) d[i++] = 0.0f;
     }
-    d += r * DW;
-    int sr = (int)r - (int)top;
-    if (sr < 0 || sr >= (int)SRH) {
-        for (uint i = 0; i < DW; i++) d[i] = 0.0f;
-        return;
-    }
-    global const float *s = src + ((size_t)plane * SRH + (uint)sr) * SRW;
-    for (uint i = 0; i < left; i++) d[i] = 0.0f;
-    for (uint i = 0; i < SRW; i++) d[left + i] = s[i];
-    for (uint i = left + SRW; i < DW; i++) d[i] = 0.0f;
+    uint end = plane == P - 1 ? DPS + slack : DPS;
+    for (; i < end; i++) d[i] = 0.0f;
 }
 
 /* wt (ceil(A/COB), B, KK, COB) from w: forward (flip 0): A = Cout, B = Cin, wt[a/COB][b][k][a%COB] =
@@ -216,11 +214,11 @@ kernel void pack_weights(global const float *w, global float *wt, const uint A, 
 }
 
 /* y (N,CO,OH,OW) = (acc ? y : 0) + [b +] conv(xp, wt), stride 1, xp padded planes (N*CI, HP, WP) `PS`
- * floats apart. Work-item (s, cob, n) computes RB rows x VW pixels x COB channels in registers: per input
+ * floats apart from xp + X0. Work-item (s, cob, n) computes RB rows x VW pixels x COB channels in registers: per input
  * tap, one unaligned vector load and COB broadcast FMAs per row. */
 kernel void direct_fwd(global const float *xp, global const float *wt, global const float *b, global float *y,
                        const uint CI, const uint CO, const uint PS, const uint WP, const uint OH, const uint OW,
-                       const int has_bias, const int acc)
+                       const int has_bias, const int acc, const uint X0)
 {
     uint s = get_global_id(0), cob = get_global_id(1), n = get_global_id(2);
     uint nsx = (OW + VW - 1) / VW;
@@ -231,7 +229,7 @@ kernel void direct_fwd(global const float *xp, global const float *wt, global co
     for (int r = 0; r < RB; r++)
 #pragma unroll
         for (int o = 0; o < COB; o++) a[r][o] = (VT)(0.0f);
-    global const float *xb = xp + (size_t)n * CI * PS + oh0 * WP + ow0;
+    global const float *xb = xp + X0 + (size_t)n * CI * PS + oh0 * WP + ow0;
     global const float *wb = wt + (size_t)cob * CI * (CONV_KH * CONV_KW * COB);
     for (uint c = 0; c < CI; c++, xb += PS, wb += CONV_KH * CONV_KW * COB) {
 #pragma unroll
@@ -276,28 +274,50 @@ kernel void direct_fwd(global const float *xp, global const float *wt, global co
     }
 }
 
-/* Weight gradient over images [part*NPER, ..): dw (CO, CI, KH, KW) (part `part` of the split) =
- * sum over n and q of dyx[n][co][q] * xp[n][c][q + kh*WP + kw], where dyx holds dy in rows of WP with
- * zeros past OW (and up to DPS, a multiple of DVW): one flat, unmasked vector loop per plane. Work-item
- * (cob, c*KH + kh, part) keeps DCOB x KW vector sums. */
-kernel void direct_dw(global const float *xp, global const float *dyx, global float *dw, const uint N,
-                      const uint CI, const uint CO, const uint PS, const uint WP, const uint DPS, const uint NPER)
+/* Weight and bias gradients over images [part*NPER, ..): dw[co][c][kh][kw] = sum over n and q of
+ * dq[n][co][q] * xp[n][c][q + kh*WS + kw], db[co] = sum of dq[n][co]. dq holds dy zero-padded in rows of WS,
+ * x's row stride, so that one flat, unmasked vector loop of NQ floats (from DOFF into each plane, a multiple
+ * of DVW floats from dq) runs over a plane: the lanes past a row's OW pixels read zeros. Work-item
+ * (cob, c*KH + kh, part) keeps DCOB x KW vector sums; the extra work-items ckh = CI*KH keep the DCOB bias
+ * sums (when has_bias), so the bias gradient costs no pass over dy of its own. Part `part` writes
+ * dw + part*DWS and db + DBO + part*DWS (when the images are split, dw and db are one buffer of parts). */
+kernel void direct_dw(global const float *xp, global const float *dq, global float *dw, global float *db,
+                      const uint N, const uint CI, const uint CO, const uint PS, const uint WS, const uint QS,
+                      const uint DOFF, const uint NQ, const uint NPER, const uint DWS, const uint DBO,
+                      const int has_bias)
 {
     uint cob = get_global_id(0), ckh = get_global_id(1), part = get_global_id(2);
-    if (cob * DCOB >= CO || ckh >= CI * CONV_KH || part * NPER >= N) return;
-    uint c = ckh / CONV_KH, kh = ckh - c * CONV_KH;
+    if (cob * DCOB >= CO || ckh > CI * CONV_KH || (ckh == CI * CONV_KH && !has_bias) || part * NPER >= N) return;
     uint n1 = min(N, (part + 1) * NPER);
+    if (ckh == CI * CONV_KH) {
+        DVT a[DCOB];
+#pragma unroll
+        for (int o = 0; o < DCOB; o++) a[o] = (DVT)(0.0f);
+        for (uint n = part * NPER; n < n1; n++) {
+#pragma unroll
+            for (int o = 0; o < DCOB; o++) {
+                global const float *dr = dq + DOFF + ((size_t)n * CO + min(cob * DCOB + o, CO - 1)) * QS;
+                for (uint q = 0; q < NQ; q += DVW) a[o] += DVLOAD(0, dr + q);
+            }
+        }
+        global float *out = db + DBO + (size_t)part * DWS;
+#pragma unroll
+        for (int o = 0; o < DCOB; o++)
+            if (cob * DCOB + o < CO) out[cob * DCOB + o] = hsum(a[o]);
+        return;
+    }
+    uint c = ckh / CONV_KH, kh = ckh - c * CONV_KH;
     DVT a[DCOB][CONV_KW];
 #pragma unroll
     for (int o = 0; o < DCOB; o++)
 #pragma unroll
         for (int kw = 0; kw < CONV_KW; kw++) a[o][kw] = (DVT)(0.0f);
     for (uint n = part * NPER; n < n1; n++) {
-        global const float *xr = xp + ((size_t)n * CI + c) * PS + kh * WP;
+        global const float *xr = xp + ((size_t)n * CI + c) * PS + kh * WS;
         global const float *dr[DCOB];
 #pragma unroll
-        for (int o = 0; o < DCOB; o++) dr[o] = dyx + ((size_t)n * CO + min(cob * DCOB + o, CO - 1)) * DPS;
-        for (uint q = 0; q < DPS; q += DVW) {
+        for (int o = 0; o < DCOB; o++) dr[o] = dq + DOFF + ((size_t)n * CO + min(cob * DCOB + o, CO - 1)) * QS;
+        for (uint q = 0; q < NQ; q += DVW) {
             DVT xv[CONV_KW];
 #pragma unroll
             for (int kw = 0; kw < CONV_KW; kw++) xv[kw] = DVLOAD(0, xr + q + kw);
@@ -309,7 +329,110 @@ kernel void direct_dw(global const float *xp, global const float *dyx, global fl
             }
         }
     }
-    global float *out = dw + (size_t)part * CO * CI * CONV_KH * CONV_KW;
+    global float *out = dw + (size_t)part * DWS;
+#pragma unroll
+    for (int o = 0; o < DCOB; o++) {
+        uint co = cob * DCOB + o;
+        if (co < CO)
+#pragma unroll
+            for (int kw = 0; kw < CONV_KW; kw++) out[((co * CI + c) * CONV_KH + kh) * CONV_KW + kw] = hsum(a[o][kw]);
+    }
+}
+
+/* dy (DVW floats) at p where lanes [valid, DVW) would read past the end of dy: loads only the valid ones. */
+inline DVT load_tail(global const float *p, uint valid)
+{
+    float t[DVW];
+    for (uint i = 0; i < DVW; i++) t[i] = i < valid ? p[i] : 0.0f;
+    return DVLOAD(0, t);
+}
+
+/* direct_dw for a backward without the data gradient, where no padded copy of dy is made: dy is read in
+ * place (NCHW), DVW pixels of a row per vector (unaligned loads, which cost less than the copy); a
+ * vector's lanes past OW hold the next row's dy, so they meet masked (zeroed) x, and the bias sums mask dy.
+ * Work-items, parts and outputs as in direct_dw; xp rows are WS apart. */
+kernel void direct_dw_rows(global const float *xp, global const float *dy, global float *dw, global float *db,
+                           const uint N, const uint CI, const uint CO, const uint PS, const uint WS, const uint OH,
+                           const uint OW, const uint NPER, const uint DWS, const uint DBO, const int has_bias)
+{
+    uint cob = get_global_id(0), ckh = get_global_id(1), part = get_global_id(2);
+    if (cob * DCOB >= CO || ckh > CI * CONV_KH || (ckh == CI * CONV_KH && !has_bias) || part * NPER >= N) return;
+    uint n1 = min(N, (part + 1) * NPER), P = OH * OW, nfull = OW / DVW, tail = OW - nfull * DVW;
+    size_t dylen = (size_t)N * CO * P;
+#if DVW == 16
+    int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+#else
+    int8 lane = (int8)(0, 1, 2, 3, 4, 5, 6, 7);
+#endif
+    DVT zero = (DVT)(0.0f);
+    if (ckh == CI * CONV_KH) {
+        DVT a[DCOB];
+#pragma unroll
+        for (int o = 0; o < DCOB; o++) a[o] = zero;
+        for (uint n = part * NPER; n < n1; n++) {
+#pragma unroll
+            for (int o = 0; o < DCOB; o++) {
+                size_t off = ((size_t)n * CO + min(cob * DCOB + o, CO - 1)) * P;
+                global const float *dr = dy + off;
+                for (uint oh = 0; oh < OH; oh++, dr += OW, off += OW) {
+                    for (uint v = 0; v < nfull; v++) a[o] += DVLOAD(0, dr + v * DVW);
+                    if (tail) {
+                        uint q = nfull * DVW;
+                        DVT d = off + q + DVW <= dylen ? DVLOAD(0, dr + q) : load_tail(dr + q, tail);
+                        a[o] += select(zero, d, lane < (int)tail);
+                    }
+                }
+            }
+        }
+        global float *out = db + DBO + (size_t)part * DWS;
+#pragma unroll
+        for (int o = 0; o < DCOB; o++)
+            if (cob * DCOB + o < CO) out[cob * DCOB + o] = hsum(a[o]);
+        return;
+    }
+    uint c = ckh / CONV_KH, kh = ckh - c * CONV_KH;
+    DVT a[DCOB][CONV_KW];
+#pragma unroll
+    for (int o = 0; o < DCOB; o++)
+#pragma unroll
+        for (int kw = 0; kw < CONV_KW; kw++) a[o][kw] = zero;
+    for (uint n = part * NPER; n < n1; n++) {
+        global const float *xr = xp + ((size_t)n * CI + c) * PS + kh * WS;
+        size_t off0 = ((size_t)n * CO + cob * DCOB) * P;
+        global const float *dr[DCOB];
+#pragma unroll
+        for (int o = 0; o < DCOB; o++) dr[o] = dy + ((size_t)n * CO + min(cob * DCOB + o, CO - 1)) * P;
+        for (uint oh = 0; oh < OH; oh++, xr += WS) {
+            uint q = 0;
+            for (uint v = 0; v < nfull; v++, q += DVW) {
+                DVT xv[CONV_KW];
+#pragma unroll
+                for (int kw = 0; kw < CONV_KW; kw++) xv[kw] = DVLOAD(0, xr + q + kw);
+#pragma unroll
+                for (int o = 0; o < DCOB; o++) {
+                    DVT d = DVLOAD(0, dr[o] + q);
+#pragma unroll
+                    for (int kw = 0; kw < CONV_KW; kw++) a[o][kw] = fma(d, xv[kw], a[o][kw]);
+                }
+            }
+            if (tail) {
+                DVT xv[CONV_KW];
+#pragma unroll
+                for (int kw = 0; kw < CONV_KW; kw++) xv[kw] = select(zero, DVLOAD(0, xr + q + kw), lane < (int)tail);
+                /* only the last plane's last row can reach past dy: its tail loads the valid lanes only */
+                bool safe = off0 + (size_t)(DCOB - 1) * P + (size_t)oh * OW + q + DVW <= dylen;
+#pragma unroll
+                for (int o = 0; o < DCOB; o++) {
+                    DVT d = safe ? DVLOAD(0, dr[o] + q) : load_tail(dr[o] + q, tail);
+#pragma unroll
+                    for (int kw = 0; kw < CONV_KW; kw++) a[o][kw] = fma(d, xv[kw], a[o][kw]);
+                }
+            }
+#pragma unroll
+            for (int o = 0; o < DCOB; o++) dr[o] += OW;
+        }
+    }
+    global float *out = dw + (size_t)part * DWS;
 #pragma unroll
     for (int o = 0; o < DCOB; o++) {
         uint co = cob * DCOB + o;

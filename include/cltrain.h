@@ -829,6 +829,15 @@ typedef int (*clt_tune_entry_fn)(void *ud, const clt_tune_entry *e);
  * CLT_ERR_NOMEM. */
 CLT_API int clt_tune_list(clt_context *ctx, clt_tune_entry_fn fn, void *ud);
 
+/* Re-validates the context's cached GEMM decisions (`cltrain tune --check`): each decision that differs from
+ * the shape's untuned default is checked and timed again against that default in alternating, paired runs,
+ * with the tuner's rule (it must beat the default by more than the measured noise, and by at least 3%); a
+ * decision that no longer wins is replaced in the cache by the default. *checked: decisions looked at,
+ * *replaced: those replaced. Convolution algorithm decisions are not re-measured here. Errors:
+ * CLT_ERR_INVALID (NULL argument), CLT_ERR_STATE (tune mode other than quick or full), and those of running
+ * the GEMMs. */
+CLT_API int clt_tune_check(clt_context *ctx, int *checked, int *replaced);
+
 /* ---------------------------------------------------------------------------------------------- int8 quantization */
 
 /* Post-training int8 quantization (src/quant*.c, ops qconv2d and qdense). Arithmetic of an int8 layer, exactly:

@@ -493,6 +493,42 @@ static int own_ok(const clt__gemm_args *a, const clt__gemm_params *p)
     return 1;
 }
 
+/* One side of a paired comparison: the probe run with a given algorithm and parameters. */
+typedef struct probe_side {
+    probe *pr;
+    int algo;
+    clt__gemm_params p;
+} probe_side;
+
+static int side_run(clt_context *ctx, void *ud)
+{
+    probe_side *s = ud;
+    s->pr->algo = s->algo;
+    s->pr->p = &s->p;
+    return probe_run(ctx, s->pr);
+}
+
+/* The fastest candidate of the screening replaces the shape's default only if it also beats the default in
+ * alternating, paired runs by more than their noise (clt__tune_decide); otherwise the default is kept (and
+ * recorded), so a decision measured on a busy machine cannot be slower than not tuning. */
+static int keep_default_unless_beaten(clt_context *ctx, probe *pr, const clt__gemm_args *a, const clt__tune_key *key,
+                                      int *algo, clt__gemm_params *best)
+{
+    probe_side def = {pr, 0, {0}}, cand = {pr, *algo, *best};
+    clt__gemm_default(ctx, a, &def.algo, &def.p);
+    if (def.algo == cand.algo && (def.algo == CLT__GEMM_CLBLAST || same_params(&def.p, &cand.p))) return CLT_OK;
+    int ok = probe_once(ctx, pr, def.algo, &def.p); /* the default's own check (and compile, if it was not screened) */
+    if (ok <= 0) return ok < 0 && ok != CLT_ERR_CLBLAST && ok != CLT_ERR_BUILD ? ok : (clt__clear_error(ctx), CLT_OK);
+    CLT_TRY(side_run(ctx, &cand)); /* warm both */
+    CLT_CL(ctx, clFinish(ctx->queue));
+    clt__tune_verdict v;
+    CLT_TRY(clt__tune_paired(ctx, side_run, &def, side_run, &cand, ctx->tune == CLT_TUNE_FULL ? 9 : 5, &v));
+    clt__vlog(ctx, "tune gemm %s: best vs default, paired: %.3f vs %.3f ms, ratio %.3f, noise %.3f, margin %.3f: %s",
+              key->shape, v.b_ms, v.a_ms, v.ratio, v.noise, v.margin, v.wins ? "candidate" : "default kept");
+    if (!v.wins) *algo = def.algo, *best = def.p;
+    return CLT_OK;
+}
+
 /* Measures the candidates for a shape and records the winner. */
 static int tune_shape(clt_context *ctx, const clt__gemm_args *a, const clt__tune_key *key, int *algo,
                       clt__gemm_params *best)
@@ -505,7 +541,16 @@ static int tune_shape(clt_context *ctx, const clt__gemm_args *a, const clt__tune
     double best_ms = -1;
     int st = CLT_OK;
     char pstr[128], val[256];
+    int screened = 0;
     for (int i = -1; i < n && st == CLT_OK; i++) { /* -1: CLBlast */
+        /* QUICK: past the budget, a shape stops screening after two candidates that ran (each one a compile;
+         * five of them overran a 20 s budget by minutes on cold caches); the best of those still has to
+         * beat the default in the paired runs below, so a shorter screening cannot make things worse. */
+        if (ctx->tune == CLT_TUNE_QUICK && screened >= 2 && ctx->tune_spent_s + dur_s(t0) >= ctx->tune_budget_s) {
+            clt__vlog(ctx, "tune gemm %s: QUICK budget spent, screening stops after %d candidates", key->shape,
+                      screened);
+            break;
+        }
         const clt__gemm_params *p = i < 0 ? NULL : &params[i];
         if (p && !own_ok(a, p)) continue;
         if (i >= 0) clt__gemm_params_str(p, pstr, sizeof pstr);
@@ -527,6 +572,7 @@ static int tune_shape(clt_context *ctx, const clt__gemm_args *a, const clt__tune
             st = clt__tune_put(ctx, &ck, "rejected");
             continue;
         }
+        screened++;
         if (ctx->verbose)
             fprintf(stderr, "cltrain: tune gemm %s: %s %.3f ms (%.1f GFLOP/s)\n", key->shape, pstr, ms,
                     flops / ms * 1e-6);
@@ -536,6 +582,7 @@ static int tune_shape(clt_context *ctx, const clt__gemm_args *a, const clt__tune
             if (p) *best = *p;
         }
     }
+    if (st == CLT_OK && best_ms >= 0) st = keep_default_unless_beaten(ctx, &pr, a, key, algo, best);
     probe_free(&pr);
     clt__tune_charge(ctx, dur_s(t0));
     CLT_TRY(st);
@@ -971,4 +1018,89 @@ void clt__gemm_release(clt_context *ctx)
     free(s->dec);
     free(s);
     ctx->gemm = NULL;
+}
+
+/* ------------------------------------------------------------------------------ re-validating decisions */
+
+typedef struct check_list {
+    char (*shape)[160];
+    char (*val)[256];
+    int n, cap, oom;
+} check_list;
+
+static int collect_gemm(void *ud, const clt_tune_entry *e)
+{
+    check_list *l = ud;
+    if (strcmp(e->kernel, "gemm") != 0 || strcmp(e->options, GEMM_TUNE_VERSION) != 0) return 0;
+    if (strlen(e->shape) >= 160 || strlen(e->value) >= 256) return 0;
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 16;
+        void *s = realloc(l->shape, (size_t)cap * sizeof *l->shape), *v = s ? realloc(l->val, (size_t)cap * sizeof *l->val) : NULL;
+        if (s) l->shape = s;
+        if (!s || !v) return l->oom = 1;
+        l->val = v;
+        l->cap = cap;
+    }
+    snprintf(l->shape[l->n], 160, "%s", e->shape);
+    snprintf(l->val[l->n], 256, "%s", e->value);
+    l->n++;
+    return 0;
+}
+
+/* One cached decision against the shape's default, paired (the tuner's rule): 1 kept, 0 replaced. */
+static int check_one(clt_context *ctx, const char *shape, const char *val, int *replaced)
+{
+    clt__gemm_args a = {0};
+    int ta = 0, tb = 0, used = 0;
+    *replaced = 0;
+    if (sscanf(shape, "m=%zu,n=%zu,k=%zu,ta=%d,tb=%d,batch=%zu%n", &a.m, &a.n, &a.k, &ta, &tb, &a.batch, &used) != 6 ||
+        shape[used] || !a.m || !a.n || !a.k || !a.batch)
+        return CLT_OK; /* not a shape the tuner writes: lookups ignore it too */
+    a.trans_a = ta != 0, a.trans_b = tb != 0;
+    probe_side cand = {NULL, 0, {0}}, def = {NULL, 0, {0}};
+    if (check_cached(ctx, val, &cand.algo, &cand.p)) return CLT_OK;
+    clt__gemm_default(ctx, &a, &def.algo, &def.p);
+    if (def.algo == cand.algo && (def.algo == CLT__GEMM_CLBLAST || same_params(&def.p, &cand.p))) return CLT_OK;
+    probe pr;
+    CLT_TRY(probe_make(ctx, &a, &pr));
+    cand.pr = def.pr = &pr;
+    int okc = probe_once(ctx, &pr, cand.algo, &cand.p), okd = okc < 0 ? okc : probe_once(ctx, &pr, def.algo, &def.p);
+    clt__tune_verdict v = {0};
+    int st = okc < 0 ? okc : okd < 0 ? okd : CLT_OK;
+    if (st == CLT_OK && okc && okd)
+        st = clt__tune_paired(ctx, side_run, &def, side_run, &cand, ctx->tune == CLT_TUNE_FULL ? 9 : 5, &v);
+    probe_free(&pr);
+    CLT_TRY(st);
+    clt__vlog(ctx, "tune --check gemm %s: %s %.3f ms vs default %.3f ms, ratio %.3f, noise %.3f: %s", shape, val,
+              v.b_ms, v.a_ms, v.ratio, v.noise, okc && (v.wins || !okd) ? "kept" : "replaced by the default");
+    if (okc && (v.wins || !okd)) return CLT_OK;
+    char nv[256], pstr[128];
+    if (def.algo == CLT__GEMM_CLBLAST) snprintf(nv, sizeof nv, "algo=clblast");
+    else clt__gemm_params_str(&def.p, pstr, sizeof pstr), snprintf(nv, sizeof nv, "algo=own %s", pstr);
+    clt__tune_key key = {"gemm", "gemm", GEMM_TUNE_VERSION, shape};
+    *replaced = 1;
+    return clt__tune_put(ctx, &key, nv);
+}
+
+int clt_tune_check(clt_context *ctx, int *checked, int *replaced)
+{
+    if (!ctx) return CLT_ERR_INVALID;
+    if (!checked || !replaced) return clt__err(ctx, CLT_ERR_INVALID, "clt_tune_check: NULL count");
+    *checked = *replaced = 0;
+    if (ctx->tune != CLT_TUNE_QUICK && ctx->tune != CLT_TUNE_FULL)
+        return clt__err(ctx, CLT_ERR_STATE, "clt_tune_check: needs a context with tune mode quick or full");
+    clt__gemm_state *s;
+    CLT_TRY(state(ctx, &s));
+    check_list l = {0};
+    int st = clt_tune_list(ctx, collect_gemm, &l);
+    if (st >= 0 && l.oom) st = clt__err(ctx, CLT_ERR_NOMEM, "out of memory");
+    for (int i = 0; st >= 0 && i < l.n; i++) {
+        int r = 0;
+        st = check_one(ctx, l.shape[i], l.val[i], &r);
+        *checked += st >= 0;
+        *replaced += r;
+    }
+    free(l.shape);
+    free(l.val);
+    return st < 0 ? st : CLT_OK;
 }

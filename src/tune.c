@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -533,6 +534,9 @@ void clt__tune_get_stats(clt_context *ctx, clt__tune_stats *s)
 
 /* ---------------------------------------------------------------------------------------------- timing */
 
+static clt__tune_timer_hook timer_hook;
+static void *timer_hook_ud;
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -581,7 +585,7 @@ int clt__tune_time(clt_context *ctx, clt__tune_run_fn run, void *ud, int reps, d
             use_markers = 0;
             dt = t1 - t0;
         }
-        v[r] = dt;
+        v[r] = timer_hook ? timer_hook(timer_hook_ud, 0, dt) : dt;
     }
     if (st >= 0) *ms = median(v, reps);
     free(v);
@@ -613,6 +617,79 @@ int clt__tune_time_ev(clt_context *ctx, clt__tune_run_ev_fn run, void *ud, int r
     }
     if (st >= 0) *ms = median(v, reps);
     free(v);
+    return st < 0 ? st : CLT_OK;
+}
+
+/* ------------------------------------------------------------------------------------ paired decisions */
+
+void clt__tune_set_timer_hook(clt__tune_timer_hook fn, void *ud)
+{
+    timer_hook = fn;
+    timer_hook_ud = ud;
+}
+
+void clt__tune_decide(const double *a_ms, const double *b_ms, int n, double min_margin, clt__tune_verdict *v)
+{
+    memset(v, 0, sizeof *v);
+    v->pairs = n;
+    v->ratio = INFINITY;
+    if (n < 1) return;
+    double *r = malloc((size_t)n * 3 * sizeof *r);
+    if (!r) return; /* no verdict: the default stays */
+    double *sa = r + n, *sb = sa + n;
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        sa[i] = a_ms[i], sb[i] = b_ms[i];
+        if (!(a_ms[i] > 0) || !(b_ms[i] >= 0) || !isfinite(a_ms[i]) || !isfinite(b_ms[i])) ok = 0;
+        else r[i] = b_ms[i] / a_ms[i];
+    }
+    v->a_ms = median(sa, n);
+    v->b_ms = median(sb, n);
+    if (ok) {
+        double med = median(r, n);
+        for (int i = 0; i < n; i++) r[i] = fabs(r[i] - med);
+        v->ratio = med;
+        v->noise = median(r, n) / (med > 0 ? med : 1);
+        v->margin = fmax(min_margin, 2 * v->noise);
+        v->wins = n >= 2 && med < 1 - v->margin; /* one pair says nothing about noise */
+    }
+    free(r);
+}
+
+double clt__tune_hooked(int side, double measured_ms)
+{
+    return timer_hook ? timer_hook(timer_hook_ud, side, measured_ms) : measured_ms;
+}
+
+static int time_once(clt_context *ctx, clt__tune_run_fn run, void *ud, int side, double *ms)
+{
+    double t0 = clt__now_ms();
+    CLT_TRY(run(ctx, ud));
+    CLT_CL(ctx, clFinish(ctx->queue));
+    *ms = clt__now_ms() - t0;
+    if (timer_hook) *ms = timer_hook(timer_hook_ud, side, *ms);
+    return CLT_OK;
+}
+
+int clt__tune_paired(clt_context *ctx, clt__tune_run_fn run_a, void *ud_a, clt__tune_run_fn run_b, void *ud_b,
+                     int pairs, clt__tune_verdict *v)
+{
+    if (pairs < 2) pairs = 2;
+    double *t = malloc((size_t)pairs * 2 * sizeof *t);
+    if (!t) return clt__err(ctx, CLT_ERR_NOMEM, "out of memory");
+    int st = CLT_OK;
+    for (int i = 0; i < pairs && st >= 0; i++) {
+        /* a b, then b a: whichever runs second in a pair does not always profit from the first's warm cache */
+        if (i % 2 == 0) {
+            st = time_once(ctx, run_a, ud_a, 0, &t[i]);
+            if (st >= 0) st = time_once(ctx, run_b, ud_b, 1, &t[pairs + i]);
+        } else {
+            st = time_once(ctx, run_b, ud_b, 1, &t[pairs + i]);
+            if (st >= 0) st = time_once(ctx, run_a, ud_a, 0, &t[i]);
+        }
+    }
+    if (st >= 0) clt__tune_decide(t, t + pairs, pairs, CLT__TUNE_MIN_MARGIN, v);
+    free(t);
     return st < 0 ? st : CLT_OK;
 }
 

@@ -50,6 +50,33 @@ int clt__tune_time(clt_context *ctx, clt__tune_run_fn run, void *ud, int reps, d
 typedef int (*clt__tune_run_ev_fn)(clt_context *ctx, void *ud, cl_event *ev);
 int clt__tune_time_ev(clt_context *ctx, clt__tune_run_ev_fn run, void *ud, int reps, double *ms);
 
+/* ---- the decision rule: a candidate replaces the default only if it beats it by more than the noise.
+ * Default (a) and candidate (b) run alternately (a b, b a, a b, ...: drift and cache warmth hit both
+ * alike), one timed run each per pair. ratio = median over pairs of b_i / a_i; noise = the median absolute
+ * deviation of those ratios, relative (the spread that pairing leaves); margin = max(min_margin, 2 * noise).
+ * The candidate wins only if ratio < 1 - margin: a candidate within noise of the default, or one that
+ * could not be timed, loses, so tuning never makes a step slower than the default by more than noise. */
+typedef struct clt__tune_verdict {
+    int pairs;
+    double ratio, noise, margin;
+    double a_ms, b_ms; /* medians of each side */
+    int wins;
+} clt__tune_verdict;
+#define CLT__TUNE_MIN_MARGIN 0.03
+/* The rule on measured times (n pairs, n >= 1): fills *v. */
+void clt__tune_decide(const double *a_ms, const double *b_ms, int n, double min_margin, clt__tune_verdict *v);
+/* Runs and times `pairs` alternating pairs of run_a (the default) and run_b (the candidate), each run
+ * finished and timed alone (host time around clFinish, no warm-up: warm both first), then decides (above). */
+int clt__tune_paired(clt_context *ctx, clt__tune_run_fn run_a, void *ud_a, clt__tune_run_fn run_b, void *ud_b,
+                     int pairs, clt__tune_verdict *v);
+/* Test hook: when set, every time clt__tune_paired and clt__tune_time measure goes through fn(ud, side,
+ * measured_ms), side 0 for the default (or clt__tune_time), 1 for the candidate, and its return value is
+ * used instead, so that tests inject timings. NULL restores real timing. Not thread-safe; tests only. */
+typedef double (*clt__tune_timer_hook)(void *ud, int side, double measured_ms);
+void clt__tune_set_timer_hook(clt__tune_timer_hook fn, void *ud);
+/* measured_ms through the hook (unchanged without one): for tuners that time pairs themselves. */
+double clt__tune_hooked(int side, double measured_ms);
+
 /* Frees the context's tuner (called from clt_context_destroy). */
 void clt__tuner_release(clt_context *ctx);
 

@@ -1,5 +1,6 @@
 /* bench_conv2d.c - per-layer conv2d forward/backward times (batch 64) for the algorithm chosen, or the one
- * forced with $CLTRAIN_CONV_ALGO=im2col|direct. Not a test: run by hand, prints a table. */
+ * forced with $CLTRAIN_CONV_ALGO=im2col|direct. Not a test: run by hand, prints a table.
+ * Usage: bench_conv2d [reps [first-layers]]. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -14,6 +15,7 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 10;
+    int only = argc > 2 ? atoi(argv[2]) : 0; /* run only the first `only` layers when > 0 */
     /* name, N, C, H, W, Cout, K, pad */
     struct { const char *name; int n, c, h, w, co, k, pad; } L[] = {
         {"seed conv1 3->32 32x32 valid", 64, 3, 32, 32, 32, 3, 0},
@@ -32,7 +34,9 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("%-32s %10s %10s %10s %10s\n", "layer", "fwd min", "bwd min", "fwd med", "bwd med");
-    for (size_t li = 0; li < sizeof L / sizeof L[0]; li++) {
+    size_t nl = sizeof L / sizeof L[0];
+    if (only > 0 && (size_t)only < nl) nl = (size_t)only;
+    for (size_t li = 0; li < nl; li++) {
         clt_graph *g = NULL;
         clt_tensor *x, *y;
         int shape[4] = {L[li].n, L[li].c, L[li].h, L[li].w};

@@ -20,17 +20,20 @@ static int node_algo(clt_graph *g, int node) { return clt__conv2d_node_algo(g->n
  * split-k chunks S (0: none). */
 static int node_split(clt_graph *g, int node) { return clt__conv2d_node_split(g->nodes[node]); }
 
-/* One layer with the algorithm forced: forward and all gradients vs the reference. want_split > 0: the weight
- * gradient must be split that many ways (see node_split). */
-static void check_forced_split(clt_context *ctx, tu_rng *rng, int ci, const int *cs, const char *algo, int want_split)
+/* One layer with the algorithm forced: forward and all gradients vs the reference (without the input's
+ * gradient when nodx: the direct backward then lays dy out for the weight gradient alone). want_split > 0: the
+ * weight gradient must be split that many ways (see node_split). */
+static void check_forced_split(clt_context *ctx, tu_rng *rng, int ci, const int *cs, const char *algo, int want_split,
+                               int nodx)
 {
     tu_conv_geom u = tu_conv_geom_of(cs);
     clt_conv2d_params p = tu_conv_params(&u);
     int shape[4] = {u.n, u.c, u.h, u.w};
     int expect = strcmp(algo, "direct") == 0 && u.sh == 1 && u.sw == 1 ? CLT__CONV_DIRECT : CLT__CONV_IM2COL;
     char label[128];
-    snprintf(label, sizeof label, "%s case %d (%d,%d,%d,%d) k%dx%d s%dx%d p%dx%d co%d%s", algo_name(expect), ci,
-             u.n, u.c, u.h, u.w, u.kh, u.kw, u.sh, u.sw, u.ph, u.pw, u.co, u.bias ? "" : " no bias");
+    snprintf(label, sizeof label, "%s case %d (%d,%d,%d,%d) k%dx%d s%dx%d p%dx%d co%d%s%s", algo_name(expect), ci,
+             u.n, u.c, u.h, u.w, u.kh, u.kw, u.sh, u.sw, u.ph, u.pw, u.co, u.bias ? "" : " no bias",
+             nodx ? " no dx" : "");
     setenv("CLTRAIN_CONV_ALGO", algo, 1);
     clt_graph *g = NULL;
     clt_tensor *x, *y;
@@ -43,7 +46,7 @@ static void check_forced_split(clt_context *ctx, tu_rng *rng, int ci, const int 
         return;
     }
     TU_CHECK(node_algo(g, 0) == expect, "%s: algorithm %d reserved", label, node_algo(g, 0));
-    TU_OK(ctx, clt_graph_keep(g, x, 1));
+    TU_OK(ctx, clt_graph_keep(g, x, !nodx));
     TU_OK(ctx, clt_graph_keep(g, y, 0));
     clt_compile_settings cs2;
     clt_compile_default_settings(&cs2);
@@ -61,7 +64,7 @@ static void check_forced_split(clt_context *ctx, tu_rng *rng, int ci, const int 
     float *xd = malloc(nx * sizeof(float));
     tu_fill_uniform(rng, xd, nx, -1, 1);
     tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = tu_conv_ref_op, .ud = &u,
-                    .training = 1, .seed = (uint64_t)ci + 101};
+                    .no_grad = {nodx}, .training = 1, .seed = (uint64_t)ci + 101};
     tu_conv_tolerances(&u, &c);
     if (want_split) c.fd_edges = 256; /* large planes: a sample of their edges (corners always) */
     tu_check_op(ctx, label, &c);
@@ -69,25 +72,32 @@ static void check_forced_split(clt_context *ctx, tu_rng *rng, int ci, const int 
     clt_graph_destroy(g);
 }
 
-static void check_forced(clt_context *ctx, tu_rng *rng, int ci, const int *cs, const char *algo)
+static void check_forced(clt_context *ctx, tu_rng *rng, int ci, const int *cs, const char *algo, int nodx)
 {
-    check_forced_split(ctx, rng, ci, cs, algo, 0);
+    check_forced_split(ctx, rng, ci, cs, algo, 0, nodx);
 }
 
 /* The split weight gradients against the reference, on shapes that really split (asserted):
- * - direct: the images are split into parts whose dy fits a core's L2 (plan_direct: NPER = 64 Ki floats /
- *   (Cout * DPS), DPS = OH*WP rounded up to 16), summed by sum_parts; seed-cnn on CIFAR runs 32 and 16 parts.
- *   (3,1,64,64) Cout 8: DPS 4224, NPER 1, 3 parts; (3,1,54,54) Cout 8: DPS 3024, NPER 2, 2 parts, the last one
- *   image short.
+ * - direct: the images are split into parts whose dy fits a core's L2 (plan_direct: NPER = 256 Ki floats /
+ *   (Cout * QS), QS the padded dy plane rounded up to 16; OH*OW without the data gradient), summed by
+ *   sum_parts together with the fused bias gradient. (3,1,64,64) Cout 32: QS 4368, NPER 1, 3 parts;
+ *   (3,1,54,54) Cout 32: QS 3136, NPER 2, 2 parts, the last one image short.
  * - im2col: the weight-gradient GEMM over N*OH*OW is split into S = N*OH*OW / 4096 chunks (split_k_chunks) run
  *   as one batched GEMM, the remainder as one more, then summed: (2,1,80,80) gives 12800 = 3 * 4266 + 2. */
 static void check_splits(clt_context *ctx, tu_rng *rng)
 {
-    int direct3[12] = {3, 1, 64, 64, 8, 3, 3, 1, 1, 1, 1, 1}, direct2[12] = {3, 1, 54, 54, 8, 3, 3, 1, 1, 1, 1, 1};
+    int direct3[12] = {3, 1, 64, 64, 32, 3, 3, 1, 1, 1, 1, 1}, direct2[12] = {3, 1, 54, 54, 32, 3, 3, 1, 1, 1, 1, 1};
     int splitk[12] = {2, 1, 80, 80, 4, 3, 3, 1, 1, 1, 1, 1};
-    check_forced_split(ctx, rng, 100, direct3, "direct", 3);
-    check_forced_split(ctx, rng, 101, direct2, "direct", 2);
-    check_forced_split(ctx, rng, 102, splitk, "im2col", 3);
+    check_forced_split(ctx, rng, 100, direct3, "direct", 3, 0);
+    check_forced_split(ctx, rng, 101, direct2, "direct", 2, 0);
+    check_forced_split(ctx, rng, 102, splitk, "im2col", 3, 0);
+    /* No bias (every conv of the cnn preset): the parts hold the weight gradient alone, and sum_parts must
+     * read them with the stride direct_dw wrote them at (a part stride of dw + db here made the summed dW
+     * wrong past the first part, and the tuner rejected direct for every cnn layer). With and without dx
+     * (dy copied into dq, or read in place): (3,1,54,54) Cout 32 splits into 2 parts either way. */
+    int nobias[12] = {3, 1, 54, 54, 32, 3, 3, 1, 1, 1, 1, 0};
+    check_forced_split(ctx, rng, 103, nobias, "direct", 2, 0);
+    check_forced_split(ctx, rng, 104, nobias, "direct", 2, 1);
 }
 
 /* mse(conv_a(x), conv_b(x)): both convs write x's gradient, the second one adds to it. */
@@ -208,7 +218,7 @@ static void check_measured(const char *dir)
         return;
     }
     int at_add, at_run;
-    char v[160] = "";
+    char v[256] = "";
     build_layer(ctx, cs, &at_add, &at_run);
     TU_CHECK(at_add == CLT__CONV_MEASURE, "measuring: both candidates reserved at add time (got %d)", at_add);
     TU_CHECK(at_run == CLT__CONV_IM2COL || at_run == CLT__CONV_DIRECT, "measuring: an algorithm runs (got %d)", at_run);
@@ -227,6 +237,111 @@ static void check_measured(const char *dir)
     TU_CHECK(at_add == at_run && at_run == (strncmp(v + 5, "direct", 6) == 0 ? CLT__CONV_DIRECT : CLT__CONV_IM2COL),
              "cached: decision '%s' reused at add time (add %d, run %d)", v, at_add, at_run);
     clt_context_destroy(ctx);
+}
+
+/* The tuner's own check inside a planned training graph of the cnn preset (batch 16: every layer padded, no
+ * bias, the weight gradients of the first four split into 2-3 parts): direct must agree with im2col on every
+ * layer, i.e. no decision is "direct=rejected". This is where the conv3 change failed (sum_parts read the
+ * parts with the wrong stride when there is no bias), while every single-layer case had a bias. The GEMMs
+ * are not tuned (CLTRAIN_GEMM=own) to keep the test short: only the conv2d choice is measured. */
+static int count_conv(void *ud, const char *key, const char *value)
+{
+    int *c = ud;
+    if (!strstr(key, "conv2d_algo")) return 0;
+    c[0]++;
+    if (strstr(value, "direct=rejected")) {
+        c[1]++;
+        fprintf(stderr, "rejected: %s -> %s\n", key, value);
+    } else if (strstr(value, "direct_ms=")) {
+        c[2]++;
+    }
+    return 0;
+}
+
+static void check_tuner_in_graph(const char *dir)
+{
+    char cache[512];
+    snprintf(cache, sizeof cache, "%s/graph", dir);
+    setenv("CLTRAIN_GEMM", "own", 1);
+    clt_context *ctx = tune_ctx(cache, CLT_TUNE_QUICK, NULL);
+    if (!ctx) {
+        unsetenv("CLTRAIN_GEMM");
+        tu_failures++;
+        return;
+    }
+    clt_model *m = NULL;
+    clt_graph *g = NULL;
+    clt_tensor *x, *lab, *logits, *loss;
+    int xs[4] = {16, 3, 32, 32}, ls[1] = {16};
+    int ok = clt_model_preset("cnn", &m) == CLT_OK;
+    TU_CHECK(ok, "the cnn preset: %s", m ? clt_model_errmsg(m) : "out of memory");
+    ok = ok && TU_OK(ctx, clt_graph_create(ctx, &g)) &&
+             TU_OK(ctx, clt_input(g, "x", 4, xs, &x)) && TU_OK(ctx, clt_input(g, "labels", 1, ls, &lab)) &&
+             TU_OK(ctx, clt_model_build(g, m, x, 10, &logits)) &&
+             TU_OK(ctx, clt_softmax_cross_entropy(g, logits, lab, 0.0f, &loss));
+    clt_compile_settings cs;
+    clt_compile_default_settings(&cs);
+    ctx->tune_budget_s = 1e9; /* measure every layer, however slow the machine */
+    if (ok) ok = TU_OK(ctx, clt_graph_compile(g, &cs));
+    unsetenv("CLTRAIN_GEMM");
+    int c[3] = {0, 0, 0}, conv = 0, direct = 0;
+    if (ok) {
+        clt__tune_foreach(ctx, count_conv, c);
+        for (int i = 0; i < g->nnodes; i++)
+            if (strcmp(g->nodes[i]->op->name, "conv2d") == 0) {
+                conv++;
+                direct += clt__conv2d_node_algo(g->nodes[i]) == CLT__CONV_DIRECT;
+            }
+        TU_CHECK(conv == 6 && c[0] == 6, "cnn batch 16: %d conv layers, %d measured decisions (want 6 and 6)", conv,
+                 c[0]);
+        TU_CHECK(c[1] == 0 && c[2] == 6, "cnn batch 16 in a planned graph: %d of %d layers rejected direct "
+                 "(direct disagreed with im2col)", c[1], c[0]);
+        if (c[1] == 0 && c[2] == 6)
+            printf("ok   tuner check in the cnn training graph: direct agrees on all 6 layers (%d chosen)\n", direct);
+    }
+    clt_graph_destroy(g);
+    clt_model_destroy(m);
+    clt_context_destroy(ctx);
+}
+
+/* The paired rule decides (timings injected through the tuner's hook): the other algorithm 1% faster than
+ * the default (direct on CPU devices, im2col elsewhere) keeps the default; 5x faster replaces it. */
+static double fixed_times(void *ud, int side, double measured_ms)
+{
+    (void)measured_ms;
+    const double *t = ud;
+    return t[side];
+}
+
+static void check_paired_rule(const char *dir)
+{
+    int cs[12] = {2, 4, 10, 10, 8, 3, 3, 1, 1, 1, 1, 1};
+    for (int round = 0; round < 2; round++) {
+        char cache[512];
+        snprintf(cache, sizeof cache, "%s/paired%d", dir, round);
+        setenv("CLTRAIN_GEMM", "own", 1); /* no GEMM tuning: only the conv2d choice is measured */
+        clt_context *ctx = tune_ctx(cache, CLT_TUNE_FULL, NULL);
+        if (!ctx) {
+            unsetenv("CLTRAIN_GEMM");
+            tu_failures++;
+            return;
+        }
+        int def = ctx->info.is_cpu ? CLT__CONV_DIRECT : CLT__CONV_IM2COL;
+        int other = def == CLT__CONV_DIRECT ? CLT__CONV_IM2COL : CLT__CONV_DIRECT;
+        double t[2] = {10.0, round ? 2.0 : 9.9};
+        clt__tune_set_timer_hook(fixed_times, t);
+        int at_add, at_run;
+        build_layer(ctx, cs, &at_add, &at_run);
+        clt__tune_set_timer_hook(NULL, NULL);
+        unsetenv("CLTRAIN_GEMM");
+        int want = round ? other : def;
+        TU_CHECK(at_run == want, "paired rule: other algorithm %s the default: %s runs, want %s",
+                 round ? "5x faster than" : "1%% faster than", algo_name(at_run), algo_name(want));
+        if (at_run == want)
+            printf("ok   paired rule: %s runs when the other algorithm is %s\n", algo_name(at_run),
+                   round ? "5x faster" : "within the margin");
+        clt_context_destroy(ctx);
+    }
 }
 
 /* A direct kernel that computes wrong values loses to im2col and is recorded as rejected. */
@@ -251,7 +366,7 @@ static void check_rejected(const char *dir)
     }
     int cs[12] = {2, 3, 9, 10, 5, 3, 3, 1, 1, 0, 0, 1};
     int at_add, at_run;
-    char v[160] = "";
+    char v[256] = "";
     build_layer(ctx, cs, &at_add, &at_run);
     TU_CHECK(at_run == CLT__CONV_IM2COL, "broken direct kernel must not be chosen (got %d)", at_run);
     TU_CHECK(lookup(ctx, "n=2,c=3,h=9,w=10,co=5,kh=3,kw=3,sh=1,sw=1,ph=0,pw=0,pass=fwd+bwd+dx", v, sizeof v) == 1 &&
@@ -278,12 +393,18 @@ int main(void)
         {3, 4, 5, 5, 5, 1, 1, 1, 1, 0, 0, 0},    /* 1x1 */
         {1, 1, 2, 3, 2, 3, 3, 1, 1, 1, 1, 0},    /* input smaller than the kernel */
         {3, 5, 11, 13, 6, 3, 3, 2, 2, 1, 1, 1},  /* stride 2: direct does not apply, im2col runs */
+        {5, 1, 40, 40, 40, 3, 3, 1, 1, 1, 1, 1}, /* direct: weight gradient split over the images (parts) */
+        {2, 3, 18, 18, 9, 3, 3, 1, 1, 0, 0, 1},  /* 16-wide rows without a partial strip */
     };
     int ncases = (int)(sizeof cases / sizeof cases[0]);
     tu_rng rng = {77};
     const char *algos[2] = {"im2col", "direct"};
     for (int a = 0; a < 2; a++)
-        for (int ci = 0; ci < ncases; ci++) check_forced(ctx, &rng, ci, cases[ci], algos[a]);
+        for (int ci = 0; ci < ncases; ci++) check_forced(ctx, &rng, ci, cases[ci], algos[a], 0);
+    /* without the input's gradient (a network's first layer): valid, padded, split into parts, no bias */
+    const int nodx_cases[] = {1, 3, 4, 8};
+    for (size_t i = 0; i < sizeof nodx_cases / sizeof nodx_cases[0]; i++)
+        check_forced(ctx, &rng, nodx_cases[i], cases[nodx_cases[i]], "direct", 1);
     for (int a = 0; a < 2; a++) check_shared_input(ctx, &rng, algos[a]);
     check_splits(ctx, &rng);
     /* a bad value is an error, not a silent default */
@@ -310,6 +431,8 @@ int main(void)
     }
     check_measured(dir);
     check_rejected(dir);
+    check_tuner_in_graph(dir);
+    check_paired_rule(dir);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", dir);

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE /* mkdtemp, setenv */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <sodium.h>
 
 #include "bincache.h"
+#include "gemm.h"
 #include "tune.h"
 
 static char base[1024];
@@ -920,6 +922,137 @@ static void test_timing(void)
     }
 }
 
+/* The decision rule on injected timings: a candidate replaces the default only if it beats it by more than
+ * the noise of the paired ratios (and by at least CLT__TUNE_MIN_MARGIN). */
+static void test_decide(void)
+{
+    clt__tune_verdict v;
+    double a[5] = {10, 10, 10, 10, 10}, b[5];
+    for (int i = 0; i < 5; i++) b[i] = 9.9;
+    clt__tune_decide(a, b, 5, CLT__TUNE_MIN_MARGIN, &v);
+    TU_CHECK(!v.wins && fabs(v.ratio - 0.99) < 1e-9, "1%% faster, no noise: within the minimum margin, rejected "
+             "(wins %d ratio %g)", v.wins, v.ratio);
+    for (int i = 0; i < 5; i++) b[i] = 5;
+    clt__tune_decide(a, b, 5, CLT__TUNE_MIN_MARGIN, &v);
+    TU_CHECK(v.wins && fabs(v.ratio - 0.5) < 1e-9 && v.noise == 0, "2x faster, no noise: accepted (wins %d)", v.wins);
+    /* 20% faster in the median, but the ratios spread by 0.2 around it: noise 0.25, margin 0.5, rejected */
+    double nb[5] = {6, 14, 7, 13, 8};
+    clt__tune_decide(a, nb, 5, CLT__TUNE_MIN_MARGIN, &v);
+    TU_CHECK(!v.wins && fabs(v.ratio - 0.8) < 1e-9 && fabs(v.noise - 0.25) < 1e-9 && fabs(v.margin - 0.5) < 1e-9,
+             "faster within noise: rejected (wins %d ratio %g noise %g margin %g)", v.wins, v.ratio, v.noise, v.margin);
+    /* 3x faster with two outliers of +-0.1 in the ratio: the median absolute deviation ignores them, accepted */
+    double fb[5] = {3.333, 3.333, 2.333, 4.333, 3.333};
+    clt__tune_decide(a, fb, 5, CLT__TUNE_MIN_MARGIN, &v);
+    TU_CHECK(v.wins, "3x faster beyond noise: accepted (ratio %g noise %g margin %g)", v.ratio, v.noise, v.margin);
+    /* one pair says nothing about noise; a failed timing never wins */
+    clt__tune_decide(a, b, 1, CLT__TUNE_MIN_MARGIN, &v);
+    TU_CHECK(!v.wins, "a single pair must not replace the default");
+    double bad[5] = {5, 5, NAN, 5, 5};
+    clt__tune_decide(a, bad, 5, CLT__TUNE_MIN_MARGIN, &v);
+    TU_CHECK(!v.wins, "a NaN timing must not replace the default");
+    double zero[5] = {0, 10, 10, 10, 10};
+    for (int i = 0; i < 5; i++) b[i] = 5;
+    clt__tune_decide(zero, b, 5, CLT__TUNE_MIN_MARGIN, &v);
+    TU_CHECK(!v.wins, "a zero default time must not make the candidate win");
+    printf("ok   decision rule on injected timings\n");
+}
+
+/* clt__tune_paired alternates the sides (a b, b a, ...) and decides on the hooked times. */
+typedef struct fake_times {
+    double a, b;
+    int order[32], n;
+} fake_times;
+
+static double fake_hook(void *ud, int side, double measured_ms)
+{
+    (void)measured_ms;
+    fake_times *f = ud;
+    if (f->n < 32) f->order[f->n++] = side;
+    return side ? f->b : f->a;
+}
+
+static int run_nothing(clt_context *ctx, void *ud)
+{
+    (void)ctx, (void)ud;
+    return CLT_OK;
+}
+
+static void test_paired(void)
+{
+    clt_context *c = make_ctx(NULL, CLT_TUNE_OFF, 0);
+    if (!c) {
+        tu_failures++;
+        return;
+    }
+    fake_times f = {10, 9.8, {0}, 0};
+    clt__tune_set_timer_hook(fake_hook, &f);
+    clt__tune_verdict v;
+    TU_OK(c, clt__tune_paired(c, run_nothing, NULL, run_nothing, NULL, 4, &v));
+    TU_CHECK(!v.wins && v.pairs == 4, "paired: 2%% faster is within the margin, the default stays (wins %d)", v.wins);
+    int want[8] = {0, 1, 1, 0, 0, 1, 1, 0}, same = f.n == 8;
+    for (int i = 0; same && i < 8; i++) same = f.order[i] == want[i];
+    TU_CHECK(same, "paired: runs alternate a b, b a (got %d runs)", f.n);
+    f = (fake_times){10, 6, {0}, 0};
+    TU_OK(c, clt__tune_paired(c, run_nothing, NULL, run_nothing, NULL, 4, &v));
+    TU_CHECK(v.wins && fabs(v.ratio - 0.6) < 1e-9, "paired: 40%% faster wins (wins %d ratio %g)", v.wins, v.ratio);
+    clt__tune_set_timer_hook(NULL, NULL);
+    clt_context_destroy(c);
+    printf("ok   paired, alternating comparison\n");
+}
+
+/* clt_tune_check (cltrain tune --check) on a cached GEMM decision that differs from the default, timings
+ * injected: within the margin it is replaced by the default; clearly faster it is kept. */
+static void test_tune_check(void)
+{
+    char dir[4096];
+    sub(dir, "check");
+    const char *shape = "m=32,n=64,k=48,ta=0,tb=0,batch=1";
+    clt__gemm_args a = {.m = 32, .n = 64, .k = 48, .batch = 1};
+    clt__tune_key key = {"gemm", "gemm", "gemm-v1", shape};
+    clt_context *c = make_ctx(dir, CLT_TUNE_QUICK, 0);
+    if (!c) {
+        tu_failures++;
+        return;
+    }
+    int dalgo;
+    clt__gemm_params dp;
+    clt__gemm_default(c, &a, &dalgo, &dp);
+    char dstr[128], cand[160] = "", want_default[160];
+    clt__gemm_params_str(&dp, dstr, sizeof dstr);
+    if (dalgo == CLT__GEMM_CLBLAST) snprintf(want_default, sizeof want_default, "algo=clblast");
+    else snprintf(want_default, sizeof want_default, "algo=own %s", dstr);
+    for (int i = 0; i < clt__gemm_num_params() && !cand[0]; i++) {
+        char ps[128], v[160];
+        clt__gemm_params_str(clt__gemm_param(i), ps, sizeof ps);
+        snprintf(v, sizeof v, "algo=own %s", ps);
+        if (strcmp(v, want_default) != 0) snprintf(cand, sizeof cand, "%s", v);
+    }
+    for (int round = 0; round < 2; round++) {
+        TU_OK(c, clt__tune_put(c, &key, cand));
+        double t[2] = {10.0, round ? 4.0 : 9.9};
+        fake_times f = {t[0], t[1], {0}, 0};
+        clt__tune_set_timer_hook(fake_hook, &f);
+        int checked = -1, replaced = -1;
+        TU_OK(c, clt_tune_check(c, &checked, &replaced));
+        clt__tune_set_timer_hook(NULL, NULL);
+        char v[256] = "";
+        TU_CHECK(clt__tune_get(c, &key, v, sizeof v) == 1, "tune --check: the entry is still there");
+        const char *want = round ? cand : want_default;
+        TU_CHECK(checked == 1 && replaced == !round && strcmp(v, want) == 0,
+                 "tune --check, candidate %s the default: checked %d replaced %d, entry '%s', want '%s'",
+                 round ? "2.5x faster than" : "within 1%% of", checked, replaced, v, want);
+    }
+    clt_context_destroy(c);
+    c = make_ctx(dir, CLT_TUNE_CACHED, 0);
+    if (c) {
+        int checked, replaced;
+        TU_CHECK(clt_tune_check(c, &checked, &replaced) == CLT_ERR_STATE, "tune --check needs quick or full");
+        TU_MSG(c, "tune mode quick or full");
+        clt_context_destroy(c);
+    }
+    printf("ok   tune --check keeps a decision only while it beats the default\n");
+}
+
 int main(void)
 {
     const char *root = getenv("CLTRAIN_CACHE_DIR");
@@ -950,6 +1083,9 @@ int main(void)
     test_binary_trust();
     test_conv_entry();
     test_timing();
+    test_decide();
+    test_paired();
+    test_tune_check();
     if (tu_failures == 0) rm_rf(base);
     return tu_finish("tune");
 }

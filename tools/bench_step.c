@@ -500,24 +500,46 @@ out:
 
 /* `cltrain tune`: builds the model's training graph with measuring allowed, so that compiling it tunes every
  * GEMM shape and convolution algorithm the network uses and stores the decisions in the cache. */
+/* cltrain tune --check: re-validates the cached GEMM decisions (clt_tune_check). */
+static int tune_check(const char *device, int full, int verbose)
+{
+    clt_context_settings cs;
+    clt_context_default_settings(&cs);
+    cs.device = device;
+    cs.tune = full ? CLT_TUNE_FULL : CLT_TUNE_QUICK;
+    cs.verbose = verbose;
+    clt_context *ctx = NULL;
+    int checked = 0, replaced = 0, st = clt_context_create(&cs, &ctx);
+    if (!st) st = clt_tune_check(ctx, &checked, &replaced);
+    if (st) fprintf(stderr, "cltrain tune --check: %s\n", clt_errmsg(ctx));
+    else printf("checked %d cached GEMM decisions: %d kept, %d replaced by the default\n", checked, checked - replaced,
+                replaced);
+    clt_context_destroy(ctx);
+    return st ? 1 : 0;
+}
+
 int tool_tune_model(int argc, char **argv)
 {
     const char *model = "cnn", *device = NULL;
-    int batch = 0, full = 0, c = 3, h = 32, w = 32, classes = 10, verbose = 1, list = 0;
+    int batch = 0, full = 0, c = 3, h = 32, w = 32, classes = 10, verbose = 1, list = 0, check = 0;
     double budget = 120;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--full")) full = 1;
         else if (!strcmp(a, "--quiet")) verbose = 0;
         else if (!strcmp(a, "--list")) list = 1;
+        else if (!strcmp(a, "--check")) check = 1;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: cltrain tune [--model NAME|FILE] [--batch N] [--budget SECONDS] [--full] [--input C,H,W]\n"
                    "                    [--classes K] [--device SPEC] [--quiet]\n"
                    "       cltrain tune --list [--device SPEC]\n"
+                   "       cltrain tune --check [--full] [--device SPEC] [--quiet]\n"
                    "Measures the GEMM kernels and convolution algorithms of the model's training step for this\n"
                    "device (within --budget seconds, default 120; --full: every candidate, no budget) and stores\n"
                    "the decisions in the tuning cache that training then uses. `cltrain tune gemm M N K` tunes one\n"
-                   "GEMM shape. `--list` prints the decisions cached for the device.\n");
+                   "GEMM shape. `--list` prints the decisions cached for the device. `--check` times each cached\n"
+                   "GEMM decision again against the untuned default in alternating pairs and replaces those that\n"
+                   "no longer beat it by more than the noise (convolution decisions are not re-measured).\n");
             return 0;
         } else if (v && !strcmp(a, "--model")) model = v, i++;
         else if (v && !strcmp(a, "--device")) device = v, i++;
@@ -531,6 +553,7 @@ int tool_tune_model(int argc, char **argv)
         }
     }
     if (list) return tool_tune_list(device);
+    if (check) return tune_check(device, full, verbose);
     clt_model *m = NULL;
     char err[TOOL_ERR_LEN] = "";
     if (tool_check_model_path(model, err) || clt_model_load(model, &m)) {

@@ -377,6 +377,24 @@ static void net_free(net *n)
     memset(n, 0, sizeof *n);
 }
 
+/* One line, once per process, when QUICK tuning stopped at its budget (what did not fit runs untuned). */
+static int ctx_tune_mode = CLT_TUNE_QUICK; /* of the context make_context created */
+
+static void tune_hint(clt_context *ctx, const clt_model *model, int batch)
+{
+    static int shown;
+    clt_context_settings d;
+    clt_context_default_settings(&d);
+    double spent = 0;
+    if (shown || ctx_tune_mode != CLT_TUNE_QUICK || clt_context_tune_spent(ctx, &spent) < 0 ||
+        spent < d.tune_budget_s)
+        return;
+    shown = 1;
+    fprintf(stderr, "cltrain: the %.0f s tuning budget ran out (%.0f s spent); the rest runs untuned: `cltrain tune "
+            "--model %s --batch %d` measures it once, ahead of training\n", d.tune_budget_s, spent,
+            clt_model_name(model), batch);
+}
+
 /* x (B,C,H,W) -> model -> logits (B,K); with `training` also labels (B) and the loss (with o->teacher the
  * distillation loss, its teacher logits an input). */
 static int net_build(clt_context *ctx, const clt_model *model, const cli_data_meta *dm, int batch, int training,
@@ -407,6 +425,7 @@ static int net_build(clt_context *ctx, const clt_model *model, const cli_data_me
     clt_compile_settings s = *cs;
     s.training = training;
     if (clt_graph_compile(n->g, &s) < 0) return fail("compiling the graph (batch %d): %s", batch, clt_errmsg(ctx));
+    tune_hint(ctx, model, batch);
     return 0;
 }
 
@@ -451,6 +470,7 @@ static int make_context(const char *device, int tune, int verbose, clt_context *
     cs.device = device;
     if (tune >= 0) cs.tune = tune;
     cs.verbose = verbose;
+    ctx_tune_mode = cs.tune;
     if (clt_context_create(&cs, ctx) < 0)
         return fail("cannot open the OpenCL device%s%s: %s", device ? " " : "", device ? device : "",
                     clt_errmsg(*ctx));

@@ -16,26 +16,33 @@
  *   im2col: saved cols (K, N*OH*OW); fscratch y' (Cout, N*OH*OW) and bscratch[0] dy' when N > 1 (for N = 1
  *           the (Cout, OH*OW) layout already is NCHW); bscratch[1] the split-k partial weight gradients
  *           (S + 1, Cout, K), then dcols (K, N*OH*OW).
- *   direct: saved xp, the zero-padded input (N*C, HP, WP) + slack; fscratch the packed weights; bscratch[0]
- *           the packed flipped weights, [2] dy in rows of WP for the weight gradient, then the padded dy for
- *           the data gradient, [3] partial weight gradients when the images are split.
+ *   direct: saved xp, the zero-padded input; fscratch the packed weights; bscratch[0] the packed flipped
+ *           weights, [1] dq, the zero-padded dy both gradients read (see direct_plan), [3] partial weight and
+ *           bias gradients when the images are split.
  * "Then": the backward finishes with the first use before the second starts (one in-order queue), so both
  * share one slot. That matters because everything a backward reads lives through the whole backward phase
  * (repeated backward passes, see graph.c): the peak is those values plus one layer's backward scratch. */
 enum {
     K_IM2COL, K_TO_NCHW, K_TO_COLS, K_BIAS_GRAD, K_COL2IM, K_SUM_PARTS, /* im2col */
-    K_D_PADX, K_D_PACKW, K_D_FWD, K_D_PADDYX, K_D_DW, K_D_SUMPARTS, K_D_PADDY, K_D_PACKWT, K_D_BWDX /* direct */
+    K_D_PADX, K_D_PACKW, K_D_FWD, K_D_DW, K_D_SUMPARTS, K_D_PADDY, K_D_PACKWT, K_D_BWDX /* direct */
 };
 enum { NB = 4 }; /* bscratch slots */
 
-/* Block sizes and buffer layout of the direct algorithm for one layer (see cl/conv2d.cl). */
+/* Block sizes and buffer layout of the direct algorithm for one layer (see cl/conv2d.cl). xp (N*C, HP, WS)
+ * holds x zero-padded at (PH, PW). When the backward computes the data gradient (dx), dy is copied once
+ * into dq (N*Cout, HQ, WS), zero-padded by (top, left) = (KH-1-PH, KW-1-PW) for that convolution, with x's
+ * row stride WS and every plane's data origin on a vector boundary: the weight gradient then runs one flat,
+ * unmasked loop of aligned dy loads over both, so that one copy of dy serves both gradients. Without dx,
+ * the weight gradient reads dy in place (a copy costs more than the unaligned loads), and WS = WP. */
 typedef struct direct_plan {
+    int dx;
     int vw, cob, rb, dcob, dvw;
-    size_t hp, wp, ps, slack;   /* xp: (N*C, HP, WP) planes PS floats apart, then slack */
-    size_t hq, wq, qs, qslack;  /* dy padded by (KH-1-PH, KW-1-PW): (N*Cout, HQ, WQ) */
-    size_t dps;                 /* dy in rows of WP: plane stride, a multiple of VW */
+    size_t hp, ws, ps, slack;   /* xp: (N*C, HP, WS) planes PS floats apart, then slack */
+    size_t hq, top, left;       /* dq: (N*Cout, HQ, WS) with dy at (top, left) */
+    size_t qs, lead, qslack;    /* dq planes QS floats apart from dq + lead, then slack */
+    size_t nq;                  /* floats of a dq plane (from its data origin) the weight gradient reads */
     int nparts, nper;           /* weight gradient split over images */
-    size_t n_xp, n_wt, n_wt2, n_dyp, n_dyx, n_parts; /* floats */
+    size_t n_xp, n_wt, n_wt2, n_dq, n_parts; /* floats */
 } direct_plan;
 
 typedef struct conv_attr {
@@ -85,28 +92,39 @@ int clt__conv2d_node_split(const clt__node *n)
 }
 
 /* Direct kernels: stride 1, padding smaller than the kernel (the data gradient pads dy by KH-1-PH), kernels
- * up to 7x7 (fully unrolled taps), and every buffer addressable as one private tensor. */
-static int plan_direct(const clt__conv_geom *s, direct_plan *d)
+ * up to 7x7 (fully unrolled taps), and every buffer addressable as one private tensor. `dx`: the layout for
+ * a backward that computes the data gradient too (see direct_plan). */
+static int plan_direct(const clt__conv_geom *s, int dx, direct_plan *d)
 {
     memset(d, 0, sizeof *d);
     if (s->sh != 1 || s->sw != 1 || s->ph >= s->kh || s->pw >= s->kw || s->kh > 7 || s->kw > 7) return 0;
+    d->dx = dx;
     size_t N = (size_t)s->n, C = (size_t)s->c, CO = (size_t)s->co, KK = (size_t)s->kh * s->kw;
+    size_t OH = (size_t)s->oh, OW = (size_t)s->ow;
     d->vw = s->ow <= 8 ? 8 : 16;
     d->cob = 8;
     d->rb = 2;
     d->dcob = s->kw <= 3 ? 8 : s->kw <= 5 ? 4 : 2; /* DCOB x KW vector sums in registers */
     d->dvw = 16;
-    d->hp = (size_t)s->h + 2 * (size_t)s->ph, d->wp = (size_t)s->w + 2 * (size_t)s->pw;
-    d->ps = d->hp * d->wp;
-    d->slack = (size_t)d->rb * d->wp + 2 * (size_t)(d->vw + d->dvw) + (size_t)s->kw;
-    d->hq = (size_t)s->oh + 2 * (size_t)(s->kh - 1 - s->ph), d->wq = (size_t)s->ow + 2 * (size_t)(s->kw - 1 - s->pw);
-    d->qs = d->hq * d->wq;
-    d->qslack = (size_t)d->rb * d->wq + 2 * (size_t)d->vw + (size_t)s->kw;
-    d->dps = cdiv((size_t)s->oh * d->wp, (size_t)d->dvw) * (size_t)d->dvw;
+    size_t V = (size_t)d->dvw, wp = (size_t)s->w + 2 * (size_t)s->pw;
+    d->top = dx ? (size_t)(s->kh - 1 - s->ph) : 0, d->left = dx ? (size_t)(s->kw - 1 - s->pw) : 0;
+    d->hq = OH + 2 * d->top;
+    d->ws = wp > OW + 2 * d->left ? wp : OW + 2 * d->left;
+    d->hp = (size_t)s->h + 2 * (size_t)s->ph;
+    d->ps = d->hp * d->ws;
+    /* the weight gradient reads x up to NQ + KW + DVW past a plane's row KH-1 */
+    d->slack = (size_t)d->rb * d->ws + 2 * (size_t)(d->vw + d->dvw) + (size_t)s->kw;
+    d->nq = cdiv(OH * d->ws, V) * V;
+    size_t org = d->top * d->ws + d->left, qs = d->hq * d->ws;
+    if (qs < org + d->nq) qs = org + d->nq; /* the flat loop stays inside its zero-padded plane */
+    d->qs = cdiv(qs, V) * V;
+    d->lead = (V - org % V) % V;
+    d->qslack = (size_t)d->rb * d->ws + 2 * (size_t)d->vw + (size_t)s->kw;
     /* The weight gradient runs over the images in parts of NPER, each part one pass of all (co, c, kh)
-     * work-items over the same images: size a part so that its dy (NPER*Cout*DPS floats, read once per
-     * (c, kh)) stays in a core's L2, then sum the parts. */
-    size_t per = (size_t)(256 << 10) / (CO * d->dps * sizeof(float));
+     * work-items over the same images: size a part so that its dy (NPER*Cout*QS or OH*OW floats, read
+     * once per (c, kh)) stays in a core's L2 (1 MiB: fewer parts to sum cost more than the cache misses of
+     * a smaller L2), then sum the parts. */
+    size_t per = (size_t)(1024 << 10) / (CO * (dx ? d->qs : OH * OW) * sizeof(float));
     if (per < 1) per = 1;
     if (per > N) per = N;
     d->nper = (int)per;
@@ -114,11 +132,10 @@ static int plan_direct(const clt__conv_geom *s, direct_plan *d)
     d->n_xp = N * C * d->ps + d->slack;
     d->n_wt = cdiv(CO, (size_t)d->cob) * (size_t)d->cob * C * KK;
     d->n_wt2 = cdiv(C, (size_t)d->cob) * (size_t)d->cob * CO * KK;
-    d->n_dyp = N * CO * d->qs + d->qslack;
-    d->n_dyx = N * CO * d->dps;
-    d->n_parts = d->nparts > 1 ? (size_t)d->nparts * CO * C * KK : 0;
+    d->n_dq = dx ? d->lead + N * CO * d->qs + d->qslack : 0;
+    d->n_parts = d->nparts > 1 ? (size_t)d->nparts * (CO * C * KK + CO) : 0;
     size_t lim = (size_t)INT32_MAX;
-    return d->n_xp < lim && d->n_wt < lim && d->n_wt2 < lim && d->n_dyp < lim && d->n_dyx < lim && d->n_parts < lim;
+    return d->n_xp < lim && d->n_wt < lim && d->n_wt2 < lim && d->n_dq < lim && d->n_parts < lim;
 }
 
 /* ---------------------------------------------------------------------------------- algorithm choice */
@@ -134,7 +151,7 @@ static void key_shape(const clt__conv_geom *s, const char *pass, char *buf, size
 /* Cached decision for (geometry, pass): algorithm, or -1 when none. */
 static int cached_algo(clt_context *ctx, const clt__conv_geom *s, const char *pass)
 {
-    char shape[200], v[160];
+    char shape[200], v[256];
     key_shape(s, pass, shape, sizeof shape);
     clt__tune_key key = {"conv2d_algo", "conv2d", "", shape};
     if (clt__tune_get(ctx, &key, v, sizeof v) != 1) return -1;
@@ -157,7 +174,7 @@ static int default_algo(clt_context *ctx, int can_direct)
 int clt__conv2d_algo(clt_context *ctx, const clt__conv_geom *geom)
 {
     direct_plan d;
-    int can_direct = plan_direct(geom, &d);
+    int can_direct = plan_direct(geom, 0, &d) && plan_direct(geom, 1, &d);
     const char *e = getenv("CLTRAIN_CONV_ALGO");
     if (e && *e && strcmp(e, "auto") != 0) {
         if (strcmp(e, "im2col") == 0) return CLT__CONV_IM2COL;
@@ -250,8 +267,10 @@ static int prepare_im2col(clt_graph *g, clt__node *n)
         cl_uint nparts = (cl_uint)(S + (np % (size_t)S != 0)), len = (cl_uint)(s.co * s.c * s.kh * s.kw);
         cl_mem parts = parts_of(n);
         CLT_TRY(clt__kernel(ctx, "conv2d", "", "sum_parts", &n->k[K_SUM_PARTS]));
-        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_SUM_PARTS], CLT_ARG(parts), CLT_ARG(n->param[0]->grad->mem), CLT_ARG(nparts),
-                             CLT_ARG(len)));
+        cl_uint lenb = 0;
+        cl_mem dw = n->param[0]->grad->mem;
+        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_SUM_PARTS], CLT_ARG(parts), CLT_ARG(dw), CLT_ARG(dw), CLT_ARG(nparts),
+                             CLT_ARG(len), CLT_ARG(lenb)));
     }
     return CLT_OK;
 }
@@ -281,6 +300,10 @@ static int backward_im2col(clt_graph *g, clt__node *n)
     clt__conv_geom s = geom_of(n);
     size_t N = (size_t)s.n, CO = (size_t)s.co, K = (size_t)s.c * s.kh * s.kw, NP = N * s.oh * s.ow;
     cl_mem dyp = n->out->grad->mem; /* dy' (Cout, N*OH*OW) */
+    if (n->k[K_BIAS_GRAD]) {
+        size_t gc = CO;
+        CLT_TRY(clt__launch(ctx, n->k[K_BIAS_GRAD], 1, &gc, NULL));
+    }
     if (N > 1) {
         size_t gp = N * CO;
         CLT_TRY(clt__launch(ctx, n->k[K_TO_COLS], 1, &gp, NULL));
@@ -326,33 +349,37 @@ static int backward_im2col(clt_graph *g, clt__node *n)
 
 /* ------------------------------------------------------------------------------------------ direct */
 
-/* pad_planes arguments: src (P, SRH, SRW) into dst (P, DH, DW) planes DPS apart at (top, left). */
+/* pad_planes arguments: src (P, SRH, SRW) into dst + d0 (P, DH, DW) planes DPS apart at (top, left). */
 static int set_pad_args(clt_context *ctx, cl_kernel k, cl_mem src, cl_mem dst, size_t P, size_t srh, size_t srw,
-                        size_t dh, size_t dw, size_t dps, size_t top, size_t left, size_t slack)
+                        size_t dh, size_t dw, size_t dps, size_t top, size_t left, size_t slack, size_t d0)
 {
-    cl_uint v[9] = {(cl_uint)P, (cl_uint)srh, (cl_uint)srw, (cl_uint)dh, (cl_uint)dw, (cl_uint)dps,
-                    (cl_uint)top, (cl_uint)left, (cl_uint)slack};
+    cl_uint v[10] = {(cl_uint)P, (cl_uint)srh, (cl_uint)srw, (cl_uint)dh, (cl_uint)dw, (cl_uint)dps,
+                     (cl_uint)top, (cl_uint)left, (cl_uint)slack, (cl_uint)d0};
     CLT_TRY(CLT_SET_ARGS(ctx, k, CLT_ARG(src), CLT_ARG(dst)));
-    for (cl_uint i = 0; i < 9; i++) CLT_CL(ctx, clSetKernelArg(k, 2 + i, sizeof(cl_uint), &v[i]));
+    for (cl_uint i = 0; i < 10; i++) CLT_CL(ctx, clSetKernelArg(k, 2 + i, sizeof(cl_uint), &v[i]));
     return CLT_OK;
 }
 
-/* direct_fwd arguments: conv of planes xp (N*CI, ., WP) PS apart with packed weights into y (N,CO,OH,OW). */
+/* direct_fwd arguments: conv of planes xp + x0 (N*CI, ., WP) PS apart with packed weights into y (N,CO,OH,OW). */
 static int set_fwd_args(clt_context *ctx, cl_kernel k, cl_mem xp, cl_mem wt, cl_mem b, cl_mem y, size_t ci,
-                        size_t co, size_t ps, size_t wp, size_t oh, size_t ow, int has_bias)
+                        size_t co, size_t ps, size_t wp, size_t oh, size_t ow, int has_bias, size_t x0)
 {
     cl_uint CI = (cl_uint)ci, CO = (cl_uint)co, PS = (cl_uint)ps, WP = (cl_uint)wp, OH = (cl_uint)oh,
-            OW = (cl_uint)ow;
+            OW = (cl_uint)ow, X0 = (cl_uint)x0;
     cl_int hb = has_bias, acc = 0;
     return CLT_SET_ARGS(ctx, k, CLT_ARG(xp), CLT_ARG(wt), CLT_ARG(b), CLT_ARG(y), CLT_ARG(CI), CLT_ARG(CO),
-                        CLT_ARG(PS), CLT_ARG(WP), CLT_ARG(OH), CLT_ARG(OW), CLT_ARG(hb), CLT_ARG(acc));
+                        CLT_ARG(PS), CLT_ARG(WP), CLT_ARG(OH), CLT_ARG(OW), CLT_ARG(hb), CLT_ARG(acc), CLT_ARG(X0));
 }
 
 static int prepare_direct(clt_graph *g, clt__node *n)
 {
     clt_context *ctx = g->ctx;
     clt__conv_geom s = geom_of(n);
-    const direct_plan *d = &((conv_priv *)n->priv)->d;
+    conv_priv *pr = n->priv;
+    /* the layout depends on whether the backward computes the data gradient (known now, not at build) */
+    if (!plan_direct(&s, n->out->grad && n->in[0]->grad, &pr->d))
+        return clt__err(ctx, CLT_ERR_STATE, "conv2d '%s': no direct plan", n->out->name);
+    const direct_plan *d = &pr->d;
     char opt[160];
     snprintf(opt, sizeof opt, "-DCONV_KH=%d -DCONV_KW=%d -DCOB=%d -DRB=%d -DVW=%d -DDCOB=%d -DDVW=%d", s.kh, s.kw,
              d->cob, d->rb, d->vw, d->dcob, d->dvw);
@@ -361,45 +388,59 @@ static int prepare_direct(clt_graph *g, clt__node *n)
     cl_mem w = n->param[0]->mem, bias = has_bias ? n->param[1]->mem : w;
     cl_mem xp = n->saved[0]->mem, wt = n->fscratch[0]->mem;
     CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pad_planes", &n->k[K_D_PADX]));
-    CLT_TRY(set_pad_args(ctx, n->k[K_D_PADX], n->in[0]->mem, xp, N * C, (size_t)s.h, (size_t)s.w, d->hp, d->wp, d->ps,
-                         (size_t)s.ph, (size_t)s.pw, d->slack));
+    CLT_TRY(set_pad_args(ctx, n->k[K_D_PADX], n->in[0]->mem, xp, N * C, (size_t)s.h, (size_t)s.w, d->hp, d->ws, d->ps,
+                         (size_t)s.ph, (size_t)s.pw, d->slack, 0));
     cl_uint A = (cl_uint)CO, B = (cl_uint)C, KKu = (cl_uint)KK;
     cl_int flip = 0;
     CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pack_weights", &n->k[K_D_PACKW]));
     CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_PACKW], CLT_ARG(w), CLT_ARG(wt), CLT_ARG(A), CLT_ARG(B), CLT_ARG(KKu),
                          CLT_ARG(flip)));
     CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_fwd", &n->k[K_D_FWD]));
-    CLT_TRY(set_fwd_args(ctx, n->k[K_D_FWD], xp, wt, bias, n->out->mem, C, CO, d->ps, d->wp, (size_t)s.oh,
-                         (size_t)s.ow, has_bias));
+    CLT_TRY(set_fwd_args(ctx, n->k[K_D_FWD], xp, wt, bias, n->out->mem, C, CO, d->ps, d->ws, (size_t)s.oh,
+                         (size_t)s.ow, has_bias, 0));
     if (!n->out->grad) return CLT_OK;
-    cl_mem dy = n->out->grad->mem;
-    cl_mem dyx = n->bscratch[2]->mem, dw = n->param[0]->grad->mem;
-    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pad_planes", &n->k[K_D_PADDYX]));
-    CLT_TRY(set_pad_args(ctx, n->k[K_D_PADDYX], dy, dyx, N * CO, (size_t)s.oh, (size_t)s.ow, (size_t)s.oh, d->wp,
-                         d->dps, 0, 0, 0));
-    cl_uint Nu = (cl_uint)N, Cu = (cl_uint)C, COu = (cl_uint)CO, PS = (cl_uint)d->ps, WP = (cl_uint)d->wp,
-            DPS = (cl_uint)d->dps, NPER = (cl_uint)d->nper;
-    cl_mem dwout = d->nparts > 1 ? n->bscratch[3]->mem : dw;
-    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_dw", &n->k[K_D_DW]));
-    CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_DW], CLT_ARG(xp), CLT_ARG(dyx), CLT_ARG(dwout), CLT_ARG(Nu), CLT_ARG(Cu),
-                         CLT_ARG(COu), CLT_ARG(PS), CLT_ARG(WP), CLT_ARG(DPS), CLT_ARG(NPER)));
+    cl_mem dy = n->out->grad->mem, dw = n->param[0]->grad->mem, dq = n->bscratch[1]->mem;
+    if (d->dx) {
+        CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pad_planes", &n->k[K_D_PADDY]));
+        CLT_TRY(set_pad_args(ctx, n->k[K_D_PADDY], dy, dq, N * CO, (size_t)s.oh, (size_t)s.ow, d->hq, d->ws, d->qs,
+                             d->top, d->left, d->qslack, d->lead));
+    }
+    /* the bias gradient comes out of the weight-gradient kernel (into the parts when the images are split) */
+    cl_int db_on = has_bias && n->param[1]->grad;
+    cl_mem db = db_on ? n->param[1]->grad->mem : dw;
+    cl_uint Nu = (cl_uint)N, Cu = (cl_uint)C, COu = (cl_uint)CO, PS = (cl_uint)d->ps, WS = (cl_uint)d->ws,
+            QS = (cl_uint)d->qs, DOFF = (cl_uint)(d->lead + d->top * d->ws + d->left), NQ = (cl_uint)d->nq,
+            NPER = (cl_uint)d->nper, len = (cl_uint)(CO * C * KK), lenb = db_on ? (cl_uint)CO : 0,
+            DWS = len + lenb, DBO = 0; /* one part: dw, then db when there is one; sum_parts reads the same */
+    cl_mem dwout = dw, dbout = db;
+    if (d->nparts > 1) dwout = dbout = n->bscratch[3]->mem, DBO = len;
+    if (d->dx) {
+        CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_dw", &n->k[K_D_DW]));
+        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_DW], CLT_ARG(xp), CLT_ARG(dq), CLT_ARG(dwout), CLT_ARG(dbout), CLT_ARG(Nu),
+                             CLT_ARG(Cu), CLT_ARG(COu), CLT_ARG(PS), CLT_ARG(WS), CLT_ARG(QS), CLT_ARG(DOFF),
+                             CLT_ARG(NQ), CLT_ARG(NPER), CLT_ARG(DWS), CLT_ARG(DBO), CLT_ARG(db_on)));
+    } else {
+        cl_uint OH = (cl_uint)s.oh, OW = (cl_uint)s.ow;
+        CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_dw_rows", &n->k[K_D_DW]));
+        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_DW], CLT_ARG(xp), CLT_ARG(dy), CLT_ARG(dwout), CLT_ARG(dbout), CLT_ARG(Nu),
+                             CLT_ARG(Cu), CLT_ARG(COu), CLT_ARG(PS), CLT_ARG(WS), CLT_ARG(OH), CLT_ARG(OW),
+                             CLT_ARG(NPER), CLT_ARG(DWS), CLT_ARG(DBO), CLT_ARG(db_on)));
+    }
     if (d->nparts > 1) {
-        cl_uint np = (cl_uint)d->nparts, len = (cl_uint)(CO * C * KK);
+        cl_uint np = (cl_uint)d->nparts;
         CLT_TRY(clt__kernel(ctx, "conv2d", "", "sum_parts", &n->k[K_D_SUMPARTS]));
-        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_SUMPARTS], CLT_ARG(dwout), CLT_ARG(dw), CLT_ARG(np), CLT_ARG(len)));
+        CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_SUMPARTS], CLT_ARG(dwout), CLT_ARG(dw), CLT_ARG(db), CLT_ARG(np),
+                             CLT_ARG(len), CLT_ARG(lenb)));
     }
     if (!n->in[0]->grad) return CLT_OK;
-    cl_mem wt2 = n->bscratch[0]->mem, dyp = n->bscratch[2]->mem; /* dyx is dead by then */
-    CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pad_planes", &n->k[K_D_PADDY]));
-    CLT_TRY(set_pad_args(ctx, n->k[K_D_PADDY], dy, dyp, N * CO, (size_t)s.oh, (size_t)s.ow, d->hq, d->wq, d->qs,
-                         (size_t)(s.kh - 1 - s.ph), (size_t)(s.kw - 1 - s.pw), d->qslack));
+    cl_mem wt2 = n->bscratch[0]->mem;
     A = (cl_uint)C, B = (cl_uint)CO, flip = 1;
     CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pack_weights", &n->k[K_D_PACKWT]));
     CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_PACKWT], CLT_ARG(w), CLT_ARG(wt2), CLT_ARG(A), CLT_ARG(B), CLT_ARG(KKu),
                          CLT_ARG(flip)));
     CLT_TRY(clt__kernel(ctx, "conv2d", opt, "direct_fwd", &n->k[K_D_BWDX]));
-    CLT_TRY(set_fwd_args(ctx, n->k[K_D_BWDX], dyp, wt2, w, n->in[0]->grad->mem, CO, C, d->qs, d->wq, (size_t)s.h,
-                         (size_t)s.w, 0));
+    CLT_TRY(set_fwd_args(ctx, n->k[K_D_BWDX], dq, wt2, w, n->in[0]->grad->mem, CO, C, d->qs, d->ws, (size_t)s.h,
+                         (size_t)s.w, 0, d->lead));
     return CLT_OK;
 }
 
@@ -413,10 +454,10 @@ static int launch_direct_conv(clt_context *ctx, cl_kernel k, const direct_plan *
 }
 
 /* The small kernels get explicit work-groups: left to the driver, POCL may pick 1 for awkward sizes. */
-static int launch_pad(clt_context *ctx, cl_kernel k, size_t planes, size_t rows)
+static int launch_pad(clt_context *ctx, cl_kernel k, size_t planes)
 {
-    size_t gl[2] = {planes, rows + 1}, lo[2] = {1, rows + 1}; /* row `rows` zeros the tails */
-    return clt__launch(ctx, k, 2, gl, rows + 1 <= ctx->info.max_work_group_size ? lo : NULL);
+    size_t lo = 16;
+    return clt__launch(ctx, k, 1, &planes, lo <= ctx->info.max_work_group_size ? &lo : NULL);
 }
 
 static int launch_1d(clt_context *ctx, cl_kernel k, size_t count)
@@ -430,7 +471,7 @@ static int forward_direct(clt_graph *g, clt__node *n)
     clt_context *ctx = g->ctx;
     clt__conv_geom s = geom_of(n);
     const direct_plan *d = &((conv_priv *)n->priv)->d;
-    CLT_TRY(launch_pad(ctx, n->k[K_D_PADX], (size_t)s.n * s.c, d->hp));
+    CLT_TRY(launch_pad(ctx, n->k[K_D_PADX], (size_t)s.n * s.c));
     CLT_TRY(launch_1d(ctx, n->k[K_D_PACKW], d->n_wt));
     return launch_direct_conv(ctx, n->k[K_D_FWD], d, (size_t)s.n, (size_t)s.co, (size_t)s.oh, (size_t)s.ow);
 }
@@ -440,19 +481,20 @@ static int backward_direct(clt_graph *g, clt__node *n)
     clt_context *ctx = g->ctx;
     clt__conv_geom s = geom_of(n);
     const direct_plan *d = &((conv_priv *)n->priv)->d;
-    size_t P = (size_t)s.n * s.co;
-    CLT_TRY(launch_pad(ctx, n->k[K_D_PADDYX], P, (size_t)s.oh));
-    /* a work-group per part and group of (c, kh), so that a core keeps the part's dy in its cache */
-    size_t ncob = cdiv((size_t)s.co, (size_t)d->dcob), ckh = (size_t)s.c * s.kh, l1 = 256 / ncob;
+    /* dq: dy zero-padded for both gradients (see direct_plan) */
+    if (d->dx) CLT_TRY(launch_pad(ctx, n->k[K_D_PADDY], (size_t)s.n * s.co));
+    /* a work-group per part and group of (c, kh), so that a core keeps the part's dy in its cache; the
+     * extra ckh = C*KH computes the bias gradient */
+    size_t ncob = cdiv((size_t)s.co, (size_t)d->dcob), ckh = (size_t)s.c * s.kh + 1, l1 = 256 / ncob;
     l1 = l1 < 1 ? 1 : l1 > ckh ? ckh : l1;
+    l1 = cdiv(ckh, cdiv(ckh, l1)); /* equal groups: the rounded-up global size adds no near-empty one */
     size_t gd[3] = {ncob, ckh, (size_t)d->nparts}, ld[3] = {ncob, l1, 1};
     CLT_TRY(clt__launch(ctx, n->k[K_D_DW], 3, gd, ncob * l1 <= ctx->info.max_work_group_size ? ld : NULL));
     if (d->nparts > 1) {
-        size_t gl = (size_t)s.co * s.c * s.kh * s.kw;
+        size_t gl = (size_t)s.co * s.c * s.kh * s.kw + (size_t)s.co;
         CLT_TRY(clt__launch(ctx, n->k[K_D_SUMPARTS], 1, &gl, NULL));
     }
     if (n->need_dx[0]) {
-        CLT_TRY(launch_pad(ctx, n->k[K_D_PADDY], P, d->hq));
         CLT_TRY(launch_1d(ctx, n->k[K_D_PACKWT], d->n_wt2));
         cl_int acc = n->acc_dx[0];
         CLT_CL(ctx, clSetKernelArg(n->k[K_D_BWDX], 11, sizeof acc, &acc));
@@ -471,15 +513,10 @@ static int forward(clt_graph *g, clt__node *n, int training)
 
 static int backward(clt_graph *g, clt__node *n)
 {
-    if (n->k[K_BIAS_GRAD]) {
-        clt__conv_geom s = geom_of(n);
-        size_t gc = (size_t)s.co;
-        CLT_TRY(clt__launch(g->ctx, n->k[K_BIAS_GRAD], 1, &gc, NULL));
-    }
     return ATTR(n)->algo == CLT__CONV_DIRECT ? backward_direct(g, n) : backward_im2col(g, n);
 }
 
-/* The bias gradient reads dy as it is (NCHW), the same for every algorithm. */
+/* The bias gradient of im2col reads dy as it is (NCHW); direct computes it in its weight-gradient kernel. */
 static int prepare_bias_grad(clt_graph *g, clt__node *n)
 {
     if (!n->out->grad || !ATTR(n)->bias || !n->param[1]->grad || n->k[K_BIAS_GRAD]) return CLT_OK;
@@ -559,12 +596,53 @@ static int agrees(const float *got, const float *ref, size_t count)
     return err <= 1e-3 * mx + 1e-5;
 }
 
-/* Times im2col and direct on the layer's own buffers and shapes (forward, plus backward in training
- * graphs), checks direct against im2col, and records the decision. */
-static int measure(clt_graph *g, clt__node *n, const char *pass, int *algo)
+/* One timed fwd (+ bwd in training) of `algo` on the measuring data, the data written first (untimed). */
+static int time_candidate(clt_graph *g, clt__node *n, int algo, const float *x, const float *dy, double *ms)
 {
     clt_context *ctx = g->ctx;
+    ATTR(n)->algo = algo;
+    run_ud u = {g, n, 0};
+    CLT_TRY(write_mem(ctx, n->in[0]->mem, x, n->in[0]->numel));
     double t0 = clt__now_ms();
+    CLT_TRY(run_pass(ctx, &u));
+    CLT_CL(ctx, clFinish(ctx->queue));
+    *ms = clt__now_ms() - t0;
+    if (!n->out->grad) return CLT_OK;
+    u.bwd = 1;
+    CLT_TRY(write_mem(ctx, n->out->grad->mem, dy, n->out->numel));
+    t0 = clt__now_ms();
+    CLT_TRY(run_pass(ctx, &u));
+    CLT_CL(ctx, clFinish(ctx->queue));
+    *ms += clt__now_ms() - t0;
+    return CLT_OK;
+}
+
+/* The default algorithm (side 0) against the other one in alternating pairs (see clt__tune_decide). */
+static int paired(clt_graph *g, clt__node *n, int def, const float *x, const float *dy, int pairs,
+                  clt__tune_verdict *v)
+{
+    double *t = malloc((size_t)pairs * 2 * sizeof *t);
+    if (!t) return clt__err(g->ctx, CLT_ERR_NOMEM, "out of host memory");
+    int other = def == CLT__CONV_DIRECT ? CLT__CONV_IM2COL : CLT__CONV_DIRECT, st = CLT_OK;
+    for (int i = 0; i < pairs && st >= 0; i++)
+        for (int k = 0; k < 2 && st >= 0; k++) {
+            int side = i % 2 ? 1 - k : k; /* a b, b a, ... */
+            double ms = 0;
+            st = time_candidate(g, n, side ? other : def, x, dy, &ms);
+            t[side * pairs + i] = clt__tune_hooked(side, ms);
+        }
+    if (st >= 0) clt__tune_decide(t, t + pairs, pairs, CLT__TUNE_MIN_MARGIN, v);
+    free(t);
+    return st;
+}
+
+/* Times im2col and direct on the layer's own buffers and shapes (forward, plus backward in training
+ * graphs), checks direct against im2col, and records the decision: the default algorithm (default_algo)
+ * unless the other one beats it in paired runs by more than the noise. t0: when preparing the candidates
+ * (their compiles) began, charged to the budget with the measuring. */
+static int measure(clt_graph *g, clt__node *n, const char *pass, double t0, int *algo)
+{
+    clt_context *ctx = g->ctx;
     clt__conv_geom s = geom_of(n);
     size_t nx = n->in[0]->numel, ny = n->out->numel, nw = n->param[0]->numel;
     size_t nb = ATTR(n)->bias ? n->param[1]->numel : 0;
@@ -588,25 +666,27 @@ static int measure(clt_graph *g, clt__node *n, const char *pass, int *algo)
     int reps = ctx->tune == CLT_TUNE_FULL ? 7 : 3;
     int st = run_candidate(g, n, CLT__CONV_IM2COL, x, dy, reps, &c[0]);
     if (st >= 0) st = run_candidate(g, n, CLT__CONV_DIRECT, x, dy, reps, &c[1]);
+    int ok = st >= 0 && agrees(c[1].y, c[0].y, ny) && agrees(c[1].dw, c[0].dw, nw) &&
+             agrees(c[1].db, c[0].db, nb) && agrees(c[1].dx, c[0].dx, nx);
+    int def = default_algo(ctx, 1);
+    clt__tune_verdict v = {0};
+    if (ok) st = paired(g, n, def, x, dy, ctx->tune == CLT_TUNE_FULL ? 9 : 5, &v);
     n->need_dx[0] = save_need, n->acc_dx[0] = save_acc;
-    if (st < 0) {
-        free(buf);
-        return st;
-    }
-    int ok = agrees(c[1].y, c[0].y, ny) && agrees(c[1].dw, c[0].dw, nw) && agrees(c[1].db, c[0].db, nb) &&
-             agrees(c[1].dx, c[0].dx, nx);
     free(buf);
-    double ms[2] = {c[0].fwd_ms + c[0].bwd_ms, c[1].fwd_ms + c[1].bwd_ms};
-    *algo = ok && ms[1] < ms[0] ? CLT__CONV_DIRECT : CLT__CONV_IM2COL;
-    char v[160], shape[200];
+    if (st < 0) return st;
+    int other = def == CLT__CONV_DIRECT ? CLT__CONV_IM2COL : CLT__CONV_DIRECT;
+    *algo = !ok ? CLT__CONV_IM2COL : v.wins ? other : def;
+    char val[256], shape[200];
     if (ok)
-        snprintf(v, sizeof v, "algo=%s im2col_ms=%.3f+%.3f direct_ms=%.3f+%.3f",
-                 *algo == CLT__CONV_DIRECT ? "direct" : "im2col", c[0].fwd_ms, c[0].bwd_ms, c[1].fwd_ms, c[1].bwd_ms);
+        snprintf(val, sizeof val, "algo=%s im2col_ms=%.3f+%.3f direct_ms=%.3f+%.3f paired=%s/%s:%.3f noise=%.3f",
+                 *algo == CLT__CONV_DIRECT ? "direct" : "im2col", c[0].fwd_ms, c[0].bwd_ms, c[1].fwd_ms, c[1].bwd_ms,
+                 other == CLT__CONV_DIRECT ? "direct" : "im2col", def == CLT__CONV_DIRECT ? "direct" : "im2col",
+                 v.ratio, v.noise);
     else
-        snprintf(v, sizeof v, "algo=im2col im2col_ms=%.3f+%.3f direct=rejected", c[0].fwd_ms, c[0].bwd_ms);
+        snprintf(val, sizeof val, "algo=im2col im2col_ms=%.3f+%.3f direct=rejected", c[0].fwd_ms, c[0].bwd_ms);
     key_shape(&s, pass, shape, sizeof shape);
     clt__tune_key key = {"conv2d_algo", "conv2d", "", shape};
-    CLT_TRY(clt__tune_put(ctx, &key, v));
+    CLT_TRY(clt__tune_put(ctx, &key, val));
     clt__tune_charge(ctx, (clt__now_ms() - t0) / 1000.0);
     return CLT_OK;
 }
@@ -625,15 +705,17 @@ static int prepare(clt_graph *g, clt__node *n)
         /* Measuring writes the layer's input: only where that memory holds nothing yet at compile. */
         int writable = n->in[0]->kind == CLT__INPUT || n->in[0]->kind == CLT__ACT;
         if (algo < 0 && pr->can_direct && writable && clt__tune_may_measure(ctx)) {
+            double t0 = clt__now_ms(); /* the candidates' compiles count against the budget too */
             CLT_TRY(prepare_im2col(g, n));
             CLT_TRY(prepare_direct(g, n));
             CLT_TRY(prepare_bias_grad(g, n));
-            CLT_TRY(measure(g, n, pass_names[pass], &algo));
+            CLT_TRY(measure(g, n, pass_names[pass], t0, &algo));
         }
         if (algo < 0) algo = default_algo(ctx, pr->can_direct);
         ATTR(n)->algo = algo;
     }
-    CLT_TRY(algo == CLT__CONV_DIRECT ? prepare_direct(g, n) : prepare_im2col(g, n));
+    if (algo == CLT__CONV_DIRECT) return prepare_direct(g, n);
+    CLT_TRY(prepare_im2col(g, n));
     return prepare_bias_grad(g, n);
 }
 
@@ -690,7 +772,8 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
     int algo = clt__conv2d_algo(g->ctx, &s);
     CLT_TRY(algo);
     direct_plan dp;
-    int can_direct = plan_direct(&s, &dp);
+    direct_plan dp1; /* the layouts without and with the data gradient: buffers fit either */
+    int can_direct = plan_direct(&s, 0, &dp) && plan_direct(&s, 1, &dp1);
     if (K > (size_t)INT32_MAX / NP || (size_t)s.co * NP > (size_t)INT32_MAX) {
         if (can_direct && algo != CLT__CONV_IM2COL) algo = CLT__CONV_DIRECT; /* im2col cannot run this layer */
         else
@@ -727,9 +810,11 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
         GROW(bs[1], K * NP);
     }
     if (algo != CLT__CONV_IM2COL) {
-        GROW(sv, dp.n_xp);
-        GROW(fs, dp.n_wt);
-        GROW(bs[0], dp.n_wt2), GROW(bs[2], dp.n_dyp), GROW(bs[2], dp.n_dyx), GROW(bs[3], dp.n_parts);
+        for (int i = 0; i < 2; i++) {
+            const direct_plan *q = i ? &dp1 : &dp;
+            GROW(sv, q->n_xp), GROW(fs, q->n_wt);
+            GROW(bs[0], q->n_wt2), GROW(bs[1], q->n_dq), GROW(bs[3], q->n_parts);
+        }
     }
 #undef GROW
     CLT_TRY(clt__add_private(g, n, CLT__SAVED, "saved", sv, &t));
