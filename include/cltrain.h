@@ -240,6 +240,10 @@ CLT_API int clt_dropout(clt_graph *g, clt_tensor *x, float p, clt_tensor **out);
  * (unbiased variance for the running value, like PyTorch); evaluation passes use the running ones. */
 CLT_API int clt_batch_norm(clt_graph *g, clt_tensor *x, float momentum, float eps, const char *name,
                            clt_tensor **out);
+/* Layer normalization over the last dimension C of x (any shape): y = (x - mean) / sqrt(var + eps) * weight
+ * + bias per row, with learnable weight (starts at 1) and bias (starts at 0), both (C); biased variance (as
+ * in PyTorch). Gradients of every row and column are summed in a fixed order (deterministic). */
+CLT_API int clt_layer_norm(clt_graph *g, clt_tensor *x, float eps, const char *name, clt_tensor **out);
 /* a + b, same shapes (residual connections). */
 CLT_API int clt_add(clt_graph *g, clt_tensor *a, clt_tensor *b, clt_tensor **out);
 /* Same data, new shape with the same element count. One entry of `shape` may be -1 (inferred). */

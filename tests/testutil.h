@@ -39,6 +39,8 @@ int tu_ok(clt_context *ctx, int status, const char *what, const char *file, int 
 /* Compares got vs ref: |got-ref| <= atol + rtol * max(|ref|) over the array (magnitude-scaled).
  * Returns 1 if close; prints the worst element otherwise. */
 int tu_close(const char *what, const float *got, const double *ref, size_t n, double rtol, double atol);
+/* Per-element: |got[i]-ref[i]| <= atol + rtol * |ref[i]| for every i. Prints the worst element otherwise. */
+int tu_close_elem(const char *what, const float *got, const double *ref, size_t n, double rtol, double atol);
 int tu_close_f(const char *what, const float *got, const float *ref, size_t n, double rtol, double atol);
 
 /* Generic op check. The graph holds inputs in[0..nin-1] (all kept with grad unless no_grad[i]) and the
@@ -62,6 +64,9 @@ typedef struct tu_opcheck {
     double fd_h;     /* finite-difference step (default 1e-3) */
     int max_fd;      /* elements per tensor checked by finite differences (default 64) */
     uint64_t seed;
+    /* 1: tolerance per element, atol + rtol * |ref[i]| (tu_close_elem), and finite differences always include
+     * each tensor's first and last elements (borders) besides the random ones. */
+    int elementwise;
 } tu_opcheck;
 int tu_check_op(clt_context *ctx, const char *label, tu_opcheck *c);
 
