@@ -240,6 +240,20 @@ CLT_API int clt_dropout(clt_graph *g, clt_tensor *x, float p, clt_tensor **out);
  * (unbiased variance for the running value, like PyTorch); evaluation passes use the running ones. */
 CLT_API int clt_batch_norm(clt_graph *g, clt_tensor *x, float momentum, float eps, const char *name,
                            clt_tensor **out);
+/* Token embedding: ids (any shape, at most 3-D, e.g. (B,T)) hold integers 0..vocab-1 stored as floats; out is
+ * ids' shape + (dim), the rows of a learned table "<name>.weight" (vocab, dim) that starts N(0, 1) (as in
+ * PyTorch; see clt_param_init_normal). A forward pass with an id that is not an integer in [0, vocab) fails with
+ * CLT_ERR_INVALID naming the position and the value. The table's gradient sums, for each row, the gradients of
+ * the positions holding its id in position order: the same result on every run and device (no atomics). The
+ * table may also feed clt_matmul (weight tying): its gradient then sums both uses. */
+CLT_API int clt_embedding(clt_graph *g, clt_tensor *ids, int vocab, int dim, const char *name, clt_tensor **out);
+/* Learned position embedding: x (..., T, C) + a table "<name>.weight" (T, C), the same for every sequence;
+ * starts N(0, 1) (see clt_param_init_normal). */
+CLT_API int clt_pos_embedding(clt_graph *g, clt_tensor *x, const char *name, clt_tensor **out);
+/* The parameter or buffer (state tensor) named `name` ("fc1.weight"), or NULL. */
+CLT_API clt_tensor *clt_graph_param(const clt_graph *g, const char *name);
+/* Sets a learned parameter's initialization (before compile) to N(0, std^2), e.g. GPT-2's 0.02. */
+CLT_API int clt_param_init_normal(clt_graph *g, clt_tensor *param, float std);
 /* Layer normalization over the last dimension C of x (any shape): y = (x - mean) / sqrt(var + eps) * weight
  * + bias per row, with learnable weight (starts at 1) and bias (starts at 0), both (C); biased variance (as
  * in PyTorch). Gradients of every row and column are summed in a fixed order (deterministic). */

@@ -73,3 +73,13 @@ int clt_param_init_normal(clt_graph *g, clt_tensor *param, float std)
     param->init_const = std;
     return CLT_OK;
 }
+
+clt_tensor *clt_graph_param(const clt_graph *g, const char *name)
+{
+    if (!g || !name) return NULL;
+    for (int i = 0; i < g->ntensors; i++)
+        if ((g->tensors[i]->kind == CLT__PARAM || g->tensors[i]->kind == CLT__BUFFER) &&
+            strcmp(g->tensors[i]->name, name) == 0)
+            return g->tensors[i];
+    return NULL;
+}
