@@ -220,6 +220,16 @@ CLT_API int clt_global_avg_pool(clt_graph *g, clt_tensor *x, clt_tensor **out);
  * y = x W^T + b with W (units, F). GEMMs run on cltrain's own kernels or CLBlast (see enum clt_tune_mode). */
 CLT_API int clt_dense(clt_graph *g, clt_tensor *x, int units, int bias, int init, const char *name,
                       clt_tensor **out);
+/* Dense layer on the last dimension: x (..., F) -> (..., units), y = x W^T + b with W (units, F): the same
+ * GEMMs as clt_dense over all leading positions at once (e.g. (B,T,C) -> (B,T,units) without flattening T). */
+CLT_API int clt_linear(clt_graph *g, clt_tensor *x, int units, int bias, int init, const char *name,
+                       clt_tensor **out);
+/* Matrix product op(a) op(b), op = transpose when trans_a / trans_b is set. a (..., M, K) ((..., K, M) with
+ * trans_a); b (..., K, N) with a's leading dimensions (a batched product, one GEMM per batch entry), or one
+ * matrix (K, N) ((N, K) with trans_b) for every row of an untransposed a; out (..., M, N). An operand may be
+ * a learned parameter of an op that can share it (clt_embedding's table: weight tying, e.g. logits =
+ * matmul(h, wte, 0, 1)); its gradient is then the sum over its uses. GEMMs run as clt_dense's. */
+CLT_API int clt_matmul(clt_graph *g, clt_tensor *a, clt_tensor *b, int trans_a, int trans_b, clt_tensor **out);
 /* Adds a learnable bias per channel (dim 1) of x (N,C) or (N,C,H,W). */
 CLT_API int clt_bias_add(clt_graph *g, clt_tensor *x, const char *name, clt_tensor **out);
 
