@@ -239,6 +239,8 @@ CLT_API int clt_leaky_relu(clt_graph *g, clt_tensor *x, float negative_slope, cl
 CLT_API int clt_sigmoid(clt_graph *g, clt_tensor *x, clt_tensor **out);
 CLT_API int clt_tanh(clt_graph *g, clt_tensor *x, clt_tensor **out);
 CLT_API int clt_gelu(clt_graph *g, clt_tensor *x, clt_tensor **out); /* exact: x * Phi(x) */
+/* GPT-2's approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (PyTorch's approximate="tanh"). */
+CLT_API int clt_gelu_tanh(clt_graph *g, clt_tensor *x, clt_tensor **out);
 /* Softmax over dim 1 (classes/channels) of (N,C) or (N,C,H,W), at each position. */
 CLT_API int clt_softmax(clt_graph *g, clt_tensor *x, clt_tensor **out);
 /* Inverted dropout: in training passes zeroes each value with probability p and scales the rest by
@@ -296,7 +298,7 @@ CLT_API int clt_mse(clt_graph *g, clt_tensor *pred, clt_tensor *target, clt_tens
  *
  *   conv OUT K [stride=1] [pad=0|same] [bias=1]   KxK convolution with OUT channels; pad=same keeps the size
  *                                                 (odd K; with stride S the size becomes ceil(H/S))
- *   relu | sigmoid | tanh | gelu                  activations
+ *   relu | sigmoid | tanh | gelu | gelu_tanh      activations (gelu_tanh: GPT-2's tanh approximation)
  *   leaky_relu [SLOPE=0.01]
  *   maxpool K [stride=K] [pad=0]                  pooling (floor mode)
  *   avgpool K [stride=K] [pad=0]
