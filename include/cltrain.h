@@ -266,6 +266,12 @@ CLT_API int clt_pos_embedding(clt_graph *g, clt_tensor *x, const char *name, clt
 CLT_API clt_tensor *clt_graph_param(const clt_graph *g, const char *name);
 /* Sets a learned parameter's initialization (before compile) to N(0, std^2), e.g. GPT-2's 0.02. */
 CLT_API int clt_param_init_normal(clt_graph *g, clt_tensor *param, float std);
+/* Causal multi-head self-attention, fused: qkv (B, T, 3C) holds q, k and v side by side (the output of one
+ * clt_linear with 3C units, as GPT-2's c_attn); head h uses columns h*C/H.. of each. For each head,
+ * softmax(q k^T / sqrt(C/H)) over keys 0..i only (the causal mask) times v; heads merged: out (B, T, C). Output
+ * row i depends on rows 0..i alone (bit for bit). Memory: 2 B*H*T^2 floats (probabilities kept for backward,
+ * their gradient). Sums run in a fixed order: deterministic. Head size at most 256. */
+CLT_API int clt_causal_attention(clt_graph *g, clt_tensor *qkv, int heads, clt_tensor **out);
 /* Layer normalization over the last dimension C of x (any shape): y = (x - mean) / sqrt(var + eps) * weight
  * + bias per row, with learnable weight (starts at 1) and bias (starts at 0), both (C); biased variance (as
  * in PyTorch). Gradients of every row and column are summed in a fixed order (deterministic). */
