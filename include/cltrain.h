@@ -470,6 +470,109 @@ typedef struct clt_op_profile {
 /* Fills up to `max` entries in graph order, sets *count to the number of nodes. */
 CLT_API int clt_graph_profile(clt_graph *g, clt_op_profile *entries, int max, int *count);
 
+/* ---------------------------------------------------------------------------------------------- tuning, benchmarks */
+
+/* Tuning a model ahead of time needs no function of its own: build its graph on a context created with
+ * tune = CLT_TUNE_QUICK or CLT_TUNE_FULL and compile it; clt_graph_compile measures and caches every
+ * decision its layers need (this is `cltrain tune`). The functions below tune and time single GEMMs and
+ * list the tuning cache (`cltrain bench gemm`, `cltrain tune gemm`, `cltrain tune --list`). */
+
+/* One GEMM problem: C = op(A) op(B), row-major float32, batch independent products stored one after the
+ * other. Per product A is (M,K), or (K,M) used transposed when trans_a = 1; B is (K,N), or (N,K) with
+ * trans_b = 1; C is (M,N). */
+typedef struct clt_gemm_shape {
+    size_t m, n, k;       /* each >= 1 */
+    size_t batch;         /* 0 or 1: a single product */
+    int trans_a, trans_b; /* 0 or 1 */
+} clt_gemm_shape;
+
+/* The path a GEMM takes. */
+typedef struct clt_gemm_choice {
+    char algo[16];    /* "own" (cltrain's kernels, cl/gemm.cl) or "clblast" */
+    char params[128]; /* own: its parameter set, e.g. "MR=8 VW=16 NV=1 KU=4 LX=1 DB=1 KC=0"; clblast: "" */
+} clt_gemm_choice;
+
+/* Decides the path for this GEMM shape exactly as layers do when a graph is compiled: a cached decision if
+ * there is one, else (when the context's tune mode and remaining budget allow) measures the candidates,
+ * checks their results and caches the decision, else the untuned default. Fills *out. Measuring time is
+ * charged to the context's budget (see clt_context_tune_spent). Errors: CLT_ERR_INVALID (NULL argument, a
+ * zero size, trans flags other than 0/1, more than 2^31-1 values in A, B or C), and those of building and
+ * running the candidates. */
+CLT_API int clt_gemm_tune(clt_context *ctx, const clt_gemm_shape *shape, clt_gemm_choice *out);
+
+/* Seconds this context has spent measuring tuning candidates so far (all kernels, not only GEMMs). */
+CLT_API int clt_context_tune_spent(const clt_context *ctx, double *seconds);
+
+/* What clt_gemm_bench_run times. */
+enum clt_gemm_variant {
+    /* CLBlast with the kernel parameters in effect for the device now: CLBlast's built-in ones until tuned
+     * ones are applied in this process, which cannot be undone (CLT_GEMM_VARIANT_CLBLAST_TUNED, and with
+     * tuning on also CLT_GEMM_VARIANT_TUNED, clt_gemm_tune and compiling a graph with GEMMs apply cached
+     * ones). Run it first to time the built-in parameters. */
+    CLT_GEMM_VARIANT_CLBLAST = 0,
+    /* the library's untuned default for this device and shape (own kernels on CPUs, CLBlast elsewhere) */
+    CLT_GEMM_VARIANT_DEFAULT = 1,
+    /* what the library's GEMM uses for this shape: decided first as by clt_gemm_tune */
+    CLT_GEMM_VARIANT_TUNED = 2,
+    /* CLBlast after applying tuned CLBlast parameters: cached ones, else in QUICK/FULL mode measured now
+     * (within the budget; built-in ones if nothing was measured). Needs a tune mode other than OFF. */
+    CLT_GEMM_VARIANT_CLBLAST_TUNED = 3,
+};
+
+typedef struct clt_gemm_bench clt_gemm_bench; /* a GEMM problem with its host and device data */
+
+/* Creates a benchmark problem of this shape: host A and B filled with uniform values in [-1, 1) from
+ * `seed` (the library's portable RNG: same seed, same data on every platform) and device buffers for A, B
+ * and C. On failure *out is NULL and clt_errmsg(ctx) says why: CLT_ERR_INVALID (as clt_gemm_tune),
+ * CLT_ERR_NOMEM, CLT_ERR_DEVICE_MEMORY. Destroy it before its context. */
+CLT_API int clt_gemm_bench_create(clt_context *ctx, const clt_gemm_shape *shape, uint64_t seed,
+                                  clt_gemm_bench **out);
+/* Frees the problem's host and device memory. NULL is a no-op. */
+CLT_API void clt_gemm_bench_destroy(clt_gemm_bench *b);
+/* The host inputs (owned by b, valid until it is destroyed; either pointer may be NULL), e.g. to compute a
+ * host reference: A holds batch*m*k values, B batch*k*n, laid out as clt_gemm_shape says. */
+CLT_API int clt_gemm_bench_inputs(const clt_gemm_bench *b, const float **a, const float **bm);
+/* Sets the expected C (count = batch*m*n values, copied) that later runs are compared with. */
+CLT_API int clt_gemm_bench_set_reference(clt_gemm_bench *b, const float *c, size_t count);
+
+typedef struct clt_gemm_bench_result {
+    int variant;            /* enum clt_gemm_variant */
+    clt_gemm_choice choice; /* the path that ran */
+    double ms_median;       /* median wall time of one run, enqueue to clFinish, in ms */
+    double gflops;          /* 2*m*n*k*batch / ms_median */
+    int checked;            /* 1: compared with the reference set by clt_gemm_bench_set_reference */
+    double max_abs_err;     /* max |C - ref| (NaN if any C value is NaN); 0 when not checked */
+    double max_rel_err;     /* max_abs_err / max |ref| (/ 1 when the reference is all zeros) */
+} clt_gemm_bench_result;
+
+/* Times one variant on the problem: one untimed warm-up run (it builds kernels), then `reps` (1..100000)
+ * runs, each finished with clFinish; the median goes into *out. Then C is read back and, if a reference is
+ * set, compared with it. Errors (in clt_errmsg of the problem's context): CLT_ERR_INVALID (NULL argument,
+ * unknown variant, reps out of range), CLT_ERR_STATE (CLT_GEMM_VARIANT_CLBLAST_TUNED on a context with
+ * tuning off), and those of the GEMM itself. */
+CLT_API int clt_gemm_bench_run(clt_gemm_bench *b, int variant, int reps, clt_gemm_bench_result *out);
+
+/* Copies C of the last clt_gemm_bench_run (count = batch*m*n values) into c. CLT_ERR_STATE if no run
+ * succeeded yet or the last one failed. */
+CLT_API int clt_gemm_bench_output(const clt_gemm_bench *b, float *c, size_t count);
+
+/* One cached tuning decision, as passed to a clt_tune_list callback (valid during the call only). */
+typedef struct clt_tune_entry {
+    const char *kernel;  /* decision family: "gemm", "conv2d_algo", "clblast_xgemm", ... */
+    const char *shape;   /* problem shape, e.g. "m=64,n=10816,k=288,ta=0,tb=0,batch=1" ("" if none) */
+    const char *options; /* build options or candidate-set version the decision depends on ("" if none) */
+    const char *value;   /* the decision, e.g. "algo=own MR=8 VW=16 NV=1 KU=4 LX=1 DB=1 KC=0" */
+    const char *key;     /* the full key as stored (device, driver, library versions, source hash, ...) */
+} clt_tune_entry;
+typedef int (*clt_tune_entry_fn)(void *ud, const clt_tune_entry *e);
+
+/* Calls fn for each tuning decision the context knows for its device: those of the cache file (read once
+ * per context) and those it made itself, in the order they were added. fn returns 0 to go on; a non-zero
+ * value stops the listing and is returned. fn must not call functions that take this context. A context
+ * with tune = CLT_TUNE_OFF reads no cache, so it lists nothing. Errors: CLT_ERR_INVALID (NULL ctx or fn),
+ * CLT_ERR_NOMEM. */
+CLT_API int clt_tune_list(clt_context *ctx, clt_tune_entry_fn fn, void *ud);
+
 #ifdef __cplusplus
 }
 #endif

@@ -467,6 +467,19 @@ int clt__tune_put(clt_context *ctx, const clt__tune_key *key, const char *value)
     return 0;
 }
 
+int clt__tune_foreach(clt_context *ctx, int (*fn)(void *ud, const char *key, const char *value), void *ud)
+{
+    if (ctx->tune == CLT_TUNE_OFF) return 0;
+    clt__tuner *t = get_tuner(ctx);
+    if (!t) return clt__err(ctx, CLT_ERR_NOMEM, "out of memory");
+    load_once(ctx, t);
+    for (int i = 0; i < t->mem.n; i++) {
+        int rc = fn(ud, t->mem.e[i].key, t->mem.e[i].value);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 int clt__tune_may_measure(clt_context *ctx)
 {
     if (ctx->tune == CLT_TUNE_FULL) return 1;

@@ -26,6 +26,9 @@ int clt__tune_get(clt_context *ctx, const clt__tune_key *key, char *value, size_
  * be written only costs persistence (one warning in verbose mode), never an error. `value` must be a printable
  * single-line string (no tabs or control characters). */
 int clt__tune_put(clt_context *ctx, const clt__tune_key *key, const char *value);
+/* Calls fn(ud, full key, value) for every decision the context knows (its device's cache file, read once,
+ * and its own) in insertion order; returns the first non-zero value fn returns, else 0. Mode OFF: none. */
+int clt__tune_foreach(clt_context *ctx, int (*fn)(void *ud, const char *key, const char *value), void *ud);
 /* 1 if measuring is allowed now (mode QUICK/FULL and budget left for QUICK), else 0. */
 int clt__tune_may_measure(clt_context *ctx);
 /* Charges measured seconds to the context's budget (ctx->tune_spent_s). */

@@ -1,12 +1,10 @@
 /* bench.c - `cltrain bench gemm` (GEMM speed: CLBlast, own kernel untuned/tuned, OpenBLAS) and `cltrain tune gemm`. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "gemm.h"
 #include "tool.h"
-#include "tune.h"
 
 #ifdef CLT_HAVE_CBLAS
 #include <cblas.h>
@@ -104,57 +102,63 @@ static int make_context(const bench_opts *o, clt_context **ctx)
     return st;
 }
 
+#ifdef CLT_HAVE_CBLAS
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
-typedef struct problem {
-    clt__gemm_args a;
-    float *ha, *hb, *hc, *ref;
-    size_t na, nb, nc;
-} problem;
-
-static int time_path(clt_context *ctx, problem *pr, int algo, const clt__gemm_params *p, int reps, double *ms,
-                     double *maxdiff)
+static double now_ms(void)
 {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/* Host reference and speed: OpenBLAS on the problem's data; the result becomes the bench's reference.
+ * Returns 0, 1 when out of host memory (said so), or the status of a failed library call. */
+static int host_blas(clt_gemm_bench *bench, const clt_gemm_shape *sh, int reps, double *ms)
+{
+    const float *ha, *hb;
+    clt_gemm_bench_inputs(bench, &ha, &hb);
+    size_t sa = sh->m * sh->k, sb = sh->k * sh->n, sc = sh->m * sh->n;
+    int lda = (int)(sh->trans_a ? sh->m : sh->k), ldb = (int)(sh->trans_b ? sh->k : sh->n);
+    float *hc = malloc(sh->batch * sc * sizeof(float));
     double *t = malloc((size_t)reps * sizeof *t);
-    if (!t) return CLT_ERR_NOMEM;
-    int st = clt__gemm_run(ctx, &pr->a, algo, p); /* warm-up (compiles) */
-    if (st == CLT_OK) st = clt_context_finish(ctx);
-    for (int r = 0; r < reps && st == CLT_OK; r++) {
-        double t0 = clt__now_ms();
-        st = clt__gemm_run(ctx, &pr->a, algo, p);
-        if (st == CLT_OK) st = clt_context_finish(ctx);
-        t[r] = clt__now_ms() - t0;
+    if (!hc || !t) {
+        free(hc);
+        free(t);
+        fprintf(stderr, "cltrain: out of host memory\n");
+        return 1;
     }
-    if (st == CLT_OK) {
-        qsort(t, (size_t)reps, sizeof *t, cmp_d);
-        *ms = t[reps / 2];
-        cl_int e = clEnqueueReadBuffer(ctx->queue, pr->a.c, CL_TRUE, 0, pr->nc * sizeof(float), pr->hc, 0, NULL,
-                                       NULL);
-        if (e != CL_SUCCESS) st = CLT_ERR_OPENCL;
-        *maxdiff = 0;
-        if (pr->ref && st == CLT_OK) {
-            double mag = 0;
-            for (size_t i = 0; i < pr->nc; i++) mag = fmax(mag, fabs(pr->ref[i]));
-            for (size_t i = 0; i < pr->nc; i++) {
-                double d = fabs((double)pr->hc[i] - pr->ref[i]) / (mag > 0 ? mag : 1);
-                if (!(d <= *maxdiff)) *maxdiff = d; /* NaN sticks */
-            }
-        }
+    for (int r = -1; r < reps; r++) {
+        double t0 = now_ms();
+        for (size_t b = 0; b < sh->batch; b++)
+            cblas_sgemm(CblasRowMajor, sh->trans_a ? CblasTrans : CblasNoTrans,
+                        sh->trans_b ? CblasTrans : CblasNoTrans, (int)sh->m, (int)sh->n, (int)sh->k, 1.0f,
+                        ha + b * sa, lda, hb + b * sb, ldb, 0.0f, hc + b * sc, (int)sh->n);
+        if (r >= 0) t[r] = now_ms() - t0;
     }
+    qsort(t, (size_t)reps, sizeof *t, cmp_d);
+    *ms = t[reps / 2];
+    int st = clt_gemm_bench_set_reference(bench, hc, sh->batch * sc);
+    free(hc);
     free(t);
     return st;
 }
+#endif
 
-static void report(const char *what, double ms, double flops, double maxdiff, int have_ref)
+static void report(const char *what, const clt_gemm_bench_result *r)
 {
-    if (have_ref)
-        printf("  %-34s %10.3f ms %9.2f GFLOP/s   max rel diff %.1e\n", what, ms, flops / ms * 1e-6, maxdiff);
+    if (r->checked)
+        printf("  %-34s %10.3f ms %9.2f GFLOP/s   max rel diff %.1e\n", what, r->ms_median, r->gflops,
+               r->max_rel_err);
     else
-        printf("  %-34s %10.3f ms %9.2f GFLOP/s\n", what, ms, flops / ms * 1e-6);
+        printf("  %-34s %10.3f ms %9.2f GFLOP/s\n", what, r->ms_median, r->gflops);
+    if (r->variant != CLT_GEMM_VARIANT_CLBLAST && r->variant != CLT_GEMM_VARIANT_CLBLAST_TUNED &&
+        !strcmp(r->choice.algo, "own"))
+        printf("      %s\n", r->choice.params);
 }
 
 int tool_cmd_bench(int argc, char **argv)
@@ -169,119 +173,46 @@ int tool_cmd_bench(int argc, char **argv)
         clt_context_destroy(ctx);
         return 1;
     }
-    problem pr;
-    memset(&pr, 0, sizeof pr);
-    clt__gemm_args *a = &pr.a;
-    *a = (clt__gemm_args){.trans_a = o.ta, .trans_b = o.tb, .m = o.m, .n = o.n, .k = o.k, .alpha = 1.0f,
-                          .beta = 0.0f, .batch = o.batch};
-    a->lda = o.ta ? o.m : o.k;
-    a->ldb = o.tb ? o.k : o.n;
-    a->ldc = o.n;
-    a->stride_a = o.m * o.k;
-    a->stride_b = o.k * o.n;
-    a->stride_c = o.m * o.n;
-    pr.na = o.batch * a->stride_a;
-    pr.nb = o.batch * a->stride_b;
-    pr.nc = o.batch * a->stride_c;
-    pr.ha = malloc(pr.na * sizeof(float));
-    pr.hb = malloc(pr.nb * sizeof(float));
-    pr.hc = malloc(pr.nc * sizeof(float));
-    int rc = 1, st = CLT_OK;
-    if (!pr.ha || !pr.hb || !pr.hc) {
-        fprintf(stderr, "cltrain: out of host memory\n");
-        goto done;
-    }
-    uint64_t seed = 42;
-    for (size_t i = 0; i < pr.na; i++) pr.ha[i] = (float)(clt__uniform01(&seed) * 2 - 1);
-    for (size_t i = 0; i < pr.nb; i++) pr.hb[i] = (float)(clt__uniform01(&seed) * 2 - 1);
-    cl_int e1, e2, e3;
-    a->a = clCreateBuffer(ctx->cl, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, pr.na * sizeof(float), pr.ha, &e1);
-    a->b = clCreateBuffer(ctx->cl, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, pr.nb * sizeof(float), pr.hb, &e2);
-    a->c = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, pr.nc * sizeof(float), NULL, &e3);
-    if (e1 != CL_SUCCESS || e2 != CL_SUCCESS || e3 != CL_SUCCESS) {
-        fprintf(stderr, "cltrain: cannot allocate device buffers for the benchmark\n");
-        goto done;
-    }
-    double flops = 2.0 * (double)o.m * (double)o.n * (double)o.k * (double)o.batch;
+    clt_gemm_shape sh = {.m = o.m, .n = o.n, .k = o.k, .batch = o.batch, .trans_a = o.ta, .trans_b = o.tb};
+    clt_gemm_bench *bench = NULL;
+    clt_device_info info;
+    int rc = 1;
+    if (clt_gemm_bench_create(ctx, &sh, 42, &bench) < 0 || clt_context_device_info(ctx, &info) < 0) goto fail;
     printf("gemm m=%zu n=%zu k=%zu ta=%d tb=%d batch=%zu on %s, median of %d runs:\n", o.m, o.n, o.k, o.ta, o.tb,
-           o.batch, ctx->info.name, o.reps);
-    double ms_blas = -1, ms, diff;
+           o.batch, info.name, o.reps);
+    double ms_blas = -1;
 #ifdef CLT_HAVE_CBLAS
-    {
-        /* Host reference and speed: OpenBLAS on the same data. */
-        float *hc = malloc(pr.nc * sizeof(float));
-        pr.ref = malloc(pr.nc * sizeof(double));
-        double *t = malloc((size_t)o.reps * sizeof *t);
-        if (!hc || !pr.ref || !t) {
-            free(hc);
-            free(t);
-            fprintf(stderr, "cltrain: out of host memory\n");
-            goto done;
-        }
-        for (int r = -1; r < o.reps; r++) {
-            double t0 = clt__now_ms();
-            for (size_t b = 0; b < o.batch; b++)
-                cblas_sgemm(CblasRowMajor, o.ta ? CblasTrans : CblasNoTrans, o.tb ? CblasTrans : CblasNoTrans,
-                            (int)o.m, (int)o.n, (int)o.k, 1.0f, pr.ha + b * a->stride_a, (int)a->lda,
-                            pr.hb + b * a->stride_b, (int)a->ldb, 0.0f, hc + b * a->stride_c, (int)a->ldc);
-            if (r >= 0) t[r] = clt__now_ms() - t0;
-        }
-        qsort(t, (size_t)o.reps, sizeof *t, cmp_d);
-        ms_blas = t[o.reps / 2];
-        for (size_t i = 0; i < pr.nc; i++) pr.ref[i] = hc[i];
-        free(hc);
-        free(t);
-        report("OpenBLAS cblas_sgemm (host)", ms_blas, flops, 0, 0);
-    }
+    int hs = host_blas(bench, &sh, o.reps, &ms_blas);
+    if (hs > 0) goto done;
+    if (hs < 0) goto fail;
+    printf("  %-34s %10.3f ms %9.2f GFLOP/s\n", "OpenBLAS cblas_sgemm (host)", ms_blas,
+           2.0 * (double)o.m * (double)o.n * (double)o.k * (double)o.batch / ms_blas * 1e-6);
 #endif
-    /* (a) CLBlast with its built-in parameters: before any override is applied in this process. */
-    st = time_path(ctx, &pr, CLT__GEMM_CLBLAST, NULL, o.reps, &ms, &diff);
-    if (st < 0) goto fail;
-    report("CLBlast, built-in parameters", ms, flops, diff, pr.ref != NULL);
-    /* (b) the library's untuned default for this device */
-    int algo;
-    clt__gemm_params p;
-    char pstr[128];
-    clt__gemm_default(ctx, a, &algo, &p);
-    clt__gemm_params_str(&p, pstr, sizeof pstr);
-    st = time_path(ctx, &pr, algo, &p, o.reps, &ms, &diff);
-    if (st < 0) goto fail;
+    clt_gemm_bench_result r, tuned;
     char label[200];
-    snprintf(label, sizeof label, "default (%s)", algo == CLT__GEMM_OWN ? "own" : "clblast");
-    report(label, ms, flops, diff, pr.ref != NULL);
-    if (algo == CLT__GEMM_OWN) printf("      %s\n", pstr);
-    /* (c) tuned: what clt__gemm does for this shape after prepare (measures in quick/full mode) */
-    st = clt__gemm_prepare(ctx, a);
-    if (st == CLT_OK) st = clt__gemm_decision(ctx, a, &algo, &p);
-    if (st < 0) goto fail;
-    double ms_tuned;
-    st = time_path(ctx, &pr, algo, &p, o.reps, &ms_tuned, &diff);
-    if (st < 0) goto fail;
-    clt__gemm_params_str(&p, pstr, sizeof pstr);
-    snprintf(label, sizeof label, "tuned (%s)", algo == CLT__GEMM_OWN ? "own" : "clblast");
-    report(label, ms_tuned, flops, diff, pr.ref != NULL);
-    if (algo == CLT__GEMM_OWN) printf("      %s\n", pstr);
+    /* (a) CLBlast with its built-in parameters: before any override is applied in this process. */
+    if (clt_gemm_bench_run(bench, CLT_GEMM_VARIANT_CLBLAST, o.reps, &r) < 0) goto fail;
+    report("CLBlast, built-in parameters", &r);
+    /* (b) the library's untuned default for this device */
+    if (clt_gemm_bench_run(bench, CLT_GEMM_VARIANT_DEFAULT, o.reps, &r) < 0) goto fail;
+    snprintf(label, sizeof label, "default (%s)", r.choice.algo);
+    report(label, &r);
+    /* (c) tuned: what the library's GEMM does for this shape (measures in quick/full mode) */
+    if (clt_gemm_bench_run(bench, CLT_GEMM_VARIANT_TUNED, o.reps, &tuned) < 0) goto fail;
+    snprintf(label, sizeof label, "tuned (%s)", tuned.choice.algo);
+    report(label, &tuned);
     /* (c') CLBlast with tuned parameters (measured now in quick/full mode, else cached if any). */
     if (o.tune != CLT_TUNE_OFF) {
-        st = clt__gemm_tune_clblast(ctx, o.tune >= CLT_TUNE_QUICK);
-        if (st < 0) goto fail;
-        st = time_path(ctx, &pr, CLT__GEMM_CLBLAST, NULL, o.reps, &ms, &diff);
-        if (st < 0) goto fail;
-        report("CLBlast, tuned parameters", ms, flops, diff, pr.ref != NULL);
+        if (clt_gemm_bench_run(bench, CLT_GEMM_VARIANT_CLBLAST_TUNED, o.reps, &r) < 0) goto fail;
+        report("CLBlast, tuned parameters", &r);
     }
-    if (ms_blas > 0) printf("  tuned / OpenBLAS speed ratio: %.2f\n", ms_blas / ms_tuned);
+    if (ms_blas > 0) printf("  tuned / OpenBLAS speed ratio: %.2f\n", ms_blas / tuned.ms_median);
     rc = 0;
     goto done;
 fail:
     fprintf(stderr, "cltrain: bench failed: %s\n", clt_errmsg(ctx));
 done:
-    if (a->a) clReleaseMemObject(a->a);
-    if (a->b) clReleaseMemObject(a->b);
-    if (a->c) clReleaseMemObject(a->c);
-    free(pr.ha);
-    free(pr.hb);
-    free(pr.hc);
-    free(pr.ref);
+    clt_gemm_bench_destroy(bench);
     clt_context_destroy(ctx);
     return rc;
 }
@@ -301,20 +232,44 @@ int tool_cmd_tune(int argc, char **argv)
         clt_context_destroy(ctx);
         return 1;
     }
-    clt__gemm_args a = {.trans_a = o.ta, .trans_b = o.tb, .m = o.m, .n = o.n, .k = o.k, .batch = o.batch};
-    int algo;
-    clt__gemm_params p;
-    int st = clt__gemm_prepare(ctx, &a);
-    if (st == CLT_OK) st = clt__gemm_decision(ctx, &a, &algo, &p);
-    if (st < 0) {
+    clt_gemm_shape sh = {.m = o.m, .n = o.n, .k = o.k, .batch = o.batch, .trans_a = o.ta, .trans_b = o.tb};
+    clt_gemm_choice c;
+    double spent = 0;
+    if (clt_gemm_tune(ctx, &sh, &c) < 0 || clt_context_tune_spent(ctx, &spent) < 0) {
         fprintf(stderr, "cltrain: tuning failed: %s\n", clt_errmsg(ctx));
         clt_context_destroy(ctx);
         return 1;
     }
-    char pstr[128];
-    clt__gemm_params_str(&p, pstr, sizeof pstr);
     printf("gemm m=%zu n=%zu k=%zu ta=%d tb=%d batch=%zu: %s %s (tuning took %.1f s)\n", o.m, o.n, o.k, o.ta, o.tb,
-           o.batch, algo == CLT__GEMM_OWN ? "own" : "clblast", algo == CLT__GEMM_OWN ? pstr : "", ctx->tune_spent_s);
+           o.batch, c.algo, c.params, spent);
     clt_context_destroy(ctx);
     return 0;
+}
+
+static int print_entry(void *ud, const clt_tune_entry *e)
+{
+    int *n = ud;
+    (*n)++;
+    printf("  %-14s %s%s%s -> %s\n", e->kernel, e->shape, *e->options ? " " : "", e->options, e->value);
+    return 0;
+}
+
+int tool_tune_list(const char *device)
+{
+    clt_context_settings s;
+    clt_context_default_settings(&s);
+    s.device = device;
+    s.tune = CLT_TUNE_CACHED; /* reads the cache, never measures */
+    clt_context *ctx = NULL;
+    clt_device_info info;
+    int n = 0, st = clt_context_create(&s, &ctx);
+    if (st == CLT_OK) st = clt_context_device_info(ctx, &info);
+    if (st == CLT_OK) {
+        printf("tuning decisions cached for %s (kernel, shape, candidate set -> decision):\n", info.name);
+        st = clt_tune_list(ctx, print_entry, &n);
+    }
+    if (st < 0) fprintf(stderr, "cltrain tune: cannot list the tuning cache: %s\n", clt_errmsg(ctx));
+    else printf("%d decision(s)\n", n);
+    clt_context_destroy(ctx);
+    return st < 0 ? 1 : 0;
 }

@@ -503,19 +503,21 @@ out:
 int tool_tune_model(int argc, char **argv)
 {
     const char *model = "cnn", *device = NULL;
-    int batch = 0, full = 0, c = 3, h = 32, w = 32, classes = 10, verbose = 1;
+    int batch = 0, full = 0, c = 3, h = 32, w = 32, classes = 10, verbose = 1, list = 0;
     double budget = 120;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--full")) full = 1;
         else if (!strcmp(a, "--quiet")) verbose = 0;
+        else if (!strcmp(a, "--list")) list = 1;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: cltrain tune [--model NAME|FILE] [--batch N] [--budget SECONDS] [--full] [--input C,H,W]\n"
                    "                    [--classes K] [--device SPEC] [--quiet]\n"
+                   "       cltrain tune --list [--device SPEC]\n"
                    "Measures the GEMM kernels and convolution algorithms of the model's training step for this\n"
                    "device (within --budget seconds, default 120; --full: every candidate, no budget) and stores\n"
                    "the decisions in the tuning cache that training then uses. `cltrain tune gemm M N K` tunes one\n"
-                   "GEMM shape.\n");
+                   "GEMM shape. `--list` prints the decisions cached for the device.\n");
             return 0;
         } else if (v && !strcmp(a, "--model")) model = v, i++;
         else if (v && !strcmp(a, "--device")) device = v, i++;
@@ -528,6 +530,7 @@ int tool_tune_model(int argc, char **argv)
             return 2;
         }
     }
+    if (list) return tool_tune_list(device);
     clt_model *m = NULL;
     char err[TOOL_ERR_LEN] = "";
     if (tool_check_model_path(model, err) || clt_model_load(model, &m)) {

@@ -102,6 +102,8 @@ int tool_cmd_bench(int argc, char **argv);
 int tool_cmd_tune(int argc, char **argv);
 /* `cltrain tune [--model ...]`: tunes everything a model's training step uses (tools/bench_step.c). */
 int tool_tune_model(int argc, char **argv);
+/* `cltrain tune --list`: prints the tuning decisions cached for a device (tools/bench.c). */
+int tool_tune_list(const char *device);
 /* `cltrain bench step`: training-step timing, per-op profile and time to the first step (tools/bench_step.c).
  * Options start at argv[1]. */
 int tool_bench_step(int argc, char **argv);
