@@ -57,7 +57,7 @@ static void check_pos(clt_context *ctx, tu_rng *rng, int nd, const int *shape, i
     clt_tensor *x, *y;
     TU_OK(ctx, clt_graph_create(ctx, &g));
     TU_OK(ctx, clt_input(g, "x", nd, shape, &x));
-    TU_OK(ctx, clt_pos_embedding(g, x, "wpe", &y));
+    TU_OK(ctx, clt_pos_embedding(g, x, shape[nd - 2] + (ci == 1 ? 2 : 0), "wpe", &y));
     TU_OK(ctx, clt_graph_keep(g, x, 1));
     TU_OK(ctx, clt_graph_keep(g, y, 0));
     if (!TU_OK(ctx, clt_graph_compile(g, NULL))) {
@@ -125,7 +125,10 @@ static void check_bad_ids(clt_context *ctx)
     TU_OK(ctx, clt_input(g, "i4", 4, s4, &i4));
     TU_CHECK(clt_embedding(g, i4, 5, 4, NULL, &y) == CLT_ERR_SHAPE, "4-D ids refused");
     TU_CHECK(strstr(clt_errmsg(ctx), "at most 3 dimensions") != NULL, "message: %s", clt_errmsg(ctx));
-    TU_CHECK(clt_pos_embedding(g, ids, NULL, &y) == CLT_OK, "pos embedding of (2,3)");
+    TU_CHECK(clt_pos_embedding(g, ids, 2, NULL, &y) == CLT_OK, "pos embedding of (2,3)");
+    TU_CHECK(clt_pos_embedding(g, ids, 1, NULL, &y) == CLT_ERR_SHAPE, "table shorter than T: %s", clt_errmsg(ctx));
+    TU_CHECK(strstr(clt_errmsg(ctx), "input 'ids' has 2 positions, more than the table's 1"), "message: %s",
+             clt_errmsg(ctx));
     TU_OK(ctx, clt_embedding(g, ids, 7, 4, "tok", &y));
     if (TU_OK(ctx, clt_graph_compile(g, NULL))) {
         float bad1[6] = {0, 1, 2, 3, 7, 6}, bad2[6] = {0, 2.5f, 1, 1, 1, 1}, good[6] = {0, 6, 1, 2, 3, 4};

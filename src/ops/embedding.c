@@ -145,7 +145,7 @@ static int pos_backward(clt_graph *g, clt__node *n)
 
 static const clt__op op_pos_embedding = {"pos_embedding", pos_prepare, pos_forward, pos_backward, NULL};
 
-int clt_pos_embedding(clt_graph *g, clt_tensor *x, const char *name, clt_tensor **out)
+int clt_pos_embedding(clt_graph *g, clt_tensor *x, int max_t, const char *name, clt_tensor **out)
 {
     if (!out) return g ? clt__err(g->ctx, CLT_ERR_INVALID, "clt_pos_embedding: out is NULL") : CLT_ERR_INVALID;
     *out = NULL;
@@ -157,14 +157,17 @@ int clt_pos_embedding(clt_graph *g, clt_tensor *x, const char *name, clt_tensor 
                         clt__shape_str(x, b, sizeof b));
     }
     int T = x->shape[x->ndim - 2], C = x->shape[x->ndim - 1];
+    if (max_t < T)
+        return clt__err(g->ctx, CLT_ERR_SHAPE, "clt_pos_embedding: input '%s' has %d positions, more than the table's "
+                        "%d", x->name, T, max_t);
     clt__node *n;
     CLT_TRY(clt__new_node(g, &op_pos_embedding, name, 1, &x, x->ndim, x->shape, &n));
     *PATTR(n) = (pos_attr){(int)(x->numel / ((size_t)T * C)), T * C};
     n->bwd_needs_in = 0;
     n->bwd_needs_out = 0;
-    int ws[2] = {T, C};
+    int ws[2] = {max_t, C}; /* rows T.. are unused by this graph (a shorter context than the table) */
     clt_tensor *t;
-    CLT_TRY(clt__add_param(g, n, "weight", 2, ws, CLT__INIT_NORMAL_STD, C, T, 1.0f, &t));
+    CLT_TRY(clt__add_param(g, n, "weight", 2, ws, CLT__INIT_NORMAL_STD, C, max_t, 1.0f, &t));
     *out = n->out;
     return CLT_OK;
 }
