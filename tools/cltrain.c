@@ -17,6 +17,8 @@ static const char *const usage_main =
     "  cifar10          train on CIFAR-10 (binary version: data_batch_*.bin, test_batch.bin)\n"
     "  fashion-mnist    train on Fashion-MNIST (IDX files, plain or .gz)\n"
     "  mnist            train on MNIST (IDX files, plain or .gz)\n"
+    "  text             train a character-level GPT on a text file (see cltrain text --help)\n"
+    "  generate         sample text from a `cltrain text` checkpoint\n"
     "  eval             evaluate a checkpoint on its dataset's test set\n"
     "  predict          classify images with a checkpoint\n"
     "  devices          list the OpenCL devices\n"
@@ -427,6 +429,8 @@ int main(int argc, char **argv)
     char **sargv = argv + 1;
     if (!strcmp(cmd, "cifar10") || !strcmp(cmd, "mnist") || !strcmp(cmd, "fashion-mnist"))
         return cmd_train(cmd, sargc, sargv);
+    if (!strcmp(cmd, "text")) return tool_cmd_text(sargc, sargv);
+    if (!strcmp(cmd, "generate")) return tool_cmd_generate(sargc, sargv);
     if (!strcmp(cmd, "eval")) return cmd_eval(sargc, sargv);
     if (!strcmp(cmd, "predict")) return cmd_predict(sargc, sargv);
     if (!strcmp(cmd, "devices")) return cmd_devices(sargc, sargv);
