@@ -341,9 +341,10 @@ static int load_batch(lm_run *r, const unsigned char *text, const vocab *v, cons
 }
 
 /* TODO(gpt-train): the library's global-norm clipping on the device is not on main yet. Until it lands this
- * clips on the host: the gradient norm is read back; if it exceeds `clip`, the backward pass runs again from the
- * loss with the seed clip/norm (gradients are linear in the seed), which gives exactly the clipped gradients at
- * the cost of a second backward pass on clipped steps. Returns the norm before clipping, or < 0 on error. */
+ * clips on the host: the gradient norm is read back; if it exceeds `clip`, the pass runs again (forward with the
+ * same dropout counter, then backward from the loss with the seed clip/norm: gradients are linear in the seed;
+ * a backward alone cannot be repeated, its activations' memory is reused), which gives exactly the clipped
+ * gradients at the cost of a second pass on clipped steps. Returns the norm before clipping, or < 0 on error. */
 static double todo_clip_grad_norm(lm_run *r, float clip, float **buf, size_t *cap)
 {
     double ss = 0;
@@ -364,7 +365,11 @@ static double todo_clip_grad_norm(lm_run *r, float clip, float **buf, size_t *ca
     double norm = sqrt(ss);
     if (clip > 0 && norm > clip) {
         float seed = (float)(clip / (norm + 1e-6));
-        if (clt_graph_backward_from(r->g, r->loss, &seed, 1) < 0) return fail("%s", clt_errmsg(r->ctx)), -1;
+        uint64_t steps, passes;
+        clt_graph_get_counters(r->g, &steps, &passes);
+        if (clt_graph_set_counters(r->g, steps, passes - 1) < 0 || clt_graph_forward(r->g, 1) < 0 ||
+            clt_graph_backward_from(r->g, r->loss, &seed, 1) < 0)
+            return fail("%s", clt_errmsg(r->ctx)), -1;
     }
     return norm;
 }
