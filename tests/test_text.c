@@ -62,12 +62,20 @@ static void overfit(void)
     for (int i = 0; i < 100; i++) strcat(text, "hello, world!\n");
     write_file("hw.txt", text, strlen(text));
     write_file("tiny.model", tiny_model, sizeof tiny_model - 1);
-    int rc = run("text --data hw.txt --model tiny.model --eval-every 50 --checkpoint hw.ckpt --overwrite --seed 3");
+    int rc = run("text --data hw.txt --model tiny.model --eval-every 50 --checkpoint hw.ckpt --overwrite --seed 3 "
+                 "--log hw.jsonl --plot hw.svg");
     TU_CHECK(rc == 0, "text: exit %d\n%s%s", rc, out, err);
     double vl = field(out, "val_loss="), tl = field(out, "train_loss="), tps = field(out, "tokens_per_s=");
     TU_CHECK(vl >= 0 && vl < 0.15 && tl >= 0 && tl < 0.2 && tps > 0, "near-zero loss: val %g train %g tokens/s %g\n%s",
              vl, tl, tps, out);
     TU_CHECK(strstr(out, "vocabulary 11") != NULL, "11 distinct bytes: %s", out);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/hw.jsonl", dir);
+    slurp(p, err, sizeof err);
+    TU_CHECK(strstr(err, "{\"epoch\":3,\"train_loss\":") && strstr(err, "\"test_loss\":"), "log: %s", err);
+    snprintf(p, sizeof p, "%s/hw.svg", dir);
+    slurp(p, err, sizeof err);
+    TU_CHECK(strstr(err, "<svg") != NULL, "plot written");
     rc = run("generate --checkpoint hw.ckpt --prompt hel --tokens 40 --top-k 1");
     TU_CHECK(rc == 0, "generate: exit %d: %s", rc, err);
     TU_CHECK(strncmp(out, "hello, world!\nhello, world!\nhello, world!\n", 42) == 0, "generated:\n%s", out);

@@ -37,7 +37,8 @@ static const char *const usage_text =
     "  --device SPEC, --tune off|cached|quick|full, --verbose\n"
     "  --checkpoint FILE      save the training state at every evaluation (atomically); --resume continues\n"
     "                         from it (starts afresh if it does not exist); --overwrite replaces one\n"
-    "  --log FILE             JSON lines, one per evaluation (test_loss is the validation loss)\n"
+    "  --log FILE             JSON lines, one per evaluation (\"epoch\" counts evaluations, test_loss is the\n"
+    "                         validation loss, images_per_s the training tokens/s)\n"
     "  --plot FILE.svg        loss curves per evaluation\n"
     "  --profile              print a per-op profile of one training step and exit\n"
     "\n"
@@ -563,7 +564,7 @@ static int text_loop(text_state *s)
     cli_progress pr;
     cli_progress_init(&pr, stderr);
     double t0 = cli_now_s(), interval_loss = 0, val = NAN, last_train = NAN;
-    long long interval_n = 0, tokens = 0;
+    long long interval_n = 0, tokens = 0, clipped = 0;
     double train_s = 0;
     if (o->profile) steps = step + 2;
     printf("cltrain text: %s, %zu bytes, vocabulary %d; model %s (block %d, batch %d); %lld steps\n", o->data,
@@ -576,7 +577,11 @@ static int text_loop(text_state *s)
         if (clt_graph_forward(r->g, 1) < 0 || clt_tensor_read(r->g, r->loss, 0, &l, 1) < 0 ||
             clt_graph_backward(r->g, r->loss) < 0)
             return fail("step %lld: %s", step + 1, clt_errmsg(r->ctx));
-        if (clip > 0 && todo_clip_grad_norm(r, clip, &s->gbuf, &s->gcap) < 0) return 1;
+        if (clip > 0) {
+            double norm = todo_clip_grad_norm(r, clip, &s->gbuf, &s->gcap);
+            if (norm < 0) return 1;
+            clipped += norm > clip;
+        }
         if (clt_graph_step(r->g, lr) < 0) return fail("step %lld: %s", step + 1, clt_errmsg(r->ctx));
         if (!isfinite(l)) return fail("step %lld: the loss is %g (diverged; try a lower --lr)", step + 1, l);
         step++;
@@ -595,13 +600,13 @@ static int text_loop(text_state *s)
                 return 1;
             last_train = interval_loss / interval_n;
             cli_progress_clear(&pr, stderr);
-            printf("step %lld/%lld: train_loss %.4f val_loss %.4f lr %.2e tokens/s %.0f\n", step, steps, last_train,
-                   val, lr, tps);
+            printf("step %lld/%lld: train_loss %.4f val_loss %.4f lr %.2e tokens/s %.0f clipped %lld/%lld\n", step,
+                   steps, last_train, val, lr, tps, clipped, interval_n);
             fflush(stdout);
             if (s->meta->nhistory < 1024)
                 s->meta->history[s->meta->nhistory++] = (tool_epoch_metrics){last_train, 0, val, 0, cli_now_s() - t0,
                                                                              tps};
-            interval_loss = 0, interval_n = 0;
+            interval_loss = 0, interval_n = 0, clipped = 0;
             if (save_state(s, step)) return 1;
         }
     }
