@@ -85,6 +85,13 @@ static void overfit(void)
     snprintf(first, sizeof first, "%s", out);
     rc |= run("generate --checkpoint hw.ckpt --tokens 60 --temperature 0.8 --seed 9");
     TU_CHECK(rc == 0 && strcmp(first, out) == 0 && strlen(out) == 62, "seeded sampling:\n%s---\n%s", first, out);
+    /* An interrupted run resumed from its checkpoint ends exactly where the uninterrupted one did. */
+    double vl_full = vl;
+    rc = run("text --data hw.txt --model tiny.model --steps 100 --eval-every 50 --checkpoint r.ckpt --overwrite "
+             "--seed 3");
+    rc |= run("text --data hw.txt --model tiny.model --steps 150 --eval-every 50 --checkpoint r.ckpt --resume");
+    TU_CHECK(rc == 0 && field(out, "val_loss=") == vl_full, "resumed run: val_loss %g, uninterrupted %g\n%s%s",
+             field(out, "val_loss="), vl_full, out, err);
     /* --resume continues the stored run: 20 more steps. */
     rc = run("text --data hw.txt --model tiny.model --steps 170 --eval-every 50 --checkpoint hw.ckpt --resume");
     TU_CHECK(rc == 0 && strstr(err, "resuming hw.ckpt at step 150") && field(out, "steps=") == 170,
