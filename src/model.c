@@ -288,6 +288,10 @@ static int parse_gpt(clt__line *l, clt_model_lm_info *g)
         return CLT_ERR_INVALID;
     if (g->dim % g->heads != 0 || g->dim / g->heads > 256)
         return LFAIL(l, "gpt: %d heads do not divide dim=%d into heads of at most 256 values", g->heads, g->dim);
+    /* A mistyped size must not run a machine out of memory: blocks hold (4 + 2 mlp) dim^2 weights each. */
+    double params = (double)g->layers * (4.0 + 2.0 * g->mlp) * g->dim * g->dim + (double)g->block * g->dim;
+    if (params > 2e9)
+        return LFAIL(l, "gpt: about %.3g parameters (layers * (4 + 2 mlp) * dim^2); at most 2e9", params);
     if (clt__line_arg(l, 1)) return LFAIL(l, "gpt: unexpected '%s' (options are key=value)", clt__line_arg(l, 1));
     return leftovers(l, "layers, heads, dim, block, mlp, bias, tied, dropout");
 }

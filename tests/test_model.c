@@ -101,6 +101,7 @@ static void test_lm_errors(void)
         {"gpt layers=2 heads=2 dim=8 block=4\ndense 10\n", "m:1: a gpt model has no other layer lines (line 2 is one)"},
         {"gpt layers=2 heads=2 dim=8 block=4\ngpt layers=2 heads=2 dim=8 block=4\n", "m:2: a second gpt line"},
         {"gpt layers=0 heads=2 dim=8 block=4\n", "m:1: gpt: bad layers '0'"},
+        {"gpt layers=200 heads=64 dim=8192 block=4\n", "m:1: gpt: about 1.61e+11 parameters"},
         {"gpt layers=1 heads=1 dim=8 block=4\ntrain clip=-1\n", "m:2: train: bad clip '-1'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
