@@ -120,6 +120,12 @@ static void errors(void)
     rc = run("text --data bin.txt --model tiny.model --steps 4 --eval-every 2 --checkpoint bin.ckpt --overwrite");
     TU_CHECK(rc == 0 && strstr(out, "600 bytes, vocabulary 5") && strstr(out, "final: steps=4"), "bytes: %d\n%s%s",
              rc, out, err);
+    /* More steps than the checkpoint format has epochs of history: the checkpoint still reads back. */
+    rc = run("text --data bin.txt --model tiny.model --block 4 --batch 2 --steps 1100 --eval-every 1100 "
+             "--eval-batches 1 --checkpoint long.ckpt --overwrite");
+    TU_CHECK(rc == 0 && strstr(out, "final: steps=1100"), "1100 steps: %d\n%s%s", rc, out, err);
+    rc = run("generate --checkpoint long.ckpt --tokens 3");
+    TU_CHECK(rc == 0 && strlen(out) == 4, "generate after 1100 steps: %d %s", rc, err);
     rc = run("generate --checkpoint bin.ckpt --prompt Zx");
     TU_CHECK(rc == 1 && strstr(err, "--prompt: character 'Z' (byte 0x5a, position 0) is not in the model's "
                                "vocabulary (5 bytes of its training text)"), "prompt: %d %s", rc, err);

@@ -543,7 +543,9 @@ static int save_state(text_state *s, long long step)
     uint64_t steps, passes;
     clt_graph_get_counters(s->r.g, &steps, &passes);
     s->meta->steps = steps, s->meta->passes = passes;
-    s->meta->epochs_done = (int)step;
+    (void)step;
+    /* The checkpoint format counts epochs (at most its history's 1024): here evaluations; steps are meta.steps. */
+    s->meta->epochs_done = s->meta->nhistory;
     if (s->o.checkpoint && tool_checkpoint_save(s->o.checkpoint, s->r.g, s->meta, s->stored_text, err) < 0)
         return fail("%s", err);
     if (s->o.log && cli_write_log(s->o.log, s->meta->history, s->meta->nhistory, err) < 0) return fail("%s", err);
