@@ -213,12 +213,36 @@ out:
     clt_model_destroy(m);
 }
 
+static void check_errors(clt_context *ctx)
+{
+    clt_model *m = NULL, *img = NULL;
+    clt_graph *g = NULL;
+    clt_tensor *ids, *y = NULL;
+    int s[2] = {2, BLOCK + 1};
+    TU_OK(ctx, clt_graph_create(ctx, &g));
+    TU_OK(ctx, clt_input(g, "ids", 2, s, &ids));
+    if (clt_model_parse("gpt layers=1 heads=2 dim=8 block=6\n", "g6", &m) == CLT_OK) {
+        TU_CHECK(clt_model_build_lm(g, m, ids, V, &y) == CLT_ERR_SHAPE && !y, "T > block");
+        TU_CHECK(strstr(clt_errmsg(ctx), "clt_model_build_lm: ids 'ids' (2,7) must be (B, T) with T <= block = 6"),
+                 "message: %s", clt_errmsg(ctx));
+    }
+    if (clt_model_parse("dense 3\n", "img", &img) == CLT_OK) {
+        TU_CHECK(clt_model_build_lm(g, img, ids, V, &y) == CLT_ERR_INVALID, "image model");
+        TU_CHECK(strstr(clt_errmsg(ctx), "clt_model_build_lm: img has no gpt line (not a language model)"),
+                 "message: %s", clt_errmsg(ctx));
+    }
+    clt_graph_destroy(g);
+    clt_model_destroy(m);
+    clt_model_destroy(img);
+}
+
 int main(void)
 {
     clt_context *ctx = tu_context();
     if (!ctx) return 1;
     check_gpt(ctx, 1);
     check_gpt(ctx, 0);
+    check_errors(ctx);
     clt_context_destroy(ctx);
     return tu_finish("test_gpt");
 }
