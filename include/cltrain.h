@@ -8,8 +8,10 @@
  *  - Status codes. Functions return 0 (CLT_OK) on success and a negative clt_status on failure. They never
  *    exit, abort or print (except progress/tuning lines the caller asked for with `verbose`).
  *  - Messages. After a failure, clt_errmsg(ctx) returns a human-readable message naming what went wrong
- *    (the OpenCL build log for kernel build failures, the offending shapes for shape errors). The message
- *    stays valid until the next call that takes the same context. clt_status_string() names a code.
+ *    (the OpenCL build log for kernel build failures, the offending shapes for shape errors). Every call
+ *    that returns a status and takes a context or a graph clears the message when it starts, so the message
+ *    always belongs to the last such call: after a successful call clt_errmsg is empty (""). A failure on a
+ *    NULL context or graph has no context to hold a message. clt_status_string() names a code.
  *  - Ownership. Objects come in create/destroy pairs; destroy functions accept NULL. Tensors belong to their
  *    graph and die with it. Pointers passed in (names, host arrays) are copied or only read during the call.
  *  - Shapes. Tensors are float32, 1 to 4 dimensions, row-major, images in NCHW order. A `shape` argument is
@@ -38,6 +40,26 @@ extern "C" {
 #endif
 
 #define CLT_VERSION_STRING "0.1.0"
+
+/* What the running library is and was built with, for diagnostics (`cltrain doctor`) and bug reports. */
+typedef struct clt_version_info {
+    char cltrain[32];            /* the library's version; equals CLT_VERSION_STRING when header and library match */
+    int clblast_major, clblast_minor, clblast_patch; /* the CLBlast version the library was compiled against */
+    char clblast_library[1024];  /* file of the CLBlast shared library in use; "" if it cannot be told */
+    char opencl_library[1024];   /* file of the OpenCL ICD loader in use; "" if it cannot be told */
+} clt_version_info;
+/* Fills *v (host only: no device, no context). CLT_ERR_INVALID if v is NULL. */
+CLT_API int clt_version_get(clt_version_info *v);
+
+/* The cache folder a context uses when its settings give none: $CLTRAIN_CACHE_DIR, else
+ * $XDG_CACHE_HOME/cltrain, else $HOME/.cache/cltrain, copied into buf (len bytes, NUL-terminated). Host only.
+ * CLT_ERR_INVALID if buf is NULL or none of the variables is set; CLT_ERR_NOMEM if it does not fit. */
+CLT_API int clt_cache_dir_default(char *buf, size_t len);
+/* Whether the library trusts `path` (a folder with want_dir=1, else a regular file) with what only its owner
+ * should write (compiled kernels, tuning decisions): owned by the effective user and not writable by group or
+ * others. 1: trusted; 0: not trusted, the reason in `why` ("writable by group or others (mode 0777)"); negative:
+ * it cannot be examined (CLT_ERR_IO, the reason in `why`). `why` (whylen bytes) may be NULL. Host only. */
+CLT_API int clt_cache_path_trusted(const char *path, int want_dir, char *why, size_t whylen);
 
 /* ---------------------------------------------------------------------------------------------- errors */
 
@@ -114,7 +136,11 @@ typedef struct clt_context_settings {
     /* Folder for the tuning and program-binary caches. NULL: $CLTRAIN_CACHE_DIR, else
      * $XDG_CACHE_HOME/cltrain, else ~/.cache/cltrain. Compiled kernel binaries are cached in every tuning
      * mode (their key is exact: device, driver, library version, source text, options); set
-     * $CLTRAIN_NO_BINARY_CACHE=1 to turn that off. An unwritable folder only costs the caching. */
+     * $CLTRAIN_NO_BINARY_CACHE=1 to turn that off. An unwritable folder only costs the caching. Missing
+     * folders are created 0700; binaries (native code) are never loaded from, nor written to, a folder or
+     * file that is not owned by the effective user or is writable by group or others, and each carries a
+     * keyed BLAKE2b tag binding it to its key. Cached tuning decisions are checked before use (an invalid
+     * one is ignored and the default used). */
     const char *cache_dir;
     int tune;             /* enum clt_tune_mode; default CLT_TUNE_QUICK */
     double tune_budget_s; /* seconds of measuring allowed per context in QUICK mode; default 20 */
@@ -463,7 +489,11 @@ CLT_API int clt_graph_keep(clt_graph *g, clt_tensor *t, int grad);
 
 /* Plans device memory (tensors whose lifetimes do not overlap share memory), allocates it all at once,
  * builds the kernels, and initializes parameters from the seed. After this no op can be added, and
- * forward/backward/step allocate nothing. Fails with CLT_ERR_DEVICE_MEMORY if the plan does not fit. */
+ * forward/backward/step allocate nothing: GEMM workspaces and CLBlast's temporary buffers are sized here too
+ * (batched GEMMs on the CLBlast path then run entry by entry on that buffer, since CLBlast's batched GEMM
+ * would allocate its own in every call). The one exception: when CLBlast's kernel parameters change after
+ * this compile (a context compiled later in the process tunes them), a GEMM whose buffer became too small
+ * lets CLBlast allocate per call. Fails with CLT_ERR_DEVICE_MEMORY if the plan does not fit. */
 CLT_API int clt_graph_compile(clt_graph *g, const clt_compile_settings *s);
 /* Bytes of device memory the compiled graph holds (parameters, gradients, optimizer state, activations). */
 CLT_API int clt_graph_memory(const clt_graph *g, size_t *param_bytes, size_t *activation_bytes);
@@ -478,7 +508,13 @@ CLT_API int clt_tensor_read(clt_graph *g, clt_tensor *t, int grad, float *data, 
 
 /* Forward pass over the whole graph. training=1: dropout active, batch norm uses batch statistics. */
 CLT_API int clt_graph_forward(clt_graph *g, int training);
-/* Backward pass from the scalar `loss` (seed 1). Parameter gradients are overwritten, not accumulated. */
+/* Backward pass from the scalar `loss` (seed 1). Parameter gradients are overwritten, not accumulated.
+ * Repeated backward passes: any number of clt_graph_backward / clt_graph_backward_from calls, from any seeds
+ * in any order, may follow one clt_graph_forward; each gives exactly (bit for bit) the gradients it gives as
+ * the first backward after that forward. The memory plan keeps everything a backward reads (saved tensors,
+ * the forward values ops differentiate from) until the end of the backward phase for this. Change
+ * parameters (clt_graph_step, clt_tensor_write) only before the next forward: a backward after such a change
+ * mixes the last forward's values with the new parameters. */
 CLT_API int clt_graph_backward(clt_graph *g, clt_tensor *loss);
 /* Backward pass from any tensor `t` with the given upstream gradient dL/dt (count == numel(t)). */
 CLT_API int clt_graph_backward_from(clt_graph *g, clt_tensor *t, const float *grad, size_t count);
@@ -497,6 +533,92 @@ CLT_API int clt_tensor_write_slot(clt_graph *g, clt_tensor *t, int slot, const f
 /* Number of optimizer steps and forward training passes done (drives Adam bias correction and dropout). */
 CLT_API int clt_graph_get_counters(const clt_graph *g, uint64_t *steps, uint64_t *passes);
 CLT_API int clt_graph_set_counters(clt_graph *g, uint64_t steps, uint64_t passes);
+
+/* ---------------------------------------------------------------------------------------------- checkpoints */
+
+/* A checkpoint file describes itself: the network text of the graph's model (clt_model_build), its input image
+ * and class count, every state tensor (name, shape, values; optimizer slots of trainable ones), the optimizer
+ * settings, the seed and the counters (with the seed they are the graph's RNG: dropout masks follow from them),
+ * and an opaque application metadata blob (where an application keeps what only it understands, such as
+ * normalization, class names or a learning-rate schedule). Files are checked with a CRC-32 over every byte and
+ * written atomically. Format version 2; files of version 1 (cltrain 0.1) are read and converted. */
+typedef struct clt_checkpoint clt_checkpoint;
+
+/* Writes g's state to `path` with `app_meta_len` bytes of `app_meta` (copied; NULL when the length is 0; at
+ * most 1 GiB). The file goes to a new temporary in path's folder ("<name>.tmp.<pid>.<random>"), is fsynced and
+ * renamed over `path`, then the folder is fsynced; temporaries that killed writers left for `path` are removed
+ * first. On any failure `path` keeps its old content. A graph holding a NaN or Inf value (a parameter, buffer
+ * or optimizer slot) is refused with CLT_ERR_STATE naming the tensor, so that a diverged run never replaces
+ * the last good checkpoint. A graph not built with clt_model_build is saved without a network text (then only
+ * clt_checkpoint_apply can use the file). Call after clt_graph_compile; errors (CLT_ERR_IO with the step and
+ * the reason) in clt_errmsg(clt_graph_context(g)). */
+CLT_API int clt_graph_save(clt_graph *g, const char *path, const void *app_meta, size_t app_meta_len);
+
+/* Reads and verifies a whole checkpoint before anything of it is used: a regular file (a FIFO, folder or
+ * device is refused without blocking), the magic bytes, the format version ("checkpoint format version N; this
+ * build reads 2 ..."), the length in the header against the file's size (before the body is read or memory
+ * allocated for it), the CRC, every count and size against the bytes that are there, and every value: a NaN or
+ * Inf in a tensor or an optimizer slot is refused naming the tensor. Needs no context. Like clt_model_parse,
+ * *out is set even on failure (NULL only when host memory ran out) so that clt_checkpoint_errmsg(*out) says why
+ * ("PATH: reason"); the caller always calls clt_checkpoint_close(*out). A checkpoint that failed to open makes
+ * every accessor below return nothing (0, "", CLT_ERR_STATE). */
+CLT_API int clt_checkpoint_open(const char *path, clt_checkpoint **out);
+CLT_API void clt_checkpoint_close(clt_checkpoint *ck);
+/* Message of the failed open ("" after success). Never NULL, even for ck == NULL. */
+CLT_API const char *clt_checkpoint_errmsg(const clt_checkpoint *ck);
+/* Format version of the file (1 or 2). */
+CLT_API int clt_checkpoint_version(const clt_checkpoint *ck);
+/* Canonical network text ("" when saved without a model), owned by ck; pass it to clt_model_parse. */
+CLT_API const char *clt_checkpoint_model_text(const clt_checkpoint *ck);
+/* Input image (c,h,w) and class count of the stored model (all 0 without a model). Any pointer may be NULL. */
+CLT_API int clt_checkpoint_input(const clt_checkpoint *ck, int *c, int *h, int *w, int *classes);
+/* The application metadata (owned by ck, valid until clt_checkpoint_close; never NULL) and its length. For a
+ * version-1 file it is that file's metadata section followed by its stored model text (u32 length + bytes),
+ * for the application that wrote version 1 (cltrain) to convert. */
+CLT_API const void *clt_checkpoint_app_meta(const clt_checkpoint *ck, size_t *len);
+/* Compile settings that continue the stored run: defaults with the stored seed and optimizer, training = 1. */
+CLT_API int clt_checkpoint_compile_settings(const clt_checkpoint *ck, clt_compile_settings *s);
+/* Stored counters (see clt_graph_get_counters). */
+CLT_API int clt_checkpoint_counters(const clt_checkpoint *ck, uint64_t *steps, uint64_t *passes);
+/* Writes the stored state into a compiled graph g, matching tensors by name and shape, optimizer slots (ignored
+ * by an evaluation graph) and the counters. A checkpoint of another network is refused before anything is
+ * written, naming the first mismatch: a tensor missing on either side, another shape, trainable against buffer.
+ * The batch size does not matter. The seed is not applied (dropout kernels are compiled with it): compile g with
+ * clt_checkpoint_compile_settings to continue the stored run exactly. Errors in clt_errmsg(clt_graph_context(g)). */
+CLT_API int clt_checkpoint_apply(const clt_checkpoint *ck, clt_graph *g);
+
+/* The library's atomic file writer, for an application's own files (logs, reports) next to its checkpoints:
+ * `len` bytes of `data` go to a new temporary "<name>.tmp.<pid>.<random>" in path's folder (created exclusively,
+ * mode 0666 less the umask), which is fsynced and renamed over `path`; then the folder is fsynced. Temporaries that
+ * killed writers left for `path` are removed first. On failure `path` is unchanged and CLT_ERR_IO (CLT_ERR_INVALID
+ * for a NULL argument) is returned with "writing <path>: <step> failed (<reason>); the old file, if any, is
+ * unchanged" in msg (msglen bytes, always NUL-terminated; msg may be NULL). Needs no context. */
+CLT_API int clt_file_write_atomic(const char *path, const void *data, size_t len, char *msg, size_t msglen);
+
+/* ---------------------------------------------------------------------------------------------- inference */
+
+typedef struct clt_load_settings {
+    int batch;    /* rows of the rebuilt graph's input (default 64); clt_predict takes any number of images */
+    int training; /* 0 (default): an evaluation graph, no gradients or optimizer memory; 1: a training graph
+                   * with the stored optimizer and its state (a loss cannot be added after compile, so training
+                   * applications build their own graph from clt_checkpoint_model_text and apply the checkpoint) */
+} clt_load_settings;
+CLT_API void clt_load_default_settings(clt_load_settings *s);
+
+/* Rebuilds the stored network on ctx: an input "x" (batch,C,H,W) of the stored image shape, the model, its logits
+ * kept, compiled with the stored seed and optimizer, the state applied. *out is the new graph (the caller
+ * destroys it), NULL on failure; errors in clt_errmsg(ctx). ck is only read and may be closed afterwards. */
+CLT_API int clt_checkpoint_build(const clt_checkpoint *ck, clt_context *ctx, const clt_load_settings *s,
+                                 clt_graph **out);
+/* clt_checkpoint_open + clt_checkpoint_build + clt_checkpoint_close; the open's message goes to clt_errmsg(ctx). */
+CLT_API int clt_graph_load(clt_context *ctx, const char *path, const clt_load_settings *s, clt_graph **out);
+/* The input and logits tensors of the model clt_model_build (or clt_graph_load) put on g. CLT_ERR_STATE if none. */
+CLT_API int clt_graph_model_tensors(const clt_graph *g, clt_tensor **input, clt_tensor **logits);
+/* Evaluation passes over n images: x holds n*C*H*W floats (already normalized as in training), logits receives
+ * n*classes. Runs batches of the graph's input size; the last partial batch is padded with zero rows whose
+ * outputs are dropped (exact: evaluation rows are independent). The graph's logits must be kept (clt_graph_load
+ * keeps them; otherwise clt_graph_keep before compile). Other inputs of g (labels) keep their values. */
+CLT_API int clt_predict(clt_graph *g, const float *x, size_t n, float *logits);
 
 /* ---- profiling (context created with profile=1): per-node time of the last forward and backward. */
 typedef struct clt_op_profile {

@@ -368,6 +368,7 @@ void clt_context_destroy(clt_context *ctx)
 
 int clt_context_device_info(const clt_context *ctx, clt_device_info *info)
 {
+    clt__clear_error((clt_context *)ctx); /* the message is not part of the context's logical state */
     if (!ctx || !info || !ctx->dev) return CLT_ERR_INVALID;
     *info = ctx->info;
     return CLT_OK;
@@ -375,6 +376,7 @@ int clt_context_device_info(const clt_context *ctx, clt_device_info *info)
 
 int clt_context_cl(const clt_context *ctx, cl_context *context, cl_device_id *device, cl_command_queue *queue)
 {
+    clt__clear_error((clt_context *)ctx);
     if (!ctx) return CLT_ERR_INVALID;
     if (context) *context = ctx->cl;
     if (device) *device = ctx->dev;
@@ -385,6 +387,7 @@ int clt_context_cl(const clt_context *ctx, cl_context *context, cl_device_id *de
 int clt_context_finish(clt_context *ctx)
 {
     if (!ctx) return CLT_ERR_INVALID;
+    clt__clear_error(ctx);
     CLT_CL(ctx, clFinish(ctx->queue));
     return CLT_OK;
 }

@@ -254,6 +254,40 @@ int clt__check_private_path(const char *path, int want_dir, char *why, size_t wh
     return clt__check_private(&st, why, whylen);
 }
 
+/* Public forms of the two rules above, for diagnostics (`cltrain doctor`) that must not reach library internals. */
+int clt_cache_dir_default(char *buf, size_t len)
+{
+    if (!buf || !len) return CLT_ERR_INVALID;
+    buf[0] = 0;
+    char *d = clt__cache_dir_default();
+    if (!d) return CLT_ERR_INVALID;
+    int fits = strlen(d) < len;
+    if (fits) memcpy(buf, d, strlen(d) + 1);
+    free(d);
+    return fits ? CLT_OK : CLT_ERR_NOMEM;
+}
+
+int clt_cache_path_trusted(const char *path, int want_dir, char *why, size_t whylen)
+{
+    char tmp[256];
+    if (!why || !whylen) why = tmp, whylen = sizeof tmp;
+    why[0] = 0;
+    if (!path) {
+        snprintf(why, whylen, "no path");
+        return CLT_ERR_INVALID;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(why, whylen, "cannot stat it (%s)", strerror(errno));
+        return CLT_ERR_IO;
+    }
+    if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+        snprintf(why, whylen, "not a %s", want_dir ? "folder" : "regular file");
+        return 0;
+    }
+    return clt__check_private(&st, why, whylen) == 0;
+}
+
 /* ---------------------------------------------------------------------------------------------- locks */
 
 int clt__lock(const char *path)
@@ -480,13 +514,18 @@ int clt__atomic_write(const char *path, const void *const *parts, const size_t *
     return rc;
 }
 
-/* "<pid>.<anything>" after a temporary prefix: the pid, or -1 when the name is no temporary of ours. */
+/* "<pid>.<anything>" after a temporary prefix (or just "<pid>": the fixed names of earlier versions): the pid,
+ * or -1 when the name is no temporary of ours. */
 static long tmp_pid(const char *s)
 {
     char *end;
     errno = 0;
     long pid = strtol(s, &end, 10);
-    if (end == s || *end != '.' || pid <= 0 || errno) return -1;
+    if (end == s || (*end != '.' && *end != 0) || pid <= 0 || errno) return -1;
+    if (!*end) return pid; /* the old fixed "<name>.tmp.<pid>" */
+    /* The writer's "<pid>.<16 hex digits>": any other name is someone else's file and stays. */
+    size_t n = strlen(end + 1);
+    if (n != 16 || strspn(end + 1, "0123456789abcdef") != 16) return -1;
     return pid;
 }
 

@@ -92,7 +92,8 @@ int clt__atomic_write(const char *path, const void *const *parts, const size_t *
  * The rule: a temporary goes when it has not been modified for 10 minutes and no process with its pid exists
  * here, or when it has not been modified for 24 hours whatever its pid (pids are reused, e.g. by a restarted
  * container or another pid namespace sharing the folder; no writer pauses a day inside one write). A live
- * writer keeps modifying its temporary, so it is never removed under it. Returns how many were removed. */
+ * writer keeps modifying its temporary, so it is never removed under it. The fixed names "<name>.tmp.<pid>" of
+ * earlier writers follow the same rule. Returns how many were removed. */
 int clt__remove_stale_tmp(const char *path);
 /* Same for the temporaries of every file in folder `dir`. */
 int clt__remove_stale_tmp_all(const char *dir);

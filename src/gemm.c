@@ -1,6 +1,7 @@
 /* gemm.c - the library's GEMM entry point: own packed register-blocked kernels or CLBlast, chosen per shape. */
 #include <clblast_c.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,7 @@ typedef struct decision {
     size_t m, n, k, batch;
     int algo;
     clt__gemm_params p;
-    size_t clblast_temp; /* CLBlast temporary bytes for the compact layout; TEMP_UNKNOWN if not asked */
+    size_t clblast_temp; /* CLBlast temporary bytes of one entry, any layout; TEMP_UNKNOWN if not asked */
 } decision;
 #define TEMP_UNKNOWN ((size_t)-1)
 
@@ -53,6 +54,8 @@ struct clt__gemm_state {
     int ndec, cap_dec;
     int force;               /* CLTRAIN_GEMM: CLT__GEMM_CLBLAST / CLT__GEMM_OWN / AUTO */
     int clblast_done;        /* CLBlast parameter decision applied */
+    unsigned long temp_calls; /* GEMMs run by CLBlastSgemmWithTempBuffer */
+    size_t allocs;           /* device allocations: workspace growth, CLBlast calls that may allocate */
 };
 
 int clt__gemm_num_params(void)
@@ -179,6 +182,7 @@ static int ensure_ws(clt_context *ctx, cl_mem *mem, size_t *cap, size_t bytes)
         return clt__cl_err(ctx, err, "clCreateBuffer(GEMM workspace)", __FILE__, __LINE__);
     }
     *cap = bytes;
+    ctx->gemm->allocs++;
     return CLT_OK;
 }
 
@@ -300,8 +304,14 @@ static int clblast_err(clt_context *ctx, CLBlastStatusCode s, const char *what, 
                     a->batch, (int)s);
 }
 
+int (*clt__gemm_clblast_hook)(void);
+
 static int run_clblast(clt_context *ctx, const clt__gemm_args *a)
 {
+    if (clt__gemm_clblast_hook) {
+        int st = clt__gemm_clblast_hook();
+        if (st < 0) return clt__err(ctx, st, "CLBlast GEMM failed (injected by a test)");
+    }
     CLBlastTranspose ta = a->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo;
     CLBlastTranspose tb = a->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo;
     CLBlastStatusCode s;
@@ -447,25 +457,27 @@ static int probe_check(clt_context *ctx, probe *pr)
     return 1;
 }
 
-/* Measures one candidate: first run (compiles), correctness check, then timing. ms < 0: rejected. */
-static int measure(clt_context *ctx, probe *pr, int algo, const clt__gemm_params *p, double flops, double *ms)
+/* One run of a candidate on the probe (the first compiles it) checked against the reference: 1 right, 0 wrong. */
+static int probe_once(clt_context *ctx, probe *pr, int algo, const clt__gemm_params *p)
 {
     pr->algo = algo;
     pr->p = p;
-    double t0 = clt__now_ms();
     CLT_CL(ctx, clEnqueueFillBuffer(ctx->queue, pr->a.c, &(float){NAN}, sizeof(float), 0,
                                     pr->nc * sizeof(float), 0, NULL, NULL));
-    int st = probe_run(ctx, pr);
-    if (st < 0) return st;
+    CLT_TRY(probe_run(ctx, pr));
     CLT_CL(ctx, clFinish(ctx->queue));
-    double first = clt__now_ms() - t0;
-    int ok = probe_check(ctx, pr);
+    return probe_check(ctx, pr);
+}
+
+/* Measures one candidate: first run (compiles), correctness check, then timing. ms < 0: rejected. */
+static int measure(clt_context *ctx, probe *pr, int algo, const clt__gemm_params *p, double flops, double *ms)
+{
+    int ok = probe_once(ctx, pr, algo, p);
     if (ok < 0) return ok;
     if (!ok) {
         *ms = -1;
         return CLT_OK;
     }
-    (void)first;
     /* About 0.2 s of timing per candidate, at least 3 runs. */
     double est = flops / 20e9 * 1000.0; /* ms at 20 GFLOP/s */
     int reps = est > 0 ? (int)(200.0 / est) : 10;
@@ -503,10 +515,15 @@ static int tune_shape(clt_context *ctx, const clt__gemm_args *a, const clt__tune
         if (clt__tune_get(ctx, &ck, val, sizeof val) == 1 && strcmp(val, "rejected") == 0) continue;
         double ms = 0;
         st = measure(ctx, &pr, i < 0 ? CLT__GEMM_CLBLAST : CLT__GEMM_OWN, p, flops, &ms);
+        if (st == CLT_ERR_CLBLAST || st == CLT_ERR_BUILD) { /* this candidate cannot run here: not the compile */
+            clt__vlog(ctx, "tune gemm %s: %s failed (%s): rejected", key->shape, pstr, clt_errmsg(ctx));
+            clt__clear_error(ctx);
+            st = clt__tune_put(ctx, &ck, "rejected");
+            continue;
+        }
         if (st < 0) break;
         if (ms < 0) {
-            if (ctx->verbose) fprintf(stderr, "cltrain: tune gemm %s: %s gives wrong results: rejected\n",
-                                      key->shape, pstr);
+            clt__vlog(ctx, "tune gemm %s: %s gives wrong results: rejected", key->shape, pstr);
             st = clt__tune_put(ctx, &ck, "rejected");
             continue;
         }
@@ -522,14 +539,88 @@ static int tune_shape(clt_context *ctx, const clt__gemm_args *a, const clt__tune
     probe_free(&pr);
     clt__tune_charge(ctx, dur_s(t0));
     CLT_TRY(st);
-    if (best_ms < 0) return clt__err(ctx, CLT_ERR_STATE, "GEMM tuning for %s: every candidate failed its check",
-                                     key->shape);
+    if (best_ms < 0) { /* nothing to record: the caller keeps its default */
+        clt__vlog(ctx, "tune gemm %s: no candidate passed its check; the default is used", key->shape);
+        return CLT_OK;
+    }
     if (*algo == CLT__GEMM_CLBLAST) snprintf(val, sizeof val, "algo=clblast");
     else {
         clt__gemm_params_str(best, pstr, sizeof pstr);
         snprintf(val, sizeof val, "algo=own %s", pstr);
     }
     return clt__tune_put(ctx, key, val);
+}
+
+/* A cached decision is used only if the tuner could have written it: "algo=clblast", or "algo=own " and one of
+ * this build's parameter sets exactly as clt__gemm_params_str prints it, with LX within the device's work-group
+ * limit. NULL if valid (*algo, *p set), else what is wrong. */
+static const char *check_cached(clt_context *ctx, const char *val, int *algo, clt__gemm_params *p)
+{
+    if (strcmp(val, "algo=clblast") == 0) {
+        *algo = CLT__GEMM_CLBLAST;
+        return NULL;
+    }
+    if (strncmp(val, "algo=own ", 9) != 0) return "neither 'algo=clblast' nor 'algo=own <parameters>'";
+    clt__gemm_params q;
+    char again[160];
+    if (!parse_params(val + 9, &q)) return "unreadable parameters";
+    clt__gemm_params_str(&q, again, sizeof again);
+    if (strcmp(again, val + 9) != 0) return "malformed or extra text after the parameters";
+    int shipped = 0;
+    for (int i = 0; i < NPARAMS; i++) shipped |= same_params(&q, &params[i]);
+    if (!shipped) return "not one of this build's GEMM parameter sets";
+    if ((size_t)q.lx > ctx->info.max_work_group_size) return "LX above the device's work-group size limit";
+    *algo = CLT__GEMM_OWN;
+    *p = q;
+    return NULL;
+}
+
+/* Cached parameter sets already checked in this process (by device, shape and value), so that each is run
+ * against the reference once per process, not per context. */
+static pthread_mutex_t verified_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t verified[256];
+static int nverified;
+
+static uint64_t verify_id(clt_context *ctx, const char *shape, const char *val)
+{
+    const char *parts[6] = {ctx->info.platform_name, ctx->info.name, ctx->info.driver_version, shape, val, "|"};
+    uint64_t h = CLT__FNV_OFFSET;
+    for (int i = 0; i < 6; i++) h = clt__fnv1a64(h, parts[i], strlen(parts[i]) + 1);
+    return h;
+}
+
+/* The first time a cached own parameter set is used in this process it runs one small problem of the same
+ * kind (transposes, batch; enough rows, columns and K to cover full and partial tiles and two K blocks)
+ * against the double reference. NULL if it agrees, else why not (errors other than out-of-memory count as
+ * disagreement: the caller then uses the default). */
+static const char *verify_once(clt_context *ctx, const clt__gemm_args *a, const char *shape, const char *val,
+                               const clt__gemm_params *p)
+{
+    uint64_t id = verify_id(ctx, shape, val);
+    int known = 0;
+    pthread_mutex_lock(&verified_mu);
+    for (int i = 0; i < nverified && !known; i++) known = verified[i] == id;
+    pthread_mutex_unlock(&verified_mu);
+    if (known) return NULL;
+    size_t nr = (size_t)p->vw * (size_t)p->nv, batch = a->batch ? a->batch : 1;
+    size_t km = p->kc > 0 ? 2 * (size_t)p->kc + 3 : 67;
+    clt__gemm_args sh = {.trans_a = a->trans_a, .trans_b = a->trans_b, .batch = batch < 2 ? batch : 2,
+                         .m = a->m < 2 * (size_t)p->mr + 3 ? a->m : 2 * (size_t)p->mr + 3,
+                         .n = a->n < 2 * nr + 5 ? a->n : 2 * nr + 5, .k = a->k < km ? a->k : km};
+    probe pr;
+    int st = probe_make(ctx, &sh, &pr);
+    int ok = st < 0 ? st : probe_once(ctx, &pr, CLT__GEMM_OWN, p);
+    if (st >= 0) probe_free(&pr);
+    if (ok < 0) {
+        clt__vlog(ctx, "gemm %s: checking the cached %s failed: %s", shape, val, clt_errmsg(ctx));
+        clt__clear_error(ctx);
+        return "running it on a small problem failed";
+    }
+    if (!ok) return "its output on a small problem differs from the reference";
+    pthread_mutex_lock(&verified_mu);
+    if (nverified < (int)(sizeof verified / sizeof verified[0])) verified[nverified++] = id;
+    pthread_mutex_unlock(&verified_mu);
+    return NULL;
 }
 
 static int decide(clt_context *ctx, const clt__gemm_args *a, decision **out)
@@ -561,15 +652,21 @@ static int decide(clt_context *ctx, const clt__gemm_args *a, decision **out)
         clt__tune_key key = {"gemm", "gemm", GEMM_TUNE_VERSION, shape};
         int got = clt__tune_get(ctx, &key, val, sizeof val);
         CLT_TRY(got);
-        clt__gemm_params p;
-        if (got == 1 && strcmp(val, "algo=clblast") == 0) {
-            d.algo = CLT__GEMM_CLBLAST;
-        } else if (got == 1 && strncmp(val, "algo=own ", 9) == 0 && parse_params(val + 9, &p)) {
-            d.algo = CLT__GEMM_OWN;
-            d.p = p;
-        } else if (clt__tune_may_measure(ctx)) {
-            CLT_TRY(tune_shape(ctx, a, &key, &d.algo, &d.p));
+        int use = 0;
+        if (got == 1) {
+            int ca = 0;
+            clt__gemm_params cp = d.p;
+            const char *why = check_cached(ctx, val, &ca, &cp);
+            if (!why && ca == CLT__GEMM_OWN) why = verify_once(ctx, a, shape, val, &cp);
+            if (why) {
+                clt__tune_invalid(ctx, &key, why);
+            } else {
+                use = 1;
+                d.algo = ca;
+                d.p = cp;
+            }
         }
+        if (!use && clt__tune_may_measure(ctx)) CLT_TRY(tune_shape(ctx, a, &key, &d.algo, &d.p));
     }
     if (ctx->verbose) {
         char pstr[128];
@@ -592,27 +689,33 @@ int clt__gemm_decision(clt_context *ctx, const clt__gemm_args *a, int *algo, clt
     return CLT_OK;
 }
 
-/* The layout ops use (no offsets, rows exactly as long as the matrices), for which CLBlast's temporary size
- * is asked at prepare time. */
-static int compact(const clt__gemm_args *a)
+size_t clt__gemm_alloc_count(const clt_context *ctx)
 {
-    return a->off_a == 0 && a->off_b == 0 && a->off_c == 0 && a->lda == (a->trans_a ? a->m : a->k) &&
-           a->ldb == (a->trans_b ? a->k : a->n) && a->ldc == a->n;
+    return ctx->gemm ? ctx->gemm->allocs : 0;
+}
+
+/* CLBlast's temporary bytes for one (m, n, k) problem of any layout: 0 where it runs its direct kernel (no
+ * temporaries, batched or not), else its padded copies of all three matrices, the most any offsets or leading
+ * dimensions need (asked with offsets, which rule out using a matrix in place). */
+static int clblast_temp_bound(clt_context *ctx, const decision *d, size_t *bytes)
+{
+    CLBlastStatusCode cs = CLBlastSGemmTempBufferSize(
+        CLBlastLayoutRowMajor, d->ta ? CLBlastTransposeYes : CLBlastTransposeNo,
+        d->tb ? CLBlastTransposeYes : CLBlastTransposeNo, d->m, d->n, d->k, 1, d->ta ? d->m : d->k, 1,
+        d->tb ? d->k : d->n, 1, d->n, &ctx->queue, bytes);
+    return cs == CLBlastSuccess;
 }
 
 int clt__gemm_prepare(clt_context *ctx, const clt__gemm_args *shape)
 {
     decision *d;
     CLT_TRY(decide(ctx, shape, &d));
-    if (d->algo == CLT__GEMM_CLBLAST && d->batch == 1 && d->clblast_temp == TEMP_UNKNOWN) {
+    if (d->algo == CLT__GEMM_CLBLAST && d->clblast_temp == TEMP_UNKNOWN && d->k > 0) {
         /* CLBlast's indirect GEMM copies (pads, transposes) its operands into a temporary buffer that it
-         * allocates per call unless given one: size one here, for steps that allocate nothing. */
+         * allocates per call unless given one (its batched GEMM always allocates): size one here, for steps
+         * that allocate nothing. */
         size_t bytes = 0;
-        CLBlastStatusCode cs = CLBlastSGemmTempBufferSize(
-            CLBlastLayoutRowMajor, d->ta ? CLBlastTransposeYes : CLBlastTransposeNo,
-            d->tb ? CLBlastTransposeYes : CLBlastTransposeNo, d->m, d->n, d->k, 0, d->ta ? d->m : d->k, 0,
-            d->tb ? d->k : d->n, 0, d->n, &ctx->queue, &bytes);
-        if (cs == CLBlastSuccess) { /* else the GEMM keeps CLBlast's own allocation (and reports any error) */
+        if (clblast_temp_bound(ctx, d, &bytes)) { /* else CLBlast allocates (and reports any error) */
             if (bytes > 0) CLT_TRY(ensure_ws(ctx, &ctx->gemm->ws_t, &ctx->gemm->cap_t, bytes));
             d->clblast_temp = bytes;
         }
@@ -635,15 +738,28 @@ int clt__gemm(clt_context *ctx, const clt__gemm_args *a)
     decision *d;
     CLT_TRY(decide(ctx, a, &d));
     clt__gemm_state *s = ctx->gemm;
-    if (d->algo == CLT__GEMM_CLBLAST && d->batch == 1 && a->k > 0 && d->clblast_temp != TEMP_UNKNOWN &&
-        d->clblast_temp > 0 && d->clblast_temp <= s->cap_t && compact(a)) {
-        CLBlastStatusCode st = CLBlastSgemmWithTempBuffer(
-            CLBlastLayoutRowMajor, a->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
-            a->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, a->m, a->n, a->k, a->alpha, a->a, 0, a->lda, a->b,
-            0, a->ldb, a->beta, a->c, 0, a->ldc, &ctx->queue, NULL, s->ws_t);
-        if (st != CLBlastInsufficientMemoryTemp)
-            return st == CLBlastSuccess ? CLT_OK : clblast_err(ctx, st, "CLBlastSgemmWithTempBuffer", a);
-        d->clblast_temp = TEMP_UNKNOWN; /* CLBlast's parameters changed since prepare: let it allocate */
+    if (d->algo == CLT__GEMM_CLBLAST && a->k > 0) {
+        /* Known to need no temporaries: CLBlast's direct kernels, batched or not, allocate nothing. */
+        if (d->clblast_temp == 0) return clt__gemm_run(ctx, a, d->algo, &d->p);
+        if (d->clblast_temp != TEMP_UNKNOWN && d->clblast_temp <= s->cap_t) {
+            /* CLBlast has no batched GEMM with a caller's temporary buffer: the entries run one by one on the
+             * prepared one (the in-order queue keeps them from sharing it at the same time). */
+            size_t batch = a->batch ? a->batch : 1, i;
+            CLBlastStatusCode st = CLBlastSuccess;
+            for (i = 0; i < batch && st == CLBlastSuccess; i++)
+                st = CLBlastSgemmWithTempBuffer(
+                    CLBlastLayoutRowMajor, a->trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
+                    a->trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, a->m, a->n, a->k, a->alpha, a->a,
+                    a->off_a + i * a->stride_a, a->lda, a->b, a->off_b + i * a->stride_b, a->ldb, a->beta, a->c,
+                    a->off_c + i * a->stride_c, a->ldc, &ctx->queue, NULL, s->ws_t);
+            if (st == CLBlastSuccess) s->temp_calls += batch;
+            /* Every entry needs the same size, which CLBlast checks before it enqueues anything: a too small
+             * buffer fails the first entry, with nothing computed yet. */
+            if (st != CLBlastInsufficientMemoryTemp || i != 1)
+                return st == CLBlastSuccess ? CLT_OK : clblast_err(ctx, st, "CLBlastSgemmWithTempBuffer", a);
+            d->clblast_temp = TEMP_UNKNOWN; /* CLBlast's parameters changed since prepare: let it allocate */
+        }
+        s->allocs++; /* without a size for its temporaries, CLBlast may allocate them in this call */
     }
     return clt__gemm_run(ctx, a, d->algo, &d->p);
 }
@@ -672,14 +788,48 @@ static const size_t direct_cands[][10] = {
 #define NXD ((int)(sizeof direct_cands / sizeof direct_cands[0]))
 #define CLBLAST_TUNE_VERSION "clblast-v1"
 
+/* CLBlast's overrides are process-wide (per device) and cannot be dropped again (its C API has no way back to
+ * the built-in database). So overrides are applied and measured under one process-wide lock, and the library
+ * records which set is active per device: whatever happens while measuring, the device is left with a set
+ * chosen on purpose (the best one measured, else the one active before). */
+static pthread_mutex_t clblast_mu = PTHREAD_MUTEX_INITIALIZER;
+typedef struct clblast_active {
+    cl_device_id dev;
+    int set[2]; /* Xgemm, XgemmDirect; -1: built-in */
+} clblast_active;
+static clblast_active active[16];
+static int nactive;
+
+/* The record of dev (clblast_mu held); NULL when the table is full (then nothing can be restored). */
+static clblast_active *active_of(cl_device_id dev)
+{
+    for (int i = 0; i < nactive; i++)
+        if (active[i].dev == dev) return &active[i];
+    if (nactive == (int)(sizeof active / sizeof active[0])) return NULL;
+    active[nactive] = (clblast_active){dev, {-1, -1}};
+    return &active[nactive++];
+}
+
+void clt__gemm_clblast_active(clt_context *ctx, int *xgemm, int *direct)
+{
+    pthread_mutex_lock(&clblast_mu);
+    clblast_active *r = active_of(ctx->dev);
+    *xgemm = r ? r->set[0] : -1;
+    *direct = r ? r->set[1] : -1;
+    pthread_mutex_unlock(&clblast_mu);
+}
+
+/* Applies set xg of Xgemm and xd of XgemmDirect (-1: leave that kernel as it is). clblast_mu held. */
 static int clblast_apply(clt_context *ctx, int xg, int xd)
 {
     CLBlastStatusCode s;
+    clblast_active *r = active_of(ctx->dev);
     if (xg >= 0) {
         s = CLBlastOverrideParameters(ctx->dev, "Xgemm", CLBlastPrecisionSingle, 16, xgemm_names, xgemm_cands[xg]);
         if (s != CLBlastSuccess)
             return clt__err(ctx, CLT_ERR_CLBLAST, "CLBlastOverrideParameters(Xgemm, set %d) failed: status %d", xg,
                             (int)s);
+        if (r) r->set[0] = xg;
     }
     if (xd >= 0) {
         s = CLBlastOverrideParameters(ctx->dev, "XgemmDirect", CLBlastPrecisionSingle, 10, direct_names,
@@ -687,6 +837,7 @@ static int clblast_apply(clt_context *ctx, int xg, int xd)
         if (s != CLBlastSuccess)
             return clt__err(ctx, CLT_ERR_CLBLAST, "CLBlastOverrideParameters(XgemmDirect, set %d) failed: status %d",
                             xd, (int)s);
+        if (r) r->set[1] = xd;
     }
     return CLT_OK;
 }
@@ -694,9 +845,9 @@ static int clblast_apply(clt_context *ctx, int xg, int xd)
 /* Times CLBlast on a probe under parameter set `idx` (-1: what is active now). ms < 0: rejected. */
 static int clblast_try(clt_context *ctx, probe *pr, int direct, int idx, double *ms)
 {
-    if (idx >= 0) CLT_TRY(clblast_apply(ctx, direct ? -1 : idx, direct ? idx : -1));
+    int st = idx >= 0 ? clblast_apply(ctx, direct ? -1 : idx, direct ? idx : -1) : CLT_OK;
     double flops = 2.0 * (double)pr->a.m * (double)pr->a.n * (double)pr->a.k;
-    int st = measure(ctx, pr, CLT__GEMM_CLBLAST, NULL, flops, ms);
+    if (st == CLT_OK) st = measure(ctx, pr, CLT__GEMM_CLBLAST, NULL, flops, ms);
     if (st == CLT_ERR_CLBLAST || st == CLT_ERR_BUILD) { /* an invalid set for this device */
         clt__clear_error(ctx);
         *ms = -1;
@@ -705,32 +856,20 @@ static int clblast_try(clt_context *ctx, probe *pr, int direct, int idx, double 
     return st;
 }
 
-int clt__gemm_tune_clblast(clt_context *ctx, int force_measure)
+/* A cached "xgemm=X direct=D" is used only as the tuner writes it, with X and D naming candidates or -1. */
+static int parse_clblast(const char *val, int *xg, int *xd)
 {
-    clt__gemm_state *s;
-    CLT_TRY(state(ctx, &s));
-    if (s->clblast_done) return CLT_OK;
-    clt__tune_key key = {"clblast_xgemm", NULL, CLBLAST_TUNE_VERSION, "device"};
-    char val[128];
-    int got = clt__tune_get(ctx, &key, val, sizeof val);
-    CLT_TRY(got);
-    int xg = -1, xd = -1;
-    if (got == 1 && sscanf(val, "xgemm=%d direct=%d", &xg, &xd) == 2 && xg < NXG && xd < NXD) {
-        s->clblast_done = 1;
-        return clblast_apply(ctx, xg, xd);
-    }
-    /* CPU devices get the own kernel; their CLBlast parameters are measured only when asked (FULL mode or
-     * the bench tool), because each candidate costs a CLBlast kernel compile. */
-    int want = force_measure || ctx->tune == CLT_TUNE_FULL || (!ctx->info.is_cpu && ctx->tune == CLT_TUNE_QUICK);
-    if (!want || !clt__tune_may_measure(ctx)) return CLT_OK;
-    s->clblast_done = 1;
-    double t0 = clt__now_ms();
-    /* Xgemm serves large problems, XgemmDirect small ones: one representative shape each. The built-in
-     * database entry is measured first; an override cannot be undone, so once one is tried the best
-     * candidate stays applied even when the built-in entry was faster (reported as such). */
+    char again[64];
+    if (sscanf(val, "xgemm=%d direct=%d", xg, xd) != 2 || *xg < -1 || *xg >= NXG || *xd < -1 || *xd >= NXD) return 0;
+    snprintf(again, sizeof again, "xgemm=%d direct=%d", *xg, *xd);
+    return strcmp(again, val) == 0;
+}
+
+/* Measures the built-in entry and each candidate of both kernels; choice[w] = best candidate or -1. */
+static int clblast_measure(clt_context *ctx, double base[2], double best[2], int choice[2])
+{
+    /* Xgemm serves large problems, XgemmDirect small ones: one representative shape each. */
     static const size_t shapes[2][3] = {{512, 512, 512}, {64, 576, 64}};
-    double base[2] = {0, 0}, best[2] = {-1, -1};
-    int choice[2] = {-1, -1};
     int st = CLT_OK;
     for (int w = 0; w < 2 && st == CLT_OK; w++) {
         clt__gemm_args sh = {.m = shapes[w][0], .n = shapes[w][1], .k = shapes[w][2], .batch = 1};
@@ -741,9 +880,9 @@ int clt__gemm_tune_clblast(clt_context *ctx, int force_measure)
         for (int i = 0; st == CLT_OK && i < (w ? NXD : NXG); i++) {
             double ms;
             st = clblast_try(ctx, &pr, w, i, &ms);
-            if (st == CLT_OK && ctx->verbose)
-                fprintf(stderr, "cltrain: tune clblast %s set %d: %.3f ms (built-in %.3f ms)\n",
-                        w ? "XgemmDirect" : "Xgemm", i, ms, base[w]);
+            if (st == CLT_OK)
+                clt__vlog(ctx, "tune clblast %s set %d: %.3f ms (built-in %.3f ms)", w ? "XgemmDirect" : "Xgemm", i,
+                          ms, base[w]);
             if (st == CLT_OK && ms >= 0 && (best[w] < 0 || ms < best[w])) {
                 best[w] = ms;
                 choice[w] = i;
@@ -751,15 +890,70 @@ int clt__gemm_tune_clblast(clt_context *ctx, int force_measure)
         }
         probe_free(&pr);
     }
+    return st;
+}
+
+static int tune_clblast_locked(clt_context *ctx, clt__gemm_state *s, int force_measure)
+{
+    clt__tune_key key = {"clblast_xgemm", NULL, CLBLAST_TUNE_VERSION, "device"};
+    char val[128];
+    int got = clt__tune_get(ctx, &key, val, sizeof val);
+    CLT_TRY(got);
+    int xg = -1, xd = -1;
+    if (got == 1 && parse_clblast(val, &xg, &xd)) {
+        s->clblast_done = 1;
+        return clblast_apply(ctx, xg, xd);
+    }
+    if (got == 1) clt__tune_invalid(ctx, &key, "not 'xgemm=X direct=D' with X and D candidates of this build or -1");
+    /* CPU devices get the own kernel; their CLBlast parameters are measured only when asked (FULL mode or
+     * the bench tool), because each candidate costs a CLBlast kernel compile. */
+    int want = force_measure || ctx->tune == CLT_TUNE_FULL || (!ctx->info.is_cpu && ctx->tune == CLT_TUNE_QUICK);
+    if (!want || !clt__tune_may_measure(ctx)) return CLT_OK;
+    s->clblast_done = 1;
+    double t0 = clt__now_ms();
+    clblast_active *r = active_of(ctx->dev);
+    int before[2] = {r ? r->set[0] : -1, r ? r->set[1] : -1};
+    /* The built-in entry is measured first; an override cannot be undone, so once one is tried the best
+     * candidate stays applied even when the built-in entry was faster (reported as such). */
+    double base[2] = {-1, -1}, best[2] = {-1, -1};
+    int choice[2] = {-1, -1};
+    int st = clblast_measure(ctx, base, best, choice);
     clt__tune_charge(ctx, dur_s(t0));
-    CLT_TRY(st);
-    /* Keep the best override applied (see above); record "-1" when the built-in entry was as good, so that
-     * later processes leave CLBlast's database alone. */
-    CLT_TRY(clblast_apply(ctx, choice[0], choice[1]));
-    int rec0 = choice[0] >= 0 && best[0] < 0.97 * base[0] ? choice[0] : -1;
-    int rec1 = choice[1] >= 0 && best[1] < 0.97 * base[1] ? choice[1] : -1;
+    /* Every path, the error ones too: the best set measured, else the one active before. */
+    int keep[2] = {choice[0] >= 0 ? choice[0] : before[0], choice[1] >= 0 ? choice[1] : before[1]};
+    char msg[sizeof ctx->errmsg];
+    snprintf(msg, sizeof msg, "%s", ctx->errmsg);
+    int rst = clblast_apply(ctx, keep[0], keep[1]);
+    if (st < 0) {
+        snprintf(ctx->errmsg, sizeof ctx->errmsg, "%s", msg); /* the measuring error is the one to report */
+        return st;
+    }
+    CLT_TRY(rst);
+    if (base[0] < 0 && best[0] < 0 && base[1] < 0 && best[1] < 0) {
+        clt__vlog(ctx, "tune clblast: nothing ran; no decision recorded");
+        return CLT_OK;
+    }
+    /* Record "-1" when the built-in entry was as good, so that later processes leave CLBlast's database alone. */
+    int rec0 = choice[0] >= 0 && (base[0] < 0 || best[0] < 0.97 * base[0]) ? choice[0] : -1;
+    int rec1 = choice[1] >= 0 && (base[1] < 0 || best[1] < 0.97 * base[1]) ? choice[1] : -1;
     snprintf(val, sizeof val, "xgemm=%d direct=%d", rec0, rec1);
     return clt__tune_put(ctx, &key, val);
+}
+
+int clt__gemm_tune_clblast(clt_context *ctx, int force_measure)
+{
+    clt__gemm_state *s = NULL;
+    CLT_TRY(state(ctx, &s));
+    if (s->clblast_done) return CLT_OK;
+    pthread_mutex_lock(&clblast_mu);
+    int st = tune_clblast_locked(ctx, s, force_measure);
+    pthread_mutex_unlock(&clblast_mu);
+    return st;
+}
+
+unsigned long clt__gemm_clblast_temp_calls(clt_context *ctx)
+{
+    return ctx && ctx->gemm ? ctx->gemm->temp_calls : 0;
 }
 
 void clt__gemm_release(clt_context *ctx)

@@ -31,5 +31,21 @@ void clt__gemm_default(clt_context *ctx, const clt__gemm_args *a, int *algo, clt
 /* Applies (and in FULL mode, or QUICK mode on non-CPU devices, measures) CLBlast's own kernel parameters
  * (Xgemm, XgemmDirect) for this device. Idempotent per context. */
 int clt__gemm_tune_clblast(clt_context *ctx, int force_measure);
+/* How many GEMMs of this context CLBlast ran with the library's temporary buffer (CLBlastSgemmWithTempBuffer);
+ * for the tests, which must see that path run. */
+unsigned long clt__gemm_clblast_temp_calls(clt_context *ctx);
+
+/* Tests only: when set, every CLBlast GEMM call first asks it; a negative clt status fails the call with it
+ * (to exercise the paths where CLBlast fails during tuning). NULL in normal use. */
+extern int (*clt__gemm_clblast_hook)(void);
+/* The CLBlast parameter overrides this process applied for ctx's device (Xgemm, XgemmDirect set index; -1:
+ * CLBlast's built-in database), as recorded by the library. */
+void clt__gemm_clblast_active(clt_context *ctx, int *xgemm, int *direct);
+
+/* Device allocations the dispatcher made or let CLBlast make so far: workspace creations and growth, and
+ * clt__gemm calls on the CLBlast path for which no temporary buffer was prepared (CLBlast then allocates
+ * its temporaries itself, unless its direct kernel runs). After clt__gemm_prepare of every shape it stays
+ * constant: a step allocates nothing. */
+size_t clt__gemm_alloc_count(const clt_context *ctx);
 
 #endif

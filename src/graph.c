@@ -12,6 +12,7 @@ static int find_tensor(clt_graph *g, const clt_tensor *t, const char *fn);
 
 int clt_graph_create(clt_context *ctx, clt_graph **out)
 {
+    clt__clear_error(ctx);
     if (!out) return clt__err(ctx, CLT_ERR_INVALID, "clt_graph_create: out is NULL");
     *out = NULL;
     if (!ctx) return CLT_ERR_INVALID;
@@ -70,6 +71,7 @@ void clt_graph_destroy(clt_graph *g)
 int clt__check_building(clt_graph *g, const char *op)
 {
     if (!g) return CLT_ERR_INVALID;
+    clt__clear_error(g->ctx); /* the first check of every building call: a message belongs to this call */
     if (g->compiled < 0)
         return clt__err(g->ctx, CLT_ERR_STATE, "%s: an earlier call on this graph failed part-way (see its error); "
                         "build a new graph", op);
@@ -172,6 +174,8 @@ int clt__new_node(clt_graph *g, const clt__op *op, const char *name, int nin, cl
     }
     clt__node *n = calloc(1, sizeof *n);
     if (!n) return clt__err(g->ctx, CLT_ERR_NOMEM, "out of host memory");
+    /* The op's checks passed: drop what a recovered step before them left (an unreadable tuning cache). */
+    clt__clear_error(g->ctx);
     char auto_name[CLT_NAME_LEN];
     if (!name || !*name) {
         snprintf(auto_name, sizeof auto_name, "%s%d", op->name, g->nnodes);
@@ -435,18 +439,24 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
         t->t_def = INT_MAX;
         t->t_last = -1;
     }
+    /* What any backward reads (saved tensors, and the values of inputs and outputs an op's backward needs)
+     * lives to the end of the backward phase, not only to its reader's backward: a later backward after the
+     * same forward (clt_graph_backward twice, or from another seed) reads it again, after the earlier nodes'
+     * backward of the first pass ran with their scratch and gradients. Nothing else is kept longer. */
+    const int BWD_END = BT(0);
     for (int i = 0; i < N; i++) {
         clt__node *n = g->nodes[i];
         clt_tensor *r = root_of(n->out);
         r->t_def = imin(r->t_def, FT(i));
         r->t_last = imax(r->t_last, FT(i));
-        if (n->bwd_needs_out && n->out->requires_grad) r->t_last = imax(r->t_last, BT(i));
+        if (n->bwd_needs_out && n->out->requires_grad) r->t_last = imax(r->t_last, BWD_END);
         for (int j = 0; j < n->nin; j++) {
             clt_tensor *ri = root_of(n->in[j]);
             ri->t_last = imax(ri->t_last, FT(i));
-            if ((n->bwd_needs_in >> j & 1) && n->out->requires_grad) ri->t_last = imax(ri->t_last, BT(i));
+            if ((n->bwd_needs_in >> j & 1) && n->out->requires_grad) ri->t_last = imax(ri->t_last, BWD_END);
         }
-        for (int j = 0; j < n->nsaved; j++) n->saved[j]->t_def = FT(i), n->saved[j]->t_last = n->out->requires_grad ? BT(i) : FT(i);
+        for (int j = 0; j < n->nsaved; j++)
+            n->saved[j]->t_def = FT(i), n->saved[j]->t_last = n->out->requires_grad ? BWD_END : FT(i);
         for (int j = 0; j < n->nfscratch; j++) n->fscratch[j]->t_def = n->fscratch[j]->t_last = FT(i);
         for (int j = 0; j < n->nbscratch; j++) n->bscratch[j]->t_def = n->bscratch[j]->t_last = BT(i);
     }
@@ -585,6 +595,7 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
     if (g->training_alloc) CLT_TRY(clt__optim_prepare(g));
     CLT_CL(ctx, clFinish(ctx->queue));
     g->compiled = 1;
+    clt__clear_error(ctx); /* tuning and caching recover from their own failures */
     return CLT_OK;
 #undef FT
 #undef BT
@@ -593,6 +604,7 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
 int clt_graph_memory(const clt_graph *g, size_t *param_bytes, size_t *activation_bytes)
 {
     if (!g) return CLT_ERR_INVALID;
+    clt__clear_error(g->ctx);
     if (g->compiled != 1) return clt__err(g->ctx, CLT_ERR_STATE, "clt_graph_memory: the graph is not compiled");
     size_t p = g->param_elems * sizeof(float) * (1 + (g->training_alloc ? 1 : 0) + (size_t)g->nslots) +
                g->buf_elems * sizeof(float);
@@ -608,9 +620,11 @@ int clt_graph_memory(const clt_graph *g, size_t *param_bytes, size_t *activation
 
 /* ------------------------------------------------------------------------------------------ running */
 
+/* The first check of every call that runs a compiled graph: a message belongs to this call. */
 static int check_compiled(clt_graph *g, const char *fn)
 {
     if (!g) return CLT_ERR_INVALID;
+    clt__clear_error(g->ctx);
     if (g->compiled == 0) return clt__err(g->ctx, CLT_ERR_STATE, "%s: compile the graph first", fn);
     if (g->compiled < 0)
         return clt__err(g->ctx, CLT_ERR_STATE, "%s: the graph failed to compile (or an op function failed part-way)",
@@ -842,6 +856,7 @@ int clt_tensor_write_slot(clt_graph *g, clt_tensor *t, int slot, const float *da
 int clt_graph_get_counters(const clt_graph *g, uint64_t *steps, uint64_t *passes)
 {
     if (!g) return CLT_ERR_INVALID;
+    clt__clear_error(g->ctx);
     if (steps) *steps = g->steps;
     if (passes) *passes = g->passes;
     return CLT_OK;
@@ -850,6 +865,7 @@ int clt_graph_get_counters(const clt_graph *g, uint64_t *steps, uint64_t *passes
 int clt_graph_set_counters(clt_graph *g, uint64_t steps, uint64_t passes)
 {
     if (!g) return CLT_ERR_INVALID;
+    clt__clear_error(g->ctx);
     g->steps = steps;
     g->passes = passes;
     return CLT_OK;
@@ -858,6 +874,7 @@ int clt_graph_set_counters(clt_graph *g, uint64_t steps, uint64_t passes)
 int clt_graph_profile(clt_graph *g, clt_op_profile *entries, int max, int *count)
 {
     if (!g) return CLT_ERR_INVALID;
+    clt__clear_error(g->ctx);
     if (!g->ctx->profile)
         return clt__err(g->ctx, CLT_ERR_STATE, "clt_graph_profile: create the context with profile = 1");
     for (int i = 0; i < g->nnodes && i < max && entries; i++) {

@@ -83,6 +83,7 @@ int clt__set_args(clt_context *ctx, cl_kernel k, int n, const clt__arg *args);
 /* ---- programs (program.c): sources embedded at build time, or read from kernel_dir. Programs are
  * cached per (source, options) in the context; `options` are added to the common defines. */
 int clt__program(clt_context *ctx, const char *source, const char *options, cl_program *out);
+/* *out is NULL or a kernel the caller owns, which is released and replaced. */
 int clt__kernel(clt_context *ctx, const char *source, const char *options, const char *kernel,
                 cl_kernel *out);
 /* Source text of cl/<name>.cl (embedded or from kernel_dir); caller frees. */
@@ -239,6 +240,9 @@ struct clt__node {
 
 /* The algorithm a conv2d node runs (enum clt__conv_algo; CLT__CONV_MEASURE before compile decides), for tests. */
 int clt__conv2d_node_algo(const clt__node *n);
+/* How a conv2d node's weight gradient is split, for tests: direct, the number of image parts (1: none); im2col,
+ * the split-k chunks S (0: none). */
+int clt__conv2d_node_split(const clt__node *n);
 
 struct clt_graph {
     clt_context *ctx;
@@ -276,6 +280,10 @@ struct clt_graph {
  * message) when no model was built on g. */
 int clt__graph_model(const clt_graph *g, const char **text, int in[3], int *classes, clt_tensor **input,
                      clt_tensor **output);
+
+/* clt_checkpoint_open on `len` bytes in memory (`name` in messages), with the same checks (checkpoint.c); for
+ * fuzz targets and tests that link the library's objects. */
+int clt__checkpoint_open_mem(const void *data, size_t len, const char *name, clt_checkpoint **out);
 
 /* Graph building helpers for ops (graph.c). All set the error message on failure. */
 int clt__check_building(clt_graph *g, const char *op);

@@ -133,6 +133,9 @@ int clt__kernel(clt_context *ctx, const char *source, const char *options, const
     cl_program p;
     CLT_TRY(clt__program(ctx, source, options, &p));
     cl_int err;
+    /* A slot filled again (conv2d prepares both algorithms to measure them, then the winner) drops its old
+     * kernel, which also holds its program. */
+    if (*out) clReleaseKernel(*out);
     *out = clCreateKernel(p, kernel, &err);
     if (err != CL_SUCCESS) {
         *out = NULL;

@@ -432,9 +432,12 @@ int clt__tune_get(clt_context *ctx, const clt__tune_key *key, char *value, size_
     if (i < 0) return 0;
     tune_entry *e = &t->mem.e[i];
     size_t n = strlen(e->value);
-    if (n >= len)
-        return clt__err(ctx, CLT_ERR_INVALID, "clt__tune_get: cached value for %s (%zu chars) does not fit in %zu",
-                        key->kernel, n, len);
+    if (n >= len) { /* longer than any value the caller writes: not one of its entries */
+        char why[96];
+        snprintf(why, sizeof why, "%zu characters, more than the %zu its users write", n, len - 1);
+        clt__tune_invalid(ctx, key, why);
+        return 0;
+    }
     memcpy(value, e->value, n + 1);
     if (!e->reported) {
         e->reported = 1;
@@ -442,6 +445,29 @@ int clt__tune_get(clt_context *ctx, const clt__tune_key *key, char *value, size_
              key->options && *key->options ? " " : "", key->options ? key->options : "", e->value);
     }
     return 1;
+}
+
+void clt__tune_invalid(clt_context *ctx, const clt__tune_key *key, const char *why)
+{
+    clt__tuner *t = ctx->tuner;
+    char *k = NULL;
+    if (!t || clt__tune_full_key(ctx, key, &k) < 0) {
+        clt__clear_error(ctx);
+        return;
+    }
+    int i = list_find(&t->mem, fnv_str(k), k);
+    free(k);
+    if (i < 0) return;
+    tune_entry *e = &t->mem.e[i];
+    size_t n = strlen(e->value);
+    clt__vlog(ctx, "tuning cache: entry %s %s%s%s = '%.60s%s' is invalid (%s): ignored, the default is used "
+              "(a new measurement replaces it)", key->kernel, key->shape ? key->shape : "",
+              key->options && *key->options ? " " : "", key->options ? key->options : "", e->value,
+              n > 60 ? "..." : "", why);
+    t->stats.invalid_entries++;
+    free(e->key);
+    free(e->value);
+    memmove(e, e + 1, (size_t)(--t->mem.n - i) * sizeof *e); /* keeps the others in insertion order */
 }
 
 int clt__tune_put(clt_context *ctx, const clt__tune_key *key, const char *value)

@@ -17,10 +17,16 @@ typedef struct clt__tune_key {
 } clt__tune_key;
 
 /* Looks up a decision. Returns 1 and fills value (a short string such as "algo=own MR=8 NR=16 KU=4" or
- * "rejected") when found, 0 when missing (or tuning mode is OFF), <0 on error (value does not fit in len).
+ * "rejected") when found, 0 when missing (or tuning mode is OFF, or the entry is invalid: a value that does not
+ * fit in len is, see clt__tune_invalid), <0 on error. Entries come from a file: callers check every value
+ * against the decision's parameter space and the device's limits before using it (clt__tune_invalid if not).
  * The full key also includes: platform name + version, device name + version, driver version, OpenCL C version,
  * CLT_VERSION_STRING, CLBlast version, the hash of the kernel source text, the build options and the shape. */
 int clt__tune_get(clt_context *ctx, const clt__tune_key *key, char *value, size_t len);
+/* Drops the entry of `key` from this context's view of the cache because its value is not one the tuner could
+ * have written (`why` says what is wrong; one verbose line): later lookups miss, so the caller's default is used
+ * and a new measurement replaces the entry in the file. */
+void clt__tune_invalid(clt_context *ctx, const clt__tune_key *key, const char *why);
 /* Records a decision. OFF: ignored. CACHED: kept in memory only (nothing was measured). QUICK/FULL: kept in
  * memory and persisted at once (lock, re-read, merge, temp file + fsync + rename). A cache folder that cannot
  * be written only costs persistence (one warning in verbose mode), never an error. `value` must be a printable
@@ -50,6 +56,7 @@ void clt__tuner_release(clt_context *ctx);
 /* ---- for tests and diagnostics */
 typedef struct clt__tune_stats {
     int file_loads, file_writes, corrupt_files, bad_lines;
+    int invalid_entries; /* dropped by clt__tune_invalid */
 } clt__tune_stats;
 void clt__tune_get_stats(clt_context *ctx, clt__tune_stats *s);
 

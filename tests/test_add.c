@@ -54,7 +54,8 @@ int main(void)
             tu_fill_uniform(&rng, bd, n, -1, 1);
             ud_t u = {n, mode};
             tu_opcheck c = {.g = g, .nin = b ? 2 : 1, .in = {a, b}, .in_data = {ad, bd}, .out = y, .ref = ref,
-                            .ud = &u, .training = 1, .seed = (uint64_t)(mode * 10 + si + 1)};
+                            .ud = &u, .training = 1, .seed = (uint64_t)(mode * 10 + si + 1),
+                            .k = 3 /* at most three terms per element */};
             char label[64];
             snprintf(label, sizeof label, "add mode %d shape#%d", mode, si);
             tu_check_op(ctx, label, &c);

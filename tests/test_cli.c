@@ -391,16 +391,12 @@ static void mode_train_idx(void)
 /* Reads every state tensor and optimizer slot of a checkpoint through a graph built from its model. */
 static float *checkpoint_state(clt_context *ctx, const char *path, size_t *count)
 {
-    char err[TOOL_ERR_LEN] = "";
-    tool_checkpoint c;
-    memset(&c, 0, sizeof c);
-    if (tool_checkpoint_read(path, &c, err) < 0) {
-        TU_CHECK(0, "%s: %s", path, err);
+    clt_checkpoint *c = NULL;
+    if (clt_checkpoint_open(path, &c) < 0) {
+        TU_CHECK(0, "%s", clt_checkpoint_errmsg(c));
+        clt_checkpoint_close(c);
         return NULL;
     }
-    char *text = strdup(c.model_text);
-    char *mk = strstr(text, "# --- cltrain data settings");
-    if (mk) *mk = 0;
     clt_model *m = NULL;
     clt_graph *g = NULL;
     clt_tensor *x, *logits;
@@ -408,12 +404,11 @@ static float *checkpoint_state(clt_context *ctx, const char *path, size_t *count
     float *all = NULL;
     size_t n = 0;
     clt_compile_settings cs;
-    clt_compile_default_settings(&cs);
-    cs.optimizer = c.meta.opt;
-    if (clt_model_parse(text, path, &m) < 0 || clt_graph_create(ctx, &g) < 0 ||
+    clt_checkpoint_compile_settings(c, &cs);
+    if (clt_model_parse(clt_checkpoint_model_text(c), path, &m) < 0 || clt_graph_create(ctx, &g) < 0 ||
         clt_input(g, "x", 4, shape, &x) < 0 || clt_model_build(g, m, x, 10, &logits) < 0 ||
-        clt_graph_compile(g, &cs) < 0 || tool_checkpoint_apply(&c, g, err) < 0) {
-        TU_CHECK(0, "rebuilding %s: %s %s %s", path, err, clt_model_errmsg(m), clt_errmsg(ctx));
+        clt_graph_compile(g, &cs) < 0 || clt_checkpoint_apply(c, g) < 0) {
+        TU_CHECK(0, "rebuilding %s: %s %s", path, clt_model_errmsg(m), clt_errmsg(ctx));
         goto done;
     }
     for (int i = 0; i < clt_graph_state_count(g); i++) n += 3 * clt_tensor_numel(clt_graph_state_tensor(g, i, NULL));
@@ -435,8 +430,7 @@ static float *checkpoint_state(clt_context *ctx, const char *path, size_t *count
 done:
     clt_graph_destroy(g);
     clt_model_destroy(m);
-    tool_checkpoint_free(&c);
-    free(text);
+    clt_checkpoint_close(c);
     return all;
 }
 
@@ -645,7 +639,7 @@ static void errors_paths(const char *data, const char *ck)
         int stays, age;
     } cases[5] = {
         {"h.ckpt", ".tmp.%ld", (long)dead, 0, 3600},        /* the checkpoint writer's name, dead pid */
-        {"h.jsonl", ".tmp.%ld.Ab12yz", (long)dead, 0, 3600}, /* the log writer's name, dead pid */
+        {"h.jsonl", ".tmp.%ld.0123456789abcdef", (long)dead, 0, 3600}, /* the atomic writer's name, dead pid */
         {"h.ckpt", ".tmp.%ld", (long)getpid(), 1, 3600},    /* a live process (this test) may be saving */
         {"h.ckpt", ".tmp.%ld.x", (long)dead, 1, 3600},      /* not a name the writers use */
         {"h.svg", ".tmp.%ld", (long)dead, 1, -3600},        /* newer than the run */
@@ -872,6 +866,29 @@ static void mode_errors(void)
     TU_CHECK(same_file(p, "my precious notes\n", 18), "the file was left untouched by --overwrite");
     result_free(&r);
 
+    /* A run that diverges stops at the step, naming it, and keeps the last good checkpoint (SGD with lr 100 on
+     * this data: epoch 1 ends with a huge but finite loss, epoch 2 reaches NaN). */
+    char div[4200];
+    path_in(div, sizeof div, g_dir, "diverged.ckpt");
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "3", "--batch", "25", "--optimizer", "sgd", "--lr",
+            "100", "--schedule", "constant", "--tune", "off", "--checkpoint", div, NULL);
+    expect_fail(&r, "training diverged", "a diverging run");
+    TU_CHECK(strstr(r.err, "the loss became nan at step ") && strstr(r.err, "of epoch 2") &&
+             strstr(r.err, "diverged.ckpt holds the last good state, after epoch 1"), "divergence message: %s", r.err);
+    result_free(&r);
+    {
+        clt_checkpoint *dc = NULL;
+        tool_ckpt_meta *dm_meta = calloc(1, sizeof *dm_meta);
+        tool_data_meta dd;
+        char derr[TOOL_ERR_LEN] = "";
+        int st = clt_checkpoint_open(div, &dc);
+        if (!st) st = tool_meta_decode(dc, div, dm_meta, &dd, derr);
+        TU_CHECK(st == 0 && dm_meta->epochs_done == 1, "the diverged run's checkpoint: %d %s %s (epochs %d)", st,
+                 clt_checkpoint_errmsg(dc), derr, dm_meta->epochs_done);
+        clt_checkpoint_close(dc);
+        free(dm_meta);
+    }
+
     /* A log or plot written over the checkpoint (or each other) would lose it every epoch. */
     r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--checkpoint", p, "--log", p, NULL);
     expect_fail(&r, "same file", "--log naming the --checkpoint file");
@@ -893,6 +910,15 @@ static void mode_errors(void)
     r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--checkpoint", ck, NULL);
     expect_fail(&r, "--resume", "existing checkpoint without --resume");
     TU_CHECK(same_file(ck, good, len), "the checkpoint was left untouched");
+    result_free(&r);
+    /* A log or plot never replaces a checkpoint, even one that is not this run's --checkpoint. */
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--log", ck, NULL);
+    expect_fail(&r, "is a cltrain checkpoint; refusing to overwrite it", "--log naming another checkpoint");
+    TU_CHECK(same_file(ck, good, len), "the checkpoint named by --log was left untouched");
+    result_free(&r);
+    r = run("cifar10", "--data", data, "--model", "mlp", "--epochs", "1", "--plot", ck, NULL);
+    expect_fail(&r, "--plot", "--plot naming a checkpoint");
+    TU_CHECK(same_file(ck, good, len), "the checkpoint named by --plot was left untouched");
     result_free(&r);
 
     char corrupt[4200];
@@ -920,8 +946,17 @@ static void mode_errors(void)
     expect_fail(&r, "cifar10", "resuming a CIFAR-10 checkpoint as MNIST");
     result_free(&r);
     /* Settings no run can store, with a valid checksum: batch 0 (the epoch loop divides by it) and schedule 7
-     * (a name-table index). Offsets follow the layout at the top of tools/checkpoint.c. */
-    size_t o_batch = 20 + 4 + strlen("cifar10") + 4 + strlen("mlp") + 8 + 24 + 36;
+     * (a name-table index). Offsets follow the tool's metadata layout (tools/tool.h), found in the file. */
+    size_t o_batch = 0;
+    clt_checkpoint *ckp = NULL;
+    if (clt_checkpoint_open(ck, &ckp) == 0) {
+        size_t ml;
+        const char *blob = clt_checkpoint_app_meta(ckp, &ml);
+        for (size_t i = 0; i + ml <= len && ml > 0 && !o_batch; i++)
+            if (!memcmp(good + i, blob, ml)) o_batch = i + TOOL_META_OFFSET_BATCH(strlen("cifar10"), strlen("mlp"));
+    }
+    clt_checkpoint_close(ckp);
+    TU_CHECK(o_batch > 0, "the tool's metadata found in the checkpoint");
     for (int v = 0; v < 2; v++) {
         memcpy(d, good, len);
         TU_CHECK(d[o_batch] == 25 && d[o_batch + 4] == 3, "batch/schedule offsets: %d %d", d[o_batch], d[o_batch + 4]);
@@ -935,29 +970,25 @@ static void mode_errors(void)
         TU_CHECK(same_file(corrupt, d, len), "the invalid checkpoint was not overwritten");
         result_free(&r);
     }
-    /* An input size whose c*h*w overflows an int (3x65536x65536), with a valid checksum: the stored text keeps its
-     * length because the mean line loses the 6 characters the input line gains. */
+    /* An input size whose c*h*w overflows an int (3x65536x65536), with a valid checksum: in format 2 the input
+     * shape (i32 c, h, w) follows the network text (u32 length + bytes) after the 20-byte header. */
     {
         memcpy(d, good, len);
-        char *in = memmem(d, len, "# input 3 32 32\n", 16), *mean = memmem(d, len, "# mean ", 7);
-        char *eol = mean ? memchr(mean, '\n', (size_t)(d + len - mean)) : NULL;
-        TU_CHECK(in && mean && eol && mean > in && eol - mean > 40, "the data settings block was not found");
-        if (in && mean && eol && mean > in && eol - mean > 40) {
-            char block[512];
-            size_t bl = (size_t)(eol - in);
-            memcpy(block, in, bl);
-            /* new block: the wider input line, the lines between unchanged, the mean line cut by 6 */
-            char nb[512];
-            size_t mid = (size_t)(mean - in) - 16;
-            int l = snprintf(nb, sizeof nb, "# input 3 65536 65536\n%.*s%.*s", (int)mid, block + 16,
-                             (int)(eol - mean) - 6, mean);
-            TU_CHECK((size_t)l == bl, "block length %d vs %zu", l, bl);
-            memcpy(in, nb, bl);
+        uint32_t tl = 0;
+        memcpy(&tl, d + 20, 4);
+        size_t at = 24 + (size_t)tl;
+        int32_t in[3];
+        TU_CHECK(at + 12 <= len, "the input shape lies inside the file");
+        if (at + 12 <= len) memcpy(in, d + at, 12);
+        TU_CHECK(at + 12 <= len && in[0] == 3 && in[1] == 32 && in[2] == 32, "the input shape (3,32,32) was found");
+        if (at + 12 <= len && in[0] == 3 && in[1] == 32 && in[2] == 32) {
+            in[1] = in[2] = 65536;
+            memcpy(d + at, in, 12);
             uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const unsigned char *)d, (uInt)(len - 4));
             for (int b = 0; b < 4; b++) d[len - 4 + b] = (char)(crc >> (8 * b));
             write_file(corrupt, d, len);
             r = run("predict", "--checkpoint", corrupt, ck, NULL);
-            expect_fail(&r, "implausible input size 3x65536x65536", "a checkpoint whose input size overflows");
+            expect_fail(&r, "malformed checkpoint (input 3x65536x65536", "a checkpoint whose input size overflows");
             result_free(&r);
         }
     }
@@ -976,8 +1007,8 @@ int main(int argc, char **argv)
     snprintf(g_dir, sizeof g_dir, "%s/cli_%s", argv[3], argv[2]);
     mkdir(g_dir, 0755);
     /* Stale outputs from an earlier run would change the outcome (existing checkpoints are refused). */
-    const char *stale[] = {"c.ckpt", "m.ckpt", "good.ckpt", "corrupt.ckpt", "log.jsonl", "curves.svg", "h.ckpt",
-                           "h.jsonl", "h.svg"};
+    const char *stale[] = {"c.ckpt", "m.ckpt", "good.ckpt", "corrupt.ckpt", "diverged.ckpt", "log.jsonl", "curves.svg",
+                           "h.ckpt", "h.jsonl", "h.svg"};
     for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) {
         char p[4200];
         path_in(p, sizeof p, g_dir, stale[i]);

@@ -6,8 +6,10 @@
 
 #include "testutil.h"
 
-/* One conv layer checked by tu_check_op; training = 0 compiles an inference graph and checks the forward only. */
-static void check_case(clt_context *ctx, tu_rng *rng, int ci, const int *cs, int training)
+/* One conv layer checked by tu_check_op; training = 0 compiles an inference graph and checks the forward only.
+ * algo: NULL for the default choice (direct kernels on CPU devices where they apply), or a CLTRAIN_CONV_ALGO value
+ * (the split-k cases force im2col, whose weight gradient is the split GEMM; test_conv2d_direct asserts the split). */
+static void check_case(clt_context *ctx, tu_rng *rng, int ci, const int *cs, int training, const char *algo)
 {
     tu_conv_geom u = tu_conv_geom_of(cs);
     int shape[4] = {u.n, u.c, u.h, u.w};
@@ -15,12 +17,15 @@ static void check_case(clt_context *ctx, tu_rng *rng, int ci, const int *cs, int
     clt_graph *g = NULL;
     clt_tensor *x, *y;
     char label[96];
-    snprintf(label, sizeof label, "conv2d case %d%s (%d,%d,%d,%d) k%dx%d s%dx%d p%dx%d co%d%s", ci,
+    snprintf(label, sizeof label, "conv2d case %d%s (%d,%d,%d,%d) k%dx%d s%dx%d p%dx%d co%d%s%s%s", ci,
              training ? "" : " inference", u.n, u.c, u.h, u.w, u.kh, u.kw, u.sh, u.sw, u.ph, u.pw, u.co,
-             u.bias ? "" : " no bias");
+             u.bias ? "" : " no bias", algo ? " " : "", algo ? algo : "");
     TU_OK(ctx, clt_graph_create(ctx, &g));
     TU_OK(ctx, clt_input(g, "x", 4, shape, &x));
-    if (!TU_OK(ctx, clt_conv2d(g, x, &p, "conv", &y))) {
+    if (algo) setenv("CLTRAIN_CONV_ALGO", algo, 1);
+    int added = TU_OK(ctx, clt_conv2d(g, x, &p, "conv", &y));
+    if (algo) unsetenv("CLTRAIN_CONV_ALGO");
+    if (!added) {
         clt_graph_destroy(g);
         return;
     }
@@ -41,6 +46,7 @@ static void check_case(clt_context *ctx, tu_rng *rng, int ci, const int *cs, int
     if (training) {
         tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = tu_conv_ref_op, .ud = &u,
                         .training = 1, .seed = (uint64_t)ci + 11};
+        tu_conv_tolerances(&u, &c);
         tu_check_op(ctx, label, &c);
     } else {
         /* Parameters as initialized; read them back for the reference. */
@@ -62,7 +68,9 @@ static void check_case(clt_context *ctx, tu_rng *rng, int ci, const int *cs, int
         if (TU_OK(ctx, clt_graph_forward(g, 0)) && TU_OK(ctx, clt_tensor_read(g, y, 0, yf, ny))) {
             const double *ins[1] = {xdd}, *ps[2] = {wd, bd};
             tu_conv_ref_op(&u, ins, ps, yr);
-            if (tu_close(label, yf, yr, ny, 1e-4, 1e-5)) printf("ok   %s\n", label);
+            tu_opcheck tol = {0};
+            tu_conv_tolerances(&u, &tol);
+            if (tu_close(label, yf, yr, ny, tol.rtol, tol.atol)) printf("ok   %s\n", label);
         }
         free(wf), free(bf), free(yf), free(xdd), free(wd), free(bd), free(yr);
     }
@@ -72,7 +80,8 @@ static void check_case(clt_context *ctx, tu_rng *rng, int ci, const int *cs, int
 
 /* Every GEMM of an im2col layer (forward, split-k weight gradient with a remainder, data gradient) is
  * decided and its workspace sized at compile: a verbose context prints each new GEMM decision, and a
- * training step must print none (deciding in the step would allocate there, or even tune). */
+ * training step must print none (deciding in the step would allocate there, or even tune). The compile's
+ * decisions show the split: N*OH*OW = 8463 in 2 chunks of 4231 (one batched GEMM) and a remainder of 1. */
 static void gemm_decided_at_compile(void)
 {
     clt_context_settings cs;
@@ -89,9 +98,27 @@ static void gemm_decided_at_compile(void)
     clt_conv2d_params p;
     clt_conv2d_default_params(&p, 2, 3);
     p.pad_h = p.pad_w = 1;
+    char cpath[64] = "/tmp/clt_conv_compile_XXXXXX", ctext[8192] = "";
+    int cfd = mkstemp(cpath), saved_err = dup(2), compiled = 0;
     if (TU_OK(ctx, clt_context_create(&cs, &ctx)) && TU_OK(ctx, clt_graph_create(ctx, &g)) &&
         TU_OK(ctx, clt_input(g, "x", 4, xs, &x)) && TU_OK(ctx, clt_conv2d(g, x, &p, "c", &y)) &&
-        TU_OK(ctx, clt_graph_keep(g, x, 1)) && TU_OK(ctx, clt_graph_compile(g, NULL))) {
+        TU_OK(ctx, clt_graph_keep(g, x, 1))) {
+        fflush(stderr);
+        int redirected = cfd >= 0 && saved_err >= 0 && dup2(cfd, 2) >= 0;
+        compiled = clt_graph_compile(g, NULL) == CLT_OK;
+        fflush(stderr);
+        if (redirected) dup2(saved_err, 2);
+        ssize_t got = cfd >= 0 ? pread(cfd, ctext, sizeof ctext - 1, 0) : -1;
+        ctext[got > 0 ? got : 0] = 0;
+        TU_CHECK(redirected, "test setup (stderr redirection) failed");
+        TU_CHECK(compiled, "compile failed: %s\n%s", clt_errmsg(ctx), ctext);
+        TU_CHECK(strstr(ctext, "gemm m=2 n=9 k=4231 ta=0 tb=1 batch=2") &&
+                     strstr(ctext, "gemm m=2 n=9 k=1 ta=0 tb=1 batch=1"),
+                 "split-k weight gradient (2 chunks of 4231 + 1) not decided at compile:\n%s", ctext);
+    }
+    if (saved_err >= 0) close(saved_err);
+    if (cfd >= 0) close(cfd), unlink(cpath);
+    if (compiled) {
         size_t nx = clt_tensor_numel(x), ny = clt_tensor_numel(y);
         float *buf = calloc(nx > ny ? nx : ny, sizeof(float));
         char path[64] = "/tmp/clt_conv_gemm_XXXXXX";
@@ -144,10 +171,11 @@ int main(void)
     };
     int ncases = (int)(sizeof cases / sizeof cases[0]);
     tu_rng rng = {2024};
-    for (int ci = 0; ci < ncases; ci++) check_case(ctx, &rng, ci, cases[ci], 1);
+    const int first_split = 9; /* the split-k cases run im2col */
+    for (int ci = 0; ci < ncases; ci++) check_case(ctx, &rng, ci, cases[ci], 1, ci >= first_split ? "im2col" : NULL);
     /* Inference graphs (no gradients, saved columns used as forward scratch). */
-    check_case(ctx, &rng, 0, cases[0], 0);
-    check_case(ctx, &rng, 1, cases[1], 0);
+    check_case(ctx, &rng, 0, cases[0], 0, NULL);
+    check_case(ctx, &rng, 1, cases[1], 0, NULL);
     gemm_decided_at_compile();
 
     /* Errors come back as statuses with messages. */
@@ -159,18 +187,22 @@ int main(void)
     TU_OK(ctx, clt_input(g, "x", 4, s4, &x));
     clt_conv2d_default_params(&p, 3, 5);
     TU_CHECK(clt_conv2d(g, x, &p, NULL, &y) == CLT_ERR_SHAPE && y == NULL, "5x5 kernel on a 4x4 input must be refused");
-    TU_CHECK(clt_errmsg(ctx)[0] != 0, "shape error message must be set");
+    TU_MSG(ctx, "kernel 5x5 is larger than input 'x' (1,2,4,4) with padding 0x0");
     p.pad_h = p.pad_w = 1;
     TU_CHECK(clt_conv2d(g, x, &p, NULL, &y) == CLT_OK && y != NULL, "5x5 kernel on a 4x4 input with padding 1 fits");
+    TU_CHECK(clt_errmsg(ctx)[0] == 0, "a successful call after a failed one left the message '%s'", clt_errmsg(ctx));
     TU_CHECK(clt_conv2d(g, x, NULL, NULL, &y) == CLT_ERR_INVALID && y == NULL, "NULL params must be refused");
-    TU_CHECK(clt_errmsg(ctx)[0] != 0, "invalid-argument message must be set");
+    TU_MSG(ctx, "clt_conv2d: params is NULL");
     clt_conv2d_default_params(&p, 3, 3);
     p.stride_h = 0;
     TU_CHECK(clt_conv2d(g, x, &p, NULL, &y) == CLT_ERR_INVALID, "stride 0 must be refused");
+    TU_MSG(ctx, "stride 0x1");
     clt_conv2d_default_params(&p, 0, 3);
     TU_CHECK(clt_conv2d(g, x, &p, NULL, &y) == CLT_ERR_INVALID, "0 output channels must be refused");
+    TU_MSG(ctx, "out_channels 0");
     clt_conv2d_default_params(&p, 3, 3);
     TU_CHECK(clt_conv2d(g, NULL, &p, NULL, &y) == CLT_ERR_INVALID, "NULL input must be refused");
+    TU_MSG(ctx, "clt_conv2d: input is NULL");
     clt_tensor *x2;
     TU_OK(ctx, clt_input(g, "x2", 2, s2, &x2));
     TU_CHECK(clt_conv2d(g, x2, &p, NULL, &y) == CLT_ERR_SHAPE, "2-D input must be refused");

@@ -16,8 +16,13 @@ static const char *algo_name(int a) { return a == CLT__CONV_DIRECT ? "direct" : 
 /* The algorithm the graph's conv node runs (after compile) or reserved (before). */
 static int node_algo(clt_graph *g, int node) { return clt__conv2d_node_algo(g->nodes[node]); }
 
-/* One layer with the algorithm forced: forward and all gradients vs the reference. */
-static void check_forced(clt_context *ctx, tu_rng *rng, int ci, const int *cs, const char *algo)
+/* The split of the layer's weight gradient after compile: direct, the number of image parts; im2col, the number of
+ * split-k chunks S (0: none). */
+static int node_split(clt_graph *g, int node) { return clt__conv2d_node_split(g->nodes[node]); }
+
+/* One layer with the algorithm forced: forward and all gradients vs the reference. want_split > 0: the weight
+ * gradient must be split that many ways (see node_split). */
+static void check_forced_split(clt_context *ctx, tu_rng *rng, int ci, const int *cs, const char *algo, int want_split)
 {
     tu_conv_geom u = tu_conv_geom_of(cs);
     clt_conv2d_params p = tu_conv_params(&u);
@@ -47,14 +52,42 @@ static void check_forced(clt_context *ctx, tu_rng *rng, int ci, const int *cs, c
         return;
     }
     TU_CHECK(node_algo(g, 0) == expect, "%s: algorithm %d runs", label, node_algo(g, 0));
+    if (want_split) {
+        TU_CHECK(node_split(g, 0) == want_split, "%s: weight gradient split %d ways, want %d", label, node_split(g, 0),
+                 want_split);
+        if (node_split(g, 0) == want_split) printf("ok   %s: weight gradient split %d ways\n", label, want_split);
+    }
     size_t nx = clt_tensor_numel(x);
     float *xd = malloc(nx * sizeof(float));
     tu_fill_uniform(rng, xd, nx, -1, 1);
     tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = tu_conv_ref_op, .ud = &u,
                     .training = 1, .seed = (uint64_t)ci + 101};
+    tu_conv_tolerances(&u, &c);
+    if (want_split) c.fd_edges = 256; /* large planes: a sample of their edges (corners always) */
     tu_check_op(ctx, label, &c);
     free(xd);
     clt_graph_destroy(g);
+}
+
+static void check_forced(clt_context *ctx, tu_rng *rng, int ci, const int *cs, const char *algo)
+{
+    check_forced_split(ctx, rng, ci, cs, algo, 0);
+}
+
+/* The split weight gradients against the reference, on shapes that really split (asserted):
+ * - direct: the images are split into parts whose dy fits a core's L2 (plan_direct: NPER = 64 Ki floats /
+ *   (Cout * DPS), DPS = OH*WP rounded up to 16), summed by sum_parts; seed-cnn on CIFAR runs 32 and 16 parts.
+ *   (3,1,64,64) Cout 8: DPS 4224, NPER 1, 3 parts; (3,1,54,54) Cout 8: DPS 3024, NPER 2, 2 parts, the last one
+ *   image short.
+ * - im2col: the weight-gradient GEMM over N*OH*OW is split into S = N*OH*OW / 4096 chunks (split_k_chunks) run
+ *   as one batched GEMM, the remainder as one more, then summed: (2,1,80,80) gives 12800 = 3 * 4266 + 2. */
+static void check_splits(clt_context *ctx, tu_rng *rng)
+{
+    int direct3[12] = {3, 1, 64, 64, 8, 3, 3, 1, 1, 1, 1, 1}, direct2[12] = {3, 1, 54, 54, 8, 3, 3, 1, 1, 1, 1, 1};
+    int splitk[12] = {2, 1, 80, 80, 4, 3, 3, 1, 1, 1, 1, 1};
+    check_forced_split(ctx, rng, 100, direct3, "direct", 3);
+    check_forced_split(ctx, rng, 101, direct2, "direct", 2);
+    check_forced_split(ctx, rng, 102, splitk, "im2col", 3);
 }
 
 /* mse(conv_a(x), conv_b(x)): both convs write x's gradient, the second one adds to it. */
@@ -103,6 +136,15 @@ static void check_shared_input(clt_context *ctx, tu_rng *rng, const char *algo)
         tu_fill_uniform(rng, xd, nx, -1, 1);
         tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = l, .ref = ref_pair, .ud = &u,
                         .training = 1, .seed = 7};
+        /* mean((ya - yb)^2) over ny outputs, |ya - yb| <= 2*(C*KH*KW + 1) = 56: the loss sums ny squares (after
+         * C*KH*KW-term convs); dx sums 2*Cout*KH*KW products of 2*(ya - yb)/ny and |w| <= 1. */
+        double ny = (double)clt_tensor_numel(ya), ym = 2.0 * (u.a.c * u.a.kh * u.a.kw + 1);
+        c.rtol = tu_sum_rtol(ny) + 2 * tu_sum_rtol(u.a.c * u.a.kh * u.a.kw + 1);
+        c.atol = 0;
+        c.grad_k = 2.0 * u.a.co * u.a.kh * u.a.kw + ny;
+        c.grad_rtol = tu_sum_rtol(c.grad_k);
+        c.grad_atol = tu_sum_atol(c.grad_k, 2 * ym / ny);
+        c.border = 2;
         tu_check_op(ctx, label, &c);
         free(xd);
     }
@@ -243,6 +285,7 @@ int main(void)
     for (int a = 0; a < 2; a++)
         for (int ci = 0; ci < ncases; ci++) check_forced(ctx, &rng, ci, cases[ci], algos[a]);
     for (int a = 0; a < 2; a++) check_shared_input(ctx, &rng, algos[a]);
+    check_splits(ctx, &rng);
     /* a bad value is an error, not a silent default */
     {
         clt_graph *g = NULL;

@@ -138,12 +138,15 @@ static void test_stale(void)
     snprintf(path, sizeof path, "%s/s.ckpt", base);
     put_file(path, "target");
     /* Pid 999999999 does not exist (pid_max is at most 4194304). */
-    const char *names[] = {"s.ckpt.tmp.999999999.aa", "s.ckpt.tmp.999999999.bb", "s.ckpt.tmp.%ld.cc",
-                           "s.ckpt.tmp.%ld.dd", "other.tmp.999999999.ee", "s.ckpt.tmp.x.ff"};
-    int ages[] = {700, 60, 700, 90000, 700, 90000};
-    int expect_gone[] = {1, 0, 0, 1, 0, 0};
-    char p[6][1300];
-    for (int i = 0; i < 6; i++) {
+    /* The writer's names end in ".<pid>.<16 hex digits>"; [8] has another suffix: not the writer's, it stays. */
+    const char *names[] = {"s.ckpt.tmp.999999999.00000000000000aa", "s.ckpt.tmp.999999999.00000000000000bb",
+                           "s.ckpt.tmp.%ld.00000000000000cc", "s.ckpt.tmp.%ld.00000000000000dd",
+                           "other.tmp.999999999.00000000000000ee", "s.ckpt.tmp.x.00000000000000ff",
+                           "s.ckpt.tmp.999999999", "s.ckpt.tmp.999999999x", "s.ckpt.tmp.999999999.aa"};
+    int ages[] = {700, 60, 700, 90000, 700, 90000, 700, 90000, 90000};
+    int expect_gone[] = {1, 0, 0, 1, 0, 0, 1, 0, 0}; /* [6]: an earlier version's fixed name */
+    char p[9][1300];
+    for (int i = 0; i < 9; i++) {
         char nm[200];
         snprintf(nm, sizeof nm, names[i], (long)getpid());
         snprintf(p[i], sizeof p[i], "%s/%s", base, nm);
@@ -151,15 +154,15 @@ static void test_stale(void)
         age(p[i], ages[i]);
     }
     int removed = clt__remove_stale_tmp(path);
-    TU_CHECK(removed == 2, "removed %d stale temporaries, expected 2", removed);
-    for (int i = 0; i < 6; i++)
+    TU_CHECK(removed == 3, "removed %d stale temporaries, expected 3", removed);
+    for (int i = 0; i < 9; i++)
         TU_CHECK(exists(p[i]) != expect_gone[i], "%s: %s", p[i], expect_gone[i] ? "not removed" : "removed");
     TU_CHECK(exists(path), "the target itself was removed");
     /* The folder-wide variant also takes other targets' temporaries. */
     removed = clt__remove_stale_tmp_all(base);
-    TU_CHECK(removed == 1 && !exists(p[4]) && exists(p[1]) && exists(p[5]), "folder-wide cleanup removed %d",
-             removed);
-    for (int i = 0; i < 6; i++) unlink(p[i]);
+    TU_CHECK(removed == 1 && !exists(p[4]) && exists(p[1]) && exists(p[5]) && exists(p[8]),
+             "folder-wide cleanup removed %d", removed);
+    for (int i = 0; i < 9; i++) unlink(p[i]);
 }
 
 static void test_read(void)

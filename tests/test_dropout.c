@@ -43,6 +43,74 @@ static int build(clt_context *ctx, net *m, int n, float p, uint64_t seed)
     return TU_OK(ctx, clt_graph_compile(m->g, &cs));
 }
 
+/* Training-mode residual: h = x (dense = 0) or h = dense(x) with U units (dense = 1); y = add(dropout(h), h), so
+ * the dropout's backward adds into the gradient the add already wrote to h. The mask (1: kept) is fixed, read
+ * from a forward pass with the same (seed, pass counter) as the checked one. */
+typedef struct {
+    int dense, n, f, u;
+    const unsigned char *mask;
+    double scale;
+} resid_ud;
+
+static void ref_resid(void *v, const double *const *in, const double *const *p, double *out)
+{
+    const resid_ud *d = v;
+    int cols = d->dense ? d->u : d->f;
+    for (int r = 0; r < d->n; r++)
+        for (int j = 0; j < cols; j++) {
+            double h = d->dense ? p[1][j] : in[0][r * d->f + j];
+            if (d->dense)
+                for (int k = 0; k < d->f; k++) h += in[0][r * d->f + k] * p[0][j * d->f + k];
+            size_t i = (size_t)r * cols + j;
+            out[i] = h + (d->mask[i] ? d->scale * h : 0);
+        }
+}
+
+static void check_train_residual(clt_context *ctx, tu_rng *rng, int dense)
+{
+    const int N = 6, F = 10, U = 8;
+    const float p = 0.4f;
+    int xs[2] = {N, F};
+    clt_graph *g = NULL;
+    clt_tensor *x, *h, *d, *y;
+    char label[96];
+    snprintf(label, sizeof label, "dropout training, residual %s (accumulated gradient)",
+             dense ? "after dense" : "on x");
+    int ok = TU_OK(ctx, clt_graph_create(ctx, &g)) && TU_OK(ctx, clt_input(g, "x", 2, xs, &x));
+    h = x;
+    if (ok && dense) ok = TU_OK(ctx, clt_dense(g, x, U, 1, CLT_INIT_DEFAULT, "fc", &h));
+    clt_compile_settings cs;
+    clt_compile_default_settings(&cs);
+    cs.seed = 77;
+    if (ok && TU_OK(ctx, clt_dropout(g, h, p, &d)) && TU_OK(ctx, clt_add(g, d, h, &y)) &&
+        TU_OK(ctx, clt_graph_keep(g, x, 1)) && TU_OK(ctx, clt_graph_keep(g, d, 0)) &&
+        TU_OK(ctx, clt_graph_keep(g, y, 0)) && TU_OK(ctx, clt_graph_compile(g, &cs))) {
+        size_t nx = (size_t)N * F, ny = clt_tensor_numel(y);
+        float *xd = malloc(nx * sizeof(float)), *dv = malloc(ny * sizeof(float));
+        unsigned char *mask = malloc(ny);
+        tu_fill_uniform(rng, xd, nx, 0.5, 1.5); /* h != 0, so a zero in d means dropped */
+        size_t kept = 0;
+        if (TU_OK(ctx, clt_tensor_write(g, x, xd, nx)) && TU_OK(ctx, clt_graph_forward(g, 1)) &&
+            TU_OK(ctx, clt_tensor_read(g, d, 0, dv, ny))) {
+            for (size_t i = 0; i < ny; i++) kept += mask[i] = dv[i] != 0.0f;
+            TU_CHECK(kept > ny / 4 && kept < ny, "%s: %zu of %zu kept", label, kept, ny);
+            /* pass counter back to 0: the checked forward draws the same mask */
+            TU_OK(ctx, clt_graph_set_counters(g, 0, 0));
+            resid_ud u = {dense, N, F, U, mask, 1.0 / (1.0 - (double)p)};
+            /* y = h + scale*h: k = 2 (after the dense layer's F products + bias); dW and db sum N rows of
+             * (1 + scale) * dy, dx sums U units */
+            tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = ref_resid, .ud = &u,
+                            .training = 1, .seed = 21 + (uint64_t)dense, .k = dense ? F + 3 : 2,
+                            .grad_k = N + 2, .mag = 1 / (1 - p)};
+            double kx = dense ? U + 2 : 2;
+            c.in_grad_rtol = tu_sum_rtol(kx), c.in_grad_atol = tu_sum_atol(kx, 1 / (1 - p));
+            tu_check_op(ctx, label, &c);
+        }
+        free(xd), free(dv), free(mask);
+    }
+    clt_graph_destroy(g);
+}
+
 static size_t count_diff(const float *a, const float *b, size_t n)
 {
     size_t d = 0;
@@ -71,7 +139,9 @@ int main(void)
             float *xd = malloc(n * sizeof(float));
             tu_fill_uniform(&rng, xd, n, -1, 1);
             tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = ref_identity, .ud = &n,
-                            .training = 0, .rtol = 1e-7, .atol = 1e-7, .seed = (uint64_t)si + 1};
+                            .training = 0, .rtol = 0, .atol = 0, .seed = (uint64_t)si + 1};
+            c.rtol = c.atol = c.grad_rtol = c.grad_atol = 0; /* identity: exact */
+            c.atol = 1e-300; /* (a zero pair would mean "derive"); any difference fails */
             char label[64];
             snprintf(label, sizeof label, "dropout eval shape#%d", si);
             tu_check_op(ctx, label, &c);
@@ -102,6 +172,10 @@ int main(void)
         }
         clt_graph_destroy(g);
     }
+
+    /* Training passes through a residual: the dropout's gradient accumulates. */
+    check_train_residual(ctx, &rng, 0);
+    check_train_residual(ctx, &rng, 1);
 
     /* Training passes on a large tensor. */
     const int N = 200000;

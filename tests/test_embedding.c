@@ -43,7 +43,7 @@ static void check_embedding(clt_context *ctx, tu_rng *rng, int nd, const int *sh
     for (size_t i = 0; i < P; i++) id[i] = (float)(i == 0 ? 0 : i == P - 1 ? V - 1 : (int)tu_uniform(rng, 0, V) % V);
     ud_t u = {(int)P, C, 0};
     tu_opcheck c = {.g = g, .nin = 1, .in = {ids}, .in_data = {id}, .no_grad = {1}, .out = y, .ref = emb_ref,
-                    .ud = &u, .training = 1, .seed = (uint64_t)ci + 5, .elementwise = 1, .max_fd = 200};
+                    .ud = &u, .training = 1, .seed = (uint64_t)ci + 5, .max_fd = 200};
     char label[64];
     snprintf(label, sizeof label, "embedding case %d", ci);
     tu_check_op(ctx, label, &c);
@@ -70,7 +70,7 @@ static void check_pos(clt_context *ctx, tu_rng *rng, int nd, const int *shape, i
     tu_fill_uniform(rng, xd, n, -1, 1);
     ud_t u = {(int)n, shape[nd - 1], shape[nd - 2]};
     tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = pos_ref, .ud = &u,
-                    .training = 1, .seed = (uint64_t)ci + 9, .elementwise = 1};
+                    .training = 1, .seed = (uint64_t)ci + 9};
     char label[64];
     snprintf(label, sizeof label, "pos_embedding case %d", ci);
     tu_check_op(ctx, label, &c);
@@ -106,7 +106,7 @@ static void check_deterministic(clt_context *ctx, tu_rng *rng)
     double ref[V * C] = {0};
     for (int i = 0; i < P; i++)
         for (int c = 0; c < C; c++) ref[(int)id[i] * C + c] += dy[i * C + c];
-    tu_close_elem("embedding deterministic sums", g1, ref, V * C, 1e-5, 1e-5);
+    tu_close("embedding deterministic sums", g1, ref, V * C, 1e-5, 1e-5);
     clt_graph_destroy(g);
 }
 

@@ -122,7 +122,9 @@ int main(void)
         make(ctx, &cases[ci], &rng, &d);
         float *got = malloc(d.nc * sizeof(float));
         char what[160];
-        double rtol = 1e-5, atol = 1e-5;
+        /* alpha * (K products of values in [-1, 1]) + beta * C: see the tolerance notes in testutil.h */
+        double mag = fmax(1, fmax(fabs(cases[ci].alpha), fabs(cases[ci].beta)));
+        double rtol = tu_sum_rtol((double)cases[ci].k + 1), atol = tu_sum_atol((double)cases[ci].k + 1, mag);
         for (int pi = 0; pi < np + 2; pi++) {
             const clt__gemm_params *p = pi < np ? clt__gemm_param(pi) : &extra[pi - np];
             char ps[96];
@@ -160,9 +162,10 @@ int main(void)
             if (run(ctx, &du, 0, NULL, 1, gu) && run(tctx, &dt, 0, NULL, 1, gt)) {
                 char what[64];
                 snprintf(what, sizeof what, "tuned case %d vs reference", ci);
-                tu_close(what, gt, dt.ref, dt.nc, 1e-5, 1e-5);
+                double rtol = tu_sum_rtol((double)tc[ci].k + 1), atol = tu_sum_atol((double)tc[ci].k + 1, 1);
+                tu_close(what, gt, dt.ref, dt.nc, rtol, atol);
                 snprintf(what, sizeof what, "tuned case %d vs untuned", ci);
-                tu_close_f(what, gt, gu, dt.nc, 1e-5, 1e-5);
+                tu_close_f(what, gt, gu, dt.nc, 2 * rtol, 2 * atol); /* both carry rounding errors */
             }
             free(gu);
             free(gt);

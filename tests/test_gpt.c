@@ -202,7 +202,7 @@ static void check_gpt(clt_context *ctx, int tied)
         }
         char what[128];
         snprintf(what, sizeof what, "gpt (tied %d) d loss / d %s", tied, p.name[i]);
-        tu_close_elem(what, got, want, p.len[i], 2e-3, 2e-6);
+        tu_close(what, got, want, p.len[i], 2e-3, 2e-6);
         total += p.len[i];
         free(got), free(want);
     }

@@ -55,7 +55,7 @@ static void check_case(clt_context *ctx, tu_rng *rng, const mm_case *cs, const c
         tu_fill_uniform(rng, bd, nb, -1, 1);
         ud_t u = cs->u;
         tu_opcheck c = {.g = g, .nin = 2, .in = {a, b}, .in_data = {ad, bd}, .out = y, .ref = ref, .ud = &u,
-                        .training = 1, .seed = (uint64_t)ci + 3, .elementwise = 1, .rtol = 1e-4, .atol = 1e-5};
+                        .training = 1, .seed = (uint64_t)ci + 3, .rtol = 1e-4, .atol = 1e-5};
         char label[64];
         snprintf(label, sizeof label, "matmul %s case %d (ta %d tb %d)", path, ci, cs->ta, cs->tb);
         tu_check_op(ctx, label, &c);
@@ -104,7 +104,7 @@ static void check_tied(clt_context *ctx, tu_rng *rng)
         for (int i = 0; i < B * T; i++) id[i] = (float)((int)tu_uniform(rng, 0, V) % V);
         tie_t u = {B * T, V, C};
         tu_opcheck c = {.g = g, .nin = 1, .in = {ids}, .in_data = {id}, .no_grad = {1}, .out = y, .ref = tie_ref,
-                        .ud = &u, .training = 1, .seed = 17, .elementwise = 1, .max_fd = V * C};
+                        .ud = &u, .training = 1, .seed = 17, .max_fd = V * C};
         tu_check_op(ctx, "tied embedding + matmul", &c);
         /* The summed gradient is the same bits on a second identical pass. */
         float dy[B * T * V], g1[V * C], g2[V * C];

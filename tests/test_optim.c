@@ -205,13 +205,15 @@ int main(void)
         clt_compile_default_settings(&cs);
         cs.optimizer.nesterov = 1; /* needs momentum */
         TU_CHECK(clt_graph_compile(g, &cs) == CLT_ERR_INVALID, "nesterov without momentum must be refused");
+        TU_MSG(ctx, "nesterov 1");
         cs.optimizer.nesterov = 0;
         cs.optimizer.type = 7;
         TU_CHECK(clt_graph_compile(g, &cs) == CLT_ERR_INVALID, "unknown optimizer must be refused");
+        TU_MSG(ctx, "unknown optimizer type 7");
         clt_optimizer_default_settings(&cs.optimizer, CLT_OPT_ADAM);
         cs.optimizer.beta2 = 1.0f;
         TU_CHECK(clt_graph_compile(g, &cs) == CLT_ERR_INVALID, "beta2 = 1 must be refused");
-        TU_CHECK(clt_errmsg(ctx)[0] != 0, "error message must be set");
+        TU_MSG(ctx, "betas 0.9/1");
         cs.optimizer.beta2 = 0.999f;
         if (TU_OK(ctx, clt_graph_compile(g, &cs))) {
             float buf[4];

@@ -59,7 +59,12 @@ int main(void)
             tu_fill_uniform(&rng, xd, N * F, -1, 1);
             tu_fill_uniform(&rng, td, N * O, -1, 1);
             tu_opcheck ck = {.g = g, .nin = 2, .in = {x, t}, .in_data = {xd, td}, .no_grad = {0, 1}, .out = loss,
-                             .ref = ref, .training = 1, .seed = 40 + variant};
+                             .ref = ref, .training = 1, .seed = 40 + variant,
+                             /* A chain of dense layers (F, H, H terms) into a mean of N*O squares: first-order
+                              * relative errors add along the chain, k = F + 2H + N*O; the gradients also sum
+                              * over the N rows. The relu is piecewise linear (no truncation; the random
+                              * parameters keep pre-activations away from 0 by far more than h here). */
+                             .k = F + 2 * H + N * O, .grad_k = F + 2 * H + N * O + N};
             tu_check_op(ctx, variant ? "residual add(B(r), r)" : "residual add(r, B(r))", &ck);
         }
         clt_graph_destroy(g);

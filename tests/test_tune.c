@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include <sodium.h>
+
 #include "bincache.h"
 #include "tune.h"
 
@@ -56,13 +58,13 @@ static int count_files(const char *dir, const char *suffix)
     return n;
 }
 
-static clt_context *make_ctx(const char *cache_dir, int mode, int profile)
+static clt_context *make_ctx_v(const char *cache_dir, int mode, int profile, int verbose)
 {
     clt_context_settings s;
     clt_context_default_settings(&s);
     s.cache_dir = cache_dir;
     s.tune = mode;
-    s.verbose = getenv("TUNE_TEST_QUIET") ? 0 : 1;
+    s.verbose = verbose;
     s.profile = profile;
     clt_context *ctx = NULL;
     if (clt_context_create(&s, &ctx) != CLT_OK) {
@@ -71,6 +73,11 @@ static clt_context *make_ctx(const char *cache_dir, int mode, int profile)
         return NULL;
     }
     return ctx;
+}
+
+static clt_context *make_ctx(const char *cache_dir, int mode, int profile)
+{
+    return make_ctx_v(cache_dir, mode, profile, getenv("TUNE_TEST_QUIET") ? 0 : 1);
 }
 
 static void sub(char *out, const char *name)
@@ -306,14 +313,21 @@ static void test_roundtrip(void)
     TU_OK(c1, clt__tune_put(c1, &k1, "algo=own MR=8 NR=16"));
     TU_OK(c1, clt__tune_put(c1, &k2, "rejected"));
     TU_CHECK(clt__tune_put(c1, &k2, "bad\tvalue") < 0, "tab in value accepted");
-    TU_CHECK(clt__tune_get(c1, &k1, v, 4) < 0, "value truncated silently");
+    /* A value longer than the caller's buffer is no entry the caller wrote: ignored (and dropped), never
+     * truncated. */
+    TU_CHECK(clt__tune_get(c1, &k1, v, 4) == 0 && v[0] == 0, "over-long value not ignored");
+    clt__tune_stats ts;
+    clt__tune_get_stats(c1, &ts);
+    TU_CHECK(ts.invalid_entries == 1, "over-long value not counted as invalid (%d)", ts.invalid_entries);
+    TU_CHECK(clt__tune_get(c1, &k1, v, sizeof v) == 0, "dropped entry still found");
+    TU_OK(c1, clt__tune_put(c1, &k1, "algo=own MR=8 NR=16"));
     const char *path = clt__tune_file_path(c1);
     TU_CHECK(path && exists(path), "tuning file not written");
     /* Temp files of dead writers go once old; a live writer's or a recent one stays. */
     char dead_old[4200], dead_new[4200], live_old[4200];
-    snprintf(dead_old, sizeof dead_old, "%s.tmp.999999999.0", path);
-    snprintf(dead_new, sizeof dead_new, "%s.tmp.999999999.1", path);
-    snprintf(live_old, sizeof live_old, "%s.tmp.%ld.7", path, (long)getpid());
+    snprintf(dead_old, sizeof dead_old, "%s.tmp.999999999.0000000000000000", path);
+    snprintf(dead_new, sizeof dead_new, "%s.tmp.999999999.0000000000000001", path);
+    snprintf(live_old, sizeof live_old, "%s.tmp.%ld.0000000000000007", path, (long)getpid());
     write_all(dead_old, "x", 1);
     write_all(dead_new, "x", 1);
     write_all(live_old, "x", 1);
@@ -629,6 +643,226 @@ static void test_binaries(void)
     unsetenv("CLTRAIN_NO_BINARY_CACHE");
 }
 
+/* ---- program binaries are native code: trust only the user's own folder and files, and tagged bytes */
+static int cap_saved = -1;
+static char cap_path[4200];
+
+/* Verbose lines go to stderr: capture them to check their text. */
+static void capture_begin(void)
+{
+    fflush(stderr);
+    snprintf(cap_path, sizeof cap_path, "%s/stderr.txt", base);
+    int fd = open(cap_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cap_saved = dup(2);
+    dup2(fd, 2);
+    close(fd);
+}
+
+static char *capture_end(void)
+{
+    fflush(stderr);
+    dup2(cap_saved, 2);
+    close(cap_saved);
+    size_t n = 0;
+    char *t = read_all(cap_path, &n);
+    fputs(t ? t : "", stderr); /* still in the test log */
+    return t ? t : calloc(1, 1);
+}
+
+/* The .bin file of the program built with `opt` (e.g. "-DACT=1"), or "" if none. */
+static void find_entry(const char *pdir, const char *opt, char *out, size_t len)
+{
+    out[0] = 0;
+    char want[64];
+    snprintf(want, sizeof want, "%s\n", opt);
+    DIR *d = opendir(pdir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (!strstr(e->d_name, ".bin")) continue;
+        char p[8400];
+        snprintf(p, sizeof p, "%s/%s", pdir, e->d_name);
+        size_t n = 0;
+        char *data = read_all(p, &n);
+        if (data && memmem(data, n, want, strlen(want))) snprintf(out, len, "%s", p);
+        free(data);
+    }
+    if (d) closedir(d);
+}
+
+/* Splits an entry into its key line and its binary. */
+static int split_entry(char *data, size_t n, char **key, size_t *kl, char **bin, size_t *bl)
+{
+    char *k = memchr(data, '\n', n);
+    char *ke = k ? memchr(k + 1, '\n', n - (size_t)(k + 1 - data)) : NULL;
+    char *se = ke ? memchr(ke + 1, '\n', n - (size_t)(ke + 1 - data)) : NULL;
+    if (!se) return 0;
+    *key = k + 1;
+    *kl = (size_t)(ke - *key);
+    *bin = se + 1;
+    *bl = n - (size_t)(*bin - data);
+    return 1;
+}
+
+static void check_refused(const char *what, const char *dir, const char *must_say, int expect_rejected)
+{
+    capture_begin();
+    clt_context *c = make_ctx_v(dir, CLT_TUNE_OFF, 0, 1); /* the checks read its verbose lines */
+    if (!c) {
+        free(capture_end());
+        tu_failures++;
+        return;
+    }
+    check_act(what, c);
+    clt__bin_stats st;
+    clt__binary_cache_stats(c, &st);
+    clt_context_destroy(c);
+    char *log = capture_end();
+    TU_CHECK(st.hits == 0 && st.rejected == expect_rejected, "%s: hits %d rejected %d", what, st.hits, st.rejected);
+    TU_CHECK(strstr(log, must_say) != NULL, "%s: no verbose line saying '%s'", what, must_say);
+    free(log);
+}
+
+static void test_binary_trust(void)
+{
+    char dir[4096], pdir[4200], a[8400], b[8400], keyf[4300];
+    sub(dir, "bin");
+    snprintf(pdir, sizeof pdir, "%s/programs", dir);
+    snprintf(keyf, sizeof keyf, "%s/mac-key", pdir);
+    struct stat st;
+    TU_CHECK(stat(dir, &st) == 0 && (st.st_mode & 0777) == 0700, "cache folder created %o, not 0700",
+             (unsigned)(st.st_mode & 0777));
+    TU_CHECK(stat(pdir, &st) == 0 && (st.st_mode & 0777) == 0700, "programs folder created %o, not 0700",
+             (unsigned)(st.st_mode & 0777));
+    TU_CHECK(stat(keyf, &st) == 0 && (st.st_mode & 0777) == 0600 && st.st_size == 32, "mac-key mode %o size %lld",
+             (unsigned)(st.st_mode & 0777), (long long)st.st_size);
+    find_entry(pdir, "-DACT=1", a, sizeof a);
+    find_entry(pdir, "-DACT=0", b, sizeof b);
+    TU_CHECK(a[0] && b[0], "entries of ACT=1 and ACT=0 not found");
+    if (!a[0] || !b[0]) return;
+    TU_CHECK(stat(a, &st) == 0 && (st.st_mode & 0777) == 0600, "entry written %o, not 0600",
+             (unsigned)(st.st_mode & 0777));
+
+    /* Another program's binary (same kernel names, other code: ReLU instead of leaky ReLU) under A's key, with
+     * the checksum the old format checked (FNV of the bytes), then with an unkeyed BLAKE2b: both refused. */
+    size_t na = 0, nb = 0;
+    char *da = read_all(a, &na), *db = read_all(b, &nb);
+    char *ka, *ba, *kb, *bb;
+    size_t kla, bla, klb, blb;
+    if (da && db && split_entry(da, na, &ka, &kla, &ba, &bla) && split_entry(db, nb, &kb, &klb, &bb, &blb)) {
+        for (int variant = 0; variant < 2; variant++) {
+            char tag[80];
+            if (variant == 0) {
+                snprintf(tag, sizeof tag, "%016llx", (unsigned long long)clt__fnv1a64(CLT__FNV_OFFSET, bb, blb));
+            } else {
+                unsigned char h[32], kl[8];
+                uint64_t l = kla;
+                for (int i = 0; i < 8; i++) kl[i] = (unsigned char)(l >> (8 * i));
+                crypto_generichash_state hs;
+                crypto_generichash_init(&hs, NULL, 0, sizeof h);
+                crypto_generichash_update(&hs, kl, 8);
+                crypto_generichash_update(&hs, (const unsigned char *)ka, kla);
+                crypto_generichash_update(&hs, (const unsigned char *)bb, blb);
+                crypto_generichash_final(&hs, h, sizeof h);
+                for (int i = 0; i < 32; i++) snprintf(tag + 2 * i, 3, "%02x", h[i]);
+            }
+            clt__buf f = {0};
+            clt__buf_puts(&f, "cltrain-binary\t2\n");
+            clt__buf_put(&f, ka, kla);
+            clt__buf_printf(&f, "\n%zu %s\n", blb, tag);
+            clt__buf_put(&f, bb, blb);
+            write_all(a, f.p, f.len);
+            clt__buf_free(&f);
+            check_refused(variant == 0 ? "another program's binary, FNV" : "another program's binary, BLAKE2b", dir,
+                          variant == 0 ? "unusable (truncated)" : "unusable (its tag does not match", 1);
+        }
+    } else {
+        TU_CHECK(0, "cannot parse the cache entries");
+    }
+    free(da);
+    free(db);
+
+    /* The entry was replaced by a good one; a group-writable entry is refused, then replaced (0600). */
+    chmod(a, 0666);
+    check_refused("entry mode 0666", dir, "not trusted: writable by group or others (mode 0666)", 1);
+    TU_CHECK(stat(a, &st) == 0 && (st.st_mode & 0777) == 0600 && st.st_uid == geteuid(), "entry not replaced");
+    if (geteuid() == 0) {
+        TU_CHECK(chown(a, 65534, 65534) == 0, "chown entry");
+        check_refused("entry owned by nobody", dir, "not trusted: owned by uid 65534", 1);
+        TU_CHECK(stat(a, &st) == 0 && st.st_uid == 0, "foreign entry not replaced");
+    } else {
+        fprintf(stderr, "skipped: entry owned by another user (needs root)\n");
+    }
+
+    /* A folder others may write: nothing loaded from it, nothing written to it. */
+    int before = count_files(pdir, ".bin");
+    chmod(dir, 0777);
+    check_refused("cache folder mode 0777", dir, "is not trusted (writable by group or others (mode 0777))", 0);
+    chmod(dir, 0700);
+    chmod(pdir, 0770);
+    check_refused("programs folder mode 0770", dir, "is not trusted (writable by group or others (mode 0770))", 0);
+    chmod(pdir, 0700);
+    if (geteuid() == 0) {
+        TU_CHECK(chown(pdir, 65534, 65534) == 0, "chown folder");
+        check_refused("programs folder owned by nobody", dir, "is not trusted (owned by uid 65534, not by uid 0)", 0);
+        TU_CHECK(chown(pdir, 0, 0) == 0, "chown folder back");
+    } else {
+        fprintf(stderr, "skipped: folder owned by another user (needs root)\n");
+    }
+    TU_CHECK(count_files(pdir, ".bin") == before, "an untrusted folder was written to");
+
+    /* A damaged key: entries it signed are rebuilt, the key replaced. */
+    write_all(keyf, "short", 5);
+    clt_context *c = make_ctx(dir, CLT_TUNE_OFF, 0);
+    if (c) {
+        check_act("damaged key", c);
+        clt__bin_stats bs;
+        clt__binary_cache_stats(c, &bs);
+        TU_CHECK(bs.hits == 0, "hit with a damaged key");
+        clt_context_destroy(c);
+        TU_CHECK(stat(keyf, &st) == 0 && st.st_size == 32, "key not replaced");
+    }
+    c = make_ctx(dir, CLT_TUNE_OFF, 0);
+    if (c) {
+        check_act("after key replacement", c);
+        clt__bin_stats bs;
+        clt__binary_cache_stats(c, &bs);
+        TU_CHECK(bs.hits == 1, "no hit after the key was replaced (hits %d)", bs.hits);
+        clt_context_destroy(c);
+    }
+}
+
+/* ---- a conv2d decision that is neither algorithm: ignored with a warning, the default rule decides */
+static void test_conv_entry(void)
+{
+    char dir[4096];
+    sub(dir, "conv");
+    clt__conv_geom g = {2, 3, 8, 8, 4, 3, 3, 1, 1, 1, 1, 8, 8};
+    char shape[256];
+    snprintf(shape, sizeof shape, "n=%d,c=%d,h=%d,w=%d,co=%d,kh=%d,kw=%d,sh=%d,sw=%d,ph=%d,pw=%d,pass=%s", g.n, g.c,
+             g.h, g.w, g.co, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, "fwd");
+    clt__tune_key key = {"conv2d_algo", "conv2d", "", shape};
+    const char *bad[2] = {"algo=im2colXL", "algo=direct2"};
+    for (int i = 0; i < 2; i++) {
+        clt_context *c = make_ctx(dir, CLT_TUNE_QUICK, 0);
+        if (!c) {
+            tu_failures++;
+            return;
+        }
+        TU_OK(c, clt__tune_put(c, &key, bad[i]));
+        clt_context_destroy(c);
+        capture_begin();
+        c = make_ctx_v(dir, CLT_TUNE_CACHED, 0, 1);
+        int algo = c ? clt__conv2d_algo(c, &g) : -1;
+        int want = c && c->info.is_cpu ? CLT__CONV_DIRECT : CLT__CONV_IM2COL; /* the default rule */
+        clt_context_destroy(c);
+        char *log = capture_end();
+        TU_CHECK(algo == want, "'%s': algorithm %d, expected the default %d", bad[i], algo, want);
+        TU_CHECK(strstr(log, "is invalid (neither 'algo=direct ...' nor 'algo=im2col ...')") != NULL,
+                 "'%s': no verbose line", bad[i]);
+        free(log);
+    }
+}
+
 /* ---- timing */
 typedef struct {
     cl_mem buf;
@@ -713,6 +947,8 @@ int main(void)
     test_corruption();
     test_unwritable();
     test_binaries();
+    test_binary_trust();
+    test_conv_entry();
     test_timing();
     if (tu_failures == 0) rm_rf(base);
     return tu_finish("tune");

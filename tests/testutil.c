@@ -65,40 +65,45 @@ int tu_ok(clt_context *ctx, int status, const char *what, const char *file, int 
     return 0;
 }
 
-int tu_close(const char *what, const float *got, const double *ref, size_t n, double rtol, double atol)
+double tu_sum_atol(double k, double m)
 {
-    double scale = 0;
-    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
-    double tol = atol + rtol * scale, worst = -1;
-    size_t wi = 0;
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - ref[i]);
-        if (!(e <= tol)) bad++;
-        if (!(e <= worst)) worst = e, wi = i;
-    }
-    if (bad) {
-        fprintf(stderr, "FAIL %s: %d of %zu values off (tol %.3g = %.1g + %.1g * %.3g); worst [%zu] got %.7g want %.7g\n",
-                what, bad, n, tol, atol, rtol, scale, wi, got[wi], ref[wi]);
-        tu_failures++;
-        return 0;
-    }
-    return 1;
+    return 4 * TU_U32 * m * (k < 1 ? 1 : k);
 }
 
-int tu_close_elem(const char *what, const float *got, const double *ref, size_t n, double rtol, double atol)
+double tu_sum_rtol(double k)
 {
-    double worst = -1;
+    return 8 * TU_U32 * (1 + sqrt(k < 1 ? 1 : k));
+}
+
+int tu_close(const char *what, const float *got, const double *ref, size_t n, double rtol, double atol)
+{
+    double worst = -1, e2 = 0, r2 = 0, a2 = 0;
     size_t wi = 0;
-    int bad = 0;
+    size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - ref[i]), tol = atol + rtol * fabs(ref[i]);
-        if (!(e <= tol)) bad++;
-        if (!(e - tol <= worst)) worst = e - tol, wi = i;
+        double e = fabs((double)got[i] - ref[i]), allowed = atol + rtol * fabs(ref[i]);
+        double ratio = e == 0 ? 0 : allowed > 0 ? e / allowed : INFINITY;
+        if (isnan(ratio)) ratio = INFINITY;
+        if (!(e <= allowed)) bad++;
+        if (ratio > worst) worst = ratio, wi = i;
+        e2 += e * e, r2 += ref[i] * ref[i], a2 += allowed * allowed;
     }
-    if (bad) {
-        fprintf(stderr, "FAIL %s: %d of %zu values off (tol %.1g + %.1g * |ref|); worst [%zu] got %.7g want %.7g\n",
-                what, bad, n, atol, rtol, wi, got[wi], ref[wi]);
+    double rel = r2 > 0 ? sqrt(e2 / r2) : sqrt(e2);
+    double nf = n < 4 ? 1 / sqrt((double)(n ? n : 1)) : 0.5; /* 1 for one element: the per-element bound */
+    int norm_ok = sqrt(e2) <= nf * sqrt(a2);
+    if (getenv("TU_SHOW_MARGIN")) /* how close each check came to its bound (for choosing tolerances) */
+        printf("margin %-70.70s worst error/allowed %.3g, norm %.3g of its bound\n", what, worst,
+               a2 > 0 ? sqrt(e2) / (nf * sqrt(a2)) : 0.0);
+    if (bad || !norm_ok) {
+        double allowed = n ? atol + rtol * fabs(ref[wi]) : 0;
+        if (bad)
+            fprintf(stderr, "FAIL %s: %zu of %zu values off (allowed atol %.3g + rtol %.3g * |ref|); worst [%zu] got "
+                    "%.9g ref %.9g error %.3g allowed %.3g; relative L2 error %.3g\n", what, bad, n, atol, rtol, wi,
+                    n ? got[wi] : 0.0f, n ? ref[wi] : 0.0, n ? fabs(got[wi] - ref[wi]) : 0.0, allowed, rel);
+        else
+            fprintf(stderr, "FAIL %s: norm check: ||got-ref|| %.3g > %.2g * ||allowed|| %.3g (relative L2 error %.3g; "
+                    "atol %.3g, rtol %.3g); worst [%zu] got %.9g ref %.9g allowed %.3g\n", what, sqrt(e2), nf,
+                    nf * sqrt(a2), rel, atol, rtol, wi, got[wi], ref[wi], allowed);
         tu_failures++;
         return 0;
     }
@@ -115,6 +120,57 @@ int tu_close_f(const char *what, const float *got, const float *ref, size_t n, d
     return ok;
 }
 
+/* Moves a random selection of `take` of cand[0..n-1] to its front (partial Fisher-Yates: no repetition). */
+static size_t draw(tu_rng *rng, size_t *cand, size_t n, size_t take)
+{
+    if (take > n) take = n;
+    for (size_t i = 0; i < take; i++) {
+        size_t j = i + (size_t)(tu_uniform(rng, 0, 1) * (double)(n - i));
+        if (j >= n) j = n - 1;
+        size_t t = cand[i];
+        cand[i] = cand[j], cand[j] = t;
+    }
+    return take;
+}
+
+size_t tu_fd_indices(int ndim, const int *dims, int border, size_t fd_all, size_t fd_edges, size_t max_fd,
+                     tu_rng *rng, size_t *idx)
+{
+    size_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= (size_t)dims[d];
+    if (n <= fd_all) {
+        for (size_t i = 0; i < n; i++) idx[i] = i;
+        return n;
+    }
+    size_t *edge = malloc(n * sizeof *edge), *inner = malloc(n * sizeof *inner);
+    if (!edge || !inner) {
+        free(edge), free(inner);
+        return 0;
+    }
+    size_t nc = 0, ne = 0, ni = 0;
+    int first_spatial = ndim == 4 ? 2 : 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t r = i;
+        int all_band = 1, spatial_band = 0;
+        for (int d = ndim - 1; d >= 0; d--) {
+            size_t D = (size_t)dims[d], x = r % D;
+            r /= D;
+            int in_band = x < (size_t)border || x + (size_t)border >= D;
+            all_band &= in_band;
+            if (d >= first_spatial && in_band) spatial_band = 1;
+        }
+        if (all_band) idx[nc++] = i;
+        else if (spatial_band) edge[ne++] = i;
+        else inner[ni++] = i;
+    }
+    ne = draw(rng, edge, ne, fd_edges);
+    ni = draw(rng, inner, ni, max_fd);
+    memcpy(idx + nc, edge, ne * sizeof *idx);
+    memcpy(idx + nc + ne, inner, ni * sizeof *idx);
+    free(edge), free(inner);
+    return nc + ne + ni;
+}
+
 typedef struct tensor_data {
     clt_tensor *t;
     size_t n;
@@ -122,12 +178,50 @@ typedef struct tensor_data {
     float *grad; /* gradient from the device */
 } tensor_data;
 
-static double objective(tu_opcheck *c, double **ins, double **ps, double *out, const double *R, size_t nout)
+static double objective(tu_opcheck *c, double **ins, double **ps, double *out, const double *R, size_t nout,
+                        double *abs_sum)
 {
     c->ref(c->ud, (const double *const *)ins, (const double *const *)ps, out);
-    double s = 0;
-    for (size_t i = 0; i < nout; i++) s += R[i] * out[i];
+    double s = 0, a = 0;
+    for (size_t i = 0; i < nout; i++) s += R[i] * out[i], a += fabs(R[i] * out[i]);
+    if (abs_sum) *abs_sum = a;
     return s;
+}
+
+/* Finite differences of sum(R * ref) for the chosen elements of one tensor vs its device gradient. */
+static void check_fd(tu_opcheck *c, const char *label, tensor_data *td, double **ins, double **pv, double *tmpo,
+                     const double *R, size_t nout, tu_rng *rng, double rtol, double atol)
+{
+    char what[256];
+    int dims[4] = {1, 1, 1, 1}, nd = clt_tensor_ndim(td->t);
+    for (int d = 0; d < nd && d < 4; d++) dims[d] = clt_tensor_dim(td->t, d);
+    size_t *idx = malloc(td->n * sizeof *idx);
+    float *got = malloc(td->n * sizeof(float));
+    double *want = malloc(td->n * sizeof(double));
+    if (!idx || !got || !want) {
+        TU_CHECK(0, "%s: out of host memory", label);
+        free(idx), free(got), free(want);
+        return;
+    }
+    size_t m = tu_fd_indices(nd, dims, c->border, (size_t)c->fd_all, (size_t)c->fd_edges, (size_t)c->max_fd, rng,
+                             idx);
+    double fd_round = 0;
+    for (size_t k = 0; k < m; k++) {
+        size_t j = idx[k];
+        double save = td->d[j], ap, am;
+        td->d[j] = save + c->fd_h;
+        double fp = objective(c, ins, pv, tmpo, R, nout, &ap);
+        td->d[j] = save - c->fd_h;
+        double fm = objective(c, ins, pv, tmpo, R, nout, &am);
+        td->d[j] = save;
+        want[k] = (fp - fm) / (2 * c->fd_h);
+        got[k] = td->grad[j];
+        double r = 4e-16 * (ap > am ? ap : am) / (2 * c->fd_h);
+        if (r > fd_round) fd_round = r;
+    }
+    snprintf(what, sizeof what, "%s d/d%s (%zu of %zu elements)", label, clt_tensor_name(td->t), m, td->n);
+    tu_close(what, got, want, m, rtol, atol + c->fd_atol + fd_round);
+    free(idx), free(got), free(want);
 }
 
 int tu_check_op(clt_context *ctx, const char *label, tu_opcheck *c)
@@ -136,8 +230,16 @@ int tu_check_op(clt_context *ctx, const char *label, tu_opcheck *c)
     char what[256];
     if (c->fd_h == 0) c->fd_h = 1e-3;
     if (c->max_fd == 0) c->max_fd = 64;
-    if (c->rtol == 0 && c->atol == 0) c->rtol = 1e-4, c->atol = 1e-5;
-    if (c->grad_rtol == 0 && c->grad_atol == 0) c->grad_rtol = 2e-3, c->grad_atol = 1e-4;
+    if (c->fd_all == 0) c->fd_all = 512;
+    if (c->fd_edges == 0) c->fd_edges = 512;
+    if (c->border == 0) c->border = 1;
+    if (c->k == 0) c->k = 1;
+    if (c->grad_k == 0) c->grad_k = c->k;
+    if (c->mag == 0) c->mag = 1;
+    if (c->rtol == 0 && c->atol == 0) c->rtol = tu_sum_rtol(c->k), c->atol = tu_sum_atol(c->k, c->mag);
+    if (c->grad_rtol == 0 && c->grad_atol == 0)
+        c->grad_rtol = tu_sum_rtol(c->grad_k), c->grad_atol = tu_sum_atol(c->grad_k, c->mag);
+    if (c->in_grad_rtol == 0 && c->in_grad_atol == 0) c->in_grad_rtol = c->grad_rtol, c->in_grad_atol = c->grad_atol;
     tu_rng rng = {c->seed ? c->seed : 1234};
     clt_graph *g = c->g;
 
@@ -180,7 +282,7 @@ int tu_check_op(clt_context *ctx, const char *label, tu_opcheck *c)
     if (TU_OK(ctx, clt_graph_forward(g, c->training)) && TU_OK(ctx, clt_tensor_read(g, c->out, 0, out, nout))) {
         c->ref(c->ud, (const double *const *)ins, (const double *const *)pv, ref);
         snprintf(what, sizeof what, "%s forward", label);
-        (c->elementwise ? tu_close_elem : tu_close)(what, out, ref, nout, c->rtol, c->atol);
+        tu_close(what, out, ref, nout, c->rtol, c->atol);
     }
     for (size_t i = 0; i < nout; i++) Rf[i] = (float)tu_uniform(&rng, -1, 1), R[i] = Rf[i];
     if (TU_OK(ctx, clt_graph_backward_from(g, c->out, Rf, nout))) {
@@ -188,32 +290,11 @@ int tu_check_op(clt_context *ctx, const char *label, tu_opcheck *c)
             if (!c->no_grad[i]) TU_OK(ctx, clt_tensor_read(g, c->in[i], 1, in[i].grad, in[i].n));
         for (int i = 0; i < np; i++) TU_OK(ctx, clt_tensor_read(g, ps[i].t, 1, ps[i].grad, ps[i].n));
         /* Finite differences on the double reference. */
-        for (int which = 0; which < 2; which++) {
-            int cnt = which == 0 ? c->nin : np;
-            for (int i = 0; i < cnt; i++) {
-                tensor_data *td = which == 0 ? &in[i] : &ps[i];
-                if (which == 0 && c->no_grad[i]) continue;
-                size_t m = td->n < (size_t)c->max_fd ? td->n : (size_t)c->max_fd;
-                float *got = malloc(m * sizeof(float));
-                double *want = malloc(m * sizeof(double));
-                for (size_t k = 0; k < m; k++) {
-                    size_t j = td->n <= (size_t)c->max_fd ? k : (size_t)(tu_uniform(&rng, 0, 1) * td->n) % td->n;
-                    if (c->elementwise && td->n > (size_t)c->max_fd && k < 2) j = k == 0 ? 0 : td->n - 1;
-                    double save = td->d[j];
-                    td->d[j] = save + c->fd_h;
-                    double fp = objective(c, ins, pv, tmpo, R, nout);
-                    td->d[j] = save - c->fd_h;
-                    double fm = objective(c, ins, pv, tmpo, R, nout);
-                    td->d[j] = save;
-                    want[k] = (fp - fm) / (2 * c->fd_h);
-                    got[k] = td->grad[j];
-                }
-                snprintf(what, sizeof what, "%s d/d%s", label, clt_tensor_name(td->t));
-                (c->elementwise ? tu_close_elem : tu_close)(what, got, want, m, c->grad_rtol, c->grad_atol);
-                free(got);
-                free(want);
-            }
-        }
+        for (int i = 0; i < c->nin; i++)
+            if (!c->no_grad[i])
+                check_fd(c, label, &in[i], ins, pv, tmpo, R, nout, &rng, c->in_grad_rtol, c->in_grad_atol);
+        for (int i = 0; i < np; i++)
+            check_fd(c, label, &ps[i], ins, pv, tmpo, R, nout, &rng, c->grad_rtol, c->grad_atol);
     }
     for (int i = 0; i < c->nin; i++) free(in[i].d), free(in[i].grad);
     for (int i = 0; i < np; i++) free(ps[i].d), free(ps[i].grad);
@@ -244,6 +325,33 @@ static void pair_ref(void *v, const double *const *in, const double *const *p, d
     out[0] = s / (double)d->n;
 }
 
+/* Largest |term| and |d term / d pred| over the corners of [plo, phi] x [tlo, thi] (both losses are convex in
+ * pred and convex or linear in target, so the corners bound them). */
+static void pair_bounds(const tu_pair_loss *l, double plo, double phi, double tlo, double thi, double *tm, double *dm)
+{
+    double ps[2] = {plo, phi}, ts[2] = {tlo, thi}, h = 1e-4;
+    *tm = *dm = 0;
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) {
+            *tm = fmax(*tm, fabs(l->term(ps[i], ts[j])));
+            *dm = fmax(*dm, fabs(l->term(ps[i] + h, ts[j]) - l->term(ps[i] - h, ts[j])) / (2 * h));
+        }
+}
+
+/* Tolerances of mean(term) over n elements (see testutil.h): the loss sums n terms of at most tm/n (k = n,
+ * float32 exp/log: 8 more u); each gradient element is term'/n (k = 1, at most dm/n), after a dense layer also
+ * summed over rows and units (gk); the forward then also sums the dense layer's products (k). Finite
+ * differences truncate by ~h^2/6 * |term'''| / n with |term'''| <= 1 for both losses (0 for the squared
+ * error). */
+static void pair_tolerances(double n, double k, double tm, double dm, double gk, tu_opcheck *c)
+{
+    c->rtol = tu_sum_rtol(k) + 8 * TU_U32;
+    c->atol = tu_sum_atol(k, tm / n);
+    c->grad_rtol = tu_sum_rtol(gk) + 8 * TU_U32;
+    c->grad_atol = tu_sum_atol(gk, dm / n);
+    c->fd_atol = 1e-6 / 6 / n;
+}
+
 void tu_check_pair_loss(clt_context *ctx, tu_rng *rng, const tu_pair_loss *l)
 {
     int shapes[][4] = {{1, 1, 1, 1}, {4, 3, 1, 1}, {2, 3, 4, 5}, {1000, 1, 1, 1}, {3, 257, 1, 1}};
@@ -269,6 +377,9 @@ void tu_check_pair_loss(clt_context *ctx, tu_rng *rng, const tu_pair_loss *l)
             pair_ud u = {l, n, 0};
             tu_opcheck c = {.g = g, .nin = 2, .in = {x, t}, .in_data = {xd, td}, .no_grad = {0, !tg}, .out = loss,
                             .ref = pair_ref, .ud = &u, .training = 1, .seed = (uint64_t)(si * 2 + tg + 1)};
+            double tm, dm;
+            pair_bounds(l, l->pred_lo, l->pred_hi, l->target_lo, l->target_hi, &tm, &dm);
+            pair_tolerances((double)n, (double)n, tm, dm, 1, &c);
             char label[64];
             snprintf(label, sizeof label, "%s shape#%d target grad %d", l->name, si, tg);
             tu_check_op(ctx, label, &c);
@@ -294,6 +405,10 @@ void tu_check_pair_loss(clt_context *ctx, tu_rng *rng, const tu_pair_loss *l)
             pair_ud u = {l, 15, 1};
             tu_opcheck c = {.g = g, .nin = 2, .in = {x, t}, .in_data = {xd, td}, .no_grad = {0, 1}, .out = loss,
                             .ref = pair_ref, .ud = &u, .training = 1, .seed = 99};
+            /* pred = 4 products + bias, |pred| <= 5; the gradients sum over 5 rows and 3 units */
+            double tm, dm;
+            pair_bounds(l, -5, 5, l->dense_target_lo, l->dense_target_hi, &tm, &dm);
+            pair_tolerances(15, 15 + 5, tm, dm * 5, 5 + 3 + 4, &c);
             char label[64];
             snprintf(label, sizeof label, "%s after dense", l->name);
             tu_check_op(ctx, label, &c);
@@ -310,8 +425,9 @@ void tu_check_pair_loss(clt_context *ctx, tu_rng *rng, const tu_pair_loss *l)
         TU_OK(ctx, clt_input(g, "a", 2, as, &a));
         TU_OK(ctx, clt_input(g, "b", 1, bs, &b));
         TU_CHECK(l->fn(g, a, b, &y) == CLT_ERR_SHAPE && !y, "%s: (4,1) vs (4) must be refused", l->name);
-        TU_CHECK(clt_errmsg(ctx)[0] != 0, "%s: error message must be set", l->name);
+        TU_MSG(ctx, "must have the same shape");
         TU_CHECK(l->fn(g, a, NULL, &y) == CLT_ERR_INVALID, "%s: NULL target must be refused", l->name);
+        TU_MSG(ctx, " is NULL");
         clt_graph_destroy(g);
     }
 }
@@ -364,6 +480,19 @@ void tu_conv_ref(const tu_conv_geom *d, const double *x, const double *wt, const
                             }
                     out[((n * d->co + co) * d->oh + oh) * d->ow + ow] = s;
                 }
+}
+
+void tu_conv_tolerances(const tu_conv_geom *d, tu_opcheck *c)
+{
+    double kf = (double)d->c * d->kh * d->kw + 1, kw = (double)d->n * d->oh * d->ow, kx = (double)d->co * d->kh * d->kw;
+    c->rtol = tu_sum_rtol(kf);
+    c->atol = tu_sum_atol(kf, 1);
+    c->grad_rtol = tu_sum_rtol(kw);
+    c->grad_atol = tu_sum_atol(kw, 1);
+    c->in_grad_rtol = tu_sum_rtol(kx);
+    c->in_grad_atol = tu_sum_atol(kx, 1);
+    int b = (d->kh > d->kw ? d->kh : d->kw) - 1;
+    c->border = b < 1 ? 1 : b;
 }
 
 void tu_conv_ref_op(void *ud, const double *const *in, const double *const *p, double *out)

@@ -26,20 +26,7 @@ int cli_train(const cli_train_opts *o);
 int cli_eval(const char *checkpoint, const char *data_dir, const char *device, int tune, int batch, int verbose);
 int cli_predict(const char *checkpoint, const char *device, int tune, int top, int nfiles, char **files);
 
-/* ---- settings stored with a checkpoint next to the model text: a block of comment lines after the
- * marker line, so the text stays a valid model description. */
-#define CLI_META_MARKER "# --- cltrain data settings (written by cltrain; do not edit) ---"
-typedef struct cli_data_meta {
-    int c, h, w, classes;
-    float mean[4], std[4];
-    float label_smoothing;
-    char class_names[10][32];
-} cli_data_meta;
-/* Returns malloc'ed model_text + the meta block. */
-char *cli_meta_append(const char *model_text, const cli_data_meta *m);
-/* Splits a stored text: *model_only (malloc'ed) is the text before the marker; fills *m. Returns 0, or -1
- * with a message in err if the block is missing or malformed. */
-int cli_meta_parse(const char *text, char **model_only, cli_data_meta *m, char *err);
+typedef tool_data_meta cli_data_meta;
 
 /* ---- report.c */
 /* Per-class precision, recall, F1 and the confusion matrix (rows: true class, columns: predicted). */

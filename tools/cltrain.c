@@ -24,14 +24,16 @@ static const char *const usage_main =
     "  devices          list the OpenCL devices\n"
     "  bench            time the ops and a training step (see cltrain bench --help)\n"
     "  tune             tune kernels for a device (see cltrain tune --help)\n"
+    "  doctor           check drivers, devices, caches and data sets; print a fix for each problem\n"
     "\n"
     "options:\n"
     "  -h, --help       this help; `cltrain <command> --help` describes a command\n"
     "  --version        print the version\n"
     "\n"
     "environment:\n"
-    "  CLTRAIN_DATA       default dataset folder (else the current folder; Fashion-MNIST: "
-    "/usr/share/datasets/fashion-mnist)\n"
+    "  CLTRAIN_DATA       first place to look for a data set without --data; then\n"
+    "                     $XDG_DATA_HOME/cltrain/<dataset> (~/.local/share/cltrain/<dataset>), the current folder\n"
+    "                     and, for Fashion-MNIST, /usr/share/datasets/fashion-mnist\n"
     "  CLTRAIN_DEVICE     default device (see --device)\n"
     "  CLTRAIN_CACHE_DIR  folder of the tuning and kernel caches (default ~/.cache/cltrain)\n"
     "  CLTRAIN_KERNEL_DIR load kernels from this folder instead of the built-in copies\n"
@@ -46,7 +48,9 @@ static const char *const usage_train =
     "Trains a model on %s, evaluating on the test set after every epoch.\n"
     "\n"
     "data:\n"
-    "  --data DIR             dataset folder (default: $CLTRAIN_DATA, else %s)\n"
+    "  --data PATH            %s\n"
+    "                         (default: the first that holds it of $CLTRAIN_DATA, $XDG_DATA_HOME/cltrain/%s\n"
+    "                         (~/.local/share/cltrain/%s), the current folder%s)\n"
     "  --limit N              train on the first N training images only\n"
     "  --augment, --no-augment  random crop (4-pixel zero padding) + horizontal flip (default: %s)\n"
     "model and optimization:\n"
@@ -104,7 +108,7 @@ static void print_layer_usage(void)
 }
 
 static const char *const usage_eval =
-    "usage: cltrain eval --checkpoint FILE [--data DIR] [--batch N] [--device SPEC] [--tune MODE] [--verbose]\n"
+    "usage: cltrain eval --checkpoint FILE [--data PATH] [--batch N] [--device SPEC] [--tune MODE] [--verbose]\n"
     "\n"
     "Evaluates a checkpoint on the test set of the dataset it was trained on (the folder defaults as for\n"
     "training). Prints loss, accuracy, per-class metrics, the confusion matrix and a `final:` line.\n";
@@ -223,11 +227,16 @@ static int cmd_train(const char *dataset, int argc, char **argv)
                         .weight_decay = NAN, .label_smoothing = NAN};
     argp p = {.argc = argc, .argv = argv, .cmd = dataset, .i = 1};
     const char *what = !strcmp(dataset, "cifar10") ? "CIFAR-10" : !strcmp(dataset, "mnist") ? "MNIST" : "Fashion-MNIST";
-    const char *defdir = !strcmp(dataset, "fashion-mnist") ? "/usr/share/datasets/fashion-mnist" : "the current folder";
+    const char *datapath = !strcmp(dataset, "cifar10")
+                               ? "cifar-10-binary.tar.gz (read as it is), the cifar-10-batches-bin folder or its parent"
+                               : "the folder of the IDX files (plain or .gz), or one of them";
+    const char *lastdir =
+        !strcmp(dataset, "fashion-mnist") ? ",\n                         /usr/share/datasets/fashion-mnist" : "";
     for (; p.i < argc && !p.bad; p.i++) {
         const char *a = argv[p.i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf(usage_train, dataset, what, defdir, !strcmp(dataset, "cifar10") ? "on for CIFAR-10" : "off");
+            printf(usage_train, dataset, what, datapath, dataset, dataset, lastdir,
+                   !strcmp(dataset, "cifar10") ? "on for CIFAR-10" : "off");
             print_layer_usage();
             fputs(usage_train_tail, stdout);
             return 0;
@@ -434,6 +443,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "eval")) return cmd_eval(sargc, sargv);
     if (!strcmp(cmd, "predict")) return cmd_predict(sargc, sargv);
     if (!strcmp(cmd, "devices")) return cmd_devices(sargc, sargv);
+    if (!strcmp(cmd, "doctor")) return tool_cmd_doctor(sargc, sargv);
     if (!strcmp(cmd, "bench"))
         return sargc > 1 && !strcmp(sargv[1], "step") ? tool_bench_step(sargc - 1, sargv + 1) : tool_cmd_bench(sargc, sargv);
     if (!strcmp(cmd, "tune"))

@@ -130,48 +130,30 @@ void cli_print_class_report(FILE *f, const int64_t *cm, int k, const char (*name
 
 /* ------------------------------------------------------------------------------------------ files */
 
-/* Writes to a new path.tmp.<pid>.<random> (mkstemp: O_EXCL, so a file or symbolic link that happens to
- * have that name is never truncated or followed, and a name left by a killed process of the same pid does
- * not block the write) and renames, so a reader never sees half a file. */
-static FILE *open_tmp(const char *path, char *tmp, size_t len, char *err)
+/* The file is composed in memory, then written by the library's atomic writer (a uniquely named temporary,
+ * fsync, rename), so a reader never sees half a file and a crash leaves no obstacle to the next write. */
+typedef struct memout {
+    FILE *f;
+    char *buf;
+    size_t len;
+} memout;
+
+static FILE *open_mem(memout *m, char *err)
 {
-    if ((size_t)snprintf(tmp, len, "%s.tmp.%ld.XXXXXX", path, (long)getpid()) >= len) {
-        snprintf(err, TOOL_ERR_LEN, "cannot write %.900s: the name is too long", path);
-        return NULL;
-    }
-    int fd = mkstemp(tmp);
-    if (fd >= 0) {
-        /* mkstemp creates 0600; the file gets the mode a plain open(0666) would give it. */
-        mode_t um = umask(0);
-        umask(um);
-        fchmod(fd, 0666 & ~um);
-    }
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f) {
-        snprintf(err, TOOL_ERR_LEN, "cannot write %.900s: %s", tmp, strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-            remove(tmp);
-        }
-    }
-    return f;
+    memset(m, 0, sizeof *m);
+    m->f = open_memstream(&m->buf, &m->len);
+    if (!m->f) snprintf(err, TOOL_ERR_LEN, "out of memory");
+    return m->f;
 }
 
-static int close_tmp(FILE *f, const char *tmp, const char *path, char *err)
+static int close_mem(memout *m, const char *path, char *err)
 {
-    int bad = ferror(f);
-    if (fclose(f) != 0) bad = 1;
-    if (bad) {
-        snprintf(err, TOOL_ERR_LEN, "cannot write %.900s: %s", tmp, strerror(errno));
-        remove(tmp);
-        return CLT_ERR_IO;
-    }
-    if (rename(tmp, path) != 0) {
-        snprintf(err, TOOL_ERR_LEN, "cannot rename %.450s to %.450s: %s", tmp, path, strerror(errno));
-        remove(tmp);
-        return CLT_ERR_IO;
-    }
-    return 0;
+    int bad = ferror(m->f);
+    if (fclose(m->f) != 0) bad = 1;
+    int st = bad ? tool_fail(err, CLT_ERR_NOMEM, "out of memory composing %.900s", path)
+                 : clt_file_write_atomic(path, m->buf, m->len, err, TOOL_ERR_LEN);
+    free(m->buf);
+    return st;
 }
 
 /* JSON has no NaN/Infinity: those become null. */
@@ -185,9 +167,9 @@ static void json_num(FILE *f, const char *key, double v, int last)
 
 int cli_write_log(const char *path, const tool_epoch_metrics *h, int n, char *err)
 {
-    char tmp[4200];
-    FILE *f = open_tmp(path, tmp, sizeof tmp, err);
-    if (!f) return CLT_ERR_IO;
+    memout mo;
+    FILE *f = open_mem(&mo, err);
+    if (!f) return CLT_ERR_NOMEM;
     for (int i = 0; i < n; i++) {
         fprintf(f, "{\"epoch\":%d,", i + 1);
         json_num(f, "train_loss", h[i].train_loss, 0);
@@ -198,7 +180,7 @@ int cli_write_log(const char *path, const tool_epoch_metrics *h, int n, char *er
         json_num(f, "images_per_s", h[i].images_per_s, 1);
         fprintf(f, "}\n");
     }
-    return close_tmp(f, tmp, path, err);
+    return close_mem(&mo, path, err);
 }
 
 /* A "nice" tick step (1, 2 or 5 times a power of ten) giving about `want` ticks over `range`. */
@@ -286,9 +268,9 @@ static void xml_escaped(FILE *f, const char *s)
 
 int cli_write_plot(const char *path, const tool_epoch_metrics *h, int n, const char *title, char *err)
 {
-    char tmp[4200];
-    FILE *f = open_tmp(path, tmp, sizeof tmp, err);
-    if (!f) return CLT_ERR_IO;
+    memout mo;
+    FILE *f = open_mem(&mo, err);
+    if (!f) return CLT_ERR_NOMEM;
     const double W = 900, H = 420;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
@@ -300,7 +282,7 @@ int cli_write_plot(const char *path, const tool_epoch_metrics *h, int n, const c
     svg_panel(f, 70, 70, 340, 280, "Loss", "cross-entropy loss", h, n, 0);
     svg_panel(f, 530, 70, 340, 280, "Accuracy", "accuracy", h, n, 1);
     fprintf(f, "</svg>\n");
-    return close_tmp(f, tmp, path, err);
+    return close_mem(&mo, path, err);
 }
 
 /* ------------------------------------------------------------------------------------------ output paths */
@@ -379,7 +361,7 @@ int cli_check_output(const char *opt, const char *path, int is_checkpoint, char 
     return CLT_OK;
 }
 
-/* NAME.tmp.PID (tools/checkpoint.c) or NAME.tmp.PID.XXXXXX (open_tmp above); the pid, or -1. */
+/* NAME.tmp.PID (the old checkpoint writer) or NAME.tmp.PID.<16 hex> (the library's writer); the pid, or -1. */
 static long temp_pid(const char *entry, const char *base)
 {
     size_t bl = strlen(base);
@@ -389,9 +371,8 @@ static long temp_pid(const char *entry, const char *base)
     while (*d >= '0' && *d <= '9' && d - p < 10) pid = pid * 10 + (*d++ - '0');
     if (d == p || pid <= 0) return -1;
     if (!*d) return pid;
-    if (*d != '.' || strlen(d + 1) != 6) return -1;
-    for (const char *c = d + 1; *c; c++)
-        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z'))) return -1;
+    /* The library's atomic writer (clt_file_write_atomic, clt_graph_save): "<pid>.<16 hex digits>". */
+    if (*d != '.' || strlen(d + 1) != 16 || strspn(d + 1, "0123456789abcdef") != 16) return -1;
     return pid;
 }
 

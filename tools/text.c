@@ -13,8 +13,6 @@
 #include "cli.h"
 
 #define TEXT_MAX_BYTES (1LL << 30)
-/* The vocabulary travels in the checkpoint's model text as a comment block (the text stays a valid model). */
-#define TEXT_VOCAB_MARKER "# --- cltrain text vocabulary (written by cltrain; do not edit) ---"
 
 static const char *const usage_text =
     "usage: cltrain text --data FILE.txt [options]\n"
@@ -199,40 +197,111 @@ static void vocab_from(vocab *v, const unsigned char *s, size_t n)
     }
 }
 
-/* The model text plus the vocabulary block: "# vocab HEXBYTES". */
-static char *text_with_vocab(const char *model_text, const vocab *v)
+/* The application metadata of a `cltrain text` checkpoint (clt_graph_save's blob; little-endian):
+ *   "CLTTEXT\0" u32 version (1) u32 vocabulary size, its bytes in id order, u64 rng_state, i32 batch, f32 lr,
+ *   u64 seed, i32 nhistory, nhistory x 6 f64 (tool_epoch_metrics).
+ * The network text, optimizer, seed of the graph and counters are the library's part of the file. */
+#define TEXT_META_MAGIC "CLTTEXT"
+typedef struct wbuf {
+    unsigned char *b;
+    size_t n;
+} wbuf;
+static void put(wbuf *w, uint64_t v, int bytes)
 {
-    size_t n = strlen(model_text);
-    char *s = malloc(n + sizeof TEXT_VOCAB_MARKER + 2 * 256 + 32);
-    if (!s) return NULL;
-    size_t o = (size_t)sprintf(s, "%s%s%s\n# vocab ", model_text, n && model_text[n - 1] != '\n' ? "\n" : "",
-                               TEXT_VOCAB_MARKER);
-    for (int i = 0; i < v->n; i++) o += (size_t)sprintf(s + o, "%02x", v->byte[i]);
-    sprintf(s + o, "\n");
-    return s;
+    for (int i = 0; i < bytes; i++) w->b[w->n++] = (unsigned char)(v >> (8 * i));
+}
+static void put_f32(wbuf *w, float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    put(w, u, 4);
+}
+static void put_f64(wbuf *w, double f)
+{
+    uint64_t u;
+    memcpy(&u, &f, 8);
+    put(w, u, 8);
 }
 
-/* Splits a stored text into the model text (malloc'ed) and the vocabulary. */
-static int vocab_parse(const char *stored, char **model_text, vocab *v)
+static unsigned char *meta_encode(const tool_ckpt_meta *m, const vocab *v, size_t *len)
 {
-    const char *m = strstr(stored, TEXT_VOCAB_MARKER);
-    const char *h = m ? strstr(m, "\n# vocab ") : NULL;
-    if (!h) return -1;
-    h += strlen("\n# vocab ");
-    v->n = 0;
-    for (int b = 0; b < 256; b++) v->id[b] = -1;
-    while (h[0] && h[0] != '\n') {
-        unsigned x;
-        if (sscanf(h, "%2x", &x) != 1 || v->n == 256 || v->id[x] >= 0) return -1;
-        v->id[x] = v->n;
-        v->byte[v->n++] = (unsigned char)x;
-        h += 2;
+    wbuf w = {malloc(8 + 8 + 256 + 32 + (size_t)m->nhistory * 48), 0};
+    if (!w.b) return NULL;
+    memcpy(w.b, TEXT_META_MAGIC, 8);
+    w.n = 8;
+    put(&w, 1, 4);
+    put(&w, (uint64_t)v->n, 4);
+    for (int i = 0; i < v->n; i++) put(&w, v->byte[i], 1);
+    put(&w, m->rng_state, 8);
+    put(&w, (uint32_t)m->batch, 4);
+    put_f32(&w, m->lr);
+    put(&w, m->seed, 8);
+    put(&w, (uint32_t)m->nhistory, 4);
+    for (int i = 0; i < m->nhistory; i++) {
+        const tool_epoch_metrics *e = &m->history[i];
+        put_f64(&w, e->train_loss), put_f64(&w, e->train_acc), put_f64(&w, e->test_loss);
+        put_f64(&w, e->test_acc), put_f64(&w, e->seconds), put_f64(&w, e->images_per_s);
     }
-    if (v->n == 0) return -1;
-    *model_text = malloc((size_t)(m - stored) + 1);
-    if (!*model_text) return -1;
-    memcpy(*model_text, stored, (size_t)(m - stored));
-    (*model_text)[m - stored] = 0;
+    *len = w.n;
+    return w.b;
+}
+
+typedef struct rbuf {
+    const unsigned char *b;
+    size_t n, at;
+    int bad;
+} rbuf;
+static uint64_t get(rbuf *r, int bytes)
+{
+    uint64_t v = 0;
+    if (r->bad || r->n - r->at < (size_t)bytes) return r->bad = 1, 0;
+    for (int i = 0; i < bytes; i++) v |= (uint64_t)r->b[r->at++] << (8 * i);
+    return v;
+}
+static double get_f64(rbuf *r)
+{
+    uint64_t u = get(r, 8);
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
+}
+
+/* Decodes the metadata of an opened checkpoint (counters from the library); -1 if it is not ours or damaged. */
+static int meta_decode(const clt_checkpoint *ck, tool_ckpt_meta *m, vocab *v)
+{
+    size_t len = 0;
+    rbuf r = {clt_checkpoint_app_meta(ck, &len), 0, 0, 0};
+    r.n = len;
+    if (len < 8 || memcmp(r.b, TEXT_META_MAGIC, 8) != 0) return -1;
+    r.at = 8;
+    if (get(&r, 4) != 1) return -1;
+    v->n = (int)get(&r, 4);
+    if (r.bad || v->n < 1 || v->n > 256) return -1;
+    for (int b = 0; b < 256; b++) v->id[b] = -1;
+    for (int i = 0; i < v->n; i++) {
+        int x = (int)get(&r, 1);
+        if (r.bad || v->id[x] >= 0) return -1;
+        v->id[x] = i;
+        v->byte[i] = (unsigned char)x;
+    }
+    memset(m, 0, sizeof *m);
+    m->rng_state = get(&r, 8);
+    m->batch = (int)(int32_t)get(&r, 4);
+    uint32_t lr = (uint32_t)get(&r, 4);
+    memcpy(&m->lr, &lr, 4);
+    m->seed = get(&r, 8);
+    m->nhistory = (int)(int32_t)get(&r, 4);
+    if (r.bad || m->batch < 1 || m->nhistory < 0 || m->nhistory > 1024 || !(m->lr >= 0)) return -1;
+    for (int i = 0; i < m->nhistory; i++) {
+        tool_epoch_metrics *e = &m->history[i];
+        e->train_loss = get_f64(&r), e->train_acc = get_f64(&r), e->test_loss = get_f64(&r);
+        e->test_acc = get_f64(&r), e->seconds = get_f64(&r), e->images_per_s = get_f64(&r);
+    }
+    if (r.bad || r.at != r.n) return -1;
+    clt_checkpoint_counters(ck, &m->steps, &m->passes);
+    clt_compile_settings cs;
+    clt_checkpoint_compile_settings(ck, &cs);
+    m->opt = cs.optimizer;
     return 0;
 }
 
@@ -442,7 +511,7 @@ typedef struct text_state {
     lm_run r;
     float *ids, *tg, *gbuf;
     size_t *starts, gcap;
-    char *stored_text;
+    clt_checkpoint *ck; /* the one being resumed, until applied */
     tool_ckpt_meta *meta;
 } text_state;
 
@@ -452,7 +521,7 @@ static int text_setup(text_state *s)
     if (read_text(o->data, &s->text, &s->len)) return 1;
     vocab_from(&s->v, s->text, s->len);
     const char *model = o->model ? o->model : "gpt-tiny";
-    tool_checkpoint ck = {0};
+    clt_checkpoint *ck = NULL;
     char err[2048];
     int resumed = 0;
     s->meta = calloc(1, sizeof *s->meta);
@@ -464,26 +533,26 @@ static int text_setup(text_state *s)
         if (exists && !o->resume && !o->overwrite)
             return fail("%s exists: pass --resume to continue it or --overwrite to replace it", o->checkpoint);
         if (exists && o->resume) {
-            if (tool_checkpoint_read(o->checkpoint, &ck, err) < 0) return fail("%s", err);
-            char *mt = NULL;
             vocab cv;
-            if (strcmp(ck.meta.dataset, "text") != 0 || vocab_parse(ck.model_text, &mt, &cv) < 0) {
-                tool_checkpoint_free(&ck);
+            if (clt_checkpoint_open(o->checkpoint, &ck) < 0) {
+                int r = fail("%s", clt_checkpoint_errmsg(ck));
+                clt_checkpoint_close(ck);
+                return r;
+            }
+            if (meta_decode(ck, s->meta, &cv) < 0) {
+                clt_checkpoint_close(ck);
                 return fail("%s: not a checkpoint of `cltrain text`", o->checkpoint);
             }
             if (cv.n != s->v.n || memcmp(cv.byte, s->v.byte, (size_t)cv.n) != 0) {
-                free(mt);
-                tool_checkpoint_free(&ck);
+                clt_checkpoint_close(ck);
                 return fail("%s: its vocabulary (%d bytes) is not the one of %s (%d bytes)", o->checkpoint, cv.n,
                             o->data, s->v.n);
             }
-            int st2 = clt_model_parse(mt, ck.meta.model_text_origin, &s->m);
-            free(mt);
-            if (st2 < 0) {
-                tool_checkpoint_free(&ck);
+            if (clt_model_parse(clt_checkpoint_model_text(ck), o->checkpoint, &s->m) < 0) {
+                clt_checkpoint_close(ck);
                 return fail("%s: %s", o->checkpoint, clt_model_errmsg(s->m));
             }
-            *s->meta = ck.meta;
+            s->ck = ck;
             resumed = 1;
         }
     }
@@ -516,38 +585,37 @@ static int text_setup(text_state *s)
     if (open_ctx(o, &s->r.ctx)) return 1;
     if (build_run(&s->r, s->m, B, T, s->v.n, 1, &opt, resumed ? s->meta->seed : (uint64_t)o->seed)) return 1;
     if (resumed) {
-        int st3 = tool_checkpoint_apply(&ck, s->r.g, err);
-        tool_checkpoint_free(&ck);
-        if (st3 < 0) return fail("%s: %s", o->checkpoint, err);
+        int st3 = clt_checkpoint_apply(s->ck, s->r.g);
+        clt_checkpoint_close(s->ck);
+        s->ck = NULL;
+        if (st3 < 0) return fail("%s: %s", o->checkpoint, clt_errmsg(s->r.ctx));
         fprintf(stderr, "cltrain: resuming %s at step %llu\n", o->checkpoint, (unsigned long long)s->meta->steps);
     } else {
-        snprintf(s->meta->dataset, sizeof s->meta->dataset, "text");
-        snprintf(s->meta->model_text_origin, sizeof s->meta->model_text_origin, "%s", clt_model_name(s->m));
         s->meta->opt = opt;
         s->meta->batch = B;
         s->meta->lr = opt.lr;
         s->meta->seed = (uint64_t)o->seed;
         s->meta->rng_state = (uint64_t)o->seed * 0x2545F4914F6CDD1Dull + 7;
     }
-    s->stored_text = text_with_vocab(clt_model_text(s->m), &s->v);
     s->ids = malloc((size_t)B * T * sizeof(float));
     s->tg = malloc((size_t)B * T * sizeof(float));
     s->starts = malloc((size_t)B * sizeof(size_t));
-    if (!s->stored_text || !s->ids || !s->tg || !s->starts) return fail("out of memory");
+    if (!s->ids || !s->tg || !s->starts) return fail("out of memory");
     return 0;
 }
 
 static int save_state(text_state *s, long long step)
 {
     char err[2048];
-    uint64_t steps, passes;
-    clt_graph_get_counters(s->r.g, &steps, &passes);
-    s->meta->steps = steps, s->meta->passes = passes;
     (void)step;
-    /* The checkpoint format counts epochs (at most its history's 1024): here evaluations; steps are meta.steps. */
-    s->meta->epochs_done = s->meta->nhistory;
-    if (s->o.checkpoint && tool_checkpoint_save(s->o.checkpoint, s->r.g, s->meta, s->stored_text, err) < 0)
-        return fail("%s", err);
+    if (s->o.checkpoint) {
+        size_t len = 0;
+        unsigned char *blob = meta_encode(s->meta, &s->v, &len);
+        if (!blob) return fail("out of memory");
+        int st = clt_graph_save(s->r.g, s->o.checkpoint, blob, len);
+        free(blob);
+        if (st < 0) return fail("%s", clt_errmsg(s->r.ctx));
+    }
     if (s->o.log && cli_write_log(s->o.log, s->meta->history, s->meta->nhistory, err) < 0) return fail("%s", err);
     if (s->o.plot && cli_write_plot(s->o.plot, s->meta->history, s->meta->nhistory, "cltrain text", err) < 0)
         return fail("%s", err);
@@ -646,7 +714,8 @@ int tool_cmd_text(int argc, char **argv)
     clt_graph_destroy(s.r.g);
     clt_context_destroy(s.r.ctx);
     clt_model_destroy(s.m);
-    free(s.text), free(s.ids), free(s.tg), free(s.starts), free(s.gbuf), free(s.stored_text), free(s.meta);
+    free(s.text), free(s.ids), free(s.tg), free(s.starts), free(s.gbuf), free(s.meta);
+    clt_checkpoint_close(s.ck);
     return rc;
 }
 
@@ -715,21 +784,28 @@ int tool_cmd_generate(int argc, char **argv)
     int rc = parse_opts("generate", argc, argv, &o);
     if (rc) return rc == 1 ? 0 : 2;
     if (!o.checkpoint) return usage("generate", "%s", "--checkpoint FILE is required");
-    char err[2048], *mt = NULL;
-    tool_checkpoint ck = {0};
+    clt_checkpoint *ck = NULL;
+    tool_ckpt_meta *meta = calloc(1, sizeof *meta);
     vocab v;
-    if (tool_checkpoint_read(o.checkpoint, &ck, err) < 0) return fail("%s", err);
-    if (strcmp(ck.meta.dataset, "text") != 0 || vocab_parse(ck.model_text, &mt, &v) < 0) {
-        tool_checkpoint_free(&ck);
+    if (!meta) return fail("out of memory");
+    if (clt_checkpoint_open(o.checkpoint, &ck) < 0) {
+        rc = fail("%s", clt_checkpoint_errmsg(ck));
+        clt_checkpoint_close(ck);
+        free(meta);
+        return rc;
+    }
+    if (meta_decode(ck, meta, &v) < 0) {
+        clt_checkpoint_close(ck);
+        free(meta);
         return fail("%s: not a checkpoint of `cltrain text`", o.checkpoint);
     }
+    free(meta);
     const char *prompt = o.prompt ? o.prompt : v.id['\n'] >= 0 ? "\n" : "";
     size_t pl = strlen(prompt);
     for (size_t i = 0; i < pl; i++) {
         unsigned char c = (unsigned char)prompt[i];
         if (v.id[c] < 0) {
-            free(mt);
-            tool_checkpoint_free(&ck);
+            clt_checkpoint_close(ck);
             if (c >= 0x20 && c < 0x7f)
                 return fail("--prompt: character '%c' (byte 0x%02x, position %zu) is not in the model's vocabulary "
                             "(%d bytes of its training text)", c, c, i, v.n);
@@ -742,12 +818,13 @@ int tool_cmd_generate(int argc, char **argv)
     int *ctx_ids = malloc((pl + (size_t)o.tokens + 1) * sizeof(int));
     rc = 0;
     if (!ctx_ids) rc = fail("out of memory");
-    else if (clt_model_parse(mt, "checkpoint", &m) < 0) rc = fail("%s: %s", o.checkpoint, clt_model_errmsg(m));
+    else if (clt_model_parse(clt_checkpoint_model_text(ck), o.checkpoint, &m) < 0)
+        rc = fail("%s: %s", o.checkpoint, clt_model_errmsg(m));
     clt_model_lm_info lm;
     if (!rc && clt_model_lm(m, &lm) != 1) rc = fail("%s: not a language model", o.checkpoint);
     if (!rc) rc = open_ctx(&o, &r.ctx);
     if (!rc) rc = build_run(&r, m, 1, lm.block, v.n, 0, NULL, 1);
-    if (!rc && tool_checkpoint_apply(&ck, r.g, err) < 0) rc = fail("%s: %s", o.checkpoint, err);
+    if (!rc && clt_checkpoint_apply(ck, r.g) < 0) rc = fail("%s: %s", o.checkpoint, clt_errmsg(r.ctx));
     if (!rc) {
         int n = 0;
         for (size_t i = 0; i < pl; i++) ctx_ids[n++] = v.id[(unsigned char)prompt[i]];
@@ -755,8 +832,8 @@ int tool_cmd_generate(int argc, char **argv)
         if (n == 0) ctx_ids[n++] = 0; /* no prompt and no newline in the vocabulary: start from id 0 */
         rc = generate(&o, &r, &v, ctx_ids, n);
     }
-    free(ctx_ids), free(mt);
-    tool_checkpoint_free(&ck);
+    free(ctx_ids);
+    clt_checkpoint_close(ck);
     clt_graph_destroy(r.g);
     clt_context_destroy(r.ctx);
     clt_model_destroy(m);

@@ -10,7 +10,7 @@
 
 /* Every tool function returns 0 on success or a negative clt_status, with a message in err (which names
  * the file and the problem). */
-#define TOOL_ERR_LEN 1024
+#define TOOL_ERR_LEN 4096 /* room for a "not found" message that lists every place looked in */
 /* Formats the message into err (TOOL_ERR_LEN bytes; err may be NULL) and returns status (tools/util.c). */
 int tool_fail(char *err, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -53,6 +53,38 @@ int tool_load_cifar10(const char *dir, int train, tool_dataset *out, char *err);
 int tool_load_idx(const char *dir, int train, int fashion, tool_dataset *out, char *err);
 void tool_dataset_free(tool_dataset *d);
 
+/* ---- where data sets live (tools/data.c). A data set is "cifar10", "mnist" or "fashion-mnist". */
+
+/* CIFAR-10 from the official cifar-10-binary.tar.gz (or a .tar) read in memory through libarchive: nothing
+ * is unpacked to disk. Only entries named data_batch_N.bin, test_batch.bin or batches.meta.txt, at the top or
+ * under cifar-10-batches-bin/, are used; every other entry (including names with "..") is skipped unread.
+ * Truncated or corrupt archives, duplicate entries and wrong sizes are refused with libarchive's message. */
+int tool_load_cifar10_archive(const char *path, int train, tool_dataset *out, char *err);
+/* Loads a split of `dataset` from `path`: for cifar10 the tarball itself, the cifar-10-batches-bin folder, or
+ * a folder holding either; for the IDX sets the folder of the (plain or .gz) files, or one of those files. */
+int tool_load_data(const char *dataset, const char *path, int train, tool_dataset *out, char *err);
+
+/* A default place a data set is looked for in, in search order. */
+#define TOOL_DATA_PLACES 4
+typedef struct tool_data_place {
+    char path[4096];   /* "" when the place is not defined (CLTRAIN_DATA unset, no HOME) */
+    char origin[96];   /* how it was chosen: "$CLTRAIN_DATA", "$XDG_DATA_HOME/cltrain/cifar10", ... */
+} tool_data_place;
+/* Fills the places: $CLTRAIN_DATA, $XDG_DATA_HOME/cltrain/<dataset> (default ~/.local/share/cltrain/<dataset>),
+ * the current folder and, for fashion-mnist, /usr/share/datasets/fashion-mnist. Returns how many. */
+int tool_data_places(const char *dataset, tool_data_place places[TOOL_DATA_PLACES]);
+/* 1 if `path` seems to hold the data set (its files, folder or tarball exist; they are not validated), else 0. */
+int tool_data_present(const char *dataset, const char *path);
+/* The path to load: `given` (--data) as it is, else the first default place holding the data set, with its
+ * origin in `origin` ("" for --data). When none does: CLT_ERR_IO and a message naming every place looked in
+ * and how to fill one. */
+int tool_data_find(const char *dataset, const char *given, char *out, size_t outlen, char *origin,
+                   size_t originlen, char *err);
+/* Shell commands that put a data set into `dir` (its XDG place), for messages. */
+void tool_data_howto(const char *dataset, const char *dir, char *buf, size_t len);
+/* "CIFAR-10", "MNIST", "Fashion-MNIST". */
+const char *tool_data_title(const char *dataset);
+
 /* ------------------------------------------------------------------------------------------ checkpoints */
 
 typedef struct tool_epoch_metrics {
@@ -77,23 +109,35 @@ typedef struct tool_ckpt_meta {
     tool_epoch_metrics history[1024];
 } tool_ckpt_meta;
 
-/* A checkpoint read into memory and verified (magic, version, checksum, sizes). */
-typedef struct tool_checkpoint {
-    tool_ckpt_meta meta;
-    char *model_text;
-    void *priv;                 /* tensors by name */
-} tool_checkpoint;
+/* Data settings of a run: the image shape and classes the model takes, the per-channel normalization
+ * (x = (pixel/255 - mean) / std), label smoothing and class names. */
+typedef struct tool_data_meta {
+    int c, h, w, classes;
+    float mean[4], std[4];
+    float label_smoothing;
+    char class_names[10][32];
+} tool_data_meta;
 
-/* Writes atomically (temp file in the same folder, fsync, rename): on any failure the old file stays. */
-int tool_checkpoint_save(const char *path, clt_graph *g, const tool_ckpt_meta *meta, const char *model_text,
-                         char *err);
-/* Reads and verifies; a corrupted or truncated file is refused with a message naming the problem. */
-int tool_checkpoint_read(const char *path, tool_checkpoint *out, char *err);
-/* Loads every state tensor (and optimizer slots) of the compiled graph g by name and shape from the
- * checkpoint, and the graph counters. Fails, before writing anything, if a tensor is missing on either side
- * or has another shape. */
-int tool_checkpoint_apply(const tool_checkpoint *c, clt_graph *g, char *err);
-void tool_checkpoint_free(tool_checkpoint *c);
+/* The tool's application metadata in a checkpoint (clt_graph_save's app_meta), tools/ckmeta.c. Layout (little-
+ * endian; str = u32 length + bytes):
+ *   "CLTMETA\0"  u32 version (1)
+ *   str dataset, str model_text_origin, i32 epochs_done, i32 epochs_total, u64 rng_state, i32 batch, i32 schedule,
+ *   f32 lr, f32 momentum, i32 augment, i32 limit, u64 seed, i32 nhistory, nhistory x 6 f64 (train_loss, train_acc,
+ *   test_loss, test_acc, seconds, images_per_s),
+ *   i32 c, h, w, classes, f32 mean[4], f32 std[4], f32 label_smoothing, classes x str class name
+ * The optimizer settings and the counters are the library's (clt_checkpoint_compile_settings / _counters). */
+#define TOOL_META_MAGIC "CLTMETA"
+#define TOOL_META_VERSION 1u
+/* Byte offset of `batch` in a blob with these string lengths (`schedule` follows it); for tests. */
+#define TOOL_META_OFFSET_BATCH(dataset_len, origin_len) (12 + 4 + (dataset_len) + 4 + (origin_len) + 16)
+
+/* A malloc'd blob of meta and dm (steps, passes and opt are not stored). */
+int tool_meta_encode(const tool_ckpt_meta *m, const tool_data_meta *dm, unsigned char **blob, size_t *len, char *err);
+/* Decodes and checks the metadata of an opened checkpoint into *m (optimizer and counters from the library) and
+ * *dm: this blob for format 2, the converted metadata section and data block of a version-1 file. Refuses values
+ * no run can have stored (NaN or Inf normalization statistics, a shape or class count other than the network's)
+ * with a message naming the checkpoint. */
+int tool_meta_decode(const clt_checkpoint *ck, const char *path, tool_ckpt_meta *m, tool_data_meta *dm, char *err);
 
 /* ------------------------------------------------------------------------------------------ commands */
 
@@ -110,5 +154,7 @@ int tool_tune_list(const char *device);
 /* `cltrain bench step`: training-step timing, per-op profile and time to the first step (tools/bench_step.c).
  * Options start at argv[1]. */
 int tool_bench_step(int argc, char **argv);
+/* `cltrain doctor`: checks drivers, devices, the cache folder and data sets (tools/doctor.c). */
+int tool_cmd_doctor(int argc, char **argv);
 
 #endif

@@ -1,5 +1,6 @@
 /* train.c - the training, evaluation and prediction commands of cltrain: data pipeline, graphs, epochs. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -62,119 +63,26 @@ static void on_sigint(int sig)
     signal(SIGINT, SIG_DFL); /* a second Ctrl-C ends the process at once */
 }
 
-/* ------------------------------------------------------------------------------------------ meta block */
-
-char *cli_meta_append(const char *model_text, const cli_data_meta *m)
-{
-    size_t cap = strlen(model_text) + 4096;
-    char *s = malloc(cap);
-    if (!s) return NULL;
-    size_t len = (size_t)snprintf(s, cap, "%s%s%s\n# input %d %d %d\n# classes %d\n", model_text,
-                                  (*model_text && model_text[strlen(model_text) - 1] != '\n') ? "\n" : "",
-                                  CLI_META_MARKER, m->c, m->h, m->w, m->classes);
-    len += (size_t)snprintf(s + len, cap - len, "# mean");
-    for (int i = 0; i < m->c; i++) len += (size_t)snprintf(s + len, cap - len, " %.9g", m->mean[i]);
-    len += (size_t)snprintf(s + len, cap - len, "\n# std");
-    for (int i = 0; i < m->c; i++) len += (size_t)snprintf(s + len, cap - len, " %.9g", m->std[i]);
-    len += (size_t)snprintf(s + len, cap - len, "\n# label_smoothing %.9g\n", m->label_smoothing);
-    for (int i = 0; i < m->classes; i++) len += (size_t)snprintf(s + len, cap - len, "# class %d %s\n", i, m->class_names[i]);
-    return s;
-}
-
-int cli_meta_parse(const char *text, char **model_only, cli_data_meta *m, char *err)
-{
-    *model_only = NULL;
-    memset(m, 0, sizeof *m);
-    const char *mk = strstr(text, CLI_META_MARKER);
-    if (!mk) {
-        snprintf(err, TOOL_ERR_LEN, "the data settings block (input shape, normalization, class names) is missing");
-        return CLT_ERR_FORMAT;
-    }
-    int got = 0;
-    for (const char *p = strchr(mk, '\n'); p && *p;) {
-        p++;
-        const char *eol = strchr(p, '\n');
-        size_t l = eol ? (size_t)(eol - p) : strlen(p);
-        char line[256];
-        if (l >= sizeof line) l = sizeof line - 1;
-        memcpy(line, p, l);
-        line[l] = 0;
-        int k;
-        if (sscanf(line, "# input %d %d %d", &m->c, &m->h, &m->w) == 3) got |= 1;
-        else if (sscanf(line, "# classes %d", &m->classes) == 1) got |= 2;
-        else if (!strncmp(line, "# mean", 6) || !strncmp(line, "# std", 5)) {
-            float *dst = line[2] == 'm' ? m->mean : m->std;
-            char *q = line + (line[2] == 'm' ? 6 : 5);
-            for (int i = 0; i < 4; i++) {
-                char *e;
-                double v = strtod(q, &e);
-                if (e == q) break;
-                dst[i] = (float)v;
-                q = e;
-            }
-            got |= line[2] == 'm' ? 4 : 8;
-        } else if (sscanf(line, "# label_smoothing %f", &m->label_smoothing) == 1) got |= 16;
-        else if (sscanf(line, "# class %d", &k) == 1 && k >= 0 && k < 10) {
-            const char *nm = strchr(line + 8, ' ');
-            if (nm) snprintf(m->class_names[k], sizeof m->class_names[k], "%s", nm + 1);
-        }
-        p = eol;
-    }
-    if ((got & 15) != 15 || m->c < 1 || m->c > 4 || m->h < 1 || m->w < 1 || m->h > 65536 || m->w > 65536 ||
-        m->classes < 2 || m->classes > 10) {
-        snprintf(err, TOOL_ERR_LEN, "the data settings block is malformed");
-        return CLT_ERR_FORMAT;
-    }
-    /* Pixel loops index an image with int: bound c*h*w well below INT_MAX (the largest IDX image is
-     * 4096x4096). */
-    if ((uint64_t)m->c * (uint64_t)m->h * (uint64_t)m->w > CLI_MAX_IMAGE_VALUES) {
-        snprintf(err, TOOL_ERR_LEN, "the data settings block gives an implausible input size %dx%dx%d (at most %d "
-                 "values per image)", m->c, m->h, m->w, CLI_MAX_IMAGE_VALUES);
-        return CLT_ERR_FORMAT;
-    }
-    for (int i = 0; i < m->c; i++)
-        if (!(m->std[i] > 0)) {
-            snprintf(err, TOOL_ERR_LEN, "the data settings block has a non-positive standard deviation");
-            return CLT_ERR_FORMAT;
-        }
-    for (int i = 0; i < m->classes; i++)
-        if (!m->class_names[i][0]) snprintf(m->class_names[i], sizeof m->class_names[i], "class%d", i);
-    size_t n = (size_t)(mk - text);
-    *model_only = malloc(n + 1);
-    if (!*model_only) {
-        snprintf(err, TOOL_ERR_LEN, "out of memory");
-        return CLT_ERR_NOMEM;
-    }
-    memcpy(*model_only, text, n);
-    (*model_only)[n] = 0;
-    return 0;
-}
-
 /* ------------------------------------------------------------------------------------------ data */
 
-static const char *default_data_dir(const char *dataset)
+/* The data path: --data as given, else the first default place holding the data set (tools/data.c); origin
+ * says which place, for messages ("" for --data). */
+static int resolve_data_dir(const char *dataset, const char *given, char *dir, size_t len, char *origin, char *err)
 {
-    const char *e = getenv("CLTRAIN_DATA");
-    if (e && *e) return e;
-    if (!strcmp(dataset, "fashion-mnist")) return "/usr/share/datasets/fashion-mnist";
-    return ".";
+    return tool_data_find(dataset, given, dir, len, origin, 96, err);
 }
 
-/* Appended to a data error when the folder came from the environment, not the command line. */
-static const char *data_dir_origin(const char *given)
+/* Appended to a data error when the path came from a default place, not the command line. */
+static void data_dir_origin(char *buf, size_t len, const char *origin)
 {
-    const char *e = getenv("CLTRAIN_DATA");
-    return !given && e && *e ? " (the folder comes from the environment variable CLTRAIN_DATA)" : "";
+    if (origin && *origin) snprintf(buf, len, " (the data was found through %s)", origin);
+    else if (len) buf[0] = 0;
 }
 
 static int load_dataset(const char *dataset, const char *dir, int train, tool_dataset *ds, char *err)
 {
     memset(ds, 0, sizeof *ds);
-    if (!strcmp(dataset, "cifar10")) return tool_load_cifar10(dir, train, ds, err);
-    if (!strcmp(dataset, "mnist")) return tool_load_idx(dir, train, 0, ds, err);
-    if (!strcmp(dataset, "fashion-mnist")) return tool_load_idx(dir, train, 1, ds, err);
-    snprintf(err, TOOL_ERR_LEN, "unknown dataset '%s'", dataset);
-    return CLT_ERR_INVALID;
+    return tool_load_data(dataset, dir, train, ds, err);
 }
 
 /* Per-channel mean and standard deviation of pixel/255 over the first n images. Integer sums make it
@@ -509,17 +417,15 @@ static int evaluate(clt_context *ctx, net *n, const tool_dataset *ds, const cli_
         worker_wait(w);
         float *x = xb[j & 1], *y = yb[j & 1];
         if (j + 1 < steps) worker_submit(w, &spec, (j + 1) * n->batch, xb[(j + 1) & 1], yb[(j + 1) & 1]);
-        size_t nx = clt_tensor_numel(n->x);
-        int st = clt_tensor_write(n->g, n->x, x, nx);
-        if (st >= 0 && n->y) st = clt_tensor_write(n->g, n->y, y, (size_t)n->batch);
-        if (st >= 0) st = clt_graph_forward(n->g, 0);
-        if (st >= 0) st = clt_tensor_read(n->g, n->logits, 0, logits, (size_t)n->batch * k);
+        int valid = ds->n - j * n->batch < n->batch ? ds->n - j * n->batch : n->batch;
+        /* A training graph's loss reads the labels too (an evaluation graph has none). */
+        int st = n->y ? clt_tensor_write(n->g, n->y, y, (size_t)n->batch) : 0;
+        if (st >= 0) st = clt_predict(n->g, x, (size_t)valid, logits);
         if (st < 0) {
             if (j + 1 < steps) worker_wait(w);
             cli_progress_clear(prog, stdout);
             return fail("evaluation: %s", clt_errmsg(ctx));
         }
-        int valid = ds->n - j * n->batch < n->batch ? ds->n - j * n->batch : n->batch;
         score_rows(logits, y, valid, k, &loss_sum, &correct, confusion);
         cli_progress_eval(prog, stdout, j * n->batch + valid, ds->n);
     }
@@ -580,15 +486,38 @@ static int same_path(const char *a, const char *b)
 
 /* ------------------------------------------------------------------------------------------ checkpoints */
 
-/* Parses the data settings and the model stored in a checkpoint read from `path`. */
-static int checkpoint_model(const tool_checkpoint *ck, const char *path, cli_data_meta *dm, clt_model **model)
+/* Opens and verifies a checkpoint and decodes the tool's metadata (NULL m or dm: not wanted). */
+static int checkpoint_open(const char *path, clt_checkpoint **ck, tool_ckpt_meta *m, cli_data_meta *dm)
 {
     char err[TOOL_ERR_LEN] = "";
-    char *model_only = NULL;
-    if (cli_meta_parse(ck->model_text, &model_only, dm, err) < 0) return fail("checkpoint %s: %s", path, err);
-    int st = clt_model_parse(model_only, path, model);
-    free(model_only);
+    *ck = NULL;
+    if (tool_check_regular_file(path, "checkpoint", err) < 0) return fail("%s", err);
+    if (clt_checkpoint_open(path, ck) < 0) return fail("%s", *ck ? clt_checkpoint_errmsg(*ck) : "out of memory");
+    tool_ckpt_meta *mm = m ? m : calloc(1, sizeof *mm);
+    cli_data_meta d;
+    int st = mm ? tool_meta_decode(*ck, path, mm, dm ? dm : &d, err) : tool_fail(err, CLT_ERR_NOMEM, "out of memory");
+    if (mm != m) free(mm);
+    return st < 0 ? fail("%s", err) : 0;
+}
+
+/* Parses the model stored in an opened checkpoint. */
+static int checkpoint_model(const clt_checkpoint *ck, const char *path, clt_model **model)
+{
+    int st = clt_model_parse(clt_checkpoint_model_text(ck), path, model);
     if (st < 0) return fail("%s (the model stored in the checkpoint)", clt_model_errmsg(*model));
+    return 0;
+}
+
+/* Saves the training graph with the tool's metadata. */
+static int checkpoint_save(const char *path, clt_graph *g, const tool_ckpt_meta *m, const cli_data_meta *dm)
+{
+    char err[TOOL_ERR_LEN] = "";
+    unsigned char *blob = NULL;
+    size_t len = 0;
+    if (tool_meta_encode(m, dm, &blob, &len, err) < 0) return fail("saving the checkpoint: %s", err);
+    int st = clt_graph_save(g, path, blob, len);
+    free(blob);
+    if (st < 0) return fail("saving the checkpoint after epoch %d: %s", m->epochs_done, clt_errmsg(clt_graph_context(g)));
     return 0;
 }
 
@@ -627,11 +556,9 @@ int cli_train(const cli_train_opts *o)
     char err[TOOL_ERR_LEN] = "";
     tool_dataset train = {0}, test = {0};
     clt_model *model = NULL;
-    tool_checkpoint ck = {0};
-    int have_ck = 0;
+    clt_checkpoint *ck = NULL;
     cli_data_meta dm = {0};
     tool_ckpt_meta *meta = NULL;
-    char *model_text = NULL;
     clt_context *ctx = NULL;
     net tr = {0}, tail = {0};
     pipeline pl = {0};
@@ -640,9 +567,15 @@ int cli_train(const cli_train_opts *o)
     struct sigaction old_sa;
     int sa_set = 0;
 
-    const char *dir = o->data_dir ? o->data_dir : default_data_dir(o->dataset);
+    char dir[4096], origin[96], why[200];
+    if (resolve_data_dir(o->dataset, o->data_dir, dir, sizeof dir, origin, err)) return fail("%s", err);
     meta = calloc(1, sizeof *meta);
-    if (!meta) return fail("out of memory");
+    tool_ckpt_meta *ckmeta = calloc(1, sizeof *ckmeta);
+    if (!meta || !ckmeta) {
+        free(meta);
+        free(ckmeta);
+        return fail("out of memory");
+    }
 
     /* ---- output files: each is rewritten every epoch, so two names for one file would replace each other
      * (a log written over the checkpoint loses it). */
@@ -666,19 +599,17 @@ int cli_train(const cli_train_opts *o)
         for (int i = 0; i < 3; i++)
             if (outs[i]) cli_clean_stale_temps(outs[i], &started, stderr);
     }
-
     /* ---- checkpoint policy: resume from it, or refuse to destroy anything that is not ours. */
     int resume = 0;
     if (o->checkpoint) {
         if (file_exists(o->checkpoint)) {
-            if (tool_checkpoint_read(o->checkpoint, &ck, err) < 0) {
-                fail("%s; the file was left untouched (remove it or choose another --checkpoint file)", err);
+            if (checkpoint_open(o->checkpoint, &ck, ckmeta, &dm)) {
+                note("the file was left untouched (remove it or choose another --checkpoint file)");
                 goto out;
             }
-            have_ck = 1;
             if (!o->resume && !o->overwrite) {
                 fail("checkpoint %s already exists (%d of %d epochs done): add --resume to continue it or "
-                     "--overwrite to start over", o->checkpoint, ck.meta.epochs_done, ck.meta.epochs_total);
+                     "--overwrite to start over", o->checkpoint, ckmeta->epochs_done, ckmeta->epochs_total);
                 goto out;
             }
             resume = o->resume;
@@ -691,7 +622,7 @@ int cli_train(const cli_train_opts *o)
     }
 
     if (resume) {
-        *meta = ck.meta;
+        *meta = *ckmeta;
         /* The checksum only says the file is what was written: refuse settings no run could have stored (they
          * index name tables and divide by the batch). */
         if (meta->batch < 1 || meta->schedule < 0 || meta->schedule > CLI_SCHED_ONECYCLE || meta->opt.type < 0 ||
@@ -705,7 +636,7 @@ int cli_train(const cli_train_opts *o)
             fail("checkpoint %s was trained on %s, not %s", o->checkpoint, meta->dataset, o->dataset);
             goto out;
         }
-        if (checkpoint_model(&ck, o->checkpoint, &dm, &model)) goto out;
+        if (checkpoint_model(ck, o->checkpoint, &model)) goto out;
         const char *ignored[16];
         int ni = 0;
         if (o->model) ignored[ni++] = "--model";
@@ -776,12 +707,14 @@ int cli_train(const cli_train_opts *o)
         meta->seed = o->seed >= 0 ? (uint64_t)o->seed : 1;
         meta->epochs_total = o->epochs > 0 ? o->epochs : md.epochs > 0 ? md.epochs : 10;
         meta->rng_state = meta->seed ^ 0x5DEECE66Dull;
+        memset(&dm, 0, sizeof dm);
         dm.label_smoothing = !isnan(o->label_smoothing) ? o->label_smoothing : 0.0f;
     }
 
     /* ---- data */
     if (load_dataset(o->dataset, dir, 1, &train, err) < 0 || load_dataset(o->dataset, dir, 0, &test, err) < 0) {
-        fail("%s%s", err, data_dir_origin(o->data_dir));
+        data_dir_origin(why, sizeof why, origin);
+        fail("%s%s", err, why);
         goto out;
     }
     if (test.c != train.c || test.h != train.h || test.w != train.w || train.c > 4 || train.classes > 10) {
@@ -806,11 +739,6 @@ int cli_train(const cli_train_opts *o)
              dm.classes, clt_model_errmsg(model));
         goto out;
     }
-    model_text = cli_meta_append(clt_model_text(model), &dm);
-    if (!model_text) {
-        fail("out of memory");
-        goto out;
-    }
     int B = meta->batch < ntrain ? meta->batch : ntrain;
     int nfull = ntrain / B, rem = ntrain % B;
     /* A training pass needs two values per channel for batch statistics: a lone last image is left out. */
@@ -825,8 +753,8 @@ int cli_train(const cli_train_opts *o)
     run_compile_settings(meta, &cs);
     if (net_build(ctx, model, &dm, B, 1, &cs, &tr)) goto out;
     if (tail_n && net_build(ctx, model, &dm, tail_n, 1, &cs, &tail)) goto out;
-    if (resume && tool_checkpoint_apply(&ck, tr.g, err) < 0) {
-        fail("checkpoint %s: %s", o->checkpoint, err);
+    if (resume && clt_checkpoint_apply(ck, tr.g) < 0) {
+        fail("%s", clt_errmsg(ctx));
         goto out;
     }
 
@@ -930,6 +858,8 @@ int cli_train(const cli_train_opts *o)
                 if (j + 1 < steps_per_epoch) worker_wait(w);
                 fail("the loss became %g at step %d of epoch %d: training diverged (try a lower --lr)", loss, j + 1,
                      epoch + 1);
+                if (o->checkpoint && meta->epochs_done > 0)
+                    note("%s holds the last good state, after epoch %d", o->checkpoint, meta->epochs_done);
                 goto out;
             }
             double dummy = 0;
@@ -970,11 +900,8 @@ int cli_train(const cli_train_opts *o)
         printf("epoch %d/%d train_loss=%.4f train_acc=%.4f test_loss=%.4f test_acc=%.4f time=%.1fs images/s=%.1f\n",
                epoch + 1, meta->epochs_total, h->train_loss, h->train_acc, tl, ta, h->seconds, h->images_per_s);
         fflush(stdout);
-        if (o->checkpoint && tool_checkpoint_save(o->checkpoint, tr.g, meta, model_text, err) < 0) {
-            fail("saving the checkpoint: %s", err);
-            goto out;
-        }
-        /* The log and the plot are reports: losing one is no reason to end a run (the checkpoint is). */
+        if (o->checkpoint && checkpoint_save(o->checkpoint, tr.g, meta, &dm)) goto out;
+        /* The log and the plot only report: a failure to write them warns and the run goes on. */
         if (o->log && cli_write_log(o->log, meta->history, meta->nhistory, err) < 0)
             note("warning: --log not written after epoch %d: %s (training continues)", epoch + 1, err);
         if (o->plot) {
@@ -1002,78 +929,79 @@ out:
     clt_context_destroy(ctx);
     free(statebuf);
     free(order);
-    free(model_text);
     clt_model_destroy(model);
-    if (have_ck) tool_checkpoint_free(&ck);
+    clt_checkpoint_close(ck);
+    free(ckmeta);
     tool_dataset_free(&train);
     tool_dataset_free(&test);
     free(meta);
     return rc;
 }
 
-/* Reads a checkpoint and rebuilds its model for inference with `batch` rows. */
-static int load_for_inference(const char *path, const char *device, int tune, int verbose, int batch,
-                              tool_checkpoint *ck, cli_data_meta *dm, clt_model **model, clt_context **ctx, net *n)
+/* An evaluation graph of an opened checkpoint with `batch` rows (the library's inference graph). */
+static int load_for_inference(const clt_checkpoint *ck, const char *device, int tune, int verbose, int batch,
+                              const cli_data_meta *dm, clt_context **ctx, net *n)
 {
-    char err[TOOL_ERR_LEN] = "";
-    if (tool_checkpoint_read(path, ck, err) < 0) return fail("%s", err);
-    if (checkpoint_model(ck, path, dm, model)) return 1;
     if (make_context(device, tune, verbose, ctx)) return 1;
-    clt_compile_settings cs;
-    run_compile_settings(&ck->meta, &cs);
-    if (net_build(*ctx, *model, dm, batch, 0, &cs, n)) return 1;
-    if (tool_checkpoint_apply(ck, n->g, err) < 0) return fail("checkpoint %s: %s", path, err);
+    clt_load_settings ls;
+    clt_load_default_settings(&ls);
+    ls.batch = batch;
+    memset(n, 0, sizeof *n);
+    n->batch = batch;
+    if (clt_checkpoint_build(ck, *ctx, &ls, &n->g) < 0 || clt_graph_model_tensors(n->g, &n->x, &n->logits) < 0)
+        return fail("%s", clt_errmsg(*ctx));
+    if (clt_tensor_dim(n->logits, 1) != dm->classes) return fail("internal: the network has another class count");
     return 0;
 }
 
 int cli_eval(const char *path, const char *data_dir, const char *device, int tune, int batch, int verbose)
 {
     int rc = 1;
-    tool_checkpoint ck = {0};
+    clt_checkpoint *ck = NULL;
+    tool_ckpt_meta *meta = calloc(1, sizeof *meta);
     cli_data_meta dm;
-    clt_model *model = NULL;
     clt_context *ctx = NULL;
     net n = {0};
     tool_dataset test = {0};
     pipeline pl = {0};
     char err[TOOL_ERR_LEN] = "";
+    if (!meta) return fail("out of memory");
     /* The dataset comes from the checkpoint; read it before opening the device to fail fast. */
-    if (tool_checkpoint_read(path, &ck, err) < 0) {
+    if (checkpoint_open(path, &ck, meta, &dm)) goto out;
+    const char *dataset = meta->dataset;
+    int b = batch > 0 ? batch : meta->batch > 0 ? meta->batch : 128;
+    char dir[4096], origin[96], why[200];
+    if (resolve_data_dir(dataset, data_dir, dir, sizeof dir, origin, err)) {
         fail("%s", err);
         goto out;
     }
-    char dataset[32];
-    snprintf(dataset, sizeof dataset, "%s", ck.meta.dataset);
-    int b = batch > 0 ? batch : ck.meta.batch > 0 ? ck.meta.batch : 128;
-    tool_checkpoint_free(&ck);
-    memset(&ck, 0, sizeof ck);
-    const char *dir = data_dir ? data_dir : default_data_dir(dataset);
     if (load_dataset(dataset, dir, 0, &test, err) < 0) {
-        fail("%s%s", err, data_dir_origin(data_dir));
+        data_dir_origin(why, sizeof why, origin);
+        fail("%s%s", err, why);
         goto out;
     }
     if (b > test.n) b = test.n;
-    if (load_for_inference(path, device, tune, verbose, b, &ck, &dm, &model, &ctx, &n)) goto out;
     if (check_data_fits(path, &dm, dir, &test)) goto out;
+    if (load_for_inference(ck, device, tune, verbose, b, &dm, &ctx, &n)) goto out;
     if (pipeline_start(&pl, b, (size_t)dm.c * dm.h * dm.w, dm.classes)) goto out;
     cli_progress prog;
     cli_progress_init(&prog, stdout);
     double t0 = cli_now_s(), loss = 0, acc = 0;
     if (evaluate(ctx, &n, &test, &dm, &pl, &loss, &acc, &prog)) goto out;
     double secs = cli_now_s() - t0;
-    printf("checkpoint %s: %s, model %s, %d epochs trained\n", path, dataset, ck.meta.model_text_origin, ck.meta.epochs_done);
+    printf("checkpoint %s: %s, model %s, %d epochs trained\n", path, dataset, meta->model_text_origin, meta->epochs_done);
     printf("test: %d images, loss %.4f, accuracy %.4f (%.1f s, %.1f images/s)\n", test.n, loss, acc, secs,
            test.n / secs);
     cli_print_class_report(stdout, pl.confusion, dm.classes, (const char(*)[32])dm.class_names);
-    print_final(ck.meta.history, ck.meta.nhistory < ck.meta.epochs_done ? ck.meta.nhistory : ck.meta.epochs_done,
+    print_final(meta->history, meta->nhistory < meta->epochs_done ? meta->nhistory : meta->epochs_done,
                 acc, loss);
     rc = 0;
 out:
     pipeline_stop(&pl);
     net_free(&n);
     clt_context_destroy(ctx);
-    clt_model_destroy(model);
-    tool_checkpoint_free(&ck);
+    clt_checkpoint_close(ck);
+    free(meta);
     tool_dataset_free(&test);
     return rc;
 }
@@ -1226,79 +1154,62 @@ done:
 int cli_predict(const char *path, const char *device, int tune, int top, int nfiles, char **files)
 {
     int rc = 1;
-    tool_checkpoint ck = {0};
+    clt_checkpoint *ck = NULL;
     cli_data_meta dm;
-    clt_model *model = NULL;
     clt_context *ctx = NULL;
     net n = {0};
     pimage *imgs = NULL;
     int nimg = 0, cap = 0;
     float *x = NULL, *logits = NULL;
-    char err[TOOL_ERR_LEN] = "";
-    char *model_only = NULL;
     /* Validate every image against the model's input before touching the device. */
-    if (tool_checkpoint_read(path, &ck, err) < 0) {
-        fail("%s", err);
-        goto out;
-    }
-    if (cli_meta_parse(ck.model_text, &model_only, &dm, err) < 0) {
-        fail("checkpoint %s: %s", path, err);
-        goto out;
-    }
-    tool_checkpoint_free(&ck);
-    memset(&ck, 0, sizeof ck);
+    if (checkpoint_open(path, &ck, NULL, &dm)) goto out;
     for (int i = 0; i < nfiles; i++)
         if (read_images(files[i], &dm, &imgs, &nimg, &cap)) goto out;
     int b = nimg < 64 ? nimg : 64;
-    if (load_for_inference(path, device, tune, 0, b, &ck, &dm, &model, &ctx, &n)) goto out;
     size_t img = (size_t)dm.c * dm.h * dm.w;
-    x = calloc((size_t)b * img, sizeof *x);
-    logits = malloc((size_t)b * dm.classes * sizeof *logits);
+    x = malloc(((size_t)nimg * img + 1) * sizeof *x);
+    logits = malloc(((size_t)nimg * dm.classes + 1) * sizeof *logits);
     if (!x || !logits) {
         fail("out of memory");
         goto out;
     }
+    for (int r = 0; r < nimg; r++)
+        for (int c = 0; c < dm.c; c++)
+            for (size_t i = 0; i < (size_t)dm.h * dm.w; i++) {
+                size_t o = (size_t)c * dm.h * dm.w + i;
+                x[(size_t)r * img + o] = (imgs[r].pix[o] / 255.0f - dm.mean[c]) / dm.std[c];
+            }
+    if (load_for_inference(ck, device, tune, 0, b, &dm, &ctx, &n)) goto out;
+    if (clt_predict(n.g, x, (size_t)nimg, logits) < 0) {
+        fail("prediction: %s", clt_errmsg(ctx));
+        goto out;
+    }
     if (top < 1) top = 1;
     if (top > dm.classes) top = dm.classes;
-    for (int s = 0; s < nimg; s += b) {
-        int cnt = nimg - s < b ? nimg - s : b;
-        memset(x, 0, (size_t)b * img * sizeof *x);
-        for (int r = 0; r < cnt; r++)
-            for (int c = 0; c < dm.c; c++)
-                for (size_t i = 0; i < (size_t)dm.h * dm.w; i++) {
-                    size_t o = (size_t)c * dm.h * dm.w + i;
-                    x[r * img + o] = (imgs[s + r].pix[o] / 255.0f - dm.mean[c]) / dm.std[c];
+    for (int r = 0; r < nimg; r++) {
+        const float *l = logits + (size_t)r * dm.classes;
+        double mx = l[0], se = 0, p[10];
+        int idx[10];
+        for (int j = 1; j < dm.classes; j++) mx = l[j] > mx ? l[j] : mx;
+        for (int j = 0; j < dm.classes; j++) se += p[j] = exp(l[j] - mx);
+        for (int j = 0; j < dm.classes; j++) {
+            p[j] /= se;
+            idx[j] = j;
+        }
+        for (int a = 0; a < dm.classes; a++)
+            for (int bb = a + 1; bb < dm.classes; bb++)
+                if (p[idx[bb]] > p[idx[a]]) {
+                    int t = idx[a];
+                    idx[a] = idx[bb];
+                    idx[bb] = t;
                 }
-        if (clt_tensor_write(n.g, n.x, x, (size_t)b * img) < 0 || clt_graph_forward(n.g, 0) < 0 ||
-            clt_tensor_read(n.g, n.logits, 0, logits, (size_t)b * dm.classes) < 0) {
-            fail("prediction: %s", clt_errmsg(ctx));
-            goto out;
+        printf("%s: %s %.4f", imgs[r].label, dm.class_names[idx[0]], p[idx[0]]);
+        if (top > 1) {
+            printf("  (");
+            for (int j = 1; j < top; j++) printf("%s%s %.4f", j > 1 ? ", " : "", dm.class_names[idx[j]], p[idx[j]]);
+            printf(")");
         }
-        for (int r = 0; r < cnt; r++) {
-            const float *l = logits + (size_t)r * dm.classes;
-            double mx = l[0], se = 0, p[10];
-            int idx[10];
-            for (int j = 1; j < dm.classes; j++) mx = l[j] > mx ? l[j] : mx;
-            for (int j = 0; j < dm.classes; j++) se += p[j] = exp(l[j] - mx);
-            for (int j = 0; j < dm.classes; j++) {
-                p[j] /= se;
-                idx[j] = j;
-            }
-            for (int a = 0; a < dm.classes; a++)
-                for (int bb = a + 1; bb < dm.classes; bb++)
-                    if (p[idx[bb]] > p[idx[a]]) {
-                        int t = idx[a];
-                        idx[a] = idx[bb];
-                        idx[bb] = t;
-                    }
-            printf("%s: %s %.4f", imgs[s + r].label, dm.class_names[idx[0]], p[idx[0]]);
-            if (top > 1) {
-                printf("  (");
-                for (int j = 1; j < top; j++) printf("%s%s %.4f", j > 1 ? ", " : "", dm.class_names[idx[j]], p[idx[j]]);
-                printf(")");
-            }
-            printf("\n");
-        }
+        printf("\n");
     }
     rc = 0;
 out:
@@ -1308,8 +1219,6 @@ out:
     free(imgs);
     free(x);
     free(logits);
-    free(model_only);
-    clt_model_destroy(model);
-    tool_checkpoint_free(&ck);
+    clt_checkpoint_close(ck);
     return rc;
 }

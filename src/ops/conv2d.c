@@ -15,10 +15,13 @@
  * one algorithm runs a pass, so sharing is sound, and a decided layer pays for its own algorithm only.
  *   im2col: saved cols (K, N*OH*OW); fscratch y' (Cout, N*OH*OW) and bscratch[0] dy' when N > 1 (for N = 1
  *           the (Cout, OH*OW) layout already is NCHW); bscratch[1] the split-k partial weight gradients
- *           (S + 1, Cout, K); bscratch[2] dcols (K, N*OH*OW).
+ *           (S + 1, Cout, K), then dcols (K, N*OH*OW).
  *   direct: saved xp, the zero-padded input (N*C, HP, WP) + slack; fscratch the packed weights; bscratch[0]
- *           the packed flipped weights, [1] the padded dy for the data gradient, [2] dy in rows of WP for the
- *           weight gradient, [3] partial weight gradients when the images are split. */
+ *           the packed flipped weights, [2] dy in rows of WP for the weight gradient, then the padded dy for
+ *           the data gradient, [3] partial weight gradients when the images are split.
+ * "Then": the backward finishes with the first use before the second starts (one in-order queue), so both
+ * share one slot. That matters because everything a backward reads lives through the whole backward phase
+ * (repeated backward passes, see graph.c): the peak is those values plus one layer's backward scratch. */
 enum {
     K_IM2COL, K_TO_NCHW, K_TO_COLS, K_BIAS_GRAD, K_COL2IM, K_SUM_PARTS, /* im2col */
     K_D_PADX, K_D_PACKW, K_D_FWD, K_D_PADDYX, K_D_DW, K_D_SUMPARTS, K_D_PADDY, K_D_PACKWT, K_D_BWDX /* direct */
@@ -48,7 +51,7 @@ typedef struct conv_priv {
     int can_direct;
 } conv_priv;
 
-static cl_mem dcols_of(const clt__node *n) { return n->bscratch[2]->mem; }
+static cl_mem dcols_of(const clt__node *n) { return n->bscratch[1]->mem; }
 static cl_mem parts_of(const clt__node *n) { return n->bscratch[1]->mem; }
 static size_t cdiv(size_t a, size_t b) { return (a + b - 1) / b; }
 
@@ -66,6 +69,13 @@ static int split_k_chunks(size_t co, size_t k, size_t np)
 static clt__conv_geom geom_of(const clt__node *n) { return CLT__ATTR(n, const conv_attr)->geom; }
 
 int clt__conv2d_node_algo(const clt__node *n) { return CLT__ATTR(n, const conv_attr)->algo; }
+
+int clt__conv2d_node_split(const clt__node *n)
+{
+    const conv_attr *a = CLT__ATTR(n, const conv_attr);
+    if (a->algo == CLT__CONV_DIRECT) return ((const conv_priv *)n->priv)->d.nparts;
+    return a->split;
+}
 
 /* Direct kernels: stride 1, padding smaller than the kernel (the data gradient pads dy by KH-1-PH), kernels
  * up to 7x7 (fully unrolled taps), and every buffer addressable as one private tensor. */
@@ -121,8 +131,12 @@ static int cached_algo(clt_context *ctx, const clt__conv_geom *s, const char *pa
     key_shape(s, pass, shape, sizeof shape);
     clt__tune_key key = {"conv2d_algo", "conv2d", "", shape};
     if (clt__tune_get(ctx, &key, v, sizeof v) != 1) return -1;
-    if (strncmp(v, "algo=direct", 11) == 0) return CLT__CONV_DIRECT;
-    if (strncmp(v, "algo=im2col", 11) == 0) return CLT__CONV_IM2COL;
+    /* Only values as measure() writes them. Callers ask only for layers that can run both algorithms, and both
+     * are exact programs, so a valid choice cannot make results wrong (only slower). */
+    int end = v[11] == 0 || v[11] == ' ';
+    if (strncmp(v, "algo=direct", 11) == 0 && end) return CLT__CONV_DIRECT;
+    if (strncmp(v, "algo=im2col", 11) == 0 && end) return CLT__CONV_IM2COL;
+    clt__tune_invalid(ctx, &key, "neither 'algo=direct ...' nor 'algo=im2col ...'");
     return -1;
 }
 
@@ -368,7 +382,7 @@ static int prepare_direct(clt_graph *g, clt__node *n)
         CLT_TRY(CLT_SET_ARGS(ctx, n->k[K_D_SUMPARTS], CLT_ARG(dwout), CLT_ARG(dw), CLT_ARG(np), CLT_ARG(len)));
     }
     if (!n->in[0]->grad) return CLT_OK;
-    cl_mem wt2 = n->bscratch[0]->mem, dyp = n->bscratch[1]->mem;
+    cl_mem wt2 = n->bscratch[0]->mem, dyp = n->bscratch[2]->mem; /* dyx is dead by then */
     CLT_TRY(clt__kernel(ctx, "conv2d", opt, "pad_planes", &n->k[K_D_PADDY]));
     CLT_TRY(set_pad_args(ctx, n->k[K_D_PADDY], dy, dyp, N * CO, (size_t)s.oh, (size_t)s.ow, d->hq, d->wq, d->qs,
                          (size_t)(s.kh - 1 - s.ph), (size_t)(s.kw - 1 - s.pw), d->qslack));
@@ -703,12 +717,12 @@ int clt_conv2d(clt_graph *g, clt_tensor *x, const clt_conv2d_params *p, const ch
         GROW(sv, K * NP);
         if (s.n > 1) GROW(fs, (size_t)s.co * NP), GROW(bs[0], (size_t)s.co * NP);
         if (ATTR(n)->split) GROW(bs[1], (size_t)(ATTR(n)->split + 1) * s.co * K);
-        GROW(bs[2], K * NP);
+        GROW(bs[1], K * NP);
     }
     if (algo != CLT__CONV_IM2COL) {
         GROW(sv, dp.n_xp);
         GROW(fs, dp.n_wt);
-        GROW(bs[0], dp.n_wt2), GROW(bs[1], dp.n_dyp), GROW(bs[2], dp.n_dyx), GROW(bs[3], dp.n_parts);
+        GROW(bs[0], dp.n_wt2), GROW(bs[2], dp.n_dyp), GROW(bs[2], dp.n_dyx), GROW(bs[3], dp.n_parts);
     }
 #undef GROW
     CLT_TRY(clt__add_private(g, n, CLT__SAVED, "saved", sv, &t));

@@ -1,0 +1,80 @@
+/* fuzz_checkpoint.c - libFuzzer target for the checkpoint reader and the tool's metadata decoder; without libFuzzer
+ * (FUZZ_STANDALONE) a test that feeds it every truncation and single-bit flip of the seed files and requires each
+ * mutant to be refused. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "tool.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* 0: accepted (with the tool's metadata decoded), else the status of the refusal. */
+static int one(const uint8_t *data, size_t size)
+{
+    clt_checkpoint *ck = NULL;
+    int st = clt__checkpoint_open_mem(data, size, "fuzz.ckpt", &ck);
+    if (st == 0) {
+        /* Everything an application reads of an accepted file. */
+        int c, h, w, k;
+        size_t ml;
+        clt_checkpoint_input(ck, &c, &h, &w, &k);
+        clt_checkpoint_app_meta(ck, &ml);
+        clt_model *m = NULL;
+        clt_model_parse(clt_checkpoint_model_text(ck), "fuzz", &m);
+        clt_model_destroy(m);
+        tool_ckpt_meta *meta = malloc(sizeof *meta);
+        tool_data_meta dm;
+        char err[TOOL_ERR_LEN];
+        if (meta) st = tool_meta_decode(ck, "fuzz.ckpt", meta, &dm, err);
+        free(meta);
+    } else if (!clt_checkpoint_errmsg(ck)[0] && ck) {
+        st = 1000; /* a refusal without a message */
+    }
+    clt_checkpoint_close(ck);
+    return st;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    one(data, size);
+    return 0;
+}
+
+#ifdef FUZZ_STANDALONE
+int main(int argc, char **argv)
+{
+    int failures = 0;
+    for (int a = 1; a < argc; a++) {
+        FILE *f = fopen(argv[a], "rb");
+        static uint8_t buf[1 << 16], mut[1 << 16];
+        size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+        if (f) fclose(f);
+        if (!n || n == sizeof buf) {
+            fprintf(stderr, "FAIL: cannot read the seed %s (or over 64 KiB)\n", argv[a]);
+            return 1;
+        }
+        int st = one(buf, n);
+        if (st != 0) {
+            fprintf(stderr, "FAIL: the seed %s is refused (%d)\n", argv[a], st);
+            failures++;
+        }
+        size_t refused = 0, cases = 0;
+        for (size_t l = 0; l < n; l++, cases++) refused += one(buf, l) < 0;
+        for (size_t i = 0; i < n; i++)
+            for (int b = 0; b < 8; b++, cases++) {
+                memcpy(mut, buf, n);
+                mut[i] ^= (uint8_t)(1u << b);
+                refused += one(mut, n) < 0;
+            }
+        fprintf(stderr, "%s: %zu of %zu truncations and bit flips refused\n", argv[a], refused, cases);
+        if (refused != cases) {
+            fprintf(stderr, "FAIL: %zu mutants of %s were accepted\n", cases - refused, argv[a]);
+            failures++;
+        }
+    }
+    return failures != 0;
+}
+#endif
