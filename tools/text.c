@@ -32,9 +32,12 @@ static const char *const usage_text =
     "  --eval-every N         validation loss every N steps (default 100) and at the end\n"
     "  --eval-batches N       validation windows = N * batch (default 8)\n"
     "  --seed N               initialization, windows, dropout (default 1)\n"
-    "  --device SPEC, --tune off|cached|quick|full, --verbose\n"
-    "  --checkpoint FILE      save the training state at every evaluation (atomically); --resume continues\n"
-    "                         from it (starts afresh if it does not exist); --overwrite replaces one\n"
+    "  --device SPEC          OpenCL device (see cltrain devices)\n"
+    "  --tune MODE            kernel tuning: off, cached, quick (default), full\n"
+    "  --verbose              more detail (tuning decisions)\n"
+    "  --checkpoint FILE      save the training state at every evaluation (atomically)\n"
+    "  --resume               continue from --checkpoint FILE (starts afresh if it does not exist)\n"
+    "  --overwrite            replace an existing checkpoint instead of refusing\n"
     "  --log FILE             JSON lines, one per evaluation (\"epoch\" counts evaluations, test_loss is the\n"
     "                         validation loss, images_per_s the training tokens/s)\n"
     "  --plot FILE.svg        loss curves per evaluation\n"
@@ -55,7 +58,9 @@ static const char *const usage_generate =
     "  --temperature X        > 0 (default 1); lower is more conservative\n"
     "  --top-k K              sample among the K most likely bytes only (default 0: all)\n"
     "  --seed S               sampling seed (default 1)\n"
-    "  --device SPEC, --tune MODE\n";
+    "  --device SPEC          OpenCL device\n"
+    "  --tune MODE            kernel tuning: off, cached, quick (default), full\n"
+    "  --verbose              more detail\n";
 
 static int fail(const char *fmt, ...)
 {
