@@ -469,18 +469,36 @@ typedef struct clt_optimizer_settings {
     int nesterov;       /* SGD: Nesterov momentum (needs momentum > 0) */
     float beta1, beta2, eps; /* Adam/AdamW */
     float weight_decay; /* SGD/Adam: L2, adds wd*w to the gradient; AdamW: decoupled, w -= lr*wd*w */
-    float l1;           /* L1 penalty: adds l1*sign(w) to the gradient */
+    float l1;           /* L1 penalty: adds l1*sign(w) to the gradient (every parameter, whatever its decay flag) */
+    /* Which parameters weight_decay applies to. 0 (default): every parameter, as PyTorch's optimizers do
+     * with one parameter group. 1: matrices only, the GPT-2/nanoGPT rule: weights of conv2d, dense and other
+     * parameters of 2 or more dimensions decay; biases, batch/layer-norm scales and shifts (vectors) and
+     * embedding tables do not. A parameter's own flag (clt_tensor_set_weight_decay) overrides either rule. */
+    int decay_matrices_only;
 } clt_optimizer_settings;
 /* Defaults for `type`: lr 0.01 (SGD) or 0.001 (Adam/AdamW), momentum 0, betas 0.9/0.999, eps 1e-8,
- * weight decay 0 (AdamW: 0.01), l1 0. */
+ * weight decay 0 (AdamW: 0.01), l1 0, decay_matrices_only 0. */
 CLT_API void clt_optimizer_default_settings(clt_optimizer_settings *s, int type);
 
 typedef struct clt_compile_settings {
     uint64_t seed;                /* parameter initialization and dropout masks */
     int training;                 /* 1: allocate gradients and optimizer state (default 1) */
     clt_optimizer_settings optimizer;
+    /* 1: allocate a second gradient arena (one more copy of the parameters' size) so that
+     * clt_graph_backward_ex can accumulate gradients over micro-batches. Default 0. */
+    int accumulate_grads;
 } clt_compile_settings;
 CLT_API void clt_compile_default_settings(clt_compile_settings *s);
+
+/* Sets whether weight decay applies to one learned parameter (a tensor of clt_graph_state_tensor with
+ * trainable = 1, e.g. "fc1.bias"): enabled 1 or 0. It overrides the rule chosen by
+ * clt_optimizer_settings.decay_matrices_only for this parameter. Before compile only (the graph lays out
+ * decayed parameters together): CLT_ERR_STATE after it. CLT_ERR_INVALID for a tensor that is not a
+ * parameter of g or enabled other than 0/1. The flag is a training setting: checkpoints do not store it. */
+CLT_API int clt_tensor_set_weight_decay(clt_graph *g, clt_tensor *param, int enabled);
+/* Whether weight decay applies to `param` in the compiled training graph (*enabled = 0 or 1), after the
+ * flag and the rule. CLT_ERR_STATE before compile or on an inference graph; CLT_ERR_INVALID as above. */
+CLT_API int clt_tensor_weight_decay(const clt_graph *g, const clt_tensor *param, int *enabled);
 
 /* Marks a tensor whose value (and, with grad=1, its gradient) must stay readable after a pass. Other
  * intermediate tensors share device memory once dead and cannot be read. Losses and parameters are always
@@ -516,10 +534,56 @@ CLT_API int clt_graph_forward(clt_graph *g, int training);
  * parameters (clt_graph_step, clt_tensor_write) only before the next forward: a backward after such a change
  * mixes the last forward's values with the new parameters. */
 CLT_API int clt_graph_backward(clt_graph *g, clt_tensor *loss);
+/* Backward pass from the scalar `loss` with seed `loss_scale` (finite): the gradients are those of
+ * loss_scale * loss. accumulate = 0: parameter gradients are overwritten (clt_graph_backward is
+ * loss_scale 1, accumulate 0). accumulate = 1: they are added to the parameter gradients already there
+ * (needs a graph compiled with accumulate_grads = 1, else CLT_ERR_STATE; costs one copy and one addition over
+ * the parameters). Gradients of kept inputs and activations are always overwritten.
+ *
+ * Gradient accumulation over K micro-batches of B/K rows, equal to one batch of B up to float summation order:
+ *     for m in 0..K-1: write micro-batch m; clt_graph_forward(g, 1); clt_graph_backward_ex(g, loss, 1.0f/K, m > 0);
+ *     (optionally clt_graph_clip_grad_norm), then one clt_graph_step.
+ * (or clt_graph_zero_grad first and accumulate = 1 for every micro-batch). The graph is built for B/K rows.
+ * Equality holds for models whose rows are independent: batch normalization normalizes each micro-batch
+ * with its own statistics (and updates its running statistics once per micro-batch), and dropout draws a new
+ * mask per forward pass, so such models train differently (by design, as in PyTorch). */
+CLT_API int clt_graph_backward_ex(clt_graph *g, clt_tensor *loss, float loss_scale, int accumulate);
+/* Sets every parameter gradient to zero (then clt_graph_backward_ex with accumulate = 1 adds to zeros).
+ * CLT_ERR_STATE on an uncompiled or inference graph. */
+CLT_API int clt_graph_zero_grad(clt_graph *g);
+/* Gradient clipping by global norm, as torch.nn.utils.clip_grad_norm_: norm = sqrt(sum of the squares of
+ * every parameter gradient); if norm > max_norm all of them are multiplied by max_norm / (norm + 1e-6),
+ * otherwise left unchanged. Computed on the device (a reduction over the gradient arena, then the scaling,
+ * with no host round trip); with norm_out non-NULL the norm is read back into *norm_out (a blocking read of
+ * one value), with NULL nothing waits. A norm that is not finite (NaN or inf gradients) leaves the gradients
+ * as they are. max_norm = INFINITY only measures. Call it between the backward pass(es) and clt_graph_step.
+ * Errors: CLT_ERR_INVALID for max_norm not > 0 (NaN included), CLT_ERR_STATE on an uncompiled or inference
+ * graph. The summation order is fixed: same gradients, same norm, on every run. */
+CLT_API int clt_graph_clip_grad_norm(clt_graph *g, float max_norm, float *norm_out);
 /* Backward pass from any tensor `t` with the given upstream gradient dL/dt (count == numel(t)). */
 CLT_API int clt_graph_backward_from(clt_graph *g, clt_tensor *t, const float *grad, size_t count);
 /* One optimizer update of every parameter with learning rate `lr`, from the last backward's gradients. */
 CLT_API int clt_graph_step(clt_graph *g, float lr);
+
+/* ---- learning-rate schedule: linear warmup, then cosine decay (nanoGPT's get_lr). */
+typedef struct clt_lr_schedule_settings {
+    float lr;              /* peak (base) learning rate, >= 0 */
+    float min_lr;          /* floor of the decay, 0 <= min_lr <= lr */
+    uint64_t warmup_steps; /* steps 0 .. warmup_steps-1 ramp up: lr * (step + 1) / (warmup_steps + 1) */
+    uint64_t decay_steps;  /* the cosine ends here: min_lr from then on. 0: no decay (lr after the warmup);
+                            * otherwise decay_steps >= warmup_steps */
+} clt_lr_schedule_settings;
+/* lr, min_lr 0, no warmup, no decay: a constant learning rate. */
+CLT_API void clt_lr_schedule_default_settings(clt_lr_schedule_settings *s, float lr);
+/* The learning rate for 0-based optimizer step `step` (clt_graph_get_counters' `steps` before the step),
+ * into *lr_out, in double precision then rounded:
+ *     step < warmup:          lr * (step + 1) / (warmup + 1)
+ *     step > decay_steps:     min_lr
+ *     otherwise:              min_lr + 0.5 * (1 + cos(pi * (step - warmup) / (decay_steps - warmup))) * (lr - min_lr)
+ * (decay_steps == warmup: lr at that step, min_lr after it). This is nanoGPT's get_lr (train.py, since its
+ * warmup starts at lr/(warmup+1) rather than 0). CLT_ERR_INVALID (no message: there is no context) for NULL
+ * arguments, lr or min_lr negative or not finite, min_lr > lr, or 0 < decay_steps < warmup_steps. */
+CLT_API int clt_lr_schedule(const clt_lr_schedule_settings *s, uint64_t step, float *lr_out);
 
 /* ---- parameters and state (for checkpoints). A state tensor is a parameter (trainable) or a buffer
  * such as batch-norm running statistics (not trainable). */

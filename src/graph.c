@@ -1,5 +1,6 @@
 /* graph.c - the computation graph: building, memory planning, automatic backward, and running passes. */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +60,11 @@ void clt_graph_destroy(clt_graph *g)
     release_mem(&g->slot_arena[0]);
     release_mem(&g->slot_arena[1]);
     release_mem(&g->buf_arena);
-    if (g->k_optim) clReleaseKernel(g->k_optim);
+    release_mem(&g->clip_buf);
+    release_mem(&g->acc_arena);
+    cl_kernel ks[] = {g->k_optim, g->k_sumsq, g->k_norm, g->k_scale, g->k_acc};
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
+        if (ks[i]) clReleaseKernel(ks[i]);
     free(g->tensors);
     free(g->nodes);
     free(g->contrib);
@@ -225,6 +230,8 @@ int clt__add_param(clt_graph *g, clt__node *n, const char *suffix, int ndim, con
     (*out)->fan_out = fan_out;
     (*out)->init_const = init_const;
     (*out)->requires_grad = 1;
+    (*out)->decay = ndim >= 2; /* matrices decay, vectors (biases, norm scales and shifts) do not */
+    (*out)->decay_user = -1;
     n->param[n->nparam++] = *out;
     return CLT_OK;
 }
@@ -266,6 +273,33 @@ int clt_graph_keep(clt_graph *g, clt_tensor *t, int grad)
     CLT_TRY(clt__check_tensor(g, t, "clt_graph_keep", "tensor"));
     t->keep_value = 1;
     if (grad) t->keep_grad = 1;
+    return CLT_OK;
+}
+
+int clt_tensor_set_weight_decay(clt_graph *g, clt_tensor *param, int enabled)
+{
+    CLT_TRY(clt__check_building(g, "clt_tensor_set_weight_decay"));
+    CLT_TRY(find_tensor(g, param, "clt_tensor_set_weight_decay"));
+    if (param->kind != CLT__PARAM)
+        return clt__err(g->ctx, CLT_ERR_INVALID, "clt_tensor_set_weight_decay: '%s' is not a learned parameter",
+                        param->name);
+    if (enabled != 0 && enabled != 1)
+        return clt__err(g->ctx, CLT_ERR_INVALID, "clt_tensor_set_weight_decay: enabled is %d (0 or 1)", enabled);
+    param->decay_user = enabled;
+    return CLT_OK;
+}
+
+int clt_tensor_weight_decay(const clt_graph *g, const clt_tensor *param, int *enabled)
+{
+    if (!g) return CLT_ERR_INVALID;
+    if (!enabled) return clt__err(g->ctx, CLT_ERR_INVALID, "clt_tensor_weight_decay: enabled is NULL");
+    CLT_TRY(find_tensor((clt_graph *)g, param, "clt_tensor_weight_decay"));
+    if (param->kind != CLT__PARAM)
+        return clt__err(g->ctx, CLT_ERR_INVALID, "clt_tensor_weight_decay: '%s' is not a learned parameter",
+                        param->name);
+    if (g->compiled != 1 || !g->training_alloc)
+        return clt__err(g->ctx, CLT_ERR_STATE, "clt_tensor_weight_decay: compile the graph for training first");
+    *enabled = param->decay_eff;
     return CLT_OK;
 }
 
@@ -414,12 +448,16 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
             return clt__err(ctx, CLT_ERR_INVALID, "unknown optimizer type %d", o->type);
         if (!(o->lr >= 0) || !(o->momentum >= 0 && o->momentum < 1) || (o->nesterov && o->momentum <= 0) ||
             !(o->weight_decay >= 0) || !(o->l1 >= 0) || !(o->beta1 >= 0 && o->beta1 < 1) ||
-            !(o->beta2 >= 0 && o->beta2 < 1) || !(o->eps > 0 || o->type == CLT_OPT_SGD))
+            !(o->beta2 >= 0 && o->beta2 < 1) || !(o->eps > 0 || o->type == CLT_OPT_SGD) ||
+            (o->decay_matrices_only != 0 && o->decay_matrices_only != 1))
             return clt__err(ctx, CLT_ERR_INVALID,
                             "invalid optimizer settings (lr %g, momentum %g, nesterov %d, betas %g/%g, eps %g, "
-                            "weight decay %g, l1 %g)", o->lr, o->momentum, o->nesterov, o->beta1, o->beta2, o->eps,
-                            o->weight_decay, o->l1);
+                            "weight decay %g, decay_matrices_only %d, l1 %g)", o->lr, o->momentum, o->nesterov,
+                            o->beta1, o->beta2, o->eps, o->weight_decay, o->decay_matrices_only, o->l1);
     }
+    if (g->settings.accumulate_grads != 0 && g->settings.accumulate_grads != 1)
+        return clt__err(ctx, CLT_ERR_INVALID, "clt_graph_compile: accumulate_grads is %d (0 or 1)",
+                        g->settings.accumulate_grads);
     /* From here on the graph changes; until everything below succeeded it refuses every call, so that a
      * failure part-way never leaves a half-planned graph that a second compile would plan again. */
     g->compiled = -1;
@@ -531,12 +569,25 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
      * optimizer is one kernel over all parameters. */
     size_t align_el = ctx->mem_align / sizeof(float);
     g->param_elems = g->buf_elems = 0;
+    /* Decayed parameters first, then the others: the optimizer decays elements [0, decay_elems). With every
+     * parameter decayed (the default) this is graph order, as it always was. */
     for (int i = 0; i < g->ntensors; i++) {
         clt_tensor *t = g->tensors[i];
-        if (t->kind == CLT__PARAM) {
+        if (t->kind == CLT__PARAM)
+            t->decay_eff = t->decay_user >= 0 ? t->decay_user : o->decay_matrices_only ? t->decay : 1;
+    }
+    for (int pass = 1; pass >= 0; pass--) {
+        for (int i = 0; i < g->ntensors; i++) {
+            clt_tensor *t = g->tensors[i];
+            if (t->kind != CLT__PARAM || t->decay_eff != pass) continue;
             t->param_offset = g->param_elems;
             g->param_elems += clt__round_up(t->numel, align_el);
-        } else if (t->kind == CLT__BUFFER) {
+        }
+        if (pass == 1) g->decay_elems = g->param_elems;
+    }
+    for (int i = 0; i < g->ntensors; i++) {
+        clt_tensor *t = g->tensors[i];
+        if (t->kind == CLT__BUFFER) {
             t->param_offset = g->buf_elems;
             g->buf_elems += clt__round_up(t->numel, align_el);
         }
@@ -549,7 +600,12 @@ int clt_graph_compile(clt_graph *g, const clt_compile_settings *s)
     if (g->training_alloc)
         g->nslots = o->type == CLT_OPT_SGD ? (o->momentum > 0 ? 1 : 0) : 2;
     CLT_TRY(create_buffer(g, g->param_elems * sizeof(float), &g->param_arena, "parameters"));
-    if (g->training_alloc) CLT_TRY(create_buffer(g, g->param_elems * sizeof(float), &g->grad_arena, "gradients"));
+    if (g->training_alloc) {
+        CLT_TRY(create_buffer(g, g->param_elems * sizeof(float), &g->grad_arena, "gradients"));
+        CLT_TRY(create_buffer(g, (CLT__CLIP_PARTS + 2) * sizeof(float), &g->clip_buf, "the gradient norm"));
+        if (g->settings.accumulate_grads)
+            CLT_TRY(create_buffer(g, g->param_elems * sizeof(float), &g->acc_arena, "gradient accumulation"));
+    }
     for (int s2 = 0; s2 < g->nslots; s2++)
         CLT_TRY(create_buffer(g, g->param_elems * sizeof(float), &g->slot_arena[s2], "optimizer state"));
     CLT_TRY(create_buffer(g, g->buf_elems * sizeof(float), &g->buf_arena, "buffers"));
@@ -606,8 +662,8 @@ int clt_graph_memory(const clt_graph *g, size_t *param_bytes, size_t *activation
     if (!g) return CLT_ERR_INVALID;
     clt__clear_error(g->ctx);
     if (g->compiled != 1) return clt__err(g->ctx, CLT_ERR_STATE, "clt_graph_memory: the graph is not compiled");
-    size_t p = g->param_elems * sizeof(float) * (1 + (g->training_alloc ? 1 : 0) + (size_t)g->nslots) +
-               g->buf_elems * sizeof(float);
+    size_t p = g->param_elems * sizeof(float) * (1 + (g->training_alloc ? 1 : 0) + (size_t)g->nslots +
+                                                 (g->acc_arena ? 1 : 0)) + g->buf_elems * sizeof(float);
     size_t a = g->act_bytes;
     for (int i = 0; i < g->ntensors; i++) {
         const clt_tensor *t = g->tensors[i];
@@ -766,12 +822,48 @@ static int check_seed(clt_graph *g, clt_tensor *t, const char *fn)
 
 int clt_graph_backward(clt_graph *g, clt_tensor *loss)
 {
-    CLT_TRY(check_seed(g, loss, "clt_graph_backward"));
+    return clt_graph_backward_ex(g, loss, 1.0f, 0);
+}
+
+int clt_graph_backward_ex(clt_graph *g, clt_tensor *loss, float loss_scale, int accumulate)
+{
+    const char *fn = accumulate || loss_scale != 1.0f ? "clt_graph_backward_ex" : "clt_graph_backward";
+    CLT_TRY(check_seed(g, loss, fn));
     if (loss->numel != 1)
-        return clt__err(g->ctx, CLT_ERR_SHAPE, "clt_graph_backward: '%s' has %zu values; a loss is a scalar "
-                        "(use clt_graph_backward_from for others)", loss->name, loss->numel);
-    CLT_TRY(clt__fill(g, loss->grad->mem, 1, 1.0f));
-    return run_backward(g, loss);
+        return clt__err(g->ctx, CLT_ERR_SHAPE, "%s: '%s' has %zu values; a loss is a scalar "
+                        "(use clt_graph_backward_from for others)", fn, loss->name, loss->numel);
+    if (!isfinite(loss_scale))
+        return clt__err(g->ctx, CLT_ERR_INVALID, "%s: loss_scale is %g", fn, loss_scale);
+    if (accumulate != 0 && accumulate != 1)
+        return clt__err(g->ctx, CLT_ERR_INVALID, "%s: accumulate is %d (0 or 1)", fn, accumulate);
+    if (accumulate && !g->acc_arena)
+        return clt__err(g->ctx, CLT_ERR_STATE, "%s: accumulating gradients needs a graph compiled with "
+                        "accumulate_grads = 1", fn);
+    if (accumulate) CLT_TRY(clt__grad_accumulate_begin(g));
+    CLT_TRY(clt__fill(g, loss->grad->mem, 1, loss_scale));
+    CLT_TRY(run_backward(g, loss));
+    if (accumulate) CLT_TRY(clt__grad_accumulate_end(g));
+    return CLT_OK;
+}
+
+int clt_graph_zero_grad(clt_graph *g)
+{
+    CLT_TRY(check_compiled(g, "clt_graph_zero_grad"));
+    if (!g->training_alloc)
+        return clt__err(g->ctx, CLT_ERR_STATE, "clt_graph_zero_grad: the graph was compiled without training");
+    if (g->param_elems) CLT_TRY(clt__fill(g, g->grad_arena, g->param_elems, 0.0f));
+    return CLT_OK;
+}
+
+int clt_graph_clip_grad_norm(clt_graph *g, float max_norm, float *norm_out)
+{
+    CLT_TRY(check_compiled(g, "clt_graph_clip_grad_norm"));
+    if (!g->training_alloc)
+        return clt__err(g->ctx, CLT_ERR_STATE, "clt_graph_clip_grad_norm: the graph was compiled without training");
+    if (!(max_norm > 0))
+        return clt__err(g->ctx, CLT_ERR_INVALID, "clt_graph_clip_grad_norm: max_norm is %g (must be > 0; INFINITY "
+                        "only measures the norm)", max_norm);
+    return clt__clip_grad_norm(g, max_norm, norm_out);
 }
 
 int clt_graph_backward_from(clt_graph *g, clt_tensor *t, const float *grad, size_t count)

@@ -178,6 +178,11 @@ struct clt_tensor {
     int init;
     int fan_in, fan_out;
     float init_const;     /* CLT_INIT_ZEROS-like constant fill (batch-norm scale starts at 1) */
+    /* Weight decay (clt_tensor_set_weight_decay): `decay` is the op's default for matrices-only decay
+     * (clt__add_param: 1 for parameters of 2 or more dims, i.e. conv/dense/matmul weights; 0 for vectors:
+     * biases, norm scales and shifts). Ops whose matrix must not decay (embedding tables) set it to 0 after
+     * clt__add_param. decay_user is -1 (not set) or the caller's 0/1; decay_eff is what compile decided. */
+    int decay, decay_user, decay_eff;
     size_t param_offset;  /* elements into the parameter / buffer arena */
     /* planning */
     int t_def, t_last;    /* life span in the schedule, inclusive; t_last = INT_MAX: forever */
@@ -262,6 +267,15 @@ struct clt_graph {
     cl_kernel k_optim;
     cl_kernel k_fill;
     int nslots;
+    /* Parameters that weight decay applies to come first in the arenas: elements [0, decay_elems). */
+    size_t decay_elems;
+    /* Gradient clipping (optim.c): partial sums of squares, then norm and scale, then scaling. */
+    cl_mem clip_buf;       /* CLT__CLIP_PARTS partial sums, then [norm, scale] */
+    cl_kernel k_sumsq, k_norm, k_scale;
+    /* Gradient accumulation (compile setting accumulate_grads): the sum so far while a backward overwrites
+     * grad_arena, and the kernel that adds it back. */
+    cl_mem acc_arena;
+    cl_kernel k_acc;
     /* per-backward bookkeeping */
     int *contrib; /* scratch: per-tensor count of gradient writes in the current backward */
     int *reached; /* scratch: per-tensor "on a path to the seed" in the current backward */
@@ -292,7 +306,8 @@ int clt__new_tensor(clt_graph *g, int kind, const char *name, int ndim, const in
 /* A node with inputs; its output tensor has `ndim`/`shape`. `name` is the user's name (may be NULL). */
 int clt__new_node(clt_graph *g, const clt__op *op, const char *name, int nin, clt_tensor *const *in, int ndim,
                   const int *shape, clt__node **out);
-/* Learned parameter of node n: name "<out name>.<suffix>". */
+/* Learned parameter of node n: name "<out name>.<suffix>". Its weight-decay default for matrices-only decay
+ * (t->decay) is 1 when ndim >= 2, else 0; an op overrides it by setting (*out)->decay after the call. */
 int clt__add_param(clt_graph *g, clt__node *n, const char *suffix, int ndim, const int *shape, int init,
                    int fan_in, int fan_out, float init_const, clt_tensor **out);
 int clt__add_buffer(clt_graph *g, clt__node *n, const char *suffix, int ndim, const int *shape, float init_const,
@@ -325,8 +340,13 @@ double clt__normal(uint64_t *state);
 int clt__init_params(clt_graph *g);
 
 /* Optimizer (optim.c). */
+#define CLT__CLIP_PARTS 1024 /* work-items of the first stage of the gradient norm (fixed summation order) */
 int clt__optim_prepare(clt_graph *g);
 int clt__optim_step(clt_graph *g, float lr);
+/* Gradient clipping and accumulation over the gradient arena (optim.c). */
+int clt__clip_grad_norm(clt_graph *g, float max_norm, float *norm_out);
+int clt__grad_accumulate_begin(clt_graph *g); /* acc_arena = grad_arena */
+int clt__grad_accumulate_end(clt_graph *g);   /* grad_arena += acc_arena */
 
 /* Host time in milliseconds (monotonic). */
 double clt__now_ms(void);

@@ -997,6 +997,76 @@ static void mode_errors(void)
     errors_paths(data, ck);
 }
 
+/* Parses the train_loss and test_loss of "epoch E/N ..." lines into loss[2*(E-1)], loss[2*(E-1)+1]; the count. */
+static int parse_epoch_losses(const char *out, double *loss, int max)
+{
+    int n = 0;
+    for (const char *p = out; (p = strstr(p, "epoch ")) && n < max; p++) {
+        if (p != out && p[-1] != '\n') continue;
+        int e, t;
+        double tl, ta, sl;
+        if (sscanf(p, "epoch %d/%d train_loss=%lf train_acc=%lf test_loss=%lf", &e, &t, &tl, &ta, &sl) == 5 &&
+            e == n + 1)
+            loss[2 * n] = tl, loss[2 * n + 1] = sl, n++;
+    }
+    return n;
+}
+
+/* --accumulate K trains a model without batch norm or dropout as one batch does (up to float summation order);
+ * --clip-grad-norm; the options' errors. */
+static void mode_accumulate(void)
+{
+    char data[4200];
+    path_in(data, sizeof data, g_dir, "cifar");
+    TU_CHECK(gen_cifar(data, 60, 150, 7) == 0, "generating data");
+    /* 300 images, batch 30: 10 steps an epoch, none partial, with or without micro-batches. */
+    double ref[4], got[4];
+    result r = run("cifar10", "--data", data, "--model", "seed-cnn", "--epochs", "2", "--batch", "30", "--optimizer",
+                   "adam", "--tune", "off", NULL);
+    expect_ok(&r, "training without accumulation");
+    TU_CHECK(parse_epoch_losses(r.out, ref, 2) == 2, "epoch lines missing");
+    result_free(&r);
+    const char *ks[] = {"2", "3"};
+    for (int i = 0; i < 2; i++) {
+        r = run("cifar10", "--data", data, "--model", "seed-cnn", "--epochs", "2", "--batch", "30", "--optimizer",
+                "adam", "--tune", "off", "--accumulate", ks[i], NULL);
+        expect_ok(&r, "training with --accumulate");
+        char want[64];
+        snprintf(want, sizeof want, "(%s micro-batches of %d)", ks[i], 30 / atoi(ks[i]));
+        TU_CHECK(strstr(r.out, want) != NULL, "--accumulate %s: the training line lacks '%s'", ks[i], want);
+        TU_CHECK(parse_epoch_losses(r.out, got, 2) == 2, "--accumulate %s: epoch lines missing", ks[i]);
+        /* Printed with 4 decimals; summation order moves them by far less than the 5e-4 allowed. */
+        for (int j = 0; j < 4; j++)
+            TU_CHECK(fabs(got[j] - ref[j]) <= 5e-4, "--accumulate %s: %s loss of epoch %d is %.4f, one batch gives "
+                     "%.4f", ks[i], j % 2 ? "test" : "train", j / 2 + 1, got[j], ref[j]);
+        result_free(&r);
+    }
+    /* Images left over at the end of an epoch: 300 = 4 steps of 64 + 44 = 2 micro-batches of 16 + 12 skipped. */
+    r = run("cifar10", "--data", data, "--model", "seed-cnn", "--epochs", "1", "--batch", "64", "--tune", "off",
+            "--accumulate", "4", "--clip-grad-norm", "0.5", NULL);
+    expect_ok(&r, "--accumulate 4 with a remainder, --clip-grad-norm");
+    TU_CHECK(strstr(r.out, "note: 12 images do not fill a micro-batch"), "the skipped remainder is not reported");
+    TU_CHECK(strstr(r.out, "gradients clipped to global norm 0.5"), "clipping is not reported");
+    int ep = 0;
+    double acc = 0, loss = 0;
+    TU_CHECK(parse_final(r.out, &ep, &acc, &loss) == 0 && ep == 1 && isfinite(loss), "final line");
+    result_free(&r);
+    r = run("cifar10", "--data", data, "--model", "seed-cnn", "--epochs", "1", "--batch", "30", "--tune", "off",
+            "--accumulate", "7", NULL);
+    expect_fail(&r, "--accumulate 7: the batch (30) must be a multiple of it", "--accumulate not dividing the batch");
+    result_free(&r);
+    r = run("cifar10", "--data", data, "--model", "seed-cnn", "--epochs", "1", "--batch", "30", "--tune", "off",
+            "--accumulate", "30", NULL);
+    expect_fail(&r, "micro-batches of 1 image(s) (batch 30); batch statistics need two", "micro-batches of 1");
+    result_free(&r);
+    r = run("cifar10", "--data", data, "--accumulate", "0", NULL);
+    expect_fail(&r, "--accumulate", "--accumulate 0");
+    result_free(&r);
+    r = run("cifar10", "--data", data, "--clip-grad-norm", "-1", NULL);
+    expect_fail(&r, "--clip-grad-norm", "--clip-grad-norm -1");
+    result_free(&r);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
@@ -1018,6 +1088,7 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[2], "train_idx")) mode_train_idx();
     else if (!strcmp(argv[2], "resume")) mode_resume();
     else if (!strcmp(argv[2], "errors")) mode_errors();
+    else if (!strcmp(argv[2], "accumulate")) mode_accumulate();
     else {
         fprintf(stderr, "unknown mode %s\n", argv[2]);
         return 2;

@@ -18,6 +18,8 @@ typedef struct cli_train_opts {
     const char *model;
     int epochs, batch, optimizer, nesterov, schedule, augment, limit, verbose, resume, overwrite, tune;
     float lr, momentum, weight_decay, label_smoothing;
+    int accumulate;         /* --accumulate K: micro-batches per step (0: not given, 1) */
+    float clip;             /* --clip-grad-norm X: > 0 clips gradients to that global norm (0: off) */
     long long seed;
     const char *device, *checkpoint, *log, *plot;
 } cli_train_opts;

@@ -65,6 +65,12 @@ static const char *const usage_train =
     "  --schedule NAME        learning rate per step: constant, step (x0.1 at 50%% and 75%%), cosine, or\n"
     "                         onecycle (linear warm-up from lr/25 over 30%%, then cosine to 0; default)\n"
     "  --label-smoothing X    cross-entropy label smoothing (default 0)\n"
+    "  --accumulate K         gradient accumulation: each step adds the gradients of K micro-batches of\n"
+    "                         batch/K images (less memory; the same training as one batch for models\n"
+    "                         without batch norm or dropout); images that do not fill a micro-batch at the\n"
+    "                         end of an epoch are skipped. Not stored in checkpoints: repeat it to resume\n"
+    "  --clip-grad-norm X     scale the gradients down to global norm X before each step (default off;\n"
+    "                         not stored in checkpoints)\n"
     "  --seed N               seed of initialization, shuffling, augmentation, dropout (default 1)\n"
     "run:\n"
     "  --device SPEC          OpenCL device: index, platform:device, or part of its name (see cltrain devices)\n"
@@ -271,6 +277,8 @@ static int cmd_train(const char *dataset, int argc, char **argv)
         else if (opt_is(&p, "--plot", 1)) o.plot = p.val;
         else if (opt_is(&p, "--limit", 1)) parse_int(&p, "--limit", 1, INT_MAX, &o.limit);
         else if (opt_is(&p, "--label-smoothing", 1)) parse_float(&p, "--label-smoothing", 0, 1, 1, &o.label_smoothing);
+        else if (opt_is(&p, "--accumulate", 1)) parse_int(&p, "--accumulate", 1, 65536, &o.accumulate);
+        else if (opt_is(&p, "--clip-grad-norm", 1)) parse_float(&p, "--clip-grad-norm", 1e-12, 1e12, 0, &o.clip);
         else if (opt_is(&p, "--verbose", 0) || !strcmp(a, "-v")) o.verbose = 1;
         else if (a[0] == '-') return usage_error(dataset, "unknown option '%s'", a);
         else return usage_error(dataset, "unexpected argument '%s'", a);

@@ -139,6 +139,28 @@ int tool_meta_encode(const tool_ckpt_meta *m, const tool_data_meta *dm, unsigned
  * with a message naming the checkpoint. */
 int tool_meta_decode(const clt_checkpoint *ck, const char *path, tool_ckpt_meta *m, tool_data_meta *dm, char *err);
 
+/* ------------------------------------------------------------------------------------------ training steps */
+
+/* How a training command steps (tools/util.c): gradient accumulation and clipping, the same for images and
+ * text. The graph is built for micro-batches of batch/accumulate rows and, with accumulate > 1, compiled with
+ * clt_compile_settings.accumulate_grads = 1. */
+typedef struct tool_step {
+    clt_graph *g;
+    clt_tensor *loss;  /* the mean loss of one micro-batch */
+    int accumulate;    /* micro-batches per optimizer step (--accumulate K), >= 1 */
+    float clip;        /* > 0: clip the gradients to this global norm before each step (--clip-grad-norm) */
+} tool_step;
+/* Called per micro-batch m: `fill` writes its inputs before the forward pass, `after` (may be NULL) reads what
+ * the caller needs (logits) after its backward pass. Return 0 or a negative status with a message in err. */
+typedef int (*tool_micro_fn)(void *ud, int m, char *err);
+/* One optimizer step over `micro` (1..accumulate) micro-batches of the same size: per micro-batch fill,
+ * forward, backward with loss scale 1/micro (accumulating after the first), after; then clipping and the step
+ * with learning rate lr. *mean_loss (may be NULL) is the mean of the micro-batches' losses, *grad_norm (may be
+ * NULL) the norm before clipping (a blocking read; NaN without clipping). With micro = 1 and no clipping
+ * this is forward, clt_graph_backward, clt_graph_step. Errors: the library's message in err. */
+int tool_train_step(const tool_step *s, int micro, float lr, tool_micro_fn fill, tool_micro_fn after, void *ud,
+                    float *mean_loss, float *grad_norm, char *err);
+
 /* ------------------------------------------------------------------------------------------ commands */
 
 /* Subcommands implemented outside cltrain.c; argv[0] is the subcommand name. Return a process exit code. */

@@ -435,6 +435,38 @@ static int evaluate(clt_context *ctx, net *n, const tool_dataset *ds, const cli_
     return 0;
 }
 
+/* ------------------------------------------------------------------------------------------ training step */
+
+/* One step's batch on the host (rows of n->batch per micro-batch) and where its logits go. */
+typedef struct micro_io {
+    net *n;
+    const float *x, *y;
+    float *logits;
+    size_t img;
+    int classes;
+} micro_io;
+
+static int micro_fill(void *ud, int m, char *err)
+{
+    micro_io *io = ud;
+    net *n = io->n;
+    size_t r = (size_t)m * n->batch;
+    if (clt_tensor_write(n->g, n->x, io->x + r * io->img, (size_t)n->batch * io->img) < 0 ||
+        clt_tensor_write(n->g, n->y, io->y + r, (size_t)n->batch) < 0)
+        return tool_fail(err, -1, "%s", clt_errmsg(clt_graph_context(n->g)));
+    return 0;
+}
+
+static int micro_after(void *ud, int m, char *err)
+{
+    micro_io *io = ud;
+    net *n = io->n;
+    float *dst = io->logits + (size_t)m * n->batch * io->classes;
+    if (clt_tensor_read(n->g, n->logits, 0, dst, (size_t)n->batch * io->classes) < 0)
+        return tool_fail(err, -1, "%s", clt_errmsg(clt_graph_context(n->g)));
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------------ schedule */
 
 static double lr_at(int schedule, double base, uint64_t step, uint64_t total)
@@ -740,10 +772,27 @@ int cli_train(const cli_train_opts *o)
         goto out;
     }
     int B = meta->batch < ntrain ? meta->batch : ntrain;
+    /* --accumulate K: the graph holds micro-batches of M = batch/K images; a step adds K of them. */
+    int K = o->accumulate > 1 ? o->accumulate : 1, M = B;
+    if (K > 1) {
+        if (meta->batch % K) {
+            fail("--accumulate %d: the batch (%d) must be a multiple of it", K, meta->batch);
+            goto out;
+        }
+        M = meta->batch / K < ntrain ? meta->batch / K : ntrain;
+        if (M < 2) {
+            fail("--accumulate %d: micro-batches of %d image(s) (batch %d); batch statistics need two", K, M,
+                 meta->batch);
+            goto out;
+        }
+        B = M * K;
+    }
     int nfull = ntrain / B, rem = ntrain % B;
-    /* A training pass needs two values per channel for batch statistics: a lone last image is left out. */
-    int tail_n = rem >= 2 ? rem : 0;
-    int steps_per_epoch = nfull + (tail_n > 0);
+    /* A training pass needs two values per channel for batch statistics: a lone last image is left out. With
+     * micro-batches the last step takes the whole micro-batches that are left. */
+    int tail_n = K == 1 && rem >= 2 ? rem : 0;
+    int tail_micro = K > 1 ? rem / M : 0;
+    int steps_per_epoch = nfull + (tail_n > 0 || tail_micro > 0);
 
     /* ---- device and graphs */
     if (make_context(o->device, o->tune, o->verbose, &ctx)) goto out;
@@ -751,7 +800,8 @@ int cli_train(const cli_train_opts *o)
     clt_context_device_info(ctx, &di);
     clt_compile_settings cs;
     run_compile_settings(meta, &cs);
-    if (net_build(ctx, model, &dm, B, 1, &cs, &tr)) goto out;
+    cs.accumulate_grads = K > 1;
+    if (net_build(ctx, model, &dm, M, 1, &cs, &tr)) goto out;
     if (tail_n && net_build(ctx, model, &dm, tail_n, 1, &cs, &tail)) goto out;
     if (resume && clt_checkpoint_apply(ck, tr.g) < 0) {
         fail("%s", clt_errmsg(ctx));
@@ -775,12 +825,17 @@ int cli_train(const cli_train_opts *o)
     printf("device: %s (%s)\n", di.name, di.platform_name);
     printf("training: %d epochs, batch %d, %s lr %g", meta->epochs_total, B, cli_optimizer_names[meta->opt.type],
            meta->opt.lr);
+    if (K > 1) printf(" (%d micro-batches of %d)", K, M);
     if (meta->opt.type == CLT_OPT_SGD) printf(" momentum %g%s", meta->opt.momentum, meta->opt.nesterov ? " nesterov" : "");
     printf(" weight decay %g, %s schedule, augmentation %s, label smoothing %g, seed %llu\n", meta->opt.weight_decay,
            cli_schedule_names[meta->schedule], meta->augment ? "on" : "off", dm.label_smoothing,
            (unsigned long long)meta->seed);
     if (resume) printf("resuming %s after epoch %d\n", o->checkpoint, meta->epochs_done);
-    if (rem == 1) printf("note: %d images do not fill the last batch; the single image left over is skipped each epoch\n", ntrain);
+    if (K == 1 && rem == 1) printf("note: %d images do not fill the last batch; the single image left over is skipped each epoch\n", ntrain);
+    if (K > 1 && rem % M)
+        printf("note: %d images do not fill a micro-batch at the end of an epoch; they are skipped each epoch\n",
+               rem % M);
+    if (o->clip > 0) printf("gradients clipped to global norm %g\n", o->clip);
     if (o->verbose)
         printf("memory: %.1f MiB parameters and state, %.1f MiB activations\n", pbytes / 1048576.0,
                abytes / 1048576.0);
@@ -829,25 +884,29 @@ int cli_train(const cli_train_opts *o)
             float *x = xb[j & 1], *y = yb[j & 1];
             if (j + 1 < steps_per_epoch) worker_submit(w, &spec, (j + 1) * B, xb[(j + 1) & 1], yb[(j + 1) & 1]);
             int is_tail = j >= nfull;
-            net *n = is_tail ? &tail : &tr;
+            net *n = is_tail && K == 1 ? &tail : &tr;
             uint64_t step;
             clt_graph_get_counters(tr.g, &step, NULL);
             float lr = (float)lr_at(meta->schedule, meta->opt.lr, step, total_steps);
             float loss = 0;
             int st = 0;
-            if (is_tail) st = copy_state(ctx, tr.g, tail.g, statebuf) ? -1 : 0;
-            if (st >= 0) st = clt_tensor_write(n->g, n->x, x, (size_t)n->batch * img);
-            if (st >= 0) st = clt_tensor_write(n->g, n->y, y, (size_t)n->batch);
-            if (st >= 0) st = clt_graph_forward(n->g, 1);
-            if (st >= 0) st = clt_graph_backward(n->g, n->loss);
-            if (st >= 0) st = clt_graph_step(n->g, lr);
-            if (st >= 0) st = clt_tensor_read(n->g, n->loss, 0, &loss, 1);
-            if (st >= 0) st = clt_tensor_read(n->g, n->logits, 0, logits, (size_t)n->batch * dm.classes);
-            if (st >= 0 && is_tail) st = copy_state(ctx, tail.g, tr.g, statebuf) ? -1 : 0;
+            /* Micro-batches of this step (K, or those left at the end of an epoch) and the rows they cover. */
+            int micro = K > 1 && is_tail ? tail_micro : K, rows = K > 1 ? micro * M : n->batch;
+            if (is_tail && K == 1) st = copy_state(ctx, tr.g, tail.g, statebuf) ? -1 : 0;
+            if (st >= 0) {
+                micro_io io = {n, x, y, logits, img, dm.classes};
+                tool_step ts = {n->g, n->loss, K, o->clip};
+                st = tool_train_step(&ts, micro, lr, micro_fill, micro_after, &io, &loss, NULL, err);
+            } else
+                snprintf(err, sizeof err, "%s", clt_errmsg(ctx));
+            if (st >= 0 && is_tail && K == 1) {
+                st = copy_state(ctx, tail.g, tr.g, statebuf) ? -1 : 0;
+                if (st < 0) snprintf(err, sizeof err, "%s", clt_errmsg(ctx));
+            }
             if (st < 0) {
                 cli_progress_clear(&prog, stdout);
                 if (j + 1 < steps_per_epoch) worker_wait(w);
-                fail("training step %d of epoch %d: %s", j + 1, epoch + 1, clt_errmsg(ctx));
+                fail("training step %d of epoch %d: %s", j + 1, epoch + 1, err);
                 goto out;
             }
             if (o->verbose && epoch == start_epoch_for_timing && j == 0)
@@ -863,9 +922,9 @@ int cli_train(const cli_train_opts *o)
                 goto out;
             }
             double dummy = 0;
-            score_rows(logits, y, n->batch, dm.classes, &dummy, &correct, NULL);
-            loss_sum += (double)loss * n->batch;
-            seen += n->batch;
+            score_rows(logits, y, rows, dm.classes, &dummy, &correct, NULL);
+            loss_sum += (double)loss * rows;
+            seen += rows;
             double el = cli_now_s() - t0;
             cli_progress_draw(&prog, stdout, epoch + 1, meta->epochs_total, j + 1, steps_per_epoch, loss_sum / seen,
                               (double)correct / seen, seen / el, el / (j + 1) * (steps_per_epoch - j - 1));
