@@ -65,6 +65,9 @@ static void check_pos(clt_context *ctx, tu_rng *rng, int nd, const int *shape, i
         return;
     }
     TU_CHECK(clt_graph_param(g, "wpe.weight") != NULL, "wpe.weight by name");
+    int dec = -1;
+    TU_OK(ctx, clt_tensor_weight_decay(g, clt_graph_param(g, "wpe.weight"), &dec));
+    TU_CHECK(dec == 1, "with decay_matrices_only 0 every parameter decays (%d)", dec);
     size_t n = clt_tensor_numel(x);
     float *xd = malloc(n * sizeof(float));
     tu_fill_uniform(rng, xd, n, -1, 1);

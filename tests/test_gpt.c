@@ -137,7 +137,22 @@ static void check_gpt(clt_context *ctx, int tied)
              "logits (B*T, V)");
     tflat = tgt;
     TU_OK(ctx, clt_softmax_cross_entropy(g, logits, tflat, 0.0f, &loss));
-    if (!TU_OK(ctx, clt_graph_compile(g, NULL))) goto out;
+    clt_compile_settings cs;
+    clt_compile_default_settings(&cs);
+    clt_optimizer_default_settings(&cs.optimizer, CLT_OPT_ADAMW);
+    cs.optimizer.decay_matrices_only = 1;
+    if (!TU_OK(ctx, clt_graph_compile(g, &cs))) goto out;
+    /* GPT-2's decay rule: linear weights decay; embeddings, biases and norms do not. */
+    {
+        static const char *const names[][2] = {{"wte.weight", "0"}, {"wpe.weight", "0"}, {"h0.ln_1.weight", "0"},
+                                               {"h0.attn.c_attn.bias", "0"}, {"h1.mlp.c_fc.weight", "1"},
+                                               {"h0.attn.c_proj.weight", "1"}};
+        for (int i = 0; i < 6; i++) {
+            int dec = -1;
+            TU_OK(ctx, clt_tensor_weight_decay(g, clt_graph_param(g, names[i][0]), &dec));
+            TU_CHECK(dec == names[i][1][0] - '0', "%s decays: %d", names[i][0], dec);
+        }
+    }
     /* GPT-2 initialization: N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)), biases 0, norms 1/0. */
     {
         static float w[F * C];

@@ -415,49 +415,6 @@ static int load_batch(lm_run *r, const unsigned char *text, const vocab *v, cons
     return 0;
 }
 
-/* TODO(gpt-train): the library's global-norm clipping on the device is not on main yet. Until it lands this
- * clips on the host: the gradient norm is read back; if it exceeds `clip`, the pass runs again (forward with the
- * same dropout counter, then backward from the loss with the seed clip/norm: gradients are linear in the seed;
- * a backward alone cannot be repeated, its activations' memory is reused), which gives exactly the clipped
- * gradients at the cost of a second pass on clipped steps. Returns the norm before clipping, or < 0 on error. */
-static double todo_clip_grad_norm(lm_run *r, float clip, float **buf, size_t *cap)
-{
-    double ss = 0;
-    int n = clt_graph_state_count(r->g);
-    for (int i = 0; i < n; i++) {
-        int tr;
-        clt_tensor *t = clt_graph_state_tensor(r->g, i, &tr);
-        size_t k = clt_tensor_numel(t);
-        if (!tr) continue;
-        if (k > *cap) {
-            float *nb = realloc(*buf, k * sizeof(float));
-            if (!nb) return fail("out of memory"), -1;
-            *buf = nb, *cap = k;
-        }
-        if (clt_tensor_read(r->g, t, 1, *buf, k) < 0) return fail("%s", clt_errmsg(r->ctx)), -1;
-        for (size_t j = 0; j < k; j++) ss += (double)(*buf)[j] * (*buf)[j];
-    }
-    double norm = sqrt(ss);
-    if (clip > 0 && norm > clip) {
-        float seed = (float)(clip / (norm + 1e-6));
-        uint64_t steps, passes;
-        clt_graph_get_counters(r->g, &steps, &passes);
-        if (clt_graph_set_counters(r->g, steps, passes - 1) < 0 || clt_graph_forward(r->g, 1) < 0 ||
-            clt_graph_backward_from(r->g, r->loss, &seed, 1) < 0)
-            return fail("%s", clt_errmsg(r->ctx)), -1;
-    }
-    return norm;
-}
-
-/* Linear warm-up to lr over `warmup` steps, then cosine decay to min_lr at `decay_steps` (nanoGPT's get_lr). */
-static float sched_lr(long long step, float lr, int warmup, float min_lr, long long decay_steps)
-{
-    if (step < warmup) return lr * (float)(step + 1) / (float)(warmup + 1);
-    if (step >= decay_steps) return min_lr;
-    double r = (double)(step - warmup) / (double)(decay_steps - warmup);
-    return (float)(min_lr + 0.5 * (1.0 + cos(3.14159265358979323846 * r)) * (lr - min_lr));
-}
-
 static int eval_loss(lm_run *r, const unsigned char *text, size_t lo, size_t hi, const vocab *v, int nb, float *ids,
                      float *tg, size_t *starts, double *out)
 {
@@ -514,8 +471,8 @@ typedef struct text_state {
     clt_model *m;
     clt_model_train_defaults d;
     lm_run r;
-    float *ids, *tg, *gbuf;
-    size_t *starts, gcap;
+    float *ids, *tg;
+    size_t *starts;
     clt_checkpoint *ck; /* the one being resumed, until applied */
     tool_ckpt_meta *meta;
 } text_state;
@@ -583,8 +540,8 @@ static int text_setup(text_state *s)
     if (s->d.beta1 >= 0) opt.beta1 = s->d.beta1;
     if (s->d.beta2 >= 0) opt.beta2 = s->d.beta2;
     if (s->d.weight_decay >= 0) opt.weight_decay = s->d.weight_decay;
-    /* TODO(gpt-train): AdamW's per-parameter decay flag (matrices only) is not on main yet: weight decay applies to
-     * every parameter, biases, norms and embeddings included. */
+    /* GPT-2's rule: weight decay on the matrices of the linear layers only (not biases, norms, embeddings). */
+    opt.decay_matrices_only = 1;
     opt.lr = o->lr >= 0 ? (float)o->lr : s->d.lr > 0 ? s->d.lr : 1e-3f;
     if (resumed) opt = s->meta->opt;
     if (open_ctx(o, &s->r.ctx)) return 1;
@@ -646,15 +603,20 @@ static int text_loop(text_state *s)
            s->len, s->v.n, clt_model_name(s->m), r->T, r->B, steps);
     while (step < steps && !g_stop) {
         for (int b = 0; b < r->B; b++) s->starts[b] = (size_t)rand_below(&s->meta->rng_state, s->ntrain - r->T);
-        float lr = sched_lr(step, s->meta->lr, warmup, min_lr, decay), l;
+        clt_lr_schedule_settings ls = {s->meta->lr, min_lr < s->meta->lr ? min_lr : s->meta->lr, (uint64_t)warmup,
+                                       (uint64_t)(decay > warmup ? decay : warmup)};
+        float lr = 0, l;
+        if (clt_lr_schedule(&ls, (uint64_t)step, &lr) < 0) return fail("bad learning-rate schedule (warmup %d)", warmup);
         double ts = cli_now_s();
         if (load_batch(r, s->text, &s->v, s->starts, s->ids, s->tg)) return 1;
         if (clt_graph_forward(r->g, 1) < 0 || clt_tensor_read(r->g, r->loss, 0, &l, 1) < 0 ||
             clt_graph_backward(r->g, r->loss) < 0)
             return fail("step %lld: %s", step + 1, clt_errmsg(r->ctx));
         if (clip > 0) {
-            double norm = todo_clip_grad_norm(r, clip, &s->gbuf, &s->gcap);
-            if (norm < 0) return 1;
+            /* On the device; reading the norm back costs one value (the loss read above already waited). */
+            float norm = 0;
+            if (clt_graph_clip_grad_norm(r->g, clip, &norm) < 0)
+                return fail("step %lld: %s", step + 1, clt_errmsg(r->ctx));
             clipped += norm > clip;
         }
         if (clt_graph_step(r->g, lr) < 0) return fail("step %lld: %s", step + 1, clt_errmsg(r->ctx));
@@ -719,7 +681,7 @@ int tool_cmd_text(int argc, char **argv)
     clt_graph_destroy(s.r.g);
     clt_context_destroy(s.r.ctx);
     clt_model_destroy(s.m);
-    free(s.text), free(s.ids), free(s.tg), free(s.starts), free(s.gbuf), free(s.meta);
+    free(s.text), free(s.ids), free(s.tg), free(s.starts), free(s.meta);
     clt_checkpoint_close(s.ck);
     return rc;
 }

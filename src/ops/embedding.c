@@ -91,6 +91,7 @@ int clt_embedding(clt_graph *g, clt_tensor *ids, int vocab, int dim, const char 
     int ws[2] = {vocab, dim};
     clt_tensor *t;
     CLT_TRY(clt__add_param(g, n, "weight", 2, ws, CLT__INIT_NORMAL_STD, dim, vocab, 1.0f, &t));
+    t->decay = 0; /* embedding tables are not matrices of decay_matrices_only (GPT-2's rule) */
     CLT_TRY(clt__add_private(g, n, CLT__FSCRATCH, "flag", 2, &t));
     *out = n->out;
     return CLT_OK;
@@ -168,6 +169,7 @@ int clt_pos_embedding(clt_graph *g, clt_tensor *x, int max_t, const char *name, 
     int ws[2] = {max_t, C}; /* rows T.. are unused by this graph (a shorter context than the table) */
     clt_tensor *t;
     CLT_TRY(clt__add_param(g, n, "weight", 2, ws, CLT__INIT_NORMAL_STD, C, max_t, 1.0f, &t));
+    t->decay = 0; /* as for token embeddings */
     *out = n->out;
     return CLT_OK;
 }
