@@ -283,7 +283,8 @@ CLT_API int clt_batch_norm(clt_graph *g, clt_tensor *x, float momentum, float ep
  * PyTorch; see clt_param_init_normal). A forward pass with an id that is not an integer in [0, vocab) fails with
  * CLT_ERR_INVALID naming the position and the value. The table's gradient sums, for each row, the gradients of
  * the positions holding its id in position order: the same result on every run and device (no atomics). The
- * table may also feed clt_matmul (weight tying): its gradient then sums both uses. */
+ * table may also feed clt_matmul (weight tying): its gradient then sums both uses. Under decay_matrices_only the
+ * table does not decay (as the position table of clt_pos_embedding). */
 CLT_API int clt_embedding(clt_graph *g, clt_tensor *ids, int vocab, int dim, const char *name, clt_tensor **out);
 /* Learned position embedding: x (..., T, C) + rows 0..T-1 of a table "<name>.weight" (max_t, C), the same for
  * every sequence (max_t >= T: the model's context length, so that graphs of shorter contexts share the table);
