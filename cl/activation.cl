@@ -1,5 +1,5 @@
 /* activation.cl - elementwise activations and their gradients. ACT selects the function at build time:
- * 0 relu, 1 leaky relu, 2 sigmoid, 3 tanh, 4 gelu (exact, x * Phi(x)). */
+ * 0 relu, 1 leaky relu, 2 sigmoid, 3 tanh, 4 gelu (exact, x * Phi(x)), 5 gelu in GPT-2's tanh approximation. */
 #ifndef ACT
 #define ACT 0
 #endif
@@ -17,8 +17,10 @@ kernel void act_forward(global const float *x, global float *y, const float slop
     y[i] = 1.0f / (1.0f + exp(-v));
 #elif ACT == 3
     y[i] = tanh(v);
-#else
+#elif ACT == 4
     y[i] = 0.5f * v * (1.0f + erf(v * 0.70710678118654752f));
+#else
+    y[i] = 0.5f * v * (1.0f + tanh(0.79788456080286536f * (v + 0.044715f * v * v * v)));
 #endif
 }
 
@@ -39,6 +41,10 @@ kernel void act_backward(global const float *x, global const float *y, global co
 #elif ACT == 3
     float t = y[i];
     d = dy[i] * (1.0f - t * t);
+#elif ACT == 5
+    float v = x[i];
+    float t = tanh(0.79788456080286536f * (v + 0.044715f * v * v * v));
+    d = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * 0.79788456080286536f * (1.0f + 0.134145f * v * v));
 #else
     float v = x[i];
     float cdf = 0.5f * (1.0f + erf(v * 0.70710678118654752f));

@@ -250,6 +250,16 @@ CLT_API int clt_global_avg_pool(clt_graph *g, clt_tensor *x, clt_tensor **out);
  * y = x W^T + b with W (units, F). GEMMs run on cltrain's own kernels or CLBlast (see enum clt_tune_mode). */
 CLT_API int clt_dense(clt_graph *g, clt_tensor *x, int units, int bias, int init, const char *name,
                       clt_tensor **out);
+/* Dense layer on the last dimension: x (..., F) -> (..., units), y = x W^T + b with W (units, F): the same
+ * GEMMs as clt_dense over all leading positions at once (e.g. (B,T,C) -> (B,T,units) without flattening T). */
+CLT_API int clt_linear(clt_graph *g, clt_tensor *x, int units, int bias, int init, const char *name,
+                       clt_tensor **out);
+/* Matrix product op(a) op(b), op = transpose when trans_a / trans_b is set. a (..., M, K) ((..., K, M) with
+ * trans_a); b (..., K, N) with a's leading dimensions (a batched product, one GEMM per batch entry), or one
+ * matrix (K, N) ((N, K) with trans_b) for every row of an untransposed a; out (..., M, N). An operand may be
+ * a learned parameter of an op that can share it (clt_embedding's table: weight tying, e.g. logits =
+ * matmul(h, wte, 0, 1)); its gradient is then the sum over its uses. GEMMs run as clt_dense's. */
+CLT_API int clt_matmul(clt_graph *g, clt_tensor *a, clt_tensor *b, int trans_a, int trans_b, clt_tensor **out);
 /* Adds a learnable bias per channel (dim 1) of x (N,C) or (N,C,H,W). */
 CLT_API int clt_bias_add(clt_graph *g, clt_tensor *x, const char *name, clt_tensor **out);
 
@@ -259,6 +269,8 @@ CLT_API int clt_leaky_relu(clt_graph *g, clt_tensor *x, float negative_slope, cl
 CLT_API int clt_sigmoid(clt_graph *g, clt_tensor *x, clt_tensor **out);
 CLT_API int clt_tanh(clt_graph *g, clt_tensor *x, clt_tensor **out);
 CLT_API int clt_gelu(clt_graph *g, clt_tensor *x, clt_tensor **out); /* exact: x * Phi(x) */
+/* GPT-2's approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (PyTorch's approximate="tanh"). */
+CLT_API int clt_gelu_tanh(clt_graph *g, clt_tensor *x, clt_tensor **out);
 /* Softmax over dim 1 (classes/channels) of (N,C) or (N,C,H,W), at each position. */
 CLT_API int clt_softmax(clt_graph *g, clt_tensor *x, clt_tensor **out);
 /* Inverted dropout: in training passes zeroes each value with probability p and scales the rest by
@@ -270,6 +282,32 @@ CLT_API int clt_dropout(clt_graph *g, clt_tensor *x, float p, clt_tensor **out);
  * (unbiased variance for the running value, like PyTorch); evaluation passes use the running ones. */
 CLT_API int clt_batch_norm(clt_graph *g, clt_tensor *x, float momentum, float eps, const char *name,
                            clt_tensor **out);
+/* Token embedding: ids (any shape, at most 3-D, e.g. (B,T)) hold integers 0..vocab-1 stored as floats; out is
+ * ids' shape + (dim), the rows of a learned table "<name>.weight" (vocab, dim) that starts N(0, 1) (as in
+ * PyTorch; see clt_param_init_normal). A forward pass with an id that is not an integer in [0, vocab) fails with
+ * CLT_ERR_INVALID naming the position and the value. The table's gradient sums, for each row, the gradients of
+ * the positions holding its id in position order: the same result on every run and device (no atomics). The
+ * table may also feed clt_matmul (weight tying): its gradient then sums both uses. Under decay_matrices_only the
+ * table does not decay (as the position table of clt_pos_embedding). */
+CLT_API int clt_embedding(clt_graph *g, clt_tensor *ids, int vocab, int dim, const char *name, clt_tensor **out);
+/* Learned position embedding: x (..., T, C) + rows 0..T-1 of a table "<name>.weight" (max_t, C), the same for
+ * every sequence (max_t >= T: the model's context length, so that graphs of shorter contexts share the table);
+ * starts N(0, 1) (see clt_param_init_normal). */
+CLT_API int clt_pos_embedding(clt_graph *g, clt_tensor *x, int max_t, const char *name, clt_tensor **out);
+/* The parameter or buffer (state tensor) named `name` ("fc1.weight"), or NULL. */
+CLT_API clt_tensor *clt_graph_param(const clt_graph *g, const char *name);
+/* Sets a learned parameter's initialization (before compile) to N(0, std^2), e.g. GPT-2's 0.02. */
+CLT_API int clt_param_init_normal(clt_graph *g, clt_tensor *param, float std);
+/* Causal multi-head self-attention, fused: qkv (B, T, 3C) holds q, k and v side by side (the output of one
+ * clt_linear with 3C units, as GPT-2's c_attn); head h uses columns h*C/H.. of each. For each head,
+ * softmax(q k^T / sqrt(C/H)) over keys 0..i only (the causal mask) times v; heads merged: out (B, T, C). Output
+ * row i depends on rows 0..i alone (bit for bit). Memory: 2 B*H*T^2 floats (probabilities kept for backward,
+ * their gradient). Sums run in a fixed order: deterministic. Head size at most 256. */
+CLT_API int clt_causal_attention(clt_graph *g, clt_tensor *qkv, int heads, clt_tensor **out);
+/* Layer normalization over the last dimension C of x (any shape): y = (x - mean) / sqrt(var + eps) * weight
+ * + bias per row, with learnable weight (starts at 1) and bias (starts at 0), both (C); biased variance (as
+ * in PyTorch). Gradients of every row and column are summed in a fixed order (deterministic). */
+CLT_API int clt_layer_norm(clt_graph *g, clt_tensor *x, float eps, const char *name, clt_tensor **out);
 /* a + b, same shapes (residual connections). */
 CLT_API int clt_add(clt_graph *g, clt_tensor *a, clt_tensor *b, clt_tensor **out);
 /* Same data, new shape with the same element count. One entry of `shape` may be -1 (inferred). */
@@ -306,7 +344,7 @@ CLT_API int clt_mse(clt_graph *g, clt_tensor *pred, clt_tensor *target, clt_tens
  *
  *   conv OUT K [stride=1] [pad=0|same] [bias=1]   KxK convolution with OUT channels; pad=same keeps the size
  *                                                 (odd K; with stride S the size becomes ceil(H/S))
- *   relu | sigmoid | tanh | gelu                  activations
+ *   relu | sigmoid | tanh | gelu | gelu_tanh      activations (gelu_tanh: GPT-2's tanh approximation)
  *   leaky_relu [SLOPE=0.01]
  *   maxpool K [stride=K] [pad=0]                  pooling (floor mode)
  *   avgpool K [stride=K] [pad=0]
@@ -319,7 +357,18 @@ CLT_API int clt_mse(clt_graph *g, clt_tensor *pred, clt_tensor *target, clt_tens
  *   residual project {  ...  }                    the shortcut goes through a 1x1 convolution (stride if the
  *                                                 size shrinks), or a dense layer for vectors
  *   train [batch=N] [optimizer=sgd|adam|adamw] [lr=X] [momentum=X] [nesterov=0|1] [weight_decay=X]
- *         [epochs=N]                              training defaults (an application's options override them)
+ *         [epochs=N] [beta1=X] [beta2=X] [warmup=N] [min_lr=X] [clip=X] [steps=N]
+ *                                                 training defaults (an application's options override them)
+ *
+ * A language model is one line instead of layers (built by clt_model_build_lm, not clt_model_build):
+ *
+ *   gpt layers=N heads=N dim=N block=T [mlp=4] [bias=1] [tied=1] [dropout=0]
+ *                                                 a GPT-2 style decoder: N pre-norm blocks of causal
+ *                                                 self-attention and an MLP, context T (see clt_model_build_lm)
+ *
+ * Presets gpt-tiny (gpt layers=4 heads=4 dim=128 block=64, train batch=12 adamw lr 1e-3 betas 0.9/0.99 wd 0.1
+ * warmup=100 min_lr=1e-4 clip=1 steps=2000) and gpt-small (6 layers, 6 heads, 384 dims, block 256, batch 64,
+ * dropout 0.2, steps 5000) are nanoGPT's character-level shapes.
  *
  * The network must end with `classes` values per image (usually `dense classes`); a loss such as
  * clt_softmax_cross_entropy applies softmax. Messages have the form "ORIGIN:LINE: message". The canonical
@@ -366,9 +415,36 @@ typedef struct clt_model_train_defaults {
     int nesterov;
     float weight_decay;
     int epochs;
+    /* For step-counted training (language models); not set: beta1/beta2/min_lr/clip -1, warmup -1, steps 0. */
+    float beta1, beta2; /* Adam/AdamW */
+    int warmup;         /* linear warm-up steps of the learning rate */
+    float min_lr;       /* cosine decay from lr to min_lr at `steps` */
+    float clip;         /* clip gradients to this global norm (0: off) */
+    int steps;          /* optimizer steps of a run */
 } clt_model_train_defaults;
 /* (The type and the function cannot share a name in C.) */
 CLT_API int clt_model_get_train_defaults(const clt_model *m, clt_model_train_defaults *d);
+
+/* A language model: the description's `gpt` line (see the format above). */
+typedef struct clt_model_lm_info {
+    int layers, heads, dim; /* transformer blocks, attention heads, embedding width C */
+    int block;              /* context length T (the position table's size) */
+    int mlp;                /* MLP hidden width as a multiple of dim */
+    int bias;               /* biases in the linear layers and layer norms' shift */
+    int tied;               /* output projection = token embedding table, transposed */
+    float dropout;          /* after the embeddings, each residual branch (attention output, MLP) */
+} clt_model_lm_info;
+/* Fills *info when m is a language model (returns 1), else returns 0; negative on a bad or unparsed model. */
+CLT_API int clt_model_lm(const clt_model *m, clt_model_lm_info *info);
+/* Adds the GPT described by m to g on top of `ids` (B, T) (T <= block; token ids 0..vocab-1 as floats) and
+ * returns the logits (B*T, vocab) in *logits (give clt_softmax_cross_entropy targets reshaped to (B*T)). The
+ * network is GPT-2's (pre-norm blocks: x += attn(ln_1(x)); x += mlp(ln_2(x)); ln_f; head), as nanoGPT builds it:
+ * wte and wpe embeddings, per block ln_1, attn.c_attn (C -> 3C), clt_causal_attention, attn.c_proj, ln_2,
+ * mlp.c_fc (C -> mlp*C), clt_gelu_tanh, mlp.c_proj; ln_f; the head (tied: clt_matmul with wte, else lm_head).
+ * Parameters are named wte.weight, wpe.weight, h0.ln_1.weight, h0.attn.c_attn.weight, ..., ln_f.bias,
+ * lm_head.weight; weights start N(0, 0.02), the residual projections (c_proj) N(0, 0.02/sqrt(2*layers)),
+ * biases 0, layer norms 1 and 0. Errors as for clt_model_build; CLT_ERR_INVALID for a model without a gpt line. */
+CLT_API int clt_model_build_lm(clt_graph *g, const clt_model *m, clt_tensor *ids, int vocab, clt_tensor **logits);
 
 /* What a description may ask for, per image; clt_model_check and clt_model_build refuse more with a message
  * naming the layer (a mistyped size must not run a machine out of memory or compile for hours). */

@@ -791,11 +791,15 @@ static int run_backward(clt_graph *g, clt_tensor *seed_t)
                 n->acc_dx[j] = g->contrib[r]++ > 0;
             }
         }
+        /* A parameter used by later ops (weight tying) already has their gradient: its owner adds to it. Users
+         * always come after the owner (the owner creates the parameter), so they are counted by now. */
+        for (int j = 0; j < n->nparam; j++) n->acc_param[j] = g->contrib[n->param[j]->id] > 0;
     }
     for (int i = g->nnodes - 1; i >= 0; i--) {
         clt__node *n = g->nodes[i];
         if (!n->in_backward) {
-            for (int j = 0; j < n->nparam; j++) CLT_TRY(clt__fill(g, n->param[j]->grad->mem, n->param[j]->numel, 0.0f));
+            for (int j = 0; j < n->nparam; j++)
+                if (!n->acc_param[j]) CLT_TRY(clt__fill(g, n->param[j]->grad->mem, n->param[j]->numel, 0.0f));
             continue;
         }
         double t0 = ctx->profile ? clt__now_ms() : 0;

@@ -48,6 +48,7 @@ int clt__init_params(clt_graph *g)
             case CLT_INIT_HE_UNIFORM: v = (2 * clt__uniform01(&st) - 1) * sqrt(6.0 / fi); break;
             case CLT_INIT_GLOROT_NORMAL: v = clt__normal(&st) * sqrt(2.0 / (fi + fo)); break;
             case CLT_INIT_GLOROT_UNIFORM: v = (2 * clt__uniform01(&st) - 1) * sqrt(6.0 / (fi + fo)); break;
+            case CLT__INIT_NORMAL_STD: v = clt__normal(&st) * t->init_const; break;
             default: v = t->init_const; break;
             }
             h[j] = (float)v;
@@ -57,4 +58,28 @@ int clt__init_params(clt_graph *g)
         if (err != CL_SUCCESS) return clt__cl_err(g->ctx, err, "clEnqueueWriteBuffer(initial parameters)", __FILE__, __LINE__);
     }
     return CLT_OK;
+}
+
+int clt_param_init_normal(clt_graph *g, clt_tensor *param, float std)
+{
+    CLT_TRY(clt__check_building(g, "clt_param_init_normal"));
+    int found = 0;
+    for (int i = 0; i < g->ntensors && !found; i++) found = g->tensors[i] == param;
+    if (!param || !found || param->kind != CLT__PARAM)
+        return clt__err(g->ctx, CLT_ERR_INVALID, "clt_param_init_normal: not a learned parameter of this graph");
+    if (!(std >= 0 && std < 1e6f))
+        return clt__err(g->ctx, CLT_ERR_INVALID, "clt_param_init_normal: std %g (must be in [0, 1e6))", std);
+    param->init = CLT__INIT_NORMAL_STD;
+    param->init_const = std;
+    return CLT_OK;
+}
+
+clt_tensor *clt_graph_param(const clt_graph *g, const char *name)
+{
+    if (!g || !name) return NULL;
+    for (int i = 0; i < g->ntensors; i++)
+        if ((g->tensors[i]->kind == CLT__PARAM || g->tensors[i]->kind == CLT__BUFFER) &&
+            strcmp(g->tensors[i]->name, name) == 0)
+            return g->tensors[i];
+    return NULL;
 }

@@ -226,6 +226,11 @@ struct clt__node {
     int need_dx[CLT_MAX_IN];
     int acc_dx[CLT_MAX_IN];
     int in_backward;
+    /* Weight sharing: an op whose parameters may also feed later ops (clt_matmul with a parameter operand)
+     * sets shares_params and, in backward, adds into param[j]'s gradient when the graph sets acc_param[j]
+     * (a later op already wrote its share this pass). */
+    int shares_params;
+    int acc_param[CLT_MAX_AUX];
     /* The op's own attributes: a struct of the op's file, stored in place (see CLT__ATTR). */
     union {
         unsigned char bytes[CLT__ATTR_BYTES];
@@ -339,6 +344,8 @@ int clt__pair_loss_prepare(clt_graph *g, clt__node *n, const char *source);
 int clt__pair_loss_forward(clt_graph *g, clt__node *n, int training);
 int clt__pair_loss_backward(clt_graph *g, clt__node *n);
 
+/* Internal init kind (init.c): N(0, init_const^2), set by clt_param_init_normal. */
+#define CLT__INIT_NORMAL_STD 100
 /* Portable RNG (init.c). */
 uint64_t clt__splitmix64(uint64_t *state);
 double clt__uniform01(uint64_t *state);

@@ -89,8 +89,23 @@ static const char preset_seed_mlp[] =
     "dense classes\n"
     "train batch=32 optimizer=sgd lr=0.01 momentum=0 weight_decay=0 epochs=10\n";
 
-static const char *const preset_names[] = {"seed-cnn", "mlp", "cnn", "seed-binary", "seed-mlp", NULL};
-static const char *const preset_texts[] = {preset_seed_cnn, preset_mlp, preset_cnn, preset_seed_binary, preset_seed_mlp};
+static const char preset_gpt_tiny[] =
+    "# gpt-tiny: nanoGPT's character-level shape for a CPU (4 blocks of 4 heads, 128 dims, context 64);\n"
+    "# 0.8 M parameters with a 65-character vocabulary, tied embeddings, GPT-2 initialization.\n"
+    "gpt layers=4 heads=4 dim=128 block=64 mlp=4 bias=1 tied=1 dropout=0\n"
+    "train batch=12 optimizer=adamw lr=0.001 beta1=0.9 beta2=0.99 weight_decay=0.1 warmup=100 min_lr=0.0001 "
+    "clip=1 steps=2000\n";
+static const char preset_gpt_small[] =
+    "# gpt-small: nanoGPT's shakespeare-char shape (6 blocks of 6 heads, 384 dims, context 256), a GPU shape;\n"
+    "# 10.7 M parameters with a 65-character vocabulary.\n"
+    "gpt layers=6 heads=6 dim=384 block=256 mlp=4 bias=1 tied=1 dropout=0.2\n"
+    "train batch=64 optimizer=adamw lr=0.001 beta1=0.9 beta2=0.99 weight_decay=0.1 warmup=100 min_lr=0.0001 "
+    "clip=1 steps=5000\n";
+
+static const char *const preset_names[] = {"seed-cnn", "mlp", "cnn", "seed-binary", "seed-mlp", "gpt-tiny",
+                                          "gpt-small", NULL};
+static const char *const preset_texts[] = {preset_seed_cnn, preset_mlp, preset_cnn, preset_seed_binary,
+                                          preset_seed_mlp, preset_gpt_tiny, preset_gpt_small};
 
 /* ------------------------------------------------------------------------------------------ messages */
 
@@ -243,7 +258,9 @@ static int leftovers(clt__line *l, const char *known)
 /* The format's own lines, beside the ops' layer keywords (help texts list them after the layers). */
 static const char *const structure_usage[] = {
     "residual [project] { ...layers... }",
-    "train [batch=N] [optimizer=sgd|adam|adamw] [lr=X] [momentum=X] [nesterov=0|1] [weight_decay=X] [epochs=N]",
+    "train [batch=N] [optimizer=sgd|adam|adamw] [lr=X] [momentum=X] [nesterov=0|1] [weight_decay=X] [epochs=N]\n"
+    "      [beta1=X] [beta2=X] [warmup=N] [min_lr=X] [clip=X] [steps=N]",
+    "gpt layers=N heads=N dim=N block=T [mlp=4] [bias=1] [tied=1] [dropout=0]",
 };
 
 const char *clt_model_layer_usage(int i)
@@ -252,7 +269,7 @@ const char *clt_model_layer_usage(int i)
     while (clt__layer_type_at(nt)) nt++;
     if (i < 0) return NULL;
     if (i < nt) return clt__layer_type_at(i)->usage;
-    return i - nt < 2 ? structure_usage[i - nt] : NULL;
+    return i - nt < 3 ? structure_usage[i - nt] : NULL;
 }
 
 static int parse_train(clt__line *l, clt_model_train_defaults *m)
@@ -260,7 +277,10 @@ static int parse_train(clt__line *l, clt_model_train_defaults *m)
     if (clt__line_int(l, "batch", 1, 1 << 20, &m->batch) || clt__line_float(l, "lr", 0, 1e6f, &m->lr) ||
         clt__line_float(l, "momentum", 0, 1, &m->momentum) || clt__line_int(l, "nesterov", 0, 1, &m->nesterov) ||
         clt__line_float(l, "weight_decay", 0, 1e6f, &m->weight_decay) ||
-        clt__line_int(l, "epochs", 1, 1 << 20, &m->epochs))
+        clt__line_int(l, "epochs", 1, 1 << 20, &m->epochs) || clt__line_float(l, "beta1", 0, 0.999999f, &m->beta1) ||
+        clt__line_float(l, "beta2", 0, 0.999999f, &m->beta2) || clt__line_int(l, "warmup", 0, 1 << 30, &m->warmup) ||
+        clt__line_float(l, "min_lr", 0, 1e6f, &m->min_lr) || clt__line_float(l, "clip", 0, 1e6f, &m->clip) ||
+        clt__line_int(l, "steps", 1, 1 << 30, &m->steps))
         return CLT_ERR_INVALID;
     const char *s = clt__line_opt(l, "optimizer");
     if (s) {
@@ -273,7 +293,30 @@ static int parse_train(clt__line *l, clt_model_train_defaults *m)
         else
             return LFAIL(l, "train: unknown optimizer '%s' (sgd, adam, adamw)", s);
     }
-    return leftovers(l, "batch, optimizer, lr, momentum, nesterov, weight_decay, epochs");
+    return leftovers(l, "batch, optimizer, lr, momentum, nesterov, weight_decay, epochs, beta1, beta2, warmup, "
+                        "min_lr, clip, steps");
+}
+
+/* The gpt line: every size given, so that a description never depends on defaults for its shape. */
+static int parse_gpt(clt__line *l, clt_model_lm_info *g)
+{
+    *g = (clt_model_lm_info){0, 0, 0, 0, 4, 1, 1, 0.0f};
+    static const char *const need[] = {"layers", "heads", "dim", "block"};
+    for (int i = 0; i < 4; i++)
+        if (!clt__line_opt(l, need[i])) return LFAIL(l, "gpt: missing %s=N (gpt layers=N heads=N dim=N block=T)", need[i]);
+    if (clt__line_int(l, "layers", 1, 256, &g->layers) || clt__line_int(l, "heads", 1, 256, &g->heads) ||
+        clt__line_int(l, "dim", 1, 1 << 16, &g->dim) || clt__line_int(l, "block", 1, 1 << 16, &g->block) ||
+        clt__line_int(l, "mlp", 1, 64, &g->mlp) || clt__line_int(l, "bias", 0, 1, &g->bias) ||
+        clt__line_int(l, "tied", 0, 1, &g->tied) || clt__line_float(l, "dropout", 0, 0.999f, &g->dropout))
+        return CLT_ERR_INVALID;
+    if (g->dim % g->heads != 0 || g->dim / g->heads > 256)
+        return LFAIL(l, "gpt: %d heads do not divide dim=%d into heads of at most 256 values", g->heads, g->dim);
+    /* A mistyped size must not run a machine out of memory: blocks hold (4 + 2 mlp) dim^2 weights each. */
+    double params = (double)g->layers * (4.0 + 2.0 * g->mlp) * g->dim * g->dim + (double)g->block * g->dim;
+    if (params > 2e9)
+        return LFAIL(l, "gpt: about %.3g parameters (layers * (4 + 2 mlp) * dim^2); at most 2e9", params);
+    if (clt__line_arg(l, 1)) return LFAIL(l, "gpt: unexpected '%s' (options are key=value)", clt__line_arg(l, 1));
+    return leftovers(l, "layers, heads, dim, block, mlp, bias, tied, dropout");
 }
 
 static int parse_residual(clt__line *l, clt__layer *L)
@@ -347,8 +390,14 @@ static void canonical(clt__sbuf *b, const clt_model *mod)
             clt__sb_printf(b, "}\n");
         }
     }
+    if (mod->lm.layers > 0) {
+        const clt_model_lm_info *g = &mod->lm;
+        clt__sb_printf(b, "gpt layers=%d heads=%d dim=%d block=%d mlp=%d bias=%d tied=%d dropout=%s\n", g->layers,
+                       g->heads, g->dim, g->block, g->mlp, g->bias, g->tied, clt__fstr(g->dropout, f1));
+    }
     int any = m->batch > 0 || m->optimizer >= 0 || m->lr > 0 || m->momentum >= 0 || m->nesterov >= 0 ||
-              m->weight_decay >= 0 || m->epochs > 0;
+              m->weight_decay >= 0 || m->epochs > 0 || m->beta1 >= 0 || m->beta2 >= 0 || m->warmup >= 0 ||
+              m->min_lr >= 0 || m->clip >= 0 || m->steps > 0;
     if (!any) return;
     clt__sb_printf(b, "train");
     if (m->batch > 0) clt__sb_printf(b, " batch=%d", m->batch);
@@ -359,6 +408,12 @@ static void canonical(clt__sbuf *b, const clt_model *mod)
     if (m->nesterov >= 0) clt__sb_printf(b, " nesterov=%d", m->nesterov);
     if (m->weight_decay >= 0) clt__sb_printf(b, " weight_decay=%s", clt__fstr(m->weight_decay, f1));
     if (m->epochs > 0) clt__sb_printf(b, " epochs=%d", m->epochs);
+    if (m->beta1 >= 0) clt__sb_printf(b, " beta1=%s", clt__fstr(m->beta1, f1));
+    if (m->beta2 >= 0) clt__sb_printf(b, " beta2=%s", clt__fstr(m->beta2, f1));
+    if (m->warmup >= 0) clt__sb_printf(b, " warmup=%d", m->warmup);
+    if (m->min_lr >= 0) clt__sb_printf(b, " min_lr=%s", clt__fstr(m->min_lr, f1));
+    if (m->clip >= 0) clt__sb_printf(b, " clip=%s", clt__fstr(m->clip, f1));
+    if (m->steps > 0) clt__sb_printf(b, " steps=%d", m->steps);
     clt__sb_printf(b, "\n");
 }
 
@@ -438,6 +493,13 @@ static int parse_lines(clt_model *out, char *copy, const char *origin, char *err
         line = next;
         if (lc.ntok == 0) continue;
         lc.kw = lc.tok[0];
+        if (strcmp(lc.kw, "gpt") == 0) {
+            if (out->lm_line) return LFAIL(&lc, "a second gpt line (the first is line %d)", out->lm_line);
+            CLT_TRY(repeated_options(&lc));
+            CLT_TRY(parse_gpt(&lc, &out->lm));
+            out->lm_line = lc.line;
+            continue;
+        }
         clt__layer L;
         int is_train = 0;
         st = parse_line(&lc, &L, &out->train, &is_train);
@@ -459,7 +521,10 @@ static int parse_lines(clt_model *out, char *copy, const char *origin, char *err
     }
     if (depth > 0)
         return mfail(err, CLT_ERR_INVALID, "%s:%d: residual block is not closed with '}'", origin, open_line[depth - 1]);
-    if (out->n == 0) return mfail(err, CLT_ERR_INVALID, "%s: no layers", origin);
+    if (out->lm_line && out->n > 0)
+        return mfail(err, CLT_ERR_INVALID, "%s:%d: a gpt model has no other layer lines (line %d is one)", origin,
+                     out->lm_line, out->l[0].line);
+    if (out->n == 0 && !out->lm_line) return mfail(err, CLT_ERR_INVALID, "%s: no layers", origin);
     return CLT_OK;
 }
 
@@ -472,7 +537,8 @@ static int parse_named(const char *text, const char *origin, const char *name, c
     char *err = out->errmsg;
     if (!text) return mfail(err, CLT_ERR_INVALID, "clt_model_parse: text is NULL");
     if (!origin) origin = "model";
-    out->train = (clt_model_train_defaults){.optimizer = -1, .momentum = -1, .nesterov = -1, .weight_decay = -1};
+    out->train = (clt_model_train_defaults){.optimizer = -1, .momentum = -1, .nesterov = -1, .weight_decay = -1,
+                                            .beta1 = -1, .beta2 = -1, .warmup = -1, .min_lr = -1, .clip = -1};
     snprintf(out->origin, sizeof out->origin, "%s", origin);
     /* The name: a file's base name without extension. */
     const char *base = strrchr(origin, '/');
@@ -516,7 +582,7 @@ int clt_model_preset(const char *name, clt_model **out)
     if (!out) return CLT_ERR_INVALID;
     clt_model *m = *out = calloc(1, sizeof *m);
     if (!m) return CLT_ERR_NOMEM;
-    return mfail(m->errmsg, CLT_ERR_INVALID, "%s: not a preset (seed-cnn, mlp, cnn, seed-binary, seed-mlp)", name ? name : "(NULL)");
+    return mfail(m->errmsg, CLT_ERR_INVALID, "%s: not a preset (seed-cnn, mlp, cnn, seed-binary, seed-mlp, gpt-tiny, gpt-small)", name ? name : "(NULL)");
 }
 
 /* Reads a model file into *text (NUL-terminated; caller frees). Opens without blocking and checks it is a
@@ -526,7 +592,7 @@ static int read_model_file(const char *path, char **text, char *err)
     *text = NULL;
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
-        return mfail(err, CLT_ERR_IO, "%s: not a preset (seed-cnn, mlp, cnn, seed-binary, seed-mlp) and cannot open it as a file (%s)", path,
+        return mfail(err, CLT_ERR_IO, "%s: not a preset (seed-cnn, mlp, cnn, seed-binary, seed-mlp, gpt-tiny, gpt-small) and cannot open it as a file (%s)", path,
                      strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
@@ -780,10 +846,22 @@ int clt__model_walk(const clt_model *m, int c, int h, int w, int classes, clt_gr
     return CLT_OK;
 }
 
+int clt_model_lm(const clt_model *m, clt_model_lm_info *info)
+{
+    if (!m) return CLT_ERR_INVALID;
+    if (!m->text) return CLT_ERR_STATE;
+    if (m->lm.layers <= 0) return 0;
+    if (info) *info = m->lm;
+    return 1;
+}
+
 int clt_model_check(clt_model *m, int c, int h, int w, int classes, clt_model_info *info, char *table,
                     size_t table_len)
 {
     if (!m) return CLT_ERR_INVALID;
+    if (m->text && m->lm.layers > 0)
+        return mfail(m->errmsg, CLT_ERR_INVALID, "%s: a language model (gpt line) takes token ids, not images",
+                     m->origin);
     char err[CLT__MODEL_ERR_LEN] = "";
     clt__sbuf tb = {0};
     clt_model_info inf = {0};

@@ -135,6 +135,8 @@ typedef struct clt__layer {
 } clt__layer;
 
 struct clt_model {
+    clt_model_lm_info lm;         /* a `gpt` line: a language model (lm.layers > 0), and then no layer lines */
+    int lm_line;
     char name[64];
     char origin[256];             /* file name or "preset NAME": messages name it with the line */
     char *text;                   /* canonical text (owned); NULL until parsed */

@@ -1,4 +1,4 @@
-/* test_activation.c - ReLU, leaky ReLU, sigmoid, tanh, GELU against double references and finite differences. */
+/* test_activation.c - ReLU, leaky ReLU, sigmoid, tanh, GELU (exact and tanh approximation) against double references and finite differences. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -21,7 +21,8 @@ static void ref(void *u, const double *const *in, const double *const *p, double
         case 1: out[i] = x > 0 ? x : d->slope * x; break;
         case 2: out[i] = 1 / (1 + exp(-x)); break;
         case 3: out[i] = tanh(x); break;
-        default: out[i] = 0.5 * x * (1 + erf(x / sqrt(2.0))); break;
+        case 4: out[i] = 0.5 * x * (1 + erf(x / sqrt(2.0))); break;
+        default: out[i] = 0.5 * x * (1 + tanh(0.79788456080286536 * (x + 0.044715 * x * x * x))); break;
         }
     }
 }
@@ -30,18 +31,19 @@ int main(void)
 {
     clt_context *ctx = tu_context();
     if (!ctx) return 1;
-    const char *names[] = {"relu", "leaky_relu", "sigmoid", "tanh", "gelu"};
+    const char *names[] = {"relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh"};
     int shapes[3][4] = {{1, 7, 1, 1}, {3, 5, 4, 3}, {2, 300, 1, 1}};
     int nd[3] = {1, 4, 2};
     tu_rng rng = {7};
-    for (int kind = 0; kind < 5; kind++) {
+    for (int kind = 0; kind < 6; kind++) {
         for (int s = 0; s < 3; s++) {
             clt_graph *g = NULL;
             clt_tensor *x, *y;
             TU_OK(ctx, clt_graph_create(ctx, &g));
             TU_OK(ctx, clt_input(g, "x", nd[s], shapes[s], &x));
             int st = kind == 0 ? clt_relu(g, x, &y) : kind == 1 ? clt_leaky_relu(g, x, 0.1f, &y)
-                   : kind == 2 ? clt_sigmoid(g, x, &y) : kind == 3 ? clt_tanh(g, x, &y) : clt_gelu(g, x, &y);
+                   : kind == 2 ? clt_sigmoid(g, x, &y) : kind == 3 ? clt_tanh(g, x, &y)
+                   : kind == 4 ? clt_gelu(g, x, &y) : clt_gelu_tanh(g, x, &y);
             TU_OK(ctx, st);
             TU_OK(ctx, clt_graph_keep(g, x, 1));
             TU_OK(ctx, clt_graph_keep(g, y, 0));

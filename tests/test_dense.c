@@ -54,6 +54,36 @@ int main(void)
         free(xd);
         clt_graph_destroy(g);
     }
+    /* clt_linear: the last dimension only, (B,T,F) -> (B,T,U) and 4-D, leading dims kept. */
+    int lcases[][6] = {{3, 2, 3, 5, 4, 1}, {4, 2, 2, 3, 7, 0}};
+    for (int ci = 0; ci < 2; ci++) {
+        int *cs = lcases[ci], nd = cs[0];
+        int shape[4] = {cs[1], cs[2], cs[3], cs[4]};
+        if (nd == 3) shape[2] = cs[3];
+        int F = shape[nd - 1], U = 6;
+        clt_graph *g = NULL;
+        clt_tensor *x, *y;
+        TU_OK(ctx, clt_graph_create(ctx, &g));
+        TU_OK(ctx, clt_input(g, "x", nd, shape, &x));
+        TU_OK(ctx, clt_linear(g, x, U, cs[5], CLT_INIT_DEFAULT, "lin", &y));
+        TU_CHECK(clt_tensor_ndim(y) == nd && clt_tensor_dim(y, nd - 1) == U && clt_tensor_dim(y, 1) == shape[1],
+                 "linear keeps the leading dimensions");
+        TU_OK(ctx, clt_graph_keep(g, x, 1));
+        TU_OK(ctx, clt_graph_keep(g, y, 0));
+        if (TU_OK(ctx, clt_graph_compile(g, NULL))) {
+            size_t n = clt_tensor_numel(x);
+            float *xd = malloc(n * sizeof(float));
+            tu_fill_uniform(&rng, xd, n, -1, 1);
+            ud_t u = {(int)(n / (size_t)F), F, U, cs[5]};
+            tu_opcheck c = {.g = g, .nin = 1, .in = {x}, .in_data = {xd}, .out = y, .ref = ref, .ud = &u,
+                            .training = 1, .seed = (uint64_t)ci + 50};
+            char label[64];
+            snprintf(label, sizeof label, "linear case %d", ci);
+            tu_check_op(ctx, label, &c);
+            free(xd);
+        }
+        clt_graph_destroy(g);
+    }
     /* Shape and argument errors come back as statuses with messages. */
     clt_graph *g = NULL;
     clt_tensor *x, *y = NULL;

@@ -67,6 +67,58 @@ static int check_print(clt_model *m, int c, int h, int w, clt_model_info *info)
     return st;
 }
 
+/* The language-model presets: their gpt line and train line, refused as image networks, canonical text stable. */
+static void check_lm_preset(clt_model *m, const char *pname, const clt_model_lm_info *lm,
+                            const clt_model_train_defaults *d)
+{
+    if (strcmp(pname, "gpt-tiny") == 0) {
+        TU_CHECK(lm->layers == 4 && lm->heads == 4 && lm->dim == 128 && lm->block == 64 && lm->bias == 1 &&
+                 lm->tied == 1 && lm->dropout == 0 && lm->mlp == 4, "gpt-tiny shape");
+        TU_CHECK(d->batch == 12 && d->optimizer == CLT_OPT_ADAMW && d->lr == 0.001f && d->beta1 == 0.9f &&
+                 d->beta2 == 0.99f && d->weight_decay == 0.1f && d->warmup == 100 && d->min_lr == 0.0001f &&
+                 d->clip == 1.0f && d->steps == 2000, "gpt-tiny train defaults");
+    } else {
+        TU_CHECK(lm->layers == 6 && lm->heads == 6 && lm->dim == 384 && lm->block == 256 && lm->dropout == 0.2f &&
+                 d->batch == 64 && d->steps == 5000 && d->lr == 0.001f, "gpt-small shape and train defaults");
+    }
+    TU_CHECK(clt_model_check(m, 3, 32, 32, 10, NULL, NULL, 0) == CLT_ERR_INVALID, "%s refused on images", pname);
+    TU_CHECK(strstr(clt_model_errmsg(m), "a language model (gpt line) takes token ids, not images"), "message: %s",
+             clt_model_errmsg(m));
+    clt_model *m2 = NULL;
+    TU_CHECK(clt_model_parse(clt_model_text(m), pname, &m2) == CLT_OK, "canonical text of %s: %s", pname,
+             clt_model_errmsg(m2));
+    TU_CHECK(strcmp(clt_model_text(m), clt_model_text(m2)) == 0, "canonical text of %s is not stable:\n%s\n---\n%s",
+             pname, clt_model_text(m), clt_model_text(m2));
+    clt_model_destroy(m2);
+}
+
+static void test_lm_errors(void)
+{
+    static const char *const bad[][2] = {
+        {"gpt layers=2 heads=2 dim=8\n", "m:1: gpt: missing block=N"},
+        {"gpt layers=2 heads=3 dim=8 block=4\n", "m:1: gpt: 3 heads do not divide dim=8"},
+        {"gpt layers=2 heads=2 dim=8 block=4 width=3\n", "m:1: gpt: unknown option 'width=3' (options: layers,"},
+        {"gpt layers=2 heads=2 dim=8 block=4\ndense 10\n", "m:1: a gpt model has no other layer lines (line 2 is one)"},
+        {"gpt layers=2 heads=2 dim=8 block=4\ngpt layers=2 heads=2 dim=8 block=4\n", "m:2: a second gpt line"},
+        {"gpt layers=0 heads=2 dim=8 block=4\n", "m:1: gpt: bad layers '0'"},
+        {"gpt layers=200 heads=64 dim=8192 block=4\n", "m:1: gpt: about 1.61e+11 parameters"},
+        {"gpt layers=1 heads=1 dim=8 block=4\ntrain clip=-1\n", "m:2: train: bad clip '-1'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        clt_model *m = NULL;
+        TU_CHECK(clt_model_parse(bad[i][0], "m", &m) != CLT_OK, "'%s' must fail", bad[i][0]);
+        TU_CHECK(strstr(clt_model_errmsg(m), bad[i][1]) != NULL, "message '%s' should contain '%s'", clt_model_errmsg(m),
+                 bad[i][1]);
+        clt_model_destroy(m);
+    }
+    clt_model *m = NULL;
+    TU_CHECK(clt_model_parse("gpt layers=2 heads=2 dim=8 block=4 tied=0 dropout=0.1\ntrain warmup=5 steps=50\n", "m",
+                             &m) == CLT_OK, "gpt line: %s", clt_model_errmsg(m));
+    TU_CHECK(strcmp(clt_model_text(m), "# cltrain model 'm'\ngpt layers=2 heads=2 dim=8 block=4 mlp=4 bias=1 tied=0 "
+                    "dropout=0.1\ntrain warmup=5 steps=50\n") == 0, "canonical: %s", clt_model_text(m));
+    clt_model_destroy(m);
+}
+
 static void test_presets(void)
 {
     for (int i = 0; clt_model_preset_name(i); i++) {
@@ -83,6 +135,13 @@ static void test_presets(void)
         clt_model_info info;
         clt_model_train_defaults d;
         TU_CHECK(clt_model_get_train_defaults(m, &d) == CLT_OK, "train defaults");
+        clt_model_lm_info lm;
+        if (clt_model_lm(m, &lm) == 1) {
+            check_lm_preset(m, pname, &lm, &d);
+            clt_model_destroy(m);
+            continue;
+        }
+        TU_CHECK(clt_model_lm(m, &lm) == 0, "%s is not a language model", pname);
         printf("preset %s on CIFAR-10:\n", pname);
         st = check_print(m, 3, 32, 32, &info);
         TU_CHECK(st == CLT_OK, "preset %s on 3x32x32: %s", pname, clt_model_errmsg(m));
@@ -131,7 +190,7 @@ static void test_presets(void)
                  "truncated table: '%s' %zu", small, i2.table_bytes);
         clt_model_destroy(m);
     }
-    TU_CHECK(clt_model_preset_name(5) == NULL && clt_model_preset_name(-1) == NULL && clt_model_preset_name(4) && !strcmp(clt_model_preset_name(4), "seed-mlp"), "preset list ends");
+    TU_CHECK(clt_model_preset_name(7) == NULL && clt_model_preset_name(-1) == NULL && clt_model_preset_name(4) && !strcmp(clt_model_preset_name(4), "seed-mlp") && clt_model_preset_name(6) && !strcmp(clt_model_preset_name(6), "gpt-small"), "preset list ends");
     clt_model *m = NULL;
     int st = clt_model_load("no-such-preset-or-file", &m);
     const char *err = clt_model_errmsg(m);
@@ -139,7 +198,7 @@ static void test_presets(void)
     clt_model_destroy(m);
     m = NULL;
     st = clt_model_preset("resnet", &m);
-    TU_CHECK(st == CLT_ERR_INVALID && strcmp(clt_model_errmsg(m), "resnet: not a preset (seed-cnn, mlp, cnn, seed-binary, seed-mlp)") == 0,
+    TU_CHECK(st == CLT_ERR_INVALID && strcmp(clt_model_errmsg(m), "resnet: not a preset (seed-cnn, mlp, cnn, seed-binary, seed-mlp, gpt-tiny, gpt-small)") == 0,
              "unknown preset: %s", clt_model_errmsg(m));
     clt_model_destroy(m);
     TU_CHECK(strcmp(clt_model_errmsg(NULL), "") == 0 && strcmp(clt_model_text(NULL), "") == 0, "NULL model");
@@ -384,13 +443,15 @@ static void test_messages(void)
     for (const char *u; (u = clt_model_layer_usage(n)); n++)
         conv += strcmp(u, "conv OUT K [stride=1] [pad=0|same] [bias=1]") == 0;
     TU_CHECK(n > 2 && conv == 1 && clt_model_layer_usage(-1) == NULL &&
-             strcmp(clt_model_layer_usage(n - 2), "residual [project] { ...layers... }") == 0 &&
-             strncmp(clt_model_layer_usage(n - 1), "train [batch=N] ", 16) == 0, "layer usage list: %d lines", n);
+             strcmp(clt_model_layer_usage(n - 3), "residual [project] { ...layers... }") == 0 &&
+             strncmp(clt_model_layer_usage(n - 2), "train [batch=N] ", 16) == 0 &&
+             strncmp(clt_model_layer_usage(n - 1), "gpt layers=N ", 13) == 0, "layer usage list: %d lines", n);
 }
 
 int main(void)
 {
     test_presets();
+    test_lm_errors();
     test_format();
     test_limits();
     test_messages();

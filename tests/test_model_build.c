@@ -75,6 +75,17 @@ int main(void)
         clt_model *m = NULL;
         if (clt_model_preset(clt_model_preset_name(i), &m)) {
             TU_CHECK(0, "%s", clt_model_errmsg(m));
+        } else if (clt_model_lm(m, NULL) == 1) {
+            /* Language models take token ids (tests/test_gpt.c); clt_model_build refuses them by name. */
+            clt_graph *g = NULL;
+            clt_tensor *x, *y = NULL;
+            int s4[4] = {2, 3, 8, 8};
+            TU_OK(ctx, clt_graph_create(ctx, &g));
+            TU_OK(ctx, clt_input(g, "x", 4, s4, &x));
+            TU_CHECK(clt_model_build(g, m, x, 10, &y) == CLT_ERR_INVALID && !y, "language model on images");
+            TU_CHECK(strstr(clt_errmsg(ctx), "is a language model (gpt line): build it with clt_model_build_lm"),
+                     "message: %s", clt_errmsg(ctx));
+            clt_graph_destroy(g);
         } else {
             build_and_run(ctx, m, 4, 3, 32, 32);
             build_and_run(ctx, m, 3, 1, 28, 28);

@@ -20,6 +20,8 @@ static const char *const usage_main =
     "  mnist            train on MNIST (IDX files, plain or .gz)\n"
     "  images           train on your own images: a folder of class folders of JPEG/PNG files\n"
     "  table            train on a table: CSV, NumPy .npy or .npz (classify, binary, regress)\n"
+    "  text             train a character-level GPT on a text file (see cltrain text --help)\n"
+    "  generate         sample text from a `cltrain text` checkpoint\n"
     "  eval             evaluate a checkpoint on its dataset's test set\n"
     "  predict          classify images (or predict table rows) with a checkpoint\n"
     "  devices          list the OpenCL devices\n"
@@ -521,7 +523,7 @@ int main(int argc, char **argv)
     char **sargv = argv + 1;
     /* Commands that read or write checkpoints take --key-file/--encrypt (tools/protect.c). */
     static const char *const keyed[] = {"cifar10", "mnist", "fashion-mnist", "images", "eval", "predict", "prune",
-                                        "quantize", "export", "generate"};
+                                        "quantize", "export"};
     for (size_t i = 0; i < sizeof keyed / sizeof *keyed; i++) {
         int krc = strcmp(cmd, keyed[i]) ? 0 : tool_protect_args(cmd, &sargc, sargv);
         if (krc) return krc;
@@ -532,6 +534,8 @@ int main(int argc, char **argv)
         return dist_exit(cmd_train(cmd, sargc, sargv));
     }
     if (!strcmp(cmd, "table")) return tool_cmd_table(sargc, sargv);
+    if (!strcmp(cmd, "text")) return tool_cmd_text(sargc, sargv);
+    if (!strcmp(cmd, "generate")) return tool_cmd_generate(sargc, sargv);
     if (!strcmp(cmd, "eval")) return cmd_eval(sargc, sargv);
     if (!strcmp(cmd, "predict")) return cmd_predict(sargc, sargv);
     if (!strcmp(cmd, "devices")) return cmd_devices(sargc, sargv);

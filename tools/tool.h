@@ -229,6 +229,9 @@ int tool_train_step(const tool_step *s, int micro, float lr, tool_micro_fn fill,
 
 /* Subcommands implemented outside cltrain.c; argv[0] is the subcommand name. Return a process exit code. */
 int tool_cmd_bench(int argc, char **argv);
+/* tools/text.c: `cltrain text` (train a character-level GPT) and `cltrain generate` (sample from it). */
+int tool_cmd_text(int argc, char **argv);
+int tool_cmd_generate(int argc, char **argv);
 int tool_cmd_tune(int argc, char **argv);
 /* `cltrain tune [--model ...]`: tunes everything a model's training step uses (tools/bench_step.c). */
 int tool_tune_model(int argc, char **argv);

@@ -1,11 +1,11 @@
-/* activation.c - ReLU, leaky ReLU, sigmoid, tanh and GELU: forward and backward (cl/activation.cl). */
+/* activation.c - ReLU, leaky ReLU, sigmoid, tanh and GELU (exact and tanh approximation): forward and backward (cl/activation.cl). */
 #include <stdio.h>
 #include <string.h>
 
 #include "model.h"
 
-enum { A_RELU, A_LEAKY, A_SIGMOID, A_TANH, A_GELU };
-static const char *names[] = {"relu", "leaky_relu", "sigmoid", "tanh", "gelu"};
+enum { A_RELU, A_LEAKY, A_SIGMOID, A_TANH, A_GELU, A_GELU_TANH };
+static const char *names[] = {"relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh"};
 
 typedef struct act_attr {
     int kind;    /* A_*, the kernels' ACT */
@@ -63,7 +63,7 @@ static int add_activation(clt_graph *g, clt_tensor *x, int kind, float slope, cl
     CLT_TRY(clt__new_node(g, &op_activation, NULL, 1, &x, x->ndim, x->shape, &n));
     *ATTR(n) = (act_attr){kind, slope};
     /* relu, sigmoid and tanh differentiate from the output alone, so the input can be freed early. */
-    n->bwd_needs_in = (kind == A_LEAKY || kind == A_GELU) ? 1u : 0u;
+    n->bwd_needs_in = (kind == A_LEAKY || kind == A_GELU || kind == A_GELU_TANH) ? 1u : 0u;
     n->bwd_needs_out = (kind == A_RELU || kind == A_SIGMOID || kind == A_TANH);
     *out = n->out;
     return CLT_OK;
@@ -77,6 +77,10 @@ int clt_leaky_relu(clt_graph *g, clt_tensor *x, float negative_slope, clt_tensor
 int clt_sigmoid(clt_graph *g, clt_tensor *x, clt_tensor **out) { return add_activation(g, x, A_SIGMOID, 0.0f, out); }
 int clt_tanh(clt_graph *g, clt_tensor *x, clt_tensor **out) { return add_activation(g, x, A_TANH, 0.0f, out); }
 int clt_gelu(clt_graph *g, clt_tensor *x, clt_tensor **out) { return add_activation(g, x, A_GELU, 0.0f, out); }
+int clt_gelu_tanh(clt_graph *g, clt_tensor *x, clt_tensor **out)
+{
+    return add_activation(g, x, A_GELU_TANH, 0.0f, out);
+}
 
 /* ------------------------------------------------------------------------------------------ model layers */
 
@@ -123,5 +127,6 @@ static const clt__layer_type layers[] = {
     ACT_LAYER("sigmoid", "sigmoid"),
     ACT_LAYER("tanh", "tanh"),
     ACT_LAYER("gelu", "gelu"),
+    ACT_LAYER("gelu_tanh", "gelu_tanh"),
 };
-const clt__op_def clt__opdef_activation = {"activation", layers, 5};
+const clt__op_def clt__opdef_activation = {"activation", layers, 6};

@@ -75,23 +75,31 @@ static int backward(clt_graph *g, clt__node *n)
 
 static const clt__op op_dense = {"dense", prepare, forward, backward, NULL};
 
-int clt_dense(clt_graph *g, clt_tensor *x, int units, int bias, int init, const char *name, clt_tensor **out)
+/* last: clt_linear (rows are all leading positions, the output keeps them), else clt_dense (N rows). */
+static int add_dense(clt_graph *g, clt_tensor *x, int units, int bias, int init, const char *name, int last,
+                     clt_tensor **out)
 {
-    if (!out) return g ? clt__err(g->ctx, CLT_ERR_INVALID, "clt_dense: out is NULL") : CLT_ERR_INVALID;
+    const char *fn = last ? "clt_linear" : "clt_dense";
+    if (!out) return g ? clt__err(g->ctx, CLT_ERR_INVALID, "%s: out is NULL", fn) : CLT_ERR_INVALID;
     *out = NULL;
-    CLT_TRY(clt__check_building(g, "clt_dense"));
-    CLT_TRY(clt__check_tensor(g, x, "clt_dense", "input"));
-    if (units <= 0) return clt__err(g->ctx, CLT_ERR_INVALID, "clt_dense: units = %d (must be positive)", units);
+    CLT_TRY(clt__check_building(g, fn));
+    CLT_TRY(clt__check_tensor(g, x, fn, "input"));
+    if (units <= 0) return clt__err(g->ctx, CLT_ERR_INVALID, "%s: units = %d (must be positive)", fn, units);
     if (x->ndim < 2) {
         char b[64];
-        return clt__err(g->ctx, CLT_ERR_SHAPE, "clt_dense: input '%s' %s needs a batch dimension: (N, features...)",
+        return clt__err(g->ctx, CLT_ERR_SHAPE, "%s: input '%s' %s needs a batch dimension: (N, features...)", fn,
                         x->name, clt__shape_str(x, b, sizeof b));
     }
-    int N = x->shape[0];
-    size_t F = x->numel / (size_t)N;
-    int shape[2] = {N, units};
+    size_t F = last ? (size_t)x->shape[x->ndim - 1] : x->numel / (size_t)x->shape[0];
+    int N = (int)(x->numel / F);
+    int shape[4] = {N, units}, ndim = 2;
+    if (last) {
+        ndim = x->ndim;
+        memcpy(shape, x->shape, sizeof shape);
+        shape[ndim - 1] = units;
+    }
     clt__node *n;
-    CLT_TRY(clt__new_node(g, &op_dense, name, 1, &x, 2, shape, &n));
+    CLT_TRY(clt__new_node(g, &op_dense, name, 1, &x, ndim, shape, &n));
     *ATTR(n) = (dense_attr){N, (int)F, units, bias != 0};
     n->bwd_needs_in = 1; /* x for dW */
     n->bwd_needs_out = 0;
@@ -101,6 +109,16 @@ int clt_dense(clt_graph *g, clt_tensor *x, int units, int bias, int init, const 
     if (bias) CLT_TRY(clt__add_param(g, n, "bias", 1, bshape, CLT_INIT_ZEROS, (int)F, units, 0.0f, &t));
     *out = n->out;
     return CLT_OK;
+}
+
+int clt_dense(clt_graph *g, clt_tensor *x, int units, int bias, int init, const char *name, clt_tensor **out)
+{
+    return add_dense(g, x, units, bias, init, name, 0, out);
+}
+
+int clt_linear(clt_graph *g, clt_tensor *x, int units, int bias, int init, const char *name, clt_tensor **out)
+{
+    return add_dense(g, x, units, bias, init, name, 1, out);
 }
 
 /* ------------------------------------------------------------------------------------------ model layer */
