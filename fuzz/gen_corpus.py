@@ -33,7 +33,9 @@ def idx_files(n, rows, cols):
 
 
 def models():
-    src = open(os.path.join(ROOT, 'tools', 'model.c')).read()
+    # The presets' text, from whichever file holds the parser (tools/model.c, or src/model.c once it moves).
+    src = ''.join(open(p).read() for p in (os.path.join(ROOT, d, 'model.c') for d in ('tools', 'src'))
+                  if os.path.exists(p))
     for name, body in re.findall(r'static const char preset_(\w+)\[\] =\s*((?:"(?:[^"\\]|\\.)*"\s*)+);', src):
         text = ''.join(re.findall(r'"((?:[^"\\]|\\.)*)"', body)).encode().decode('unicode_escape')
         put('model', 'preset_' + name, text.encode())
