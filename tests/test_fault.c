@@ -251,20 +251,24 @@ static void same_as_reference(clt_context *ctx, const char *path, const char *wh
     free(w);
 }
 
-/* Removes <ckpt>.tmp.* left by killed writers, so that each case starts clean. */
-static void remove_temps(const char *ckpt_name)
+/* The temp files "<ckpt>.tmp.*" of checkpoint writers (any suffix: pid or random) in the work folder: counts
+ * them, and removes them if `remove` (those left by killed writers, so that each case starts clean). */
+static int temps(const char *ckpt_name, int remove)
 {
     DIR *d = opendir(g_dir);
-    if (!d) return;
+    if (!d) return 0;
     struct dirent *e;
     char pre[256], p[4300];
     snprintf(pre, sizeof pre, "%s.tmp.", ckpt_name);
+    int n = 0;
     while ((e = readdir(d)))
         if (!strncmp(e->d_name, pre, strlen(pre))) {
+            n++;
             path_in(p, sizeof p, g_dir, e->d_name);
-            unlink(p);
+            if (remove) unlink(p);
         }
     closedir(d);
+    return n;
 }
 
 /* ------------------------------------------------------------------------------------------ kill */
@@ -301,16 +305,15 @@ static void resume_and_compare(clt_context *ctx, const char *ckpt, const char *w
  * which stays for a whole epoch, so a missed temp file cannot shift which write is hit. */
 static int kill_case(clt_context *ctx, int in_write, long delay_us, double at_s, int after_save)
 {
-    char ckpt[4300], tmp[4400], what[160];
+    char ckpt[4300], what[160];
     path_in(ckpt, sizeof ckpt, g_dir, "k.ckpt");
     remove(ckpt);
-    remove_temps("k.ckpt");
+    temps("k.ckpt", 1);
     if (in_write) snprintf(what, sizeof what, "kill inside write %d (+%ld us)", in_write, delay_us);
     else snprintf(what, sizeof what, "kill at %.2f s%s", at_s, after_save ? " after the first save" : "");
     const char *a[32];
     train_args(a, ckpt);
     pid_t pid = spawn("killed", a);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", ckpt, (long)pid);
     double t0 = now_s(), first = 0;
     int saves = 0, finished = 0, status = 0;
     ino_t ino = 0;
@@ -319,7 +322,7 @@ static int kill_case(clt_context *ctx, int in_write, long delay_us, double at_s,
             finished = 1;
             break;
         }
-        int p = exists(tmp);
+        int p = temps("k.ckpt", 0) > 0;
         struct stat st;
         if (stat(ckpt, &st) == 0 && st.st_ino != ino) {
             ino = st.st_ino;
@@ -338,7 +341,7 @@ static int kill_case(clt_context *ctx, int in_write, long delay_us, double at_s,
         kill(pid, SIGSTOP); /* frozen: what exists now is what the kill leaves */
         waitpid(pid, &status, WUNTRACED);
         before = exists(ckpt) ? ckpt_epochs(ckpt) : -2;
-        inside = exists(tmp);
+        inside = temps("k.ckpt", 0) > 0;
         kill(pid, SIGKILL);
         reap(pid);
     }
@@ -349,8 +352,8 @@ static int kill_case(clt_context *ctx, int in_write, long delay_us, double at_s,
         return -1;
     }
     int after = exists(ckpt) ? ckpt_epochs(ckpt) : -2;
-    fprintf(stderr, "  %s: killed %s the write; checkpoint %s (epochs %d)\n", what, inside ? "INSIDE" : "outside",
-            after == -2 ? "absent" : after < 0 ? "INVALID" : "valid", after);
+    fprintf(stderr, "  %s: killed %s the write; checkpoint %s (epochs %d; %d saves seen)\n", what,
+            inside ? "INSIDE" : "outside", after == -2 ? "absent" : after < 0 ? "INVALID" : "valid", after, saves);
     TU_CHECK(after != -1, "%s: the checkpoint left behind reads back as valid", what);
     TU_CHECK(after == before, "%s: the kill left the checkpoint as it was (epochs %d before, %d after)", what, before,
              after);
