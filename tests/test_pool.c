@@ -60,7 +60,8 @@ static void fill_distinct(tu_rng *rng, float *x, size_t n)
  * (the inputs whose windows meet the padding or the edge), at least 1. */
 static void pool_tolerances(const ud_t *u, size_t nx, int pools, int distinct, tu_opcheck *c)
 {
-    int ov = u->kind == GAP ? 1 : (u->k + u->s - 1) / u->s;
+    /* In long long: a case has stride INT_MAX (one window), where k + s - 1 overflows an int. */
+    int ov = u->kind == GAP ? 1 : (int)(((long long)u->k + u->s - 1) / u->s);
     double kf = u->kind == GAP ? (double)u->h * u->w : u->kind == MAXP ? 1 : (double)u->k * u->k;
     double mag = distinct ? 0.005 * (double)nx : 1;
     c->k = kf * pools + pools;
