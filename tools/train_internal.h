@@ -93,14 +93,14 @@ typedef struct net {
 
 void net_free(net *n);
 int net_build(clt_context *ctx, const clt_model *model, const cli_data_meta *dm, int batch, int training,
-                     const clt_compile_settings *cs, const cli_train_opts *o, net *n);
+              const clt_compile_settings *cs, const cli_train_opts *o, net *n);
 int make_context(const char *device, int tune, int verbose, clt_context **ctx);
 void score_rows(const float *logits, const float *labels, int valid, int k, double *loss_sum, int64_t *correct,
-                       int64_t *confusion);
+                int64_t *confusion);
 int evaluate(clt_context *ctx, net *n, const tool_dataset *ds, const cli_data_meta *dm, pipeline *p,
-                    double *loss, double *acc, cli_progress *prog);
+             double *loss, double *acc, cli_progress *prog);
 int evaluate_all(clt_context *ctx, net *n, const tool_dataset *ds, const cli_data_meta *dm, pipeline *p,
-                        double *loss, double *acc, cli_progress *prog, dist_graph *d);
+                 double *loss, double *acc, cli_progress *prog, dist_graph *d);
 int checkpoint_open(const char *path, clt_checkpoint **ck, tool_ckpt_meta *m, cli_data_meta *dm);
 int checkpoint_model(const clt_checkpoint *ck, const char *path, clt_model **model);
 int check_data_fits(const char *path, const cli_data_meta *dm, const char *dir, const tool_dataset *ds);
