@@ -72,115 +72,53 @@ static void tab_meta_free(tab_meta *m)
 
 #define TAB_MAGIC "CLTTABLE"
 
-typedef struct buf {
-    unsigned char *p;
-    size_t n, cap;
-    int oom;
-} buf;
-
-static void put(buf *b, const void *v, size_t n)
-{
-    if (b->oom) return;
-    if (b->n + n > b->cap) {
-        size_t nc = (b->cap + n) * 2;
-        unsigned char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, v, n);
-    b->n += n;
-}
-static void put_u32(buf *b, uint32_t v)
-{
-    unsigned char c[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
-    put(b, c, 4);
-}
-static void put_f64(buf *b, double v)
-{
-    uint64_t u;
-    memcpy(&u, &v, 8);
-    put_u32(b, (uint32_t)u);
-    put_u32(b, (uint32_t)(u >> 32));
-}
-static void put_str(buf *b, const char *s)
-{
-    put_u32(b, (uint32_t)strlen(s));
-    put(b, s, strlen(s));
-}
+static void put_str(tool_buf *b, const char *s) { tool_put_str(b, s, strlen(s)); }
 
 /* Layout (little-endian, str = u32 length + bytes): "CLTTABLE" u32 version 1, u32 task, str target, i32 target_col,
  * u32 nsrc, nsrc x (str name, u32 ncat, ncat x str), u32 nf, nf x f64 mean, nf x f64 std, u32 classes,
  * (classify: classes, binary: 2) x str class name, f64 y_mean, f64 y_std, str model origin, u32 epochs_done,
  * u32 nhistory, nhistory x 6 f64. */
-static int tab_meta_encode(const tab_meta *m, buf *b)
+static int tab_meta_encode(const tab_meta *m, tool_buf *b)
 {
     memset(b, 0, sizeof *b);
-    put(b, TAB_MAGIC, 8);
-    put_u32(b, 1);
-    put_u32(b, (uint32_t)m->task);
+    tool_put(b, TAB_MAGIC, 8);
+    tool_put_u32(b, 1);
+    tool_put_u32(b, (uint32_t)m->task);
     put_str(b, m->target);
-    put_u32(b, (uint32_t)m->target_col);
-    put_u32(b, (uint32_t)m->nsrc);
+    tool_put_u32(b, (uint32_t)m->target_col);
+    tool_put_u32(b, (uint32_t)m->nsrc);
     for (int i = 0; i < m->nsrc; i++) {
         put_str(b, m->src[i]);
-        put_u32(b, (uint32_t)m->src_ncat[i]);
+        tool_put_u32(b, (uint32_t)m->src_ncat[i]);
         for (int k = 0; k < m->src_ncat[i]; k++) put_str(b, m->src_cats[i][k]);
     }
-    put_u32(b, (uint32_t)m->nf);
-    for (int i = 0; i < m->nf; i++) put_f64(b, m->mean[i]);
-    for (int i = 0; i < m->nf; i++) put_f64(b, m->std[i]);
-    put_u32(b, (uint32_t)m->classes);
+    tool_put_u32(b, (uint32_t)m->nf);
+    for (int i = 0; i < m->nf; i++) tool_put_f64(b, m->mean[i]);
+    for (int i = 0; i < m->nf; i++) tool_put_f64(b, m->std[i]);
+    tool_put_u32(b, (uint32_t)m->classes);
     int names = m->task == TASK_CLASSIFY ? m->classes : m->task == TASK_BINARY ? 2 : 0;
     for (int i = 0; i < names; i++) put_str(b, m->class_names[i]);
-    put_f64(b, m->y_mean);
-    put_f64(b, m->y_std);
+    tool_put_f64(b, m->y_mean);
+    tool_put_f64(b, m->y_std);
     put_str(b, m->model_origin);
-    put_u32(b, (uint32_t)m->epochs_done);
-    put_u32(b, (uint32_t)m->nhistory);
+    tool_put_u32(b, (uint32_t)m->epochs_done);
+    tool_put_u32(b, (uint32_t)m->nhistory);
     for (int i = 0; i < m->nhistory; i++) {
         const tool_epoch_metrics *e = &m->history[i];
-        put_f64(b, e->train_loss);
-        put_f64(b, e->train_acc);
-        put_f64(b, e->test_loss);
-        put_f64(b, e->test_acc);
-        put_f64(b, e->seconds);
-        put_f64(b, e->images_per_s);
+        tool_put_f64(b, e->train_loss);
+        tool_put_f64(b, e->train_acc);
+        tool_put_f64(b, e->test_loss);
+        tool_put_f64(b, e->test_acc);
+        tool_put_f64(b, e->seconds);
+        tool_put_f64(b, e->images_per_s);
     }
     return b->oom ? -1 : 0;
 }
 
-typedef struct rd {
-    const unsigned char *p;
-    size_t n, at;
-    int bad;
-} rd;
-
-static uint32_t get_u32(rd *r)
-{
-    if (r->bad || r->n - r->at < 4) {
-        r->bad = 1;
-        return 0;
-    }
-    const unsigned char *p = r->p + r->at;
-    r->at += 4;
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static double get_f64(rd *r)
-{
-    uint64_t lo = get_u32(r), hi = get_u32(r);
-    uint64_t u = lo | hi << 32;
-    double v;
-    memcpy(&v, &u, 8);
-    return v;
-}
 /* Into a fixed field, or a malloc'd string when cap is 0 (returned). */
-static char *get_str(rd *r, char *dst, size_t cap)
+static char *get_str(tool_rd *r, char *dst, size_t cap)
 {
-    uint32_t n = get_u32(r);
+    uint32_t n = tool_get_u32(r);
     if (r->bad || n > r->n - r->at || (cap && n >= cap) || n > 4096 || memchr(r->p + r->at, 0, n)) {
         r->bad = 1;
         if (dst) dst[0] = 0;
@@ -202,14 +140,14 @@ static int tab_meta_decode(const clt_checkpoint *ck, const char *path, tab_meta 
     memset(m, 0, sizeof *m);
     size_t len = 0;
     const unsigned char *p = clt_checkpoint_app_meta(ck, &len);
-    rd r = {p, len, 0, 0};
+    tool_rd r = {p, len, 0, 0};
     if (len < 12 || memcmp(p, TAB_MAGIC, 8)) return fail("checkpoint %s is not a `cltrain table` checkpoint", path);
     r.at = 8;
-    if (get_u32(&r) != 1) return fail("checkpoint %s: table metadata of an unknown version", path);
-    m->task = (int)get_u32(&r);
+    if (tool_get_u32(&r) != 1) return fail("checkpoint %s: table metadata of an unknown version", path);
+    m->task = (int)tool_get_u32(&r);
     get_str(&r, m->target, sizeof m->target);
-    m->target_col = (int)get_u32(&r);
-    m->nsrc = (int)get_u32(&r);
+    m->target_col = (int)tool_get_u32(&r);
+    m->nsrc = (int)tool_get_u32(&r);
     if (m->task < 0 || m->task > 2 || m->nsrc < 1 || m->nsrc > TOOL_TABLE_MAX_COLS) r.bad = 1;
     if (!r.bad) {
         m->src = calloc((size_t)m->nsrc, sizeof *m->src);
@@ -219,7 +157,7 @@ static int tab_meta_decode(const clt_checkpoint *ck, const char *path, tab_meta 
     }
     for (int i = 0; !r.bad && i < m->nsrc; i++) {
         get_str(&r, m->src[i], sizeof m->src[i]);
-        int nc = (int)get_u32(&r);
+        int nc = (int)tool_get_u32(&r);
         if (nc < 0 || nc > TOOL_TABLE_MAX_CATEGORIES || !(m->src_cats[i] = calloc((size_t)nc + 1, sizeof(char *)))) {
             r.bad = 1;
             break;
@@ -229,27 +167,27 @@ static int tab_meta_decode(const clt_checkpoint *ck, const char *path, tab_meta 
             if (!r.bad) m->src_ncat[i] = k + 1;
         }
     }
-    m->nf = (int)get_u32(&r);
+    m->nf = (int)tool_get_u32(&r);
     if (!r.bad && (m->nf < 1 || m->nf > TOOL_TABLE_MAX_COLS * 10 || (size_t)m->nf * 16 > r.n - r.at)) r.bad = 1;
     if (!r.bad && (!(m->mean = malloc(sizeof(double) * m->nf)) || !(m->std = malloc(sizeof(double) * m->nf)))) r.bad = 1;
-    for (int i = 0; !r.bad && i < m->nf; i++) m->mean[i] = get_f64(&r);
+    for (int i = 0; !r.bad && i < m->nf; i++) m->mean[i] = tool_get_f64(&r);
     for (int i = 0; !r.bad && i < m->nf; i++)
-        if (!isfinite(m->std[i] = get_f64(&r)) || !(m->std[i] > 0) || !isfinite(m->mean[i])) r.bad = 1;
-    m->classes = (int)get_u32(&r);
+        if (!isfinite(m->std[i] = tool_get_f64(&r)) || !(m->std[i] > 0) || !isfinite(m->mean[i])) r.bad = 1;
+    m->classes = (int)tool_get_u32(&r);
     int names = m->task == TASK_CLASSIFY ? m->classes : m->task == TASK_BINARY ? 2 : 0;
     if (!r.bad && (m->classes < 1 || m->classes > MAX_CLASSES || names < 0)) r.bad = 1;
     if (!r.bad && names && !(m->class_names = calloc((size_t)names, sizeof *m->class_names))) r.bad = 1;
     for (int i = 0; !r.bad && i < names; i++) get_str(&r, m->class_names[i], sizeof m->class_names[i]);
-    m->y_mean = get_f64(&r);
-    m->y_std = get_f64(&r);
+    m->y_mean = tool_get_f64(&r);
+    m->y_std = tool_get_f64(&r);
     get_str(&r, m->model_origin, sizeof m->model_origin);
-    m->epochs_done = (int)get_u32(&r);
-    m->nhistory = (int)get_u32(&r);
+    m->epochs_done = (int)tool_get_u32(&r);
+    m->nhistory = (int)tool_get_u32(&r);
     if (m->nhistory < 0 || m->nhistory > 1024) r.bad = 1;
     for (int i = 0; !r.bad && i < m->nhistory; i++) {
         tool_epoch_metrics *e = &m->history[i];
-        e->train_loss = get_f64(&r), e->train_acc = get_f64(&r), e->test_loss = get_f64(&r);
-        e->test_acc = get_f64(&r), e->seconds = get_f64(&r), e->images_per_s = get_f64(&r);
+        e->train_loss = tool_get_f64(&r), e->train_acc = tool_get_f64(&r), e->test_loss = tool_get_f64(&r);
+        e->test_acc = tool_get_f64(&r), e->seconds = tool_get_f64(&r), e->images_per_s = tool_get_f64(&r);
     }
     int c, h, w, k;
     clt_checkpoint_input(ck, &c, &h, &w, &k);
@@ -847,7 +785,7 @@ typedef struct tset {
 
 static int save_ckpt(const char *path, clt_graph *g, const tab_meta *m)
 {
-    buf b;
+    tool_buf b;
     if (tab_meta_encode(m, &b)) {
         free(b.p);
         return fail("out of memory");
