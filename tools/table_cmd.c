@@ -15,17 +15,6 @@ static const char *const task_names[3] = {"classify", "binary", "regress"};
 #define MAX_CLASSES 100
 #define MAX_CATEGORICAL 64
 
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("cltrain: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
-
 static uint64_t mix64(uint64_t *s)
 {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
@@ -141,9 +130,9 @@ static int tab_meta_decode(const clt_checkpoint *ck, const char *path, tab_meta 
     size_t len = 0;
     const unsigned char *p = clt_checkpoint_app_meta(ck, &len);
     tool_rd r = {p, len, 0, 0};
-    if (len < 12 || memcmp(p, TAB_MAGIC, 8)) return fail("checkpoint %s is not a `cltrain table` checkpoint", path);
+    if (len < 12 || memcmp(p, TAB_MAGIC, 8)) return tool_error("checkpoint %s is not a `cltrain table` checkpoint", path);
     r.at = 8;
-    if (tool_get_u32(&r) != 1) return fail("checkpoint %s: table metadata of an unknown version", path);
+    if (tool_get_u32(&r) != 1) return tool_error("checkpoint %s: table metadata of an unknown version", path);
     m->task = (int)tool_get_u32(&r);
     get_str(&r, m->target, sizeof m->target);
     m->target_col = (int)tool_get_u32(&r);
@@ -194,7 +183,7 @@ static int tab_meta_decode(const clt_checkpoint *ck, const char *path, tab_meta 
     if (r.bad || r.at != r.n || !isfinite(m->y_mean) || !(m->y_std > 0) || c != m->nf || h != 1 || w != 1 ||
         k != m->classes) {
         tab_meta_free(m);
-        return fail("checkpoint %s: malformed table metadata", path);
+        return tool_error("checkpoint %s: malformed table metadata", path);
     }
     return 0;
 }
@@ -535,17 +524,17 @@ static int tnet_build(clt_context *ctx, const clt_model *model, const tab_meta *
     n->batch = batch;
     int xs[4] = {batch, m->nf, 1, 1}, ys1[1] = {batch}, ys2[2] = {batch, 1};
     if (clt_graph_create(ctx, &n->g) < 0 || clt_input(n->g, "x", 4, xs, &n->x) < 0)
-        return fail("creating the graph: %s", clt_errmsg(ctx));
+        return tool_error("creating the graph: %s", clt_errmsg(ctx));
     if (clt_model_build(n->g, model, n->x, m->classes, &n->out) < 0)
-        return fail("building model '%s': %s", clt_model_name(model), clt_errmsg(ctx));
-    if (clt_graph_keep(n->g, n->out, 0) < 0) return fail("%s", clt_errmsg(ctx));
+        return tool_error("building model '%s': %s", clt_model_name(model), clt_errmsg(ctx));
+    if (clt_graph_keep(n->g, n->out, 0) < 0) return tool_error("%s", clt_errmsg(ctx));
     int st = m->task == TASK_CLASSIFY ? clt_input(n->g, "labels", 1, ys1, &n->y) : clt_input(n->g, "targets", 2, ys2, &n->y);
     if (st >= 0)
         st = m->task == TASK_CLASSIFY ? clt_softmax_cross_entropy(n->g, n->out, n->y, 0, &n->loss)
              : m->task == TASK_BINARY ? clt_bce_with_logits(n->g, n->out, n->y, &n->loss)
                                       : clt_mse(n->g, n->out, n->y, &n->loss);
-    if (st < 0) return fail("adding the loss: %s", clt_errmsg(ctx));
-    if (clt_graph_compile(n->g, cs) < 0) return fail("compiling the graph (batch %d): %s", batch, clt_errmsg(ctx));
+    if (st < 0) return tool_error("adding the loss: %s", clt_errmsg(ctx));
+    if (clt_graph_compile(n->g, cs) < 0) return tool_error("compiling the graph (batch %d): %s", batch, clt_errmsg(ctx));
     return 0;
 }
 
@@ -557,10 +546,10 @@ static int move_state(clt_graph *src, clt_graph *dst, float *buf)
         clt_tensor *a = clt_graph_state_tensor(src, i, &tr), *b = clt_graph_state_tensor(dst, i, NULL);
         size_t cnt = clt_tensor_numel(a);
         if (clt_tensor_read(src, a, 0, buf, cnt) < 0 || clt_tensor_write(dst, b, buf, cnt) < 0)
-            return fail("copying state: %s", clt_errmsg(clt_graph_context(src)));
+            return tool_error("copying state: %s", clt_errmsg(clt_graph_context(src)));
         for (int s = 0; tr && s < 2; s++)
             if (clt_tensor_read_slot(src, a, s, buf, cnt) < 0 || clt_tensor_write_slot(dst, b, s, buf, cnt) < 0)
-                return fail("copying optimizer state: %s", clt_errmsg(clt_graph_context(src)));
+                return tool_error("copying optimizer state: %s", clt_errmsg(clt_graph_context(src)));
     }
     uint64_t steps, passes;
     clt_graph_get_counters(src, &steps, &passes);
@@ -788,11 +777,11 @@ static int save_ckpt(const char *path, clt_graph *g, const tab_meta *m)
     tool_buf b;
     if (tab_meta_encode(m, &b)) {
         free(b.p);
-        return fail("out of memory");
+        return tool_error("out of memory");
     }
     int st = clt_graph_save(g, path, b.p, b.n);
     free(b.p);
-    if (st < 0) return fail("saving the checkpoint: %s", clt_errmsg(clt_graph_context(g)));
+    if (st < 0) return tool_error("saving the checkpoint: %s", clt_errmsg(clt_graph_context(g)));
     return 0;
 }
 
@@ -804,7 +793,7 @@ static int evaluate_set(tnet *n, const tab_meta *m, const tset *s, float *outbuf
     int st = zero ? clt_tensor_write(n->g, n->y, zero, (size_t)n->batch) : -1;
     free(zero);
     if (st >= 0) st = clt_predict(n->g, s->x, (size_t)s->n, outbuf);
-    if (st < 0) return fail("evaluation: %s", clt_errmsg(clt_graph_context(n->g)));
+    if (st < 0) return tool_error("evaluation: %s", clt_errmsg(clt_graph_context(n->g)));
     score(m, outbuf, s->y, s->n, sc, confusion, scratch);
     return 0;
 }
@@ -951,7 +940,7 @@ static int best_state(clt_graph *g, float *p, int restore)
         for (int s = 0; tr && s < 2 && st >= 0; s++)
             st = restore ? clt_tensor_write_slot(g, t, s, p + (s + 1) * cnt, cnt)
                          : clt_tensor_read_slot(g, t, s, p + (s + 1) * cnt, cnt);
-        if (st < 0) return fail("keeping the best weights: %s", clt_errmsg(clt_graph_context(g)));
+        if (st < 0) return tool_error("keeping the best weights: %s", clt_errmsg(clt_graph_context(g)));
         p += 3 * cnt;
     }
     return 0;
@@ -988,8 +977,8 @@ static int train_epoch(trun *r, const tab_meta *m, const tset *s, int B, float l
         if (st >= 0) st = clt_tensor_read(nt->g, nt->loss, 0, &loss, 1);
         if (st >= 0) st = clt_tensor_read(nt->g, nt->out, 0, r->out, (size_t)b * m->classes);
         if (st >= 0 && nt == &r->tail) st = move_state(r->tail.g, r->tr.g, r->statebuf) ? -1 : 0;
-        if (st < 0) return fail("training step: %s", clt_errmsg(r->ctx));
-        if (!isfinite(loss)) return fail("the loss became %g: training diverged (try a lower --lr)", loss);
+        if (st < 0) return tool_error("training step: %s", clt_errmsg(r->ctx));
+        if (!isfinite(loss)) return tool_error("the loss became %g: training diverged (try a lower --lr)", loss);
         scores sc;
         score(m, r->out, r->yb, b, &sc, NULL, r->scratch);
         loss_sum += (double)loss * b;
@@ -1042,28 +1031,28 @@ int tool_cmd_table(int argc, char **argv)
     int rc = 1;
     const char *outs[3] = {o.checkpoint, o.log, o.plot}, *what[3] = {"--checkpoint", "--log", "--plot"};
     for (int i = 0; i < 3; i++)
-        if (outs[i] && cli_check_output(what[i], outs[i], i == 0, err) < 0) return fail("%s", err);
+        if (outs[i] && cli_check_output(what[i], outs[i], i == 0, err) < 0) return tool_error("%s", err);
     struct stat sst;
     if (o.checkpoint && stat(o.checkpoint, &sst) == 0 && !o.overwrite)
-        return fail("checkpoint %s already exists: add --overwrite to replace it", o.checkpoint);
+        return tool_error("checkpoint %s already exists: add --overwrite to replace it", o.checkpoint);
     if (prepare(&o, &d, err)) {
-        fail("%s", err);
+        tool_error("%s", err);
         goto out;
     }
     tab_meta *m = &d.m;
     const char *mname = o.model ? o.model : m->task == TASK_CLASSIFY ? "seed-mlp" : "seed-binary";
     if (tool_check_model_path(mname, err) < 0) {
-        fail("%s", err);
+        tool_error("%s", err);
         goto out;
     }
     if (clt_model_load(mname, &r.model) < 0) {
-        fail("%s", clt_model_errmsg(r.model));
+        tool_error("%s", clt_model_errmsg(r.model));
         goto out;
     }
     snprintf(m->model_origin, sizeof m->model_origin, "%s", mname);
     clt_model_info mi = {0};
     if (clt_model_check(r.model, m->nf, 1, 1, m->classes, &mi, NULL, 0) < 0) {
-        fail("model %s does not fit %d inputs and %d outputs: %s", mname, m->nf, m->classes, clt_model_errmsg(r.model));
+        tool_error("model %s does not fit %d inputs and %d outputs: %s", mname, m->nf, m->classes, clt_model_errmsg(r.model));
         goto out;
     }
     clt_compile_settings cs;
@@ -1076,7 +1065,7 @@ int tool_cmd_table(int argc, char **argv)
     if (o.tune >= 0) ctxs.tune = o.tune;
     ctxs.verbose = o.verbose;
     if (clt_context_create(&ctxs, &r.ctx) < 0) {
-        fail("cannot open the OpenCL device: %s", clt_errmsg(r.ctx));
+        tool_error("cannot open the OpenCL device: %s", clt_errmsg(r.ctx));
         goto out;
     }
     if (tnet_build(r.ctx, r.model, m, B, &cs, &r.tr) || (rem >= 2 && tnet_build(r.ctx, r.model, m, rem, &cs, &r.tail)))
@@ -1093,7 +1082,7 @@ int tool_cmd_table(int argc, char **argv)
     r.scratch = malloc(sizeof(int) * (size_t)(nev > B ? nev : B));
     r.confusion = calloc((size_t)m->classes * m->classes + 4, sizeof(int64_t));
     if (!r.xb || !r.yb || !r.out || !r.evout || !r.statebuf || !r.best || !r.order || !r.scratch || !r.confusion) {
-        fail("out of host memory");
+        tool_error("out of host memory");
         goto out;
     }
     clt_device_info di;
@@ -1228,7 +1217,7 @@ int tool_table_predict(const char *path, const char *device, int tune, int nfile
     float *x = NULL, *out = NULL;
     tool_table t = {0};
     if (clt_checkpoint_open(path, &ck) < 0) {
-        fail("%s", clt_checkpoint_errmsg(ck));
+        tool_error("%s", clt_checkpoint_errmsg(ck));
         goto out;
     }
     if (tab_meta_decode(ck, path, &m)) goto out;
@@ -1241,7 +1230,7 @@ int tool_table_predict(const char *path, const char *device, int tune, int nfile
     clt_tensor *xin, *logits;
     if (clt_context_create(&cs, &ctx) < 0 || clt_checkpoint_build(ck, ctx, &ls, &g) < 0 ||
         clt_graph_model_tensors(g, &xin, &logits) < 0) {
-        fail("%s", clt_errmsg(ctx));
+        tool_error("%s", clt_errmsg(ctx));
         goto out;
     }
     int k = m.classes;
@@ -1255,18 +1244,18 @@ int tool_table_predict(const char *path, const char *device, int tune, int nfile
     }
     for (int f = 0; f < nfiles; f++) {
         if (read_rows(&m, files[f], &t, err) || encode_rows(&m, &t, files[f], &raw, err)) {
-            fail("%s", err);
+            tool_error("%s", err);
             goto out;
         }
         x = malloc(sizeof(float) * (size_t)t.rows * m.nf + 1);
         out = malloc(sizeof(float) * (size_t)t.rows * k + 1);
         if (!x || !out) {
-            fail("out of memory");
+            tool_error("out of memory");
             goto out;
         }
         for (size_t i = 0; i < (size_t)t.rows * m.nf; i++) x[i] = (float)((raw[i] - m.mean[i % m.nf]) / m.std[i % m.nf]);
         if (clt_predict(g, x, (size_t)t.rows, out) < 0) {
-            fail("prediction: %s", clt_errmsg(ctx));
+            tool_error("prediction: %s", clt_errmsg(ctx));
             goto out;
         }
         for (int r = 0; r < t.rows; r++) {

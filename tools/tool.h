@@ -13,6 +13,10 @@
 #define TOOL_ERR_LEN 4096 /* room for a "not found" message that lists every place looked in */
 /* Formats the message into err (TOOL_ERR_LEN bytes; err may be NULL) and returns status (tools/util.c). */
 int tool_fail(char *err, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A command's messages on stderr (tools/util.c): "cltrain: error: <message>" and "cltrain: <message>", each one
+ * line; both return 1, the exit status of a command that stops there. */
+int tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int tool_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Little-endian encoding of the tool's metadata blobs (str = u32 length + bytes, no terminator), tools/util.c.
  * A growable buffer: after an allocation failure `oom` is set and later appends do nothing (check at the end). */

@@ -250,3 +250,28 @@ double tool_get_f64(tool_rd *r)
     memcpy(&v, &u, 8);
     return v;
 }
+
+/* ------------------------------------------------------------------------------------------ messages */
+
+static void vsay(const char *prefix, const char *fmt, va_list ap)
+{
+    fputs(prefix, stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+int tool_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsay("cltrain: error: ", fmt, ap);
+    va_end(ap);
+    return 1;
+}
+int tool_say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsay("cltrain: ", fmt, ap);
+    va_end(ap);
+    return 1;
+}
