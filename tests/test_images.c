@@ -411,53 +411,15 @@ static void test_folders(void)
 
 /* ------------------------------------------------------------------------------------------ the command */
 
-typedef struct result {
-    int code;
-    char *out, *err;
-} result;
+typedef tu_result result;
 
 static result run(const char *first, ...)
 {
-    const char *argv[48];
-    int n = 0;
-    argv[n++] = g_bin;
     va_list ap;
     va_start(ap, first);
-    for (const char *a = first; a && n < 47; a = va_arg(ap, const char *)) argv[n++] = a;
+    result r = tu_run_v(g_bin, g_dir, first, ap);
     va_end(ap);
-    argv[n] = NULL;
-    char po[4200], pe[4200];
-    path_in(po, sizeof po, g_dir, "stdout.txt");
-    path_in(pe, sizeof pe, g_dir, "stderr.txt");
-    fprintf(stderr, "$ cltrain");
-    for (int i = 1; i < n; i++) fprintf(stderr, " %s", argv[i]);
-    fprintf(stderr, "\n");
-    result r = {-1, NULL, NULL};
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo < 0 || fe < 0) _exit(127);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        alarm(280);
-        execv(g_bin, (char *const *)argv);
-        _exit(127);
-    }
-    int st = 0;
-    if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st)) r.code = WEXITSTATUS(st);
-    size_t l;
-    r.out = (char *)read_bytes(po, &l);
-    r.err = (char *)read_bytes(pe, &l);
-    if (!r.out) r.out = calloc(1, 1);
-    if (!r.err) r.err = calloc(1, 1);
-    fprintf(stderr, "  -> exit %d\n", r.code);
     return r;
-}
-
-static void result_free(result *r)
-{
-    free(r->out);
-    free(r->err);
 }
 
 static void expect_cli_fail(result r, const char *needle, const char *what)
@@ -465,7 +427,7 @@ static void expect_cli_fail(result r, const char *needle, const char *what)
     int ok = r.code > 0 && strstr(r.err, needle);
     TU_CHECK(ok, "%s: expected a failure mentioning '%s' (exit %d)\n%s%s", what, needle, r.code, r.out, r.err);
     if (ok) fprintf(stderr, "  stderr: %s", r.err);
-    result_free(&r);
+    tu_result_free(&r);
 }
 
 static double final_acc(const char *out)
@@ -495,7 +457,7 @@ static void test_command(void)
     double acc = final_acc(r.out);
     TU_CHECK(acc >= 0.95, "images: test accuracy %.4f (at least 0.95 expected)", acc);
     TU_CHECK(strstr(r.out, "72 training / 24 test images of 3x8x8, 3 classes") != NULL, "summary line of the data");
-    result_free(&r);
+    tu_result_free(&r);
     /* Resuming on a folder whose classes have other names is refused. */
     char other[4200];
     path_in(other, sizeof other, g_dir, "f7");
@@ -517,7 +479,7 @@ static void test_command(void)
     r = run("eval", "--checkpoint", ck, "--data", te, "--tune", "off", NULL);
     TU_CHECK(r.code == 0 && fabs(final_acc(r.out) - acc) < 1e-4, "eval reproduces the accuracy %.4f: %.4f\n%s%s",
              acc, final_acc(r.out), r.out, r.err);
-    result_free(&r);
+    tu_result_free(&r);
     /* predict: a PNG of another size, as CSV with every class's probability. */
     uint8_t pix[40 * 30 * 3];
     uint64_t s = 99;
@@ -535,7 +497,7 @@ static void test_command(void)
     line = line ? strstr(line + 1, ",red,") : NULL;
     TU_CHECK(line && sscanf(line + 5, "%lf,%lf,%lf", &pb, &pg, &pr) == 3 && fabs(pb + pg + pr - 1) < 1e-4 && pr > 0.5,
              "probabilities sum to 1 and favour red");
-    result_free(&r);
+    tu_result_free(&r);
     /* Validation split and early stopping (on a validation loss that stops improving at a high learning rate). */
     r = run("images", "--data", tr, "--validation-split", "0.25", "--size", "8", "--model", "mlp", "--epochs", "30",
             "--batch", "16", "--lr", "0.05", "--tune", "off", "--early-stop", "2", "--schedule", "constant",
@@ -554,7 +516,7 @@ static void test_command(void)
     const char *fl = strstr(r.out, "final: ");
     if (fl && (fl = strstr(fl, "test_loss="))) fin = strtod(fl + 10, NULL);
     TU_CHECK(fabs(lowest - fin) < 1e-4, "early stop: final test loss %.4f is the best epoch's %.4f", fin, lowest);
-    result_free(&r);
+    tu_result_free(&r);
     /* --validation-split on a built-in dataset: the last fraction of CIFAR-10's training records. */
     char cif[4200];
     path_in(cif, sizeof cif, g_dir, "cifar");
@@ -580,7 +542,7 @@ static void test_command(void)
     TU_CHECK(r.code == 0 && strstr(r.out, "75 training / 25 test images") &&
              strstr(r.out, "evaluating after every epoch on 25 held-out validation images"),
              "cifar10 --validation-split 0.25 of 100 records: 75 + 25\n%s%s", r.out, r.err);
-    result_free(&r);
+    tu_result_free(&r);
     /* Usage and data errors. */
     expect_cli_fail(run("images", "--data", tr, "--tune", "off", NULL), "give --test DIR", "neither --test nor split");
     expect_cli_fail(run("images", "--tune", "off", NULL), "--data DIR (the folder of class folders) is required",

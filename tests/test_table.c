@@ -185,56 +185,14 @@ static void test_npy(void)
 
 /* ------------------------------------------------------------------------------------------ the command */
 
-typedef struct result {
-    int code;
-    char *out, *err;
-} result;
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return calloc(1, 1);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *b = calloc((size_t)n + 1, 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) b[0] = 0;
-    fclose(f);
-    return b;
-}
+typedef tu_result result;
 
 static result run(const char *first, ...)
 {
-    const char *argv[48];
-    int n = 0;
-    argv[n++] = g_bin;
     va_list ap;
     va_start(ap, first);
-    for (const char *a = first; a && n < 47; a = va_arg(ap, const char *)) argv[n++] = a;
+    result r = tu_run_v(g_bin, g_dir, first, ap);
     va_end(ap);
-    argv[n] = NULL;
-    char po[4200], pe[4200];
-    path_in(po, sizeof po, g_dir, "stdout.txt");
-    path_in(pe, sizeof pe, g_dir, "stderr.txt");
-    fprintf(stderr, "$ cltrain");
-    for (int i = 1; i < n; i++) fprintf(stderr, " %s", argv[i]);
-    fprintf(stderr, "\n");
-    result r = {-1, NULL, NULL};
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo < 0 || fe < 0) _exit(127);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        alarm(280);
-        execv(g_bin, (char *const *)argv);
-        _exit(127);
-    }
-    int st = 0;
-    if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st)) r.code = WEXITSTATUS(st);
-    r.out = slurp(po);
-    r.err = slurp(pe);
-    fprintf(stderr, "  -> exit %d\n", r.code);
     return r;
 }
 
@@ -326,7 +284,7 @@ static void test_command(void)
     TU_CHECK(strstr(r.out, "early stop: restoring the weights of epoch") && !strstr(r.out, "epoch 60/60"),
              "the run stopped early\n%s", r.out);
     free(r.out), free(r.err);
-    char *plot = slurp(svg);
+    char *plot = tu_slurp(svg);
     TU_CHECK(strstr(plot, "<svg") && strstr(plot, ">validation<"), "the plot names the validation curve");
     free(plot);
     /* predict: the training file's rows (the target column is ignored), as CSV. */
