@@ -422,14 +422,6 @@ static result run(const char *first, ...)
     return r;
 }
 
-static void expect_cli_fail(result r, const char *needle, const char *what)
-{
-    int ok = r.code > 0 && strstr(r.err, needle);
-    TU_CHECK(ok, "%s: expected a failure mentioning '%s' (exit %d)\n%s%s", what, needle, r.code, r.out, r.err);
-    if (ok) fprintf(stderr, "  stderr: %s", r.err);
-    tu_result_free(&r);
-}
-
 static double final_acc(const char *out)
 {
     const char *last = NULL;
@@ -473,7 +465,7 @@ static void test_command(void)
             write_png(q, px, 4, 4, 3);
         }
     }
-    expect_cli_fail(run("images", "--data", other, "--validation-split", "0.34", "--checkpoint", ck, "--resume", "--epochs", "5",
+    tu_expect_fail(run("images", "--data", other, "--validation-split", "0.34", "--checkpoint", ck, "--resume", "--epochs", "5",
                         "--tune", "off", NULL), "img.ckpt has 3 class folders (blue, ...) but", "resume on other classes");
     /* eval on the folder, with the checkpoint's size and class names. */
     r = run("eval", "--checkpoint", ck, "--data", te, "--tune", "off", NULL);
@@ -544,14 +536,14 @@ static void test_command(void)
              "cifar10 --validation-split 0.25 of 100 records: 75 + 25\n%s%s", r.out, r.err);
     tu_result_free(&r);
     /* Usage and data errors. */
-    expect_cli_fail(run("images", "--data", tr, "--tune", "off", NULL), "give --test DIR", "neither --test nor split");
-    expect_cli_fail(run("images", "--tune", "off", NULL), "--data DIR (the folder of class folders) is required",
+    tu_expect_fail(run("images", "--data", tr, "--tune", "off", NULL), "give --test DIR", "neither --test nor split");
+    tu_expect_fail(run("images", "--tune", "off", NULL), "--data DIR (the folder of class folders) is required",
                     "no --data");
-    expect_cli_fail(run("images", "--data", tr, "--test", te, "--validation-split", "0.2", NULL), "contradict",
+    tu_expect_fail(run("images", "--data", tr, "--test", te, "--validation-split", "0.2", NULL), "contradict",
                     "--test and --validation-split");
-    expect_cli_fail(run("images", "--data", tr, "--channels", "2", NULL), "--channels: '2' is not 1 or 3", "channels");
+    tu_expect_fail(run("images", "--data", tr, "--channels", "2", NULL), "--channels: '2' is not 1 or 3", "channels");
     path_in(p, sizeof p, g_dir, "f2");
-    expect_cli_fail(run("images", "--data", p, "--validation-split", "0.2", "--tune", "off", NULL),
+    tu_expect_fail(run("images", "--data", p, "--validation-split", "0.2", "--tune", "off", NULL),
                     "f2/zebra: class folder with no images", "empty class folder");
     path_in(p, sizeof p, g_dir, "f6");
     mkdirs(p, "cat");
@@ -561,13 +553,13 @@ static void test_command(void)
     write_png(q, pix, 40, 30, 3);
     snprintf(q, sizeof q, "%s/dog/a.png", p);
     write_png(q, pix, 40, 30, 3);
-    expect_cli_fail(run("images", "--data", tr, "--test", p, "--tune", "off", NULL), "must have the same names",
+    tu_expect_fail(run("images", "--data", tr, "--test", p, "--tune", "off", NULL), "must have the same names",
                     "other classes in --test");
     path_in(p, sizeof p, g_dir, "huge.png");
-    expect_cli_fail(run("predict", "--checkpoint", ck, "--tune", "off", p, NULL), "claims 100000x100000 pixels",
+    tu_expect_fail(run("predict", "--checkpoint", ck, "--tune", "off", p, NULL), "claims 100000x100000 pixels",
                     "predict a huge PNG header");
     path_in(p, sizeof p, g_dir, "trunc.jpg");
-    expect_cli_fail(run("predict", "--checkpoint", ck, "--tune", "off", p, NULL), "trunc.jpg: corrupt or truncated JPEG",
+    tu_expect_fail(run("predict", "--checkpoint", ck, "--tune", "off", p, NULL), "trunc.jpg: corrupt or truncated JPEG",
                     "predict a truncated JPEG");
 }
 

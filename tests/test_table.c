@@ -196,15 +196,6 @@ static result run(const char *first, ...)
     return r;
 }
 
-static void expect_cli_fail(result r, const char *needle, const char *what)
-{
-    int ok = r.code > 0 && strstr(r.err, needle);
-    TU_CHECK(ok, "%s: expected a failure mentioning '%s' (exit %d)\n%s%s", what, needle, r.code, r.out, r.err);
-    if (ok) fprintf(stderr, "  stderr: %s", r.err);
-    free(r.out);
-    free(r.err);
-}
-
 static double final_acc(const char *out)
 {
     const char *last = NULL;
@@ -297,10 +288,10 @@ static void test_command(void)
              "predict on two rows (columns in another order):\n%s%s", r.out, r.err);
     free(r.out), free(r.err);
     write_str(pred, "x1,colour,x2\n90,purple,0.9\n");
-    expect_cli_fail(run("predict", "--checkpoint", ck, "--tune", "off", pred, NULL),
+    tu_expect_fail(run("predict", "--checkpoint", ck, "--tune", "off", pred, NULL),
                     "row 1, column 'colour': value 'purple' was not among the categories", "unseen category");
     write_str(pred, "x1,colour\n90,red\n");
-    expect_cli_fail(run("predict", "--checkpoint", ck, "--tune", "off", pred, NULL), "pred.csv: no column 'x2'",
+    tu_expect_fail(run("predict", "--checkpoint", ck, "--tune", "off", pred, NULL), "pred.csv: no column 'x2'",
                     "missing column at predict");
     /* Regression: R^2 of a linear target. */
     r = run("table", "--data", reg, "--target", "value", "--task", "regress", "--categorical", "colour",
@@ -325,8 +316,8 @@ static void test_command(void)
                  strstr(r.out, "\ntest: mse "), "--test FILE evaluates the other table\n%s%s", r.out, r.err);
         free(r.out), free(r.err);
     }
-    expect_cli_fail(run("eval", "--checkpoint", ck, NULL), "is a `cltrain table` checkpoint", "eval of a table");
-    expect_cli_fail(run("table", "--data", csv, "--target", "label", "--early-stop", "2", NULL),
+    tu_expect_fail(run("eval", "--checkpoint", ck, NULL), "is a `cltrain table` checkpoint", "eval of a table");
+    tu_expect_fail(run("table", "--data", csv, "--target", "label", "--early-stop", "2", NULL),
                     "--early-stop watches the evaluation loss", "early stop without evaluation rows");
     /* .npy: y = 2 a - b + 1 in the last column; regression, then predict the same file's rows. */
     {
@@ -365,7 +356,7 @@ static void test_command(void)
         free(r.out), free(r.err);
         char bad[4200];
         path_in(bad, sizeof bad, g_dir, "c8.npy");
-        expect_cli_fail(run("predict", "--checkpoint", ck3, "--tune", "off", bad, NULL), "c8.npy: dtype '<c8' is not supported",
+        tu_expect_fail(run("predict", "--checkpoint", ck3, "--tune", "off", bad, NULL), "c8.npy: dtype '<c8' is not supported",
                         "predict on an unsupported dtype");
         path_in(bad, sizeof bad, g_dir, "ok.npz");
         r = run("table", "--data", bad, "--target", "label", "--epochs", "2", "--tune", "off", NULL);
@@ -374,24 +365,24 @@ static void test_command(void)
         free(r.out), free(r.err);
     }
     /* Errors of the command. */
-    expect_cli_fail(run("table", "--data", csv, "--target", "nosuch", "--tune", "off", NULL),
+    tu_expect_fail(run("table", "--data", csv, "--target", "nosuch", "--tune", "off", NULL),
                     "gen.csv: no column 'nosuch' (--target) in the header (columns: x1, x2, colour, label)",
                     "missing target column");
-    expect_cli_fail(run("table", "--data", csv, "--target", "label", "--tune", "off", NULL),
+    tu_expect_fail(run("table", "--data", csv, "--target", "label", "--tune", "off", NULL),
                     "line 2, column 'colour' (3): '", "undeclared text column");
-    expect_cli_fail(run("table", "--data", reg, "--target", "value", "--task", "binary", "--categorical", "colour",
+    tu_expect_fail(run("table", "--data", reg, "--target", "value", "--task", "binary", "--categorical", "colour",
                         "--tune", "off", NULL), "a binary task needs exactly 2",
                     "binary with many values");
-    expect_cli_fail(run("table", "--data", csv, "--tune", "off", NULL), "--data FILE and --target COLUMN are required",
+    tu_expect_fail(run("table", "--data", csv, "--tune", "off", NULL), "--data FILE and --target COLUMN are required",
                     "no target");
     char p[4200];
     path_in(p, sizeof p, g_dir, "header.csv");
-    expect_cli_fail(run("table", "--data", p, "--target", "y", "--tune", "off", NULL), "header.csv: a header row but no data rows",
+    tu_expect_fail(run("table", "--data", p, "--target", "y", "--tune", "off", NULL), "header.csv: a header row but no data rows",
                     "header only");
     path_in(p, sizeof p, g_dir, "shape.npy");
-    expect_cli_fail(run("table", "--data", p, "--target", "0", "--tune", "off", NULL), "shape.npy: its shape (4, 2)",
+    tu_expect_fail(run("table", "--data", p, "--target", "0", "--tune", "off", NULL), "shape.npy: its shape (4, 2)",
                     "npy shape");
-    expect_cli_fail(run("table", "--data", csv, "--target", "label", "--categorical", "colour", "--resume", NULL),
+    tu_expect_fail(run("table", "--data", csv, "--target", "label", "--categorical", "colour", "--resume", NULL),
                     "--resume is not supported", "resume");
 }
 

@@ -557,3 +557,11 @@ void tu_result_free(tu_result *r)
     free(r->err);
     r->out = r->err = NULL;
 }
+
+void tu_expect_fail(tu_result r, const char *needle, const char *what)
+{
+    int ok = r.code > 0 && strstr(r.err, needle);
+    TU_CHECK(ok, "%s: expected a failure mentioning '%s' (exit %d)\n%s%s", what, needle, r.code, r.out, r.err);
+    if (ok) fprintf(stderr, "  stderr: %s", r.err);
+    tu_result_free(&r);
+}

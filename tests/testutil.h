@@ -161,5 +161,7 @@ typedef struct tu_result {
  * stderr.txt in dir; echoes "$ cltrain ARGS" and "  -> exit N" on stderr; the child gets alarm(280). */
 tu_result tu_run_v(const char *bin, const char *dir, const char *first, va_list ap);
 void tu_result_free(tu_result *r);
+/* Checks that the run failed (exit > 0) with `needle` in its stderr, echoes that stderr, and frees r. */
+void tu_expect_fail(tu_result r, const char *needle, const char *what);
 
 #endif
