@@ -15,14 +15,6 @@ static const char *const task_names[3] = {"classify", "binary", "regress"};
 #define MAX_CLASSES 100
 #define MAX_CATEGORICAL 64
 
-static uint64_t mix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* ------------------------------------------------------------------------------------------ the encoding */
 
 /* How table columns become the network's inputs and targets; stored in the checkpoint. */
@@ -953,7 +945,7 @@ static int train_epoch(trun *r, const tab_meta *m, const tset *s, int B, float l
     int n = s->n, nfull = n / B, rem = n % B;
     for (int i = 0; i < n; i++) r->order[i] = i;
     for (int i = n - 1; i > 0; i--) {
-        int j = (int)((mix64(rng) >> 33) % (uint64_t)(i + 1)), t = r->order[i];
+        int j = (int)((tool_splitmix64(rng) >> 33) % (uint64_t)(i + 1)), t = r->order[i];
         r->order[i] = r->order[j];
         r->order[j] = t;
     }

@@ -70,15 +70,11 @@ static int usage(const char *cmd, const char *fmt, const char *a)
     return 2;
 }
 
-static uint64_t mix64(uint64_t *s)
+static uint64_t rand_below(uint64_t *s, uint64_t n)
 {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return (uint64_t)(((unsigned __int128)tool_splitmix64(s) * n) >> 64);
 }
-static uint64_t rand_below(uint64_t *s, uint64_t n) { return (uint64_t)(((unsigned __int128)mix64(s) * n) >> 64); }
-static double rand01(uint64_t *s) { return (double)(mix64(s) >> 11) * (1.0 / 9007199254740992.0); }
+static double rand01(uint64_t *s) { return (double)(tool_splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
 
 static volatile sig_atomic_t g_stop;
 static void on_sigint(int sig)

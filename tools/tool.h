@@ -17,6 +17,9 @@ int tool_fail(char *err, int status, const char *fmt, ...) __attribute__((format
  * line; both return 1, the exit status of a command that stops there. */
 int tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int tool_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The tool's one splitmix64 step (tools/util.c): the next 64 random bits of the stream *state (the same
+ * sequence as the library's). */
+uint64_t tool_splitmix64(uint64_t *state);
 
 /* Little-endian encoding of the tool's metadata blobs (str = u32 length + bytes, no terminator), tools/util.c.
  * A growable buffer: after an allocation failure `oom` is set and later appends do nothing (check at the end). */

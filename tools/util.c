@@ -275,3 +275,11 @@ int tool_say(const char *fmt, ...)
     va_end(ap);
     return 1;
 }
+
+uint64_t tool_splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
