@@ -72,40 +72,6 @@ struct clt_checkpoint {
 
 /* ------------------------------------------------------------------------------------------ bytes */
 
-static void put_u32(clt__buf *b, uint32_t v)
-{
-    unsigned char c[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
-    clt__buf_put(b, c, 4);
-}
-static void put_u64(clt__buf *b, uint64_t v)
-{
-    put_u32(b, (uint32_t)v);
-    put_u32(b, (uint32_t)(v >> 32));
-}
-static void put_f32(clt__buf *b, float v)
-{
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    put_u32(b, u);
-}
-static void put_str(clt__buf *b, const char *s)
-{
-    size_t n = strlen(s);
-    put_u32(b, (uint32_t)n);
-    clt__buf_put(b, s, n);
-}
-static uint32_t le32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static float lef32(const unsigned char *p)
-{
-    uint32_t u = le32(p);
-    float v;
-    memcpy(&v, &u, 4);
-    return v;
-}
-
 /* crc32_z takes a size_t length (zlib's crc32 takes a uInt: one call would cover only part of a file > 4 GiB). */
 static uint32_t crc_of(const unsigned char *p, size_t n)
 {
@@ -127,7 +93,7 @@ static int put_tensors(clt__buf *b, clt_graph *g, const char *path)
 {
     clt_context *ctx = g->ctx;
     int n = clt_graph_state_count(g);
-    put_u32(b, (uint32_t)n);
+    clt__buf_u32(b, (uint32_t)n);
     float *host = NULL;
     size_t cap = 0;
     int st = CLT_OK;
@@ -135,9 +101,9 @@ static int put_tensors(clt__buf *b, clt_graph *g, const char *path)
         int trainable = 0;
         clt_tensor *t = clt_graph_state_tensor(g, i, &trainable);
         size_t numel = t->numel;
-        put_str(b, t->name);
-        put_u32(b, (uint32_t)t->ndim);
-        for (int d = 0; d < t->ndim; d++) put_u32(b, (uint32_t)t->shape[d]);
+        clt__buf_str(b, t->name, strlen(t->name));
+        clt__buf_u32(b, (uint32_t)t->ndim);
+        for (int d = 0; d < t->ndim; d++) clt__buf_u32(b, (uint32_t)t->shape[d]);
         unsigned char tr = trainable ? 1 : 0;
         clt__buf_put(b, &tr, 1);
         if (numel > cap) {
@@ -160,7 +126,7 @@ static int put_tensors(clt__buf *b, clt_graph *g, const char *path)
                               "diverged?); the old file, if any, is unchanged", path, slot, t->name, host[bad], bad);
                 break;
             }
-            for (size_t k = 0; k < numel; k++) put_f32(b, host[k]);
+            for (size_t k = 0; k < numel; k++) clt__buf_f32(b, host[k]);
         }
     }
     free(host);
@@ -216,24 +182,24 @@ int clt_graph_save_ex(clt_graph *g, const char *path, const void *app_meta, size
     const clt_optimizer_settings *o = &g->settings.optimizer;
     clt__buf b = {0};
     clt__buf_put(&b, CK_MAGIC, 8);
-    put_u32(&b, CK_VERSION);
-    put_u64(&b, 0); /* length, patched below */
-    put_str(&b, text);
-    for (int i = 0; i < 3; i++) put_u32(&b, (uint32_t)in[i]);
-    put_u32(&b, (uint32_t)classes);
-    put_u32(&b, (uint32_t)o->type);
-    put_f32(&b, o->lr);
-    put_f32(&b, o->momentum);
-    put_u32(&b, (uint32_t)o->nesterov);
-    put_f32(&b, o->beta1);
-    put_f32(&b, o->beta2);
-    put_f32(&b, o->eps);
-    put_f32(&b, o->weight_decay);
-    put_f32(&b, o->l1);
-    put_u64(&b, g->settings.seed);
-    put_u64(&b, g->steps);
-    put_u64(&b, g->passes);
-    put_u64(&b, app_meta_len);
+    clt__buf_u32(&b, CK_VERSION);
+    clt__buf_u64(&b, 0); /* length, patched below */
+    clt__buf_str(&b, text, strlen(text));
+    for (int i = 0; i < 3; i++) clt__buf_u32(&b, (uint32_t)in[i]);
+    clt__buf_u32(&b, (uint32_t)classes);
+    clt__buf_u32(&b, (uint32_t)o->type);
+    clt__buf_f32(&b, o->lr);
+    clt__buf_f32(&b, o->momentum);
+    clt__buf_u32(&b, (uint32_t)o->nesterov);
+    clt__buf_f32(&b, o->beta1);
+    clt__buf_f32(&b, o->beta2);
+    clt__buf_f32(&b, o->eps);
+    clt__buf_f32(&b, o->weight_decay);
+    clt__buf_f32(&b, o->l1);
+    clt__buf_u64(&b, g->settings.seed);
+    clt__buf_u64(&b, g->steps);
+    clt__buf_u64(&b, g->passes);
+    clt__buf_u64(&b, app_meta_len);
     clt__buf_put(&b, app_meta, app_meta_len);
     int st = put_tensors(&b, g, path);
     if (st) {
@@ -276,43 +242,12 @@ int clt_file_write_atomic(const char *path, const void *data, size_t len, char *
 
 /* ------------------------------------------------------------------------------------------ reading */
 
-typedef struct rd {
-    const unsigned char *p;
-    size_t len, at;
-    int bad;
-} rd;
-
-static const unsigned char *take(rd *r, size_t n)
-{
-    if (r->bad || n > r->len - r->at) {
-        r->bad = 1;
-        return NULL;
-    }
-    const unsigned char *p = r->p + r->at;
-    r->at += n;
-    return p;
-}
-static uint32_t get_u32(rd *r)
-{
-    const unsigned char *p = take(r, 4);
-    return p ? le32(p) : 0;
-}
-static uint64_t get_u64(rd *r)
-{
-    uint64_t lo = get_u32(r);
-    return lo | (uint64_t)get_u32(r) << 32;
-}
-static float get_f32(rd *r)
-{
-    const unsigned char *p = take(r, 4);
-    return p ? lef32(p) : 0.0f;
-}
 /* A string of at most `max` bytes: pointer into the file and its length. */
-static const char *get_str(rd *r, uint32_t max, uint32_t *n)
+static const char *get_str(clt__rd *r, uint32_t max, uint32_t *n)
 {
-    *n = get_u32(r);
+    *n = clt__rd_u32(r);
     if (*n > max) r->bad = 1;
-    return (const char *)take(r, *n);
+    return (const char *)clt__rd_take(r, *n);
 }
 
 static int ck_fail(clt_checkpoint *ck, int status, const char *fmt, ...)
@@ -331,17 +266,17 @@ static int ck_fail(clt_checkpoint *ck, int status, const char *fmt, ...)
     return status;
 }
 
-static void get_opt(rd *r, clt_optimizer_settings *o)
+static void get_opt(clt__rd *r, clt_optimizer_settings *o)
 {
-    o->type = (int)get_u32(r);
-    o->lr = get_f32(r);
-    o->momentum = get_f32(r);
-    o->nesterov = (int)get_u32(r);
-    o->beta1 = get_f32(r);
-    o->beta2 = get_f32(r);
-    o->eps = get_f32(r);
-    o->weight_decay = get_f32(r);
-    o->l1 = get_f32(r);
+    o->type = (int)clt__rd_u32(r);
+    o->lr = clt__rd_f32(r);
+    o->momentum = clt__rd_f32(r);
+    o->nesterov = (int)clt__rd_u32(r);
+    o->beta1 = clt__rd_f32(r);
+    o->beta2 = clt__rd_f32(r);
+    o->eps = clt__rd_f32(r);
+    o->weight_decay = clt__rd_f32(r);
+    o->l1 = clt__rd_f32(r);
 }
 
 static int set_text(clt_checkpoint *ck, const char *s, size_t n)
@@ -354,41 +289,41 @@ static int set_text(clt_checkpoint *ck, const char *s, size_t n)
     return CLT_OK;
 }
 
-static int read_v2_head(clt_checkpoint *ck, rd *r)
+static int read_v2_head(clt_checkpoint *ck, clt__rd *r)
 {
     uint32_t n;
     const char *s = get_str(r, CK_MAX_TEXT, &n);
-    for (int i = 0; i < 3; i++) ck->in[i] = (int)get_u32(r);
-    ck->classes = (int)get_u32(r);
+    for (int i = 0; i < 3; i++) ck->in[i] = (int)clt__rd_u32(r);
+    ck->classes = (int)clt__rd_u32(r);
     get_opt(r, &ck->opt);
-    ck->seed = get_u64(r);
-    ck->steps = get_u64(r);
-    ck->passes = get_u64(r);
-    uint64_t ml = get_u64(r);
+    ck->seed = clt__rd_u64(r);
+    ck->steps = clt__rd_u64(r);
+    ck->passes = clt__rd_u64(r);
+    uint64_t ml = clt__rd_u64(r);
     if (ml > CK_MAX_META) r->bad = 1;
-    ck->meta = r->bad ? NULL : take(r, (size_t)ml);
+    ck->meta = r->bad ? NULL : clt__rd_take(r, (size_t)ml);
     ck->meta_len = ck->meta ? (size_t)ml : 0;
     if (r->bad) return CLT_ERR_FORMAT;
     return set_text(ck, s, n);
 }
 
 /* Version 1: the tool's metadata section (read for its counters, optimizer and seed), then its text. */
-static int read_v1_head(clt_checkpoint *ck, rd *r)
+static int read_v1_head(clt_checkpoint *ck, clt__rd *r)
 {
     size_t start = r->at;
     uint32_t n;
     get_str(r, 4096, &n); /* dataset */
     get_str(r, 4096, &n); /* model text origin */
-    take(r, 8);           /* epochs done, total */
-    ck->steps = get_u64(r);
-    ck->passes = get_u64(r);
-    take(r, 8); /* host RNG */
+    clt__rd_take(r, 8);           /* epochs done, total */
+    ck->steps = clt__rd_u64(r);
+    ck->passes = clt__rd_u64(r);
+    clt__rd_take(r, 8); /* host RNG */
     get_opt(r, &ck->opt);
-    take(r, 24); /* batch, schedule, lr, momentum, augment, limit */
-    ck->seed = get_u64(r);
-    uint32_t nh = get_u32(r);
+    clt__rd_take(r, 24); /* batch, schedule, lr, momentum, augment, limit */
+    ck->seed = clt__rd_u64(r);
+    uint32_t nh = clt__rd_u32(r);
     if (nh > 1024) r->bad = 1;
-    take(r, (size_t)nh * 48);
+    clt__rd_take(r, (size_t)nh * 48);
     const char *s = get_str(r, CK_MAX_TEXT, &n);
     if (r->bad) return CLT_ERR_FORMAT;
     ck->meta = r->p + start;
@@ -413,9 +348,9 @@ static int read_v1_head(clt_checkpoint *ck, rd *r)
 }
 
 /* Per tensor: name, shape, trainable flag; values stay in the file buffer (offsets recorded), checked finite. */
-static int read_tensors(clt_checkpoint *ck, rd *r)
+static int read_tensors(clt_checkpoint *ck, clt__rd *r)
 {
-    uint32_t n = get_u32(r);
+    uint32_t n = clt__rd_u32(r);
     /* Each tensor takes at least 17 bytes; a larger count cannot be right (and is not allocated). */
     if (r->bad || n > CK_MAX_TENSORS || n > (r->len - r->at) / 17) return CLT_ERR_FORMAT;
     ck->t = calloc(n ? n : 1, sizeof *ck->t);
@@ -427,17 +362,17 @@ static int read_tensors(clt_checkpoint *ck, rd *r)
         const char *nm = get_str(r, CLT_NAME_LEN - 1, &ln);
         if (!nm) return CLT_ERR_FORMAT;
         memcpy(t->name, nm, ln);
-        uint32_t nd = get_u32(r);
+        uint32_t nd = clt__rd_u32(r);
         if (nd < 1 || nd > CK_MAX_DIMS) return CLT_ERR_FORMAT;
         t->ndim = (int)nd;
         t->numel = 1;
         for (uint32_t d = 0; d < nd; d++) {
-            uint32_t v = get_u32(r);
+            uint32_t v = clt__rd_u32(r);
             if (v < 1 || t->numel * v > 0x7fffffffu) return CLT_ERR_FORMAT; /* the library's tensor limit */
             t->shape[d] = (int)v;
             t->numel *= v;
         }
-        const unsigned char *tr = take(r, 1);
+        const unsigned char *tr = clt__rd_take(r, 1);
         if (!tr || *tr > 1) return CLT_ERR_FORMAT;
         t->trainable = *tr;
         t->at = r->at;
@@ -445,7 +380,7 @@ static int read_tensors(clt_checkpoint *ck, rd *r)
         if (t->numel > (r->len - r->at) / 4 / copies) return CLT_ERR_FORMAT;
         for (size_t c = 0; c < copies; c++)
             for (size_t k = 0; k < t->numel; k++) {
-                float v = lef32(r->p + r->at + 4 * (c * t->numel + k));
+                float v = clt__lef32(r->p + r->at + 4 * (c * t->numel + k));
                 if (!isfinite(v))
                     return ck_fail(ck, CLT_ERR_FORMAT, "%s%stensor '%s' holds %g at index %zu: refused",
                                    c ? "optimizer slot " : "", c == 1 ? "0 of " : c == 2 ? "1 of " : "", t->name, v, k);
@@ -476,8 +411,8 @@ static int check_prefix(clt_checkpoint *ck, const unsigned char *head, size_t go
     if (got < 8 || memcmp(head, CK_MAGIC, 8) != 0)
         return ck_fail(ck, CLT_ERR_FORMAT, "not a cltrain checkpoint (%s)", got < 8 ? "file too short" : "bad magic bytes");
     if (got < CK_PREFIX) return ck_fail(ck, CLT_ERR_FORMAT, "truncated checkpoint (%zu bytes)", got);
-    uint32_t version = le32(head + 8);
-    uint64_t total = (uint64_t)le32(head + 12) | (uint64_t)le32(head + 16) << 32;
+    uint32_t version = clt__le32(head + 8);
+    uint64_t total = (uint64_t)clt__le32(head + 12) | (uint64_t)clt__le32(head + 16) << 32;
     if (version != 1 && version != CK_VERSION)
         return ck_fail(ck, CLT_ERR_FORMAT, "checkpoint format version %u; this build reads %u (and converts version 1)%s",
                        version, CK_VERSION, version > CK_VERSION ? ": written by a newer cltrain?" : "");
@@ -559,10 +494,10 @@ static int load_file(clt_checkpoint *ck, const unsigned char *key)
 /* The CRC over the whole buffer, then every field. */
 static int parse(clt_checkpoint *ck)
 {
-    uint32_t want = le32(ck->data + ck->len - 4), crc = crc_of(ck->data, ck->len - 4);
+    uint32_t want = clt__le32(ck->data + ck->len - 4), crc = crc_of(ck->data, ck->len - 4);
     if (crc != want)
         return ck_fail(ck, CLT_ERR_FORMAT, "corrupt checkpoint: checksum mismatch (CRC-32 %08x, stored %08x)", crc, want);
-    rd r = {ck->data, ck->len - 4, CK_PREFIX, 0};
+    clt__rd r = {ck->data, ck->len - 4, CK_PREFIX, 0};
     int s = ck->version == 1 ? read_v1_head(ck, &r) : read_v2_head(ck, &r);
     if (!s) s = read_tensors(ck, &r);
     if (s == CLT_ERR_FORMAT && !ck->errmsg[0])
@@ -753,7 +688,7 @@ static int write_tensors(const clt_checkpoint *ck, clt_graph *g, const int *matc
         const ck_tensor *c = &ck->t[match[i]];
         for (int s = -1; s < (trainable ? 2 : 0) && !st; s++) {
             const unsigned char *p = ck->data + c->at + 4 * c->numel * (size_t)(s + 1);
-            for (size_t k = 0; k < c->numel; k++) host[k] = lef32(p + 4 * k);
+            for (size_t k = 0; k < c->numel; k++) host[k] = clt__lef32(p + 4 * k);
             st = s < 0 ? clt_tensor_write(g, t, host, c->numel) : clt_tensor_write_slot(g, t, s, host, c->numel);
         }
     }

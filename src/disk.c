@@ -48,6 +48,65 @@ void clt__buf_put(clt__buf *b, const void *data, size_t n)
     b->p[b->len] = 0;
 }
 
+void clt__buf_u32(clt__buf *b, uint32_t v)
+{
+    unsigned char c[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+    clt__buf_put(b, c, 4);
+}
+void clt__buf_u64(clt__buf *b, uint64_t v)
+{
+    clt__buf_u32(b, (uint32_t)v);
+    clt__buf_u32(b, (uint32_t)(v >> 32));
+}
+void clt__buf_f32(clt__buf *b, float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    clt__buf_u32(b, u);
+}
+void clt__buf_str(clt__buf *b, const void *s, size_t n)
+{
+    clt__buf_u32(b, (uint32_t)n);
+    clt__buf_put(b, s, n);
+}
+uint32_t clt__le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+float clt__lef32(const unsigned char *p)
+{
+    uint32_t u = clt__le32(p);
+    float v;
+    memcpy(&v, &u, 4);
+    return v;
+}
+
+const unsigned char *clt__rd_take(clt__rd *r, size_t n)
+{
+    if (r->bad || n > r->len - r->at) {
+        r->bad = 1;
+        return NULL;
+    }
+    const unsigned char *p = r->p + r->at;
+    r->at += n;
+    return p;
+}
+uint32_t clt__rd_u32(clt__rd *r)
+{
+    const unsigned char *p = clt__rd_take(r, 4);
+    return p ? clt__le32(p) : 0;
+}
+uint64_t clt__rd_u64(clt__rd *r)
+{
+    uint64_t lo = clt__rd_u32(r);
+    return lo | (uint64_t)clt__rd_u32(r) << 32;
+}
+float clt__rd_f32(clt__rd *r)
+{
+    const unsigned char *p = clt__rd_take(r, 4);
+    return p ? clt__lef32(p) : 0.0f;
+}
+
 void clt__buf_puts(clt__buf *b, const char *s)
 {
     clt__buf_put(b, s, strlen(s));

@@ -27,6 +27,25 @@ void clt__buf_printf(clt__buf *b, const char *fmt, ...)
  * without tabs and the parts stay unambiguous: '\' -> "\\", '|' -> "\p", control bytes -> "\xHH". */
 void clt__buf_key_part(clt__buf *b, const char *name, const char *value, int first);
 void clt__buf_free(clt__buf *b);
+/* Little-endian numbers and length-prefixed strings (u32 length + bytes, no terminator) of the binary files. */
+void clt__buf_u32(clt__buf *b, uint32_t v);
+void clt__buf_u64(clt__buf *b, uint64_t v);
+void clt__buf_f32(clt__buf *b, float v);
+void clt__buf_str(clt__buf *b, const void *s, size_t n);
+uint32_t clt__le32(const unsigned char *p);
+float clt__lef32(const unsigned char *p);
+
+/* ---- bounded reader over bytes in memory: a read past the end sets `bad` and yields NULL / 0, so a parser can
+ * read a whole section and check `bad` once. */
+typedef struct clt__rd {
+    const unsigned char *p;
+    size_t len, at;
+    int bad;
+} clt__rd;
+const unsigned char *clt__rd_take(clt__rd *r, size_t n);
+uint32_t clt__rd_u32(clt__rd *r);
+uint64_t clt__rd_u64(clt__rd *r);
+float clt__rd_f32(clt__rd *r);
 
 #define CLT__FNV_OFFSET 0xcbf29ce484222325ull
 /* FNV-1a 64 continuing from h (start with CLT__FNV_OFFSET). A checksum against accidents, not an attacker. */

@@ -18,77 +18,38 @@
 
 /* ------------------------------------------------------------------------------------------ writing */
 
-typedef struct wbuf {
-    unsigned char *p;
-    size_t len, cap;
-    int oom;
-} wbuf;
-
-static void put(wbuf *b, const void *d, size_t n)
-{
-    if (b->oom) return;
-    if (b->len + n > b->cap) {
-        size_t c = b->cap ? b->cap : 4096;
-        while (c < b->len + n) c *= 2;
-        unsigned char *q = realloc(b->p, c);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = c;
-    }
-    if (n) memcpy(b->p + b->len, d, n);
-    b->len += n;
-}
-static void put_u32(wbuf *b, uint32_t v)
-{
-    unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
-    put(b, x, 4);
-}
-static void put_i32(wbuf *b, int v) { put_u32(b, (uint32_t)v); }
-static void put_f32(wbuf *b, float v)
-{
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    put_u32(b, u);
-}
-static void put_str(wbuf *b, const char *s, size_t n)
-{
-    put_u32(b, (uint32_t)n);
-    put(b, s, n);
-}
+static void put_i32(clt__buf *b, int v) { clt__buf_u32(b, (uint32_t)v); }
 
 static uint32_t crc(const unsigned char *p, size_t n) { return (uint32_t)crc32_z(crc32(0L, Z_NULL, 0), p, n); }
 
 int clt__qfile_write(clt_context *ctx, const char *path, const clt_qcheckpoint *q, uint64_t *bytes)
 {
-    wbuf b = {0};
-    put(&b, QMAGIC, 8);
-    put_u32(&b, QVERSION);
-    put_u32(&b, 0); /* body length, patched below */
-    put_str(&b, q->text, strlen(q->text));
+    clt__buf b = {0};
+    clt__buf_put(&b, QMAGIC, 8);
+    clt__buf_u32(&b, QVERSION);
+    clt__buf_u32(&b, 0); /* body length, patched below */
+    clt__buf_str(&b, q->text, strlen(q->text));
     put_i32(&b, q->c), put_i32(&b, q->h), put_i32(&b, q->w), put_i32(&b, q->classes);
-    put_str(&b, (const char *)q->meta, q->meta_len);
-    put_u32(&b, (uint32_t)q->nq);
+    clt__buf_str(&b, (const char *)q->meta, q->meta_len);
+    clt__buf_u32(&b, (uint32_t)q->nq);
     for (int i = 0; i < q->nq; i++) {
         const clt__qlayer *l = &q->q[i];
-        put_str(&b, l->name, strlen(l->name));
+        clt__buf_str(&b, l->name, strlen(l->name));
         int g[11] = {l->kind, l->cout, l->cin, l->kh, l->kw, l->sh, l->sw, l->ph, l->pw, l->has_bias, 0};
         for (int k = 0; k < 10; k++) put_i32(&b, g[k]);
-        put_f32(&b, l->x_scale);
-        for (int c = 0; c < l->cout; c++) put_f32(&b, l->w_scale[c]);
+        clt__buf_f32(&b, l->x_scale);
+        for (int c = 0; c < l->cout; c++) clt__buf_f32(&b, l->w_scale[c]);
         if (l->has_bias)
-            for (int c = 0; c < l->cout; c++) put_f32(&b, l->bias[c]);
-        put(&b, l->w, clt__qlayer_wcount(l));
+            for (int c = 0; c < l->cout; c++) clt__buf_f32(&b, l->bias[c]);
+        clt__buf_put(&b, l->w, clt__qlayer_wcount(l));
     }
-    put_u32(&b, (uint32_t)q->nf);
+    clt__buf_u32(&b, (uint32_t)q->nf);
     for (int i = 0; i < q->nf; i++) {
         const clt__ftensor *t = &q->f[i];
-        put_str(&b, t->name, strlen(t->name));
+        clt__buf_str(&b, t->name, strlen(t->name));
         put_i32(&b, t->ndim);
         for (int k = 0; k < t->ndim; k++) put_i32(&b, t->shape[k]);
-        for (size_t k = 0; k < t->numel; k++) put_f32(&b, t->v[k]);
+        for (size_t k = 0; k < t->numel; k++) clt__buf_f32(&b, t->v[k]);
     }
     if (b.oom || b.len + 4 > QMAX_FILE) {
         free(b.p);
@@ -96,8 +57,8 @@ int clt__qfile_write(clt_context *ctx, const char *path, const clt_qcheckpoint *
                         b.oom ? "out of host memory" : "the quantized checkpoint would exceed 2 GiB");
     }
     uint32_t body = (uint32_t)(b.len - 16);
-    for (int k = 0; k < 4; k++) b.p[12 + k] = (unsigned char)(body >> (8 * k));
-    put_u32(&b, crc(b.p, b.len));
+    for (int k = 0; k < 4; k++) ((unsigned char *)b.p)[12 + k] = (unsigned char)(body >> (8 * k));
+    clt__buf_u32(&b, crc((const unsigned char *)b.p, b.len));
     if (b.oom) {
         free(b.p);
         return clt__err(ctx, CLT_ERR_NOMEM, "writing %s: out of host memory", path);
@@ -111,40 +72,12 @@ int clt__qfile_write(clt_context *ctx, const char *path, const clt_qcheckpoint *
 
 /* ------------------------------------------------------------------------------------------ reading */
 
-typedef struct rcur {
-    const unsigned char *p;
-    size_t len, at;
-    int bad;
-} rcur;
-
-static const unsigned char *take(rcur *r, size_t n)
-{
-    if (r->bad || n > r->len - r->at) {
-        r->bad = 1;
-        return NULL;
-    }
-    const unsigned char *p = r->p + r->at;
-    r->at += n;
-    return p;
-}
-static uint32_t get_u32(rcur *r)
-{
-    const unsigned char *p = take(r, 4);
-    return p ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24 : 0;
-}
-static float get_f32(rcur *r)
-{
-    uint32_t u = get_u32(r);
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 /* A length-prefixed string into a new NUL-terminated copy (at most `max` bytes), NULL when bad. */
-static char *get_str(rcur *r, size_t max, size_t *len)
+static char *get_str(clt__rd *r, size_t max, size_t *len)
 {
-    uint32_t n = get_u32(r);
+    uint32_t n = clt__rd_u32(r);
     if (n > max) r->bad = 1;
-    const unsigned char *p = take(r, n);
+    const unsigned char *p = clt__rd_take(r, n);
     char *s = p ? malloc((size_t)n + 1) : NULL;
     if (!s) {
         r->bad = 1;
@@ -155,7 +88,7 @@ static char *get_str(rcur *r, size_t max, size_t *len)
     if (len) *len = n;
     return s;
 }
-static int get_name(rcur *r, char *dst)
+static int get_name(clt__rd *r, char *dst)
 {
     size_t n;
     char *s = get_str(r, CLT_NAME_LEN - 1, &n);
@@ -179,11 +112,11 @@ static int qfail(clt_qcheckpoint *q, const char *fmt, ...)
 
 size_t clt__qlayer_wcount(const clt__qlayer *l) { return (size_t)l->cout * l->cin * l->kh * l->kw; }
 
-static int read_qlayer(clt_qcheckpoint *q, rcur *r, clt__qlayer *l)
+static int read_qlayer(clt_qcheckpoint *q, clt__rd *r, clt__qlayer *l)
 {
     if (get_name(r, l->name)) return qfail(q, "bad layer name");
     int g[10];
-    for (int k = 0; k < 10; k++) g[k] = (int)get_u32(r);
+    for (int k = 0; k < 10; k++) g[k] = (int)clt__rd_u32(r);
     l->kind = g[0], l->cout = g[1], l->cin = g[2], l->kh = g[3], l->kw = g[4], l->sh = g[5], l->sw = g[6];
     l->ph = g[7], l->pw = g[8], l->has_bias = g[9];
     int dense = l->kind == 1;
@@ -192,16 +125,16 @@ static int read_qlayer(clt_qcheckpoint *q, rcur *r, clt__qlayer *l)
         (dense && (l->kh != 1 || l->kw != 1 || l->sh != 1 || l->sw != 1 || l->ph || l->pw)) ||
         (double)l->cout * l->cin * l->kh * l->kw > (double)(r->len - r->at))
         return qfail(q, "layer %s: bad geometry", l->name);
-    l->x_scale = get_f32(r);
+    l->x_scale = clt__rd_f32(r);
     size_t co = (size_t)l->cout, wc = clt__qlayer_wcount(l);
     if (co * 8 > r->len - r->at) return qfail(q, "layer %s: truncated", l->name);
     l->w_scale = malloc(co * sizeof(float));
     l->bias = l->has_bias ? malloc(co * sizeof(float)) : NULL;
     l->w = malloc(wc);
     if (!l->w_scale || (l->has_bias && !l->bias) || !l->w) return qfail(q, "out of host memory");
-    for (size_t c = 0; c < co; c++) l->w_scale[c] = get_f32(r);
-    for (size_t c = 0; l->has_bias && c < co; c++) l->bias[c] = get_f32(r);
-    const unsigned char *p = take(r, wc);
+    for (size_t c = 0; c < co; c++) l->w_scale[c] = clt__rd_f32(r);
+    for (size_t c = 0; l->has_bias && c < co; c++) l->bias[c] = clt__rd_f32(r);
+    const unsigned char *p = clt__rd_take(r, wc);
     if (!p) return qfail(q, "layer %s: truncated", l->name);
     memcpy(l->w, p, wc);
     if (!(l->x_scale > 0) || !isfinite(l->x_scale)) return qfail(q, "layer %s: bad input scale", l->name);
@@ -213,14 +146,14 @@ static int read_qlayer(clt_qcheckpoint *q, rcur *r, clt__qlayer *l)
     return CLT_OK;
 }
 
-static int read_ftensor(clt_qcheckpoint *q, rcur *r, clt__ftensor *t)
+static int read_ftensor(clt_qcheckpoint *q, clt__rd *r, clt__ftensor *t)
 {
     if (get_name(r, t->name)) return qfail(q, "bad tensor name");
-    t->ndim = (int)get_u32(r);
+    t->ndim = (int)clt__rd_u32(r);
     if (r->bad || t->ndim < 1 || t->ndim > 4) return qfail(q, "tensor %s: bad rank", t->name);
     double numel = 1;
     for (int k = 0; k < t->ndim; k++) {
-        t->shape[k] = (int)get_u32(r);
+        t->shape[k] = (int)clt__rd_u32(r);
         if (t->shape[k] < 1) return qfail(q, "tensor %s: bad shape", t->name);
         numel *= t->shape[k];
     }
@@ -229,27 +162,27 @@ static int read_ftensor(clt_qcheckpoint *q, rcur *r, clt__ftensor *t)
     t->v = malloc(t->numel * sizeof(float));
     if (!t->v) return qfail(q, "out of host memory");
     for (size_t k = 0; k < t->numel; k++) {
-        t->v[k] = get_f32(r);
+        t->v[k] = clt__rd_f32(r);
         if (!isfinite(t->v[k])) return qfail(q, "tensor %s: value %zu is not finite", t->name, k);
     }
     return CLT_OK;
 }
 
-static int parse_body(clt_qcheckpoint *q, rcur *r)
+static int parse_body(clt_qcheckpoint *q, clt__rd *r)
 {
     size_t n;
     q->text = get_str(r, 1u << 20, &n);
     if (!q->text || strlen(q->text) != n) return qfail(q, "bad model text");
-    q->c = (int)get_u32(r), q->h = (int)get_u32(r), q->w = (int)get_u32(r), q->classes = (int)get_u32(r);
+    q->c = (int)clt__rd_u32(r), q->h = (int)clt__rd_u32(r), q->w = (int)clt__rd_u32(r), q->classes = (int)clt__rd_u32(r);
     if (r->bad || q->c < 1 || q->h < 1 || q->w < 1 || q->classes < 1) return qfail(q, "bad input shape");
     q->meta = (unsigned char *)get_str(r, 1u << 30, &q->meta_len);
     if (!q->meta) return qfail(q, "bad application metadata");
-    uint32_t nq = get_u32(r);
+    uint32_t nq = clt__rd_u32(r);
     if (r->bad || nq > 4096) return qfail(q, "bad layer count");
     q->q = calloc((size_t)nq + 1, sizeof *q->q); /* + 1: the free loop may look at entry nq */
     if (!q->q) return qfail(q, "out of host memory");
     for (q->nq = 0; q->nq < (int)nq; q->nq++) CLT_TRY(read_qlayer(q, r, &q->q[q->nq]));
-    uint32_t nf = get_u32(r);
+    uint32_t nf = clt__rd_u32(r);
     if (r->bad || nf > 65536) return qfail(q, "bad tensor count");
     q->f = calloc((size_t)nf + 1, sizeof *q->f);
     if (!q->f) return qfail(q, "out of host memory");
@@ -290,9 +223,9 @@ int clt_qcheckpoint_open(const char *path, clt_qcheckpoint **out)
     }
     const unsigned char *p = (const unsigned char *)data;
     int st = CLT_OK;
-    rcur h = {p, len, 0, 0};
-    const unsigned char *m = take(&h, 8);
-    uint32_t ver = get_u32(&h), body = get_u32(&h);
+    clt__rd h = {p, len, 0, 0};
+    const unsigned char *m = clt__rd_take(&h, 8);
+    uint32_t ver = clt__rd_u32(&h), body = clt__rd_u32(&h);
     if (!m || memcmp(m, QMAGIC, 8)) st = qfail(q, "not a quantized cltrain checkpoint (bad magic)");
     else if (ver != QVERSION) st = qfail(q, "quantized checkpoint format version %u; this build reads %u", ver, QVERSION);
     else if ((size_t)body + 20 != len) st = qfail(q, "truncated or extended: the header says %zu bytes, the file has %zu",
@@ -302,7 +235,7 @@ int clt_qcheckpoint_open(const char *path, clt_qcheckpoint **out)
                      (uint32_t)p[len - 1] << 24;
         if (c != crc(p, len - 4)) st = qfail(q, "CRC mismatch: the file is corrupt");
         else {
-            rcur r = {p + 16, body, 0, 0};
+            clt__rd r = {p + 16, body, 0, 0};
             st = parse_body(q, &r);
         }
     }

@@ -411,61 +411,15 @@ static void test_folders(void)
 
 /* ------------------------------------------------------------------------------------------ the command */
 
-typedef struct result {
-    int code;
-    char *out, *err;
-} result;
+typedef tu_result result;
 
 static result run(const char *first, ...)
 {
-    const char *argv[48];
-    int n = 0;
-    argv[n++] = g_bin;
     va_list ap;
     va_start(ap, first);
-    for (const char *a = first; a && n < 47; a = va_arg(ap, const char *)) argv[n++] = a;
+    result r = tu_run_v(g_bin, g_dir, first, ap);
     va_end(ap);
-    argv[n] = NULL;
-    char po[4200], pe[4200];
-    path_in(po, sizeof po, g_dir, "stdout.txt");
-    path_in(pe, sizeof pe, g_dir, "stderr.txt");
-    fprintf(stderr, "$ cltrain");
-    for (int i = 1; i < n; i++) fprintf(stderr, " %s", argv[i]);
-    fprintf(stderr, "\n");
-    result r = {-1, NULL, NULL};
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo < 0 || fe < 0) _exit(127);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        alarm(280);
-        execv(g_bin, (char *const *)argv);
-        _exit(127);
-    }
-    int st = 0;
-    if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st)) r.code = WEXITSTATUS(st);
-    size_t l;
-    r.out = (char *)read_bytes(po, &l);
-    r.err = (char *)read_bytes(pe, &l);
-    if (!r.out) r.out = calloc(1, 1);
-    if (!r.err) r.err = calloc(1, 1);
-    fprintf(stderr, "  -> exit %d\n", r.code);
     return r;
-}
-
-static void result_free(result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-static void expect_cli_fail(result r, const char *needle, const char *what)
-{
-    int ok = r.code > 0 && strstr(r.err, needle);
-    TU_CHECK(ok, "%s: expected a failure mentioning '%s' (exit %d)\n%s%s", what, needle, r.code, r.out, r.err);
-    if (ok) fprintf(stderr, "  stderr: %s", r.err);
-    result_free(&r);
 }
 
 static double final_acc(const char *out)
@@ -495,7 +449,7 @@ static void test_command(void)
     double acc = final_acc(r.out);
     TU_CHECK(acc >= 0.95, "images: test accuracy %.4f (at least 0.95 expected)", acc);
     TU_CHECK(strstr(r.out, "72 training / 24 test images of 3x8x8, 3 classes") != NULL, "summary line of the data");
-    result_free(&r);
+    tu_result_free(&r);
     /* Resuming on a folder whose classes have other names is refused. */
     char other[4200];
     path_in(other, sizeof other, g_dir, "f7");
@@ -511,13 +465,13 @@ static void test_command(void)
             write_png(q, px, 4, 4, 3);
         }
     }
-    expect_cli_fail(run("images", "--data", other, "--validation-split", "0.34", "--checkpoint", ck, "--resume", "--epochs", "5",
+    tu_expect_fail(run("images", "--data", other, "--validation-split", "0.34", "--checkpoint", ck, "--resume", "--epochs", "5",
                         "--tune", "off", NULL), "img.ckpt has 3 class folders (blue, ...) but", "resume on other classes");
     /* eval on the folder, with the checkpoint's size and class names. */
     r = run("eval", "--checkpoint", ck, "--data", te, "--tune", "off", NULL);
     TU_CHECK(r.code == 0 && fabs(final_acc(r.out) - acc) < 1e-4, "eval reproduces the accuracy %.4f: %.4f\n%s%s",
              acc, final_acc(r.out), r.out, r.err);
-    result_free(&r);
+    tu_result_free(&r);
     /* predict: a PNG of another size, as CSV with every class's probability. */
     uint8_t pix[40 * 30 * 3];
     uint64_t s = 99;
@@ -535,7 +489,7 @@ static void test_command(void)
     line = line ? strstr(line + 1, ",red,") : NULL;
     TU_CHECK(line && sscanf(line + 5, "%lf,%lf,%lf", &pb, &pg, &pr) == 3 && fabs(pb + pg + pr - 1) < 1e-4 && pr > 0.5,
              "probabilities sum to 1 and favour red");
-    result_free(&r);
+    tu_result_free(&r);
     /* Validation split and early stopping (on a validation loss that stops improving at a high learning rate). */
     r = run("images", "--data", tr, "--validation-split", "0.25", "--size", "8", "--model", "mlp", "--epochs", "30",
             "--batch", "16", "--lr", "0.05", "--tune", "off", "--early-stop", "2", "--schedule", "constant",
@@ -554,7 +508,7 @@ static void test_command(void)
     const char *fl = strstr(r.out, "final: ");
     if (fl && (fl = strstr(fl, "test_loss="))) fin = strtod(fl + 10, NULL);
     TU_CHECK(fabs(lowest - fin) < 1e-4, "early stop: final test loss %.4f is the best epoch's %.4f", fin, lowest);
-    result_free(&r);
+    tu_result_free(&r);
     /* --validation-split on a built-in dataset: the last fraction of CIFAR-10's training records. */
     char cif[4200];
     path_in(cif, sizeof cif, g_dir, "cifar");
@@ -580,16 +534,16 @@ static void test_command(void)
     TU_CHECK(r.code == 0 && strstr(r.out, "75 training / 25 test images") &&
              strstr(r.out, "evaluating after every epoch on 25 held-out validation images"),
              "cifar10 --validation-split 0.25 of 100 records: 75 + 25\n%s%s", r.out, r.err);
-    result_free(&r);
+    tu_result_free(&r);
     /* Usage and data errors. */
-    expect_cli_fail(run("images", "--data", tr, "--tune", "off", NULL), "give --test DIR", "neither --test nor split");
-    expect_cli_fail(run("images", "--tune", "off", NULL), "--data DIR (the folder of class folders) is required",
+    tu_expect_fail(run("images", "--data", tr, "--tune", "off", NULL), "give --test DIR", "neither --test nor split");
+    tu_expect_fail(run("images", "--tune", "off", NULL), "--data DIR (the folder of class folders) is required",
                     "no --data");
-    expect_cli_fail(run("images", "--data", tr, "--test", te, "--validation-split", "0.2", NULL), "contradict",
+    tu_expect_fail(run("images", "--data", tr, "--test", te, "--validation-split", "0.2", NULL), "contradict",
                     "--test and --validation-split");
-    expect_cli_fail(run("images", "--data", tr, "--channels", "2", NULL), "--channels: '2' is not 1 or 3", "channels");
+    tu_expect_fail(run("images", "--data", tr, "--channels", "2", NULL), "--channels: '2' is not 1 or 3", "channels");
     path_in(p, sizeof p, g_dir, "f2");
-    expect_cli_fail(run("images", "--data", p, "--validation-split", "0.2", "--tune", "off", NULL),
+    tu_expect_fail(run("images", "--data", p, "--validation-split", "0.2", "--tune", "off", NULL),
                     "f2/zebra: class folder with no images", "empty class folder");
     path_in(p, sizeof p, g_dir, "f6");
     mkdirs(p, "cat");
@@ -599,13 +553,13 @@ static void test_command(void)
     write_png(q, pix, 40, 30, 3);
     snprintf(q, sizeof q, "%s/dog/a.png", p);
     write_png(q, pix, 40, 30, 3);
-    expect_cli_fail(run("images", "--data", tr, "--test", p, "--tune", "off", NULL), "must have the same names",
+    tu_expect_fail(run("images", "--data", tr, "--test", p, "--tune", "off", NULL), "must have the same names",
                     "other classes in --test");
     path_in(p, sizeof p, g_dir, "huge.png");
-    expect_cli_fail(run("predict", "--checkpoint", ck, "--tune", "off", p, NULL), "claims 100000x100000 pixels",
+    tu_expect_fail(run("predict", "--checkpoint", ck, "--tune", "off", p, NULL), "claims 100000x100000 pixels",
                     "predict a huge PNG header");
     path_in(p, sizeof p, g_dir, "trunc.jpg");
-    expect_cli_fail(run("predict", "--checkpoint", ck, "--tune", "off", p, NULL), "trunc.jpg: corrupt or truncated JPEG",
+    tu_expect_fail(run("predict", "--checkpoint", ck, "--tune", "off", p, NULL), "trunc.jpg: corrupt or truncated JPEG",
                     "predict a truncated JPEG");
 }
 

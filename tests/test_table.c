@@ -185,66 +185,15 @@ static void test_npy(void)
 
 /* ------------------------------------------------------------------------------------------ the command */
 
-typedef struct result {
-    int code;
-    char *out, *err;
-} result;
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return calloc(1, 1);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *b = calloc((size_t)n + 1, 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) b[0] = 0;
-    fclose(f);
-    return b;
-}
+typedef tu_result result;
 
 static result run(const char *first, ...)
 {
-    const char *argv[48];
-    int n = 0;
-    argv[n++] = g_bin;
     va_list ap;
     va_start(ap, first);
-    for (const char *a = first; a && n < 47; a = va_arg(ap, const char *)) argv[n++] = a;
+    result r = tu_run_v(g_bin, g_dir, first, ap);
     va_end(ap);
-    argv[n] = NULL;
-    char po[4200], pe[4200];
-    path_in(po, sizeof po, g_dir, "stdout.txt");
-    path_in(pe, sizeof pe, g_dir, "stderr.txt");
-    fprintf(stderr, "$ cltrain");
-    for (int i = 1; i < n; i++) fprintf(stderr, " %s", argv[i]);
-    fprintf(stderr, "\n");
-    result r = {-1, NULL, NULL};
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo < 0 || fe < 0) _exit(127);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        alarm(280);
-        execv(g_bin, (char *const *)argv);
-        _exit(127);
-    }
-    int st = 0;
-    if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st)) r.code = WEXITSTATUS(st);
-    r.out = slurp(po);
-    r.err = slurp(pe);
-    fprintf(stderr, "  -> exit %d\n", r.code);
     return r;
-}
-
-static void expect_cli_fail(result r, const char *needle, const char *what)
-{
-    int ok = r.code > 0 && strstr(r.err, needle);
-    TU_CHECK(ok, "%s: expected a failure mentioning '%s' (exit %d)\n%s%s", what, needle, r.code, r.out, r.err);
-    if (ok) fprintf(stderr, "  stderr: %s", r.err);
-    free(r.out);
-    free(r.err);
 }
 
 static double final_acc(const char *out)
@@ -326,7 +275,7 @@ static void test_command(void)
     TU_CHECK(strstr(r.out, "early stop: restoring the weights of epoch") && !strstr(r.out, "epoch 60/60"),
              "the run stopped early\n%s", r.out);
     free(r.out), free(r.err);
-    char *plot = slurp(svg);
+    char *plot = tu_slurp(svg);
     TU_CHECK(strstr(plot, "<svg") && strstr(plot, ">validation<"), "the plot names the validation curve");
     free(plot);
     /* predict: the training file's rows (the target column is ignored), as CSV. */
@@ -339,10 +288,10 @@ static void test_command(void)
              "predict on two rows (columns in another order):\n%s%s", r.out, r.err);
     free(r.out), free(r.err);
     write_str(pred, "x1,colour,x2\n90,purple,0.9\n");
-    expect_cli_fail(run("predict", "--checkpoint", ck, "--tune", "off", pred, NULL),
+    tu_expect_fail(run("predict", "--checkpoint", ck, "--tune", "off", pred, NULL),
                     "row 1, column 'colour': value 'purple' was not among the categories", "unseen category");
     write_str(pred, "x1,colour\n90,red\n");
-    expect_cli_fail(run("predict", "--checkpoint", ck, "--tune", "off", pred, NULL), "pred.csv: no column 'x2'",
+    tu_expect_fail(run("predict", "--checkpoint", ck, "--tune", "off", pred, NULL), "pred.csv: no column 'x2'",
                     "missing column at predict");
     /* Regression: R^2 of a linear target. */
     r = run("table", "--data", reg, "--target", "value", "--task", "regress", "--categorical", "colour",
@@ -367,8 +316,8 @@ static void test_command(void)
                  strstr(r.out, "\ntest: mse "), "--test FILE evaluates the other table\n%s%s", r.out, r.err);
         free(r.out), free(r.err);
     }
-    expect_cli_fail(run("eval", "--checkpoint", ck, NULL), "is a `cltrain table` checkpoint", "eval of a table");
-    expect_cli_fail(run("table", "--data", csv, "--target", "label", "--early-stop", "2", NULL),
+    tu_expect_fail(run("eval", "--checkpoint", ck, NULL), "is a `cltrain table` checkpoint", "eval of a table");
+    tu_expect_fail(run("table", "--data", csv, "--target", "label", "--early-stop", "2", NULL),
                     "--early-stop watches the evaluation loss", "early stop without evaluation rows");
     /* .npy: y = 2 a - b + 1 in the last column; regression, then predict the same file's rows. */
     {
@@ -407,7 +356,7 @@ static void test_command(void)
         free(r.out), free(r.err);
         char bad[4200];
         path_in(bad, sizeof bad, g_dir, "c8.npy");
-        expect_cli_fail(run("predict", "--checkpoint", ck3, "--tune", "off", bad, NULL), "c8.npy: dtype '<c8' is not supported",
+        tu_expect_fail(run("predict", "--checkpoint", ck3, "--tune", "off", bad, NULL), "c8.npy: dtype '<c8' is not supported",
                         "predict on an unsupported dtype");
         path_in(bad, sizeof bad, g_dir, "ok.npz");
         r = run("table", "--data", bad, "--target", "label", "--epochs", "2", "--tune", "off", NULL);
@@ -416,24 +365,24 @@ static void test_command(void)
         free(r.out), free(r.err);
     }
     /* Errors of the command. */
-    expect_cli_fail(run("table", "--data", csv, "--target", "nosuch", "--tune", "off", NULL),
+    tu_expect_fail(run("table", "--data", csv, "--target", "nosuch", "--tune", "off", NULL),
                     "gen.csv: no column 'nosuch' (--target) in the header (columns: x1, x2, colour, label)",
                     "missing target column");
-    expect_cli_fail(run("table", "--data", csv, "--target", "label", "--tune", "off", NULL),
+    tu_expect_fail(run("table", "--data", csv, "--target", "label", "--tune", "off", NULL),
                     "line 2, column 'colour' (3): '", "undeclared text column");
-    expect_cli_fail(run("table", "--data", reg, "--target", "value", "--task", "binary", "--categorical", "colour",
+    tu_expect_fail(run("table", "--data", reg, "--target", "value", "--task", "binary", "--categorical", "colour",
                         "--tune", "off", NULL), "a binary task needs exactly 2",
                     "binary with many values");
-    expect_cli_fail(run("table", "--data", csv, "--tune", "off", NULL), "--data FILE and --target COLUMN are required",
+    tu_expect_fail(run("table", "--data", csv, "--tune", "off", NULL), "--data FILE and --target COLUMN are required",
                     "no target");
     char p[4200];
     path_in(p, sizeof p, g_dir, "header.csv");
-    expect_cli_fail(run("table", "--data", p, "--target", "y", "--tune", "off", NULL), "header.csv: a header row but no data rows",
+    tu_expect_fail(run("table", "--data", p, "--target", "y", "--tune", "off", NULL), "header.csv: a header row but no data rows",
                     "header only");
     path_in(p, sizeof p, g_dir, "shape.npy");
-    expect_cli_fail(run("table", "--data", p, "--target", "0", "--tune", "off", NULL), "shape.npy: its shape (4, 2)",
+    tu_expect_fail(run("table", "--data", p, "--target", "0", "--tune", "off", NULL), "shape.npy: its shape (4, 2)",
                     "npy shape");
-    expect_cli_fail(run("table", "--data", csv, "--target", "label", "--categorical", "colour", "--resume", NULL),
+    tu_expect_fail(run("table", "--data", csv, "--target", "label", "--categorical", "colour", "--resume", NULL),
                     "--resume is not supported", "resume");
 }
 

@@ -1,9 +1,12 @@
 /* testutil.c - implementation of the shared test helpers. */
 #include "testutil.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 int tu_failures = 0;
 
@@ -499,4 +502,66 @@ void tu_conv_ref_op(void *ud, const double *const *in, const double *const *p, d
 {
     const tu_conv_geom *d = ud;
     tu_conv_ref(d, in[0], p[0], d->bias ? p[1] : NULL, out);
+}
+
+/* ------------------------------------------------------------------------------------------ running the tool */
+
+char *tu_slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return calloc(1, 1);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *b = calloc((size_t)n + 1, 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) b[0] = 0;
+    fclose(f);
+    return b;
+}
+
+tu_result tu_run_v(const char *bin, const char *dir, const char *first, va_list ap)
+{
+    const char *argv[48];
+    int n = 0;
+    argv[n++] = bin;
+    for (const char *a = first; a && n < 47; a = va_arg(ap, const char *)) argv[n++] = a;
+    argv[n] = NULL;
+    char po[4200], pe[4200];
+    snprintf(po, sizeof po, "%.3000s/%.1000s", dir, "stdout.txt");
+    snprintf(pe, sizeof pe, "%.3000s/%.1000s", dir, "stderr.txt");
+    fprintf(stderr, "$ cltrain");
+    for (int i = 1; i < n; i++) fprintf(stderr, " %s", argv[i]);
+    fprintf(stderr, "\n");
+    tu_result r = {-1, NULL, NULL};
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fo < 0 || fe < 0) _exit(127);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        alarm(280);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    int st = 0;
+    if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st)) r.code = WEXITSTATUS(st);
+    r.out = tu_slurp(po);
+    r.err = tu_slurp(pe);
+    fprintf(stderr, "  -> exit %d\n", r.code);
+    return r;
+}
+
+void tu_result_free(tu_result *r)
+{
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
+}
+
+void tu_expect_fail(tu_result r, const char *needle, const char *what)
+{
+    int ok = r.code > 0 && strstr(r.err, needle);
+    TU_CHECK(ok, "%s: expected a failure mentioning '%s' (exit %d)\n%s%s", what, needle, r.code, r.out, r.err);
+    if (ok) fprintf(stderr, "  stderr: %s", r.err);
+    tu_result_free(&r);
 }

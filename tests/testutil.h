@@ -3,6 +3,7 @@
 #define CLT_TESTUTIL_H
 
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h> /* TU_MSG */
@@ -146,5 +147,21 @@ void tu_conv_ref_op(void *ud, const double *const *in, const double *const *p, d
  * gradient Cout*KH*KW; the border band is max(KH, KW) - 1 wide (the inputs whose windows meet the padding or
  * the edge), at least 1. */
 void tu_conv_tolerances(const tu_conv_geom *d, tu_opcheck *c);
+
+/* ---- running the command-line tool. A whole file as a NUL-terminated malloc'd string ("" when it cannot be read;
+ * NULL only when out of memory). */
+char *tu_slurp(const char *path);
+/* One run: exit status (-1 when the program did not exit normally), stdout and stderr (never NULL unless out of
+ * memory; free with tu_result_free). */
+typedef struct tu_result {
+    int code;
+    char *out, *err;
+} tu_result;
+/* Runs bin with the NULL-terminated arguments `first, ap...` (at most 46), stdout and stderr into stdout.txt and
+ * stderr.txt in dir; echoes "$ cltrain ARGS" and "  -> exit N" on stderr; the child gets alarm(280). */
+tu_result tu_run_v(const char *bin, const char *dir, const char *first, va_list ap);
+void tu_result_free(tu_result *r);
+/* Checks that the run failed (exit > 0) with `needle` in its stderr, echoes that stderr, and frees r. */
+void tu_expect_fail(tu_result r, const char *needle, const char *what);
 
 #endif

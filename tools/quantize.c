@@ -19,18 +19,6 @@ static const char *const usage_quantize =
     "then evaluates both checkpoints on the test set and prints accuracy, file size and images/s side by side.\n"
     "`cltrain eval` takes the quantized file (see cltrain eval --help).\n";
 
-static int qfail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int qfail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("cltrain: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
-
 static int usage(const char *fmt, const char *arg)
 {
     fprintf(stderr, "cltrain quantize: ");
@@ -67,7 +55,7 @@ static int eval_graph(clt_context *ctx, clt_graph *g, const tool_dataset *ds, co
     float *x = malloc((size_t)batch * img * sizeof *x), *logits = malloc((size_t)batch * dm->classes * sizeof *logits);
     if (!x || !logits) {
         free(x), free(logits);
-        return qfail("out of memory");
+        return tool_say("out of memory");
     }
     normalize(ds, dm, 0, batch < ds->n ? batch : ds->n, x);
     int st = clt_predict(g, x, (size_t)(batch < ds->n ? batch : ds->n), logits);
@@ -87,7 +75,7 @@ static int eval_graph(clt_context *ctx, clt_graph *g, const tool_dataset *ds, co
         }
     }
     free(x), free(logits);
-    if (st) return qfail("evaluation: %s", clt_errmsg(ctx));
+    if (st) return tool_say("evaluation: %s", clt_errmsg(ctx));
     r->acc = (double)correct / ds->n;
     r->images_per_s = ds->n / (secs > 0 ? secs : 1e-9);
     return 0;
@@ -107,7 +95,7 @@ static int eval_file(clt_context *ctx, const char *path, const tool_dataset *ds,
     clt_load_default_settings(&ls);
     ls.batch = batch;
     clt_graph *g = NULL;
-    if (clt_graph_load(ctx, path, &ls, &g) < 0) return qfail("%s", clt_errmsg(ctx));
+    if (clt_graph_load(ctx, path, &ls, &g) < 0) return tool_say("%s", clt_errmsg(ctx));
     int rc = eval_graph(ctx, g, ds, dm, batch, r);
     r->weight_bytes = 0;
     for (int i = 0; i < clt_graph_state_count(g); i++)
@@ -138,15 +126,15 @@ static int make_ctx(const char *device, int tune, clt_context **ctx)
     clt_context_default_settings(&cs);
     cs.device = device;
     if (tune >= 0) cs.tune = tune;
-    if (clt_context_create(&cs, ctx) < 0) return qfail("cannot open the OpenCL device: %s", clt_errmsg(*ctx));
+    if (clt_context_create(&cs, ctx) < 0) return tool_say("cannot open the OpenCL device: %s", clt_errmsg(*ctx));
     return 0;
 }
 
 static int load_split(const char *dataset, const char *data_dir, int train, tool_dataset *ds)
 {
     char dir[4096], origin[96], err[TOOL_ERR_LEN];
-    if (tool_data_find(dataset, data_dir, dir, sizeof dir, origin, sizeof origin, err) < 0) return qfail("%s", err);
-    if (tool_load_data(dataset, dir, train, ds, err) < 0) return qfail("%s", err);
+    if (tool_data_find(dataset, data_dir, dir, sizeof dir, origin, sizeof origin, err) < 0) return tool_say("%s", err);
+    if (tool_load_data(dataset, dir, train, ds, err) < 0) return tool_say("%s", err);
     return 0;
 }
 
@@ -161,13 +149,13 @@ int tool_quant_eval(const char *path, const char *compare, const char *data_dir,
     char err[TOOL_ERR_LEN];
     int rc = 1;
     qresult rq = {0}, rf = {0};
-    if (!meta) return qfail("out of memory");
+    if (!meta) return tool_say("out of memory");
     if (clt_qcheckpoint_open(path, &q) < 0) {
-        qfail("%s", q ? clt_qcheckpoint_errmsg(q) : "out of memory");
+        tool_say("%s", q ? clt_qcheckpoint_errmsg(q) : "out of memory");
         goto out;
     }
     if (tool_meta_decode_quant(q, path, meta, &dm, err) < 0) {
-        qfail("%s", err);
+        tool_say("%s", err);
         goto out;
     }
     if (load_split(meta->dataset, data_dir, 0, &test) || make_ctx(device, tune, &ctx)) goto out;
@@ -242,7 +230,7 @@ static int quantize_run(const qopts *o, clt_checkpoint *ck, const tool_ckpt_meta
     int n = o->calibrate < train.n ? o->calibrate : train.n;
     x = malloc((size_t)n * train.c * train.h * train.w * sizeof *x);
     if (!x) {
-        qfail("out of memory");
+        tool_say("out of memory");
         goto out;
     }
     normalize(&train, dm, 0, n, x);
@@ -254,7 +242,7 @@ static int quantize_run(const qopts *o, clt_checkpoint *ck, const tool_ckpt_meta
     clt_quant_report rep;
     double t0 = cli_now_s();
     if (clt_quantize(ctx, o->ckpt, x, (size_t)n, &qs, o->out, &rep) < 0) {
-        qfail("%s", clt_errmsg(ctx));
+        tool_say("%s", clt_errmsg(ctx));
         goto out;
     }
     printf("quantized %s -> %s: %d int8 layers, %d float convolutions, calibrated on %d training images (%s) in "
@@ -279,19 +267,19 @@ int tool_cmd_quantize(int argc, char **argv)
     int pr = parse(argc, argv, &o);
     if (pr >= 0) return pr;
     struct stat st;
-    if (stat(o.out, &st) == 0) return qfail("--out %s exists: choose a new name (nothing was overwritten)", o.out);
+    if (stat(o.out, &st) == 0) return tool_say("--out %s exists: choose a new name (nothing was overwritten)", o.out);
     char err[TOOL_ERR_LEN] = "";
-    if (tool_check_regular_file(o.ckpt, "checkpoint", err) < 0) return qfail("%s", err);
+    if (tool_check_regular_file(o.ckpt, "checkpoint", err) < 0) return tool_say("%s", err);
     clt_checkpoint *ck = NULL;
     tool_ckpt_meta *meta = calloc(1, sizeof *meta);
     tool_data_meta dm;
     int rc = 1;
-    if (!meta) return qfail("out of memory");
-    if (clt_checkpoint_open(o.ckpt, &ck) < 0) qfail("%s", ck ? clt_checkpoint_errmsg(ck) : "out of memory");
+    if (!meta) return tool_say("out of memory");
+    if (clt_checkpoint_open(o.ckpt, &ck) < 0) tool_say("%s", ck ? clt_checkpoint_errmsg(ck) : "out of memory");
     else if (clt_checkpoint_version(ck) != 2)
-        qfail("%s is a version-%d checkpoint: resume it once with cltrain to convert it, then quantize", o.ckpt,
+        tool_say("%s is a version-%d checkpoint: resume it once with cltrain to convert it, then quantize", o.ckpt,
               clt_checkpoint_version(ck));
-    else if (tool_meta_decode(ck, o.ckpt, meta, &dm, err) < 0) qfail("%s", err);
+    else if (tool_meta_decode(ck, o.ckpt, meta, &dm, err) < 0) tool_say("%s", err);
     else rc = quantize_run(&o, ck, meta, &dm);
     clt_checkpoint_close(ck);
     free(meta);

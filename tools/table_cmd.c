@@ -15,25 +15,6 @@ static const char *const task_names[3] = {"classify", "binary", "regress"};
 #define MAX_CLASSES 100
 #define MAX_CATEGORICAL 64
 
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("cltrain: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
-
-static uint64_t mix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* ------------------------------------------------------------------------------------------ the encoding */
 
 /* How table columns become the network's inputs and targets; stored in the checkpoint. */
@@ -72,115 +53,53 @@ static void tab_meta_free(tab_meta *m)
 
 #define TAB_MAGIC "CLTTABLE"
 
-typedef struct buf {
-    unsigned char *p;
-    size_t n, cap;
-    int oom;
-} buf;
-
-static void put(buf *b, const void *v, size_t n)
-{
-    if (b->oom) return;
-    if (b->n + n > b->cap) {
-        size_t nc = (b->cap + n) * 2;
-        unsigned char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, v, n);
-    b->n += n;
-}
-static void put_u32(buf *b, uint32_t v)
-{
-    unsigned char c[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
-    put(b, c, 4);
-}
-static void put_f64(buf *b, double v)
-{
-    uint64_t u;
-    memcpy(&u, &v, 8);
-    put_u32(b, (uint32_t)u);
-    put_u32(b, (uint32_t)(u >> 32));
-}
-static void put_str(buf *b, const char *s)
-{
-    put_u32(b, (uint32_t)strlen(s));
-    put(b, s, strlen(s));
-}
+static void put_str(tool_buf *b, const char *s) { tool_put_str(b, s, strlen(s)); }
 
 /* Layout (little-endian, str = u32 length + bytes): "CLTTABLE" u32 version 1, u32 task, str target, i32 target_col,
  * u32 nsrc, nsrc x (str name, u32 ncat, ncat x str), u32 nf, nf x f64 mean, nf x f64 std, u32 classes,
  * (classify: classes, binary: 2) x str class name, f64 y_mean, f64 y_std, str model origin, u32 epochs_done,
  * u32 nhistory, nhistory x 6 f64. */
-static int tab_meta_encode(const tab_meta *m, buf *b)
+static int tab_meta_encode(const tab_meta *m, tool_buf *b)
 {
     memset(b, 0, sizeof *b);
-    put(b, TAB_MAGIC, 8);
-    put_u32(b, 1);
-    put_u32(b, (uint32_t)m->task);
+    tool_put(b, TAB_MAGIC, 8);
+    tool_put_u32(b, 1);
+    tool_put_u32(b, (uint32_t)m->task);
     put_str(b, m->target);
-    put_u32(b, (uint32_t)m->target_col);
-    put_u32(b, (uint32_t)m->nsrc);
+    tool_put_u32(b, (uint32_t)m->target_col);
+    tool_put_u32(b, (uint32_t)m->nsrc);
     for (int i = 0; i < m->nsrc; i++) {
         put_str(b, m->src[i]);
-        put_u32(b, (uint32_t)m->src_ncat[i]);
+        tool_put_u32(b, (uint32_t)m->src_ncat[i]);
         for (int k = 0; k < m->src_ncat[i]; k++) put_str(b, m->src_cats[i][k]);
     }
-    put_u32(b, (uint32_t)m->nf);
-    for (int i = 0; i < m->nf; i++) put_f64(b, m->mean[i]);
-    for (int i = 0; i < m->nf; i++) put_f64(b, m->std[i]);
-    put_u32(b, (uint32_t)m->classes);
+    tool_put_u32(b, (uint32_t)m->nf);
+    for (int i = 0; i < m->nf; i++) tool_put_f64(b, m->mean[i]);
+    for (int i = 0; i < m->nf; i++) tool_put_f64(b, m->std[i]);
+    tool_put_u32(b, (uint32_t)m->classes);
     int names = m->task == TASK_CLASSIFY ? m->classes : m->task == TASK_BINARY ? 2 : 0;
     for (int i = 0; i < names; i++) put_str(b, m->class_names[i]);
-    put_f64(b, m->y_mean);
-    put_f64(b, m->y_std);
+    tool_put_f64(b, m->y_mean);
+    tool_put_f64(b, m->y_std);
     put_str(b, m->model_origin);
-    put_u32(b, (uint32_t)m->epochs_done);
-    put_u32(b, (uint32_t)m->nhistory);
+    tool_put_u32(b, (uint32_t)m->epochs_done);
+    tool_put_u32(b, (uint32_t)m->nhistory);
     for (int i = 0; i < m->nhistory; i++) {
         const tool_epoch_metrics *e = &m->history[i];
-        put_f64(b, e->train_loss);
-        put_f64(b, e->train_acc);
-        put_f64(b, e->test_loss);
-        put_f64(b, e->test_acc);
-        put_f64(b, e->seconds);
-        put_f64(b, e->images_per_s);
+        tool_put_f64(b, e->train_loss);
+        tool_put_f64(b, e->train_acc);
+        tool_put_f64(b, e->test_loss);
+        tool_put_f64(b, e->test_acc);
+        tool_put_f64(b, e->seconds);
+        tool_put_f64(b, e->images_per_s);
     }
     return b->oom ? -1 : 0;
 }
 
-typedef struct rd {
-    const unsigned char *p;
-    size_t n, at;
-    int bad;
-} rd;
-
-static uint32_t get_u32(rd *r)
-{
-    if (r->bad || r->n - r->at < 4) {
-        r->bad = 1;
-        return 0;
-    }
-    const unsigned char *p = r->p + r->at;
-    r->at += 4;
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static double get_f64(rd *r)
-{
-    uint64_t lo = get_u32(r), hi = get_u32(r);
-    uint64_t u = lo | hi << 32;
-    double v;
-    memcpy(&v, &u, 8);
-    return v;
-}
 /* Into a fixed field, or a malloc'd string when cap is 0 (returned). */
-static char *get_str(rd *r, char *dst, size_t cap)
+static char *get_str(tool_rd *r, char *dst, size_t cap)
 {
-    uint32_t n = get_u32(r);
+    uint32_t n = tool_get_u32(r);
     if (r->bad || n > r->n - r->at || (cap && n >= cap) || n > 4096 || memchr(r->p + r->at, 0, n)) {
         r->bad = 1;
         if (dst) dst[0] = 0;
@@ -202,14 +121,14 @@ static int tab_meta_decode(const clt_checkpoint *ck, const char *path, tab_meta 
     memset(m, 0, sizeof *m);
     size_t len = 0;
     const unsigned char *p = clt_checkpoint_app_meta(ck, &len);
-    rd r = {p, len, 0, 0};
-    if (len < 12 || memcmp(p, TAB_MAGIC, 8)) return fail("checkpoint %s is not a `cltrain table` checkpoint", path);
+    tool_rd r = {p, len, 0, 0};
+    if (len < 12 || memcmp(p, TAB_MAGIC, 8)) return tool_error("checkpoint %s is not a `cltrain table` checkpoint", path);
     r.at = 8;
-    if (get_u32(&r) != 1) return fail("checkpoint %s: table metadata of an unknown version", path);
-    m->task = (int)get_u32(&r);
+    if (tool_get_u32(&r) != 1) return tool_error("checkpoint %s: table metadata of an unknown version", path);
+    m->task = (int)tool_get_u32(&r);
     get_str(&r, m->target, sizeof m->target);
-    m->target_col = (int)get_u32(&r);
-    m->nsrc = (int)get_u32(&r);
+    m->target_col = (int)tool_get_u32(&r);
+    m->nsrc = (int)tool_get_u32(&r);
     if (m->task < 0 || m->task > 2 || m->nsrc < 1 || m->nsrc > TOOL_TABLE_MAX_COLS) r.bad = 1;
     if (!r.bad) {
         m->src = calloc((size_t)m->nsrc, sizeof *m->src);
@@ -219,7 +138,7 @@ static int tab_meta_decode(const clt_checkpoint *ck, const char *path, tab_meta 
     }
     for (int i = 0; !r.bad && i < m->nsrc; i++) {
         get_str(&r, m->src[i], sizeof m->src[i]);
-        int nc = (int)get_u32(&r);
+        int nc = (int)tool_get_u32(&r);
         if (nc < 0 || nc > TOOL_TABLE_MAX_CATEGORIES || !(m->src_cats[i] = calloc((size_t)nc + 1, sizeof(char *)))) {
             r.bad = 1;
             break;
@@ -229,34 +148,34 @@ static int tab_meta_decode(const clt_checkpoint *ck, const char *path, tab_meta 
             if (!r.bad) m->src_ncat[i] = k + 1;
         }
     }
-    m->nf = (int)get_u32(&r);
+    m->nf = (int)tool_get_u32(&r);
     if (!r.bad && (m->nf < 1 || m->nf > TOOL_TABLE_MAX_COLS * 10 || (size_t)m->nf * 16 > r.n - r.at)) r.bad = 1;
     if (!r.bad && (!(m->mean = malloc(sizeof(double) * m->nf)) || !(m->std = malloc(sizeof(double) * m->nf)))) r.bad = 1;
-    for (int i = 0; !r.bad && i < m->nf; i++) m->mean[i] = get_f64(&r);
+    for (int i = 0; !r.bad && i < m->nf; i++) m->mean[i] = tool_get_f64(&r);
     for (int i = 0; !r.bad && i < m->nf; i++)
-        if (!isfinite(m->std[i] = get_f64(&r)) || !(m->std[i] > 0) || !isfinite(m->mean[i])) r.bad = 1;
-    m->classes = (int)get_u32(&r);
+        if (!isfinite(m->std[i] = tool_get_f64(&r)) || !(m->std[i] > 0) || !isfinite(m->mean[i])) r.bad = 1;
+    m->classes = (int)tool_get_u32(&r);
     int names = m->task == TASK_CLASSIFY ? m->classes : m->task == TASK_BINARY ? 2 : 0;
     if (!r.bad && (m->classes < 1 || m->classes > MAX_CLASSES || names < 0)) r.bad = 1;
     if (!r.bad && names && !(m->class_names = calloc((size_t)names, sizeof *m->class_names))) r.bad = 1;
     for (int i = 0; !r.bad && i < names; i++) get_str(&r, m->class_names[i], sizeof m->class_names[i]);
-    m->y_mean = get_f64(&r);
-    m->y_std = get_f64(&r);
+    m->y_mean = tool_get_f64(&r);
+    m->y_std = tool_get_f64(&r);
     get_str(&r, m->model_origin, sizeof m->model_origin);
-    m->epochs_done = (int)get_u32(&r);
-    m->nhistory = (int)get_u32(&r);
+    m->epochs_done = (int)tool_get_u32(&r);
+    m->nhistory = (int)tool_get_u32(&r);
     if (m->nhistory < 0 || m->nhistory > 1024) r.bad = 1;
     for (int i = 0; !r.bad && i < m->nhistory; i++) {
         tool_epoch_metrics *e = &m->history[i];
-        e->train_loss = get_f64(&r), e->train_acc = get_f64(&r), e->test_loss = get_f64(&r);
-        e->test_acc = get_f64(&r), e->seconds = get_f64(&r), e->images_per_s = get_f64(&r);
+        e->train_loss = tool_get_f64(&r), e->train_acc = tool_get_f64(&r), e->test_loss = tool_get_f64(&r);
+        e->test_acc = tool_get_f64(&r), e->seconds = tool_get_f64(&r), e->images_per_s = tool_get_f64(&r);
     }
     int c, h, w, k;
     clt_checkpoint_input(ck, &c, &h, &w, &k);
     if (r.bad || r.at != r.n || !isfinite(m->y_mean) || !(m->y_std > 0) || c != m->nf || h != 1 || w != 1 ||
         k != m->classes) {
         tab_meta_free(m);
-        return fail("checkpoint %s: malformed table metadata", path);
+        return tool_error("checkpoint %s: malformed table metadata", path);
     }
     return 0;
 }
@@ -597,17 +516,17 @@ static int tnet_build(clt_context *ctx, const clt_model *model, const tab_meta *
     n->batch = batch;
     int xs[4] = {batch, m->nf, 1, 1}, ys1[1] = {batch}, ys2[2] = {batch, 1};
     if (clt_graph_create(ctx, &n->g) < 0 || clt_input(n->g, "x", 4, xs, &n->x) < 0)
-        return fail("creating the graph: %s", clt_errmsg(ctx));
+        return tool_error("creating the graph: %s", clt_errmsg(ctx));
     if (clt_model_build(n->g, model, n->x, m->classes, &n->out) < 0)
-        return fail("building model '%s': %s", clt_model_name(model), clt_errmsg(ctx));
-    if (clt_graph_keep(n->g, n->out, 0) < 0) return fail("%s", clt_errmsg(ctx));
+        return tool_error("building model '%s': %s", clt_model_name(model), clt_errmsg(ctx));
+    if (clt_graph_keep(n->g, n->out, 0) < 0) return tool_error("%s", clt_errmsg(ctx));
     int st = m->task == TASK_CLASSIFY ? clt_input(n->g, "labels", 1, ys1, &n->y) : clt_input(n->g, "targets", 2, ys2, &n->y);
     if (st >= 0)
         st = m->task == TASK_CLASSIFY ? clt_softmax_cross_entropy(n->g, n->out, n->y, 0, &n->loss)
              : m->task == TASK_BINARY ? clt_bce_with_logits(n->g, n->out, n->y, &n->loss)
                                       : clt_mse(n->g, n->out, n->y, &n->loss);
-    if (st < 0) return fail("adding the loss: %s", clt_errmsg(ctx));
-    if (clt_graph_compile(n->g, cs) < 0) return fail("compiling the graph (batch %d): %s", batch, clt_errmsg(ctx));
+    if (st < 0) return tool_error("adding the loss: %s", clt_errmsg(ctx));
+    if (clt_graph_compile(n->g, cs) < 0) return tool_error("compiling the graph (batch %d): %s", batch, clt_errmsg(ctx));
     return 0;
 }
 
@@ -619,10 +538,10 @@ static int move_state(clt_graph *src, clt_graph *dst, float *buf)
         clt_tensor *a = clt_graph_state_tensor(src, i, &tr), *b = clt_graph_state_tensor(dst, i, NULL);
         size_t cnt = clt_tensor_numel(a);
         if (clt_tensor_read(src, a, 0, buf, cnt) < 0 || clt_tensor_write(dst, b, buf, cnt) < 0)
-            return fail("copying state: %s", clt_errmsg(clt_graph_context(src)));
+            return tool_error("copying state: %s", clt_errmsg(clt_graph_context(src)));
         for (int s = 0; tr && s < 2; s++)
             if (clt_tensor_read_slot(src, a, s, buf, cnt) < 0 || clt_tensor_write_slot(dst, b, s, buf, cnt) < 0)
-                return fail("copying optimizer state: %s", clt_errmsg(clt_graph_context(src)));
+                return tool_error("copying optimizer state: %s", clt_errmsg(clt_graph_context(src)));
     }
     uint64_t steps, passes;
     clt_graph_get_counters(src, &steps, &passes);
@@ -847,14 +766,14 @@ typedef struct tset {
 
 static int save_ckpt(const char *path, clt_graph *g, const tab_meta *m)
 {
-    buf b;
+    tool_buf b;
     if (tab_meta_encode(m, &b)) {
         free(b.p);
-        return fail("out of memory");
+        return tool_error("out of memory");
     }
     int st = clt_graph_save(g, path, b.p, b.n);
     free(b.p);
-    if (st < 0) return fail("saving the checkpoint: %s", clt_errmsg(clt_graph_context(g)));
+    if (st < 0) return tool_error("saving the checkpoint: %s", clt_errmsg(clt_graph_context(g)));
     return 0;
 }
 
@@ -866,7 +785,7 @@ static int evaluate_set(tnet *n, const tab_meta *m, const tset *s, float *outbuf
     int st = zero ? clt_tensor_write(n->g, n->y, zero, (size_t)n->batch) : -1;
     free(zero);
     if (st >= 0) st = clt_predict(n->g, s->x, (size_t)s->n, outbuf);
-    if (st < 0) return fail("evaluation: %s", clt_errmsg(clt_graph_context(n->g)));
+    if (st < 0) return tool_error("evaluation: %s", clt_errmsg(clt_graph_context(n->g)));
     score(m, outbuf, s->y, s->n, sc, confusion, scratch);
     return 0;
 }
@@ -1013,7 +932,7 @@ static int best_state(clt_graph *g, float *p, int restore)
         for (int s = 0; tr && s < 2 && st >= 0; s++)
             st = restore ? clt_tensor_write_slot(g, t, s, p + (s + 1) * cnt, cnt)
                          : clt_tensor_read_slot(g, t, s, p + (s + 1) * cnt, cnt);
-        if (st < 0) return fail("keeping the best weights: %s", clt_errmsg(clt_graph_context(g)));
+        if (st < 0) return tool_error("keeping the best weights: %s", clt_errmsg(clt_graph_context(g)));
         p += 3 * cnt;
     }
     return 0;
@@ -1026,7 +945,7 @@ static int train_epoch(trun *r, const tab_meta *m, const tset *s, int B, float l
     int n = s->n, nfull = n / B, rem = n % B;
     for (int i = 0; i < n; i++) r->order[i] = i;
     for (int i = n - 1; i > 0; i--) {
-        int j = (int)((mix64(rng) >> 33) % (uint64_t)(i + 1)), t = r->order[i];
+        int j = (int)((tool_splitmix64(rng) >> 33) % (uint64_t)(i + 1)), t = r->order[i];
         r->order[i] = r->order[j];
         r->order[j] = t;
     }
@@ -1050,8 +969,8 @@ static int train_epoch(trun *r, const tab_meta *m, const tset *s, int B, float l
         if (st >= 0) st = clt_tensor_read(nt->g, nt->loss, 0, &loss, 1);
         if (st >= 0) st = clt_tensor_read(nt->g, nt->out, 0, r->out, (size_t)b * m->classes);
         if (st >= 0 && nt == &r->tail) st = move_state(r->tail.g, r->tr.g, r->statebuf) ? -1 : 0;
-        if (st < 0) return fail("training step: %s", clt_errmsg(r->ctx));
-        if (!isfinite(loss)) return fail("the loss became %g: training diverged (try a lower --lr)", loss);
+        if (st < 0) return tool_error("training step: %s", clt_errmsg(r->ctx));
+        if (!isfinite(loss)) return tool_error("the loss became %g: training diverged (try a lower --lr)", loss);
         scores sc;
         score(m, r->out, r->yb, b, &sc, NULL, r->scratch);
         loss_sum += (double)loss * b;
@@ -1104,28 +1023,28 @@ int tool_cmd_table(int argc, char **argv)
     int rc = 1;
     const char *outs[3] = {o.checkpoint, o.log, o.plot}, *what[3] = {"--checkpoint", "--log", "--plot"};
     for (int i = 0; i < 3; i++)
-        if (outs[i] && cli_check_output(what[i], outs[i], i == 0, err) < 0) return fail("%s", err);
+        if (outs[i] && cli_check_output(what[i], outs[i], i == 0, err) < 0) return tool_error("%s", err);
     struct stat sst;
     if (o.checkpoint && stat(o.checkpoint, &sst) == 0 && !o.overwrite)
-        return fail("checkpoint %s already exists: add --overwrite to replace it", o.checkpoint);
+        return tool_error("checkpoint %s already exists: add --overwrite to replace it", o.checkpoint);
     if (prepare(&o, &d, err)) {
-        fail("%s", err);
+        tool_error("%s", err);
         goto out;
     }
     tab_meta *m = &d.m;
     const char *mname = o.model ? o.model : m->task == TASK_CLASSIFY ? "seed-mlp" : "seed-binary";
     if (tool_check_model_path(mname, err) < 0) {
-        fail("%s", err);
+        tool_error("%s", err);
         goto out;
     }
     if (clt_model_load(mname, &r.model) < 0) {
-        fail("%s", clt_model_errmsg(r.model));
+        tool_error("%s", clt_model_errmsg(r.model));
         goto out;
     }
     snprintf(m->model_origin, sizeof m->model_origin, "%s", mname);
     clt_model_info mi = {0};
     if (clt_model_check(r.model, m->nf, 1, 1, m->classes, &mi, NULL, 0) < 0) {
-        fail("model %s does not fit %d inputs and %d outputs: %s", mname, m->nf, m->classes, clt_model_errmsg(r.model));
+        tool_error("model %s does not fit %d inputs and %d outputs: %s", mname, m->nf, m->classes, clt_model_errmsg(r.model));
         goto out;
     }
     clt_compile_settings cs;
@@ -1138,7 +1057,7 @@ int tool_cmd_table(int argc, char **argv)
     if (o.tune >= 0) ctxs.tune = o.tune;
     ctxs.verbose = o.verbose;
     if (clt_context_create(&ctxs, &r.ctx) < 0) {
-        fail("cannot open the OpenCL device: %s", clt_errmsg(r.ctx));
+        tool_error("cannot open the OpenCL device: %s", clt_errmsg(r.ctx));
         goto out;
     }
     if (tnet_build(r.ctx, r.model, m, B, &cs, &r.tr) || (rem >= 2 && tnet_build(r.ctx, r.model, m, rem, &cs, &r.tail)))
@@ -1155,7 +1074,7 @@ int tool_cmd_table(int argc, char **argv)
     r.scratch = malloc(sizeof(int) * (size_t)(nev > B ? nev : B));
     r.confusion = calloc((size_t)m->classes * m->classes + 4, sizeof(int64_t));
     if (!r.xb || !r.yb || !r.out || !r.evout || !r.statebuf || !r.best || !r.order || !r.scratch || !r.confusion) {
-        fail("out of host memory");
+        tool_error("out of host memory");
         goto out;
     }
     clt_device_info di;
@@ -1290,7 +1209,7 @@ int tool_table_predict(const char *path, const char *device, int tune, int nfile
     float *x = NULL, *out = NULL;
     tool_table t = {0};
     if (clt_checkpoint_open(path, &ck) < 0) {
-        fail("%s", clt_checkpoint_errmsg(ck));
+        tool_error("%s", clt_checkpoint_errmsg(ck));
         goto out;
     }
     if (tab_meta_decode(ck, path, &m)) goto out;
@@ -1303,7 +1222,7 @@ int tool_table_predict(const char *path, const char *device, int tune, int nfile
     clt_tensor *xin, *logits;
     if (clt_context_create(&cs, &ctx) < 0 || clt_checkpoint_build(ck, ctx, &ls, &g) < 0 ||
         clt_graph_model_tensors(g, &xin, &logits) < 0) {
-        fail("%s", clt_errmsg(ctx));
+        tool_error("%s", clt_errmsg(ctx));
         goto out;
     }
     int k = m.classes;
@@ -1317,18 +1236,18 @@ int tool_table_predict(const char *path, const char *device, int tune, int nfile
     }
     for (int f = 0; f < nfiles; f++) {
         if (read_rows(&m, files[f], &t, err) || encode_rows(&m, &t, files[f], &raw, err)) {
-            fail("%s", err);
+            tool_error("%s", err);
             goto out;
         }
         x = malloc(sizeof(float) * (size_t)t.rows * m.nf + 1);
         out = malloc(sizeof(float) * (size_t)t.rows * k + 1);
         if (!x || !out) {
-            fail("out of memory");
+            tool_error("out of memory");
             goto out;
         }
         for (size_t i = 0; i < (size_t)t.rows * m.nf; i++) x[i] = (float)((raw[i] - m.mean[i % m.nf]) / m.std[i % m.nf]);
         if (clt_predict(g, x, (size_t)t.rows, out) < 0) {
-            fail("prediction: %s", clt_errmsg(ctx));
+            tool_error("prediction: %s", clt_errmsg(ctx));
             goto out;
         }
         for (int r = 0; r < t.rows; r++) {

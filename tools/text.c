@@ -62,17 +62,6 @@ static const char *const usage_generate =
     "  --tune MODE            kernel tuning: off, cached, quick (default), full\n"
     "  --verbose              more detail\n";
 
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("cltrain: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
-
 static int usage(const char *cmd, const char *fmt, const char *a)
 {
     fprintf(stderr, "cltrain %s: ", cmd);
@@ -81,15 +70,11 @@ static int usage(const char *cmd, const char *fmt, const char *a)
     return 2;
 }
 
-static uint64_t mix64(uint64_t *s)
+static uint64_t rand_below(uint64_t *s, uint64_t n)
 {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return (uint64_t)(((unsigned __int128)tool_splitmix64(s) * n) >> 64);
 }
-static uint64_t rand_below(uint64_t *s, uint64_t n) { return (uint64_t)(((unsigned __int128)mix64(s) * n) >> 64); }
-static double rand01(uint64_t *s) { return (double)(mix64(s) >> 11) * (1.0 / 9007199254740992.0); }
+static double rand01(uint64_t *s) { return (double)(tool_splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
 
 static volatile sig_atomic_t g_stop;
 static void on_sigint(int sig)
@@ -314,11 +299,11 @@ static int read_text(const char *path, unsigned char **out, size_t *len)
 {
     char err[1024];
     int fd = tool_open_regular(path, "--data", err);
-    if (fd < 0) return fail("%s", err);
+    if (fd < 0) return tool_error("%s", err);
     struct stat st;
     if (fstat(fd, &st) < 0 || st.st_size > TEXT_MAX_BYTES) {
         close(fd);
-        return fail("%s: larger than 1 GiB", path);
+        return tool_error("%s: larger than 1 GiB", path);
     }
     unsigned char *b = malloc((size_t)st.st_size + 1);
     size_t got = 0;
@@ -330,11 +315,11 @@ static int read_text(const char *path, unsigned char **out, size_t *len)
     close(fd);
     if (!b || got != (size_t)st.st_size) {
         free(b);
-        return fail("%s: cannot read the file", path);
+        return tool_error("%s: cannot read the file", path);
     }
     if (got == 0) {
         free(b);
-        return fail("%s: the text file is empty (nothing to train on)", path);
+        return tool_error("%s: the text file is empty (nothing to train on)", path);
     }
     *out = b;
     *len = got;
@@ -347,19 +332,19 @@ static int read_text(const char *path, unsigned char **out, size_t *len)
 static int with_block(clt_model **m, int T)
 {
     const char *t = clt_model_text(*m), *b = strstr(t, " block=");
-    if (!b) return fail("model %s: no block= in its gpt line", clt_model_name(*m));
+    if (!b) return tool_error("model %s: no block= in its gpt line", clt_model_name(*m));
     const char *e = b + 7;
     while (*e >= '0' && *e <= '9') e++;
     size_t n = strlen(t) + 32;
     char *s = malloc(n), name[80];
-    if (!s) return fail("out of memory");
+    if (!s) return tool_error("out of memory");
     snprintf(s, n, "%.*s block=%d%s", (int)(b - t), t, T, e);
     snprintf(name, sizeof name, "%s", clt_model_name(*m));
     clt_model_destroy(*m);
     *m = NULL;
     int st = clt_model_parse(s, name, m);
     free(s);
-    return st < 0 ? fail("%s", clt_model_errmsg(*m)) : 0;
+    return st < 0 ? tool_error("%s", clt_model_errmsg(*m)) : 0;
 }
 
 typedef struct lm_run {
@@ -378,7 +363,7 @@ static int open_ctx(const opts *o, clt_context **ctx)
     cs.verbose = o->verbose;
     cs.profile = o->profile;
     if (clt_context_create(&cs, ctx) < 0)
-        return fail("cannot open the OpenCL device%s%s: %s", o->device ? " " : "", o->device ? o->device : "",
+        return tool_error("cannot open the OpenCL device%s%s: %s", o->device ? " " : "", o->device ? o->device : "",
                     clt_errmsg(*ctx));
     return 0;
 }
@@ -397,7 +382,7 @@ static int build_run(lm_run *r, const clt_model *m, int B, int T, int V, int tra
         clt_input(r->g, "targets", 1, st, &r->tgt) < 0 || clt_model_build_lm(r->g, m, r->ids, V, &r->logits) < 0 ||
         clt_softmax_cross_entropy(r->g, r->logits, r->tgt, 0.0f, &r->loss) < 0 ||
         clt_graph_keep(r->g, r->logits, 0) < 0 || clt_graph_compile(r->g, &cs) < 0)
-        return fail("%s", clt_errmsg(r->ctx));
+        return tool_error("%s", clt_errmsg(r->ctx));
     return 0;
 }
 
@@ -411,7 +396,7 @@ static int load_batch(lm_run *r, const unsigned char *text, const vocab *v, cons
         }
     if (clt_tensor_write(r->g, r->ids, ids, (size_t)r->B * r->T) < 0 ||
         clt_tensor_write(r->g, r->tgt, tg, (size_t)r->B * r->T) < 0)
-        return fail("%s", clt_errmsg(r->ctx));
+        return tool_error("%s", clt_errmsg(r->ctx));
     return 0;
 }
 
@@ -429,7 +414,7 @@ static int eval_loss(lm_run *r, const unsigned char *text, size_t lo, size_t hi,
         float l;
         if (load_batch(r, text, v, starts, ids, tg) || clt_graph_forward(r->g, 0) < 0 ||
             clt_tensor_read(r->g, r->loss, 0, &l, 1) < 0)
-            return clt_errmsg(r->ctx)[0] ? fail("%s", clt_errmsg(r->ctx)) : 1;
+            return clt_errmsg(r->ctx)[0] ? tool_error("%s", clt_errmsg(r->ctx)) : 1;
         sum += l;
     }
     *out = sum / nb;
@@ -487,43 +472,43 @@ static int text_setup(text_state *s)
     char err[2048];
     int resumed = 0;
     s->meta = calloc(1, sizeof *s->meta);
-    if (!s->meta) return fail("out of memory");
+    if (!s->meta) return tool_error("out of memory");
     if (o->checkpoint) {
-        if (cli_check_output("--checkpoint", o->checkpoint, 1, err) < 0) return fail("%s", err);
+        if (cli_check_output("--checkpoint", o->checkpoint, 1, err) < 0) return tool_error("%s", err);
         struct stat st;
         int exists = stat(o->checkpoint, &st) == 0;
         if (exists && !o->resume && !o->overwrite)
-            return fail("%s exists: pass --resume to continue it or --overwrite to replace it", o->checkpoint);
+            return tool_error("%s exists: pass --resume to continue it or --overwrite to replace it", o->checkpoint);
         if (exists && o->resume) {
             vocab cv;
             if (clt_checkpoint_open(o->checkpoint, &ck) < 0) {
-                int r = fail("%s", clt_checkpoint_errmsg(ck));
+                int r = tool_error("%s", clt_checkpoint_errmsg(ck));
                 clt_checkpoint_close(ck);
                 return r;
             }
             if (meta_decode(ck, s->meta, &cv) < 0) {
                 clt_checkpoint_close(ck);
-                return fail("%s: not a checkpoint of `cltrain text`", o->checkpoint);
+                return tool_error("%s: not a checkpoint of `cltrain text`", o->checkpoint);
             }
             if (cv.n != s->v.n || memcmp(cv.byte, s->v.byte, (size_t)cv.n) != 0) {
                 clt_checkpoint_close(ck);
-                return fail("%s: its vocabulary (%d bytes) is not the one of %s (%d bytes)", o->checkpoint, cv.n,
+                return tool_error("%s: its vocabulary (%d bytes) is not the one of %s (%d bytes)", o->checkpoint, cv.n,
                             o->data, s->v.n);
             }
             if (clt_model_parse(clt_checkpoint_model_text(ck), o->checkpoint, &s->m) < 0) {
                 clt_checkpoint_close(ck);
-                return fail("%s: %s", o->checkpoint, clt_model_errmsg(s->m));
+                return tool_error("%s: %s", o->checkpoint, clt_model_errmsg(s->m));
             }
             s->ck = ck;
             resumed = 1;
         }
     }
     if (!resumed) {
-        if (clt_model_load(model, &s->m) < 0) return fail("%s", clt_model_errmsg(s->m));
+        if (clt_model_load(model, &s->m) < 0) return tool_error("%s", clt_model_errmsg(s->m));
     }
     clt_model_lm_info lm;
     if (clt_model_lm(s->m, &lm) != 1)
-        return fail("model %s is not a language model (it needs a gpt line; try --model gpt-tiny)", model);
+        return tool_error("model %s is not a language model (it needs a gpt line; try --model gpt-tiny)", model);
     if (!resumed && o->block > 0 && o->block != lm.block) {
         if (with_block(&s->m, (int)o->block)) return 1;
         clt_model_lm(s->m, &lm);
@@ -532,7 +517,7 @@ static int text_setup(text_state *s)
     int T = lm.block, B = resumed ? s->meta->batch : (int)(o->batch > 0 ? o->batch : s->d.batch > 0 ? s->d.batch : 12);
     s->ntrain = s->len * 9 / 10;
     if (s->ntrain < (size_t)T + 1 || s->len - s->ntrain < (size_t)T + 1)
-        return fail("--block %d is larger than the text allows: %s has %zu bytes, %zu for training and %zu for "
+        return tool_error("--block %d is larger than the text allows: %s has %zu bytes, %zu for training and %zu for "
                     "validation, and each needs at least block+1 = %d", T, o->data, s->len, s->ntrain,
                     s->len - s->ntrain, T + 1);
     clt_optimizer_settings opt;
@@ -550,7 +535,7 @@ static int text_setup(text_state *s)
         int st3 = clt_checkpoint_apply(s->ck, s->r.g);
         clt_checkpoint_close(s->ck);
         s->ck = NULL;
-        if (st3 < 0) return fail("%s: %s", o->checkpoint, clt_errmsg(s->r.ctx));
+        if (st3 < 0) return tool_error("%s: %s", o->checkpoint, clt_errmsg(s->r.ctx));
         fprintf(stderr, "cltrain: resuming %s at step %llu\n", o->checkpoint, (unsigned long long)s->meta->steps);
     } else {
         s->meta->opt = opt;
@@ -562,7 +547,7 @@ static int text_setup(text_state *s)
     s->ids = malloc((size_t)B * T * sizeof(float));
     s->tg = malloc((size_t)B * T * sizeof(float));
     s->starts = malloc((size_t)B * sizeof(size_t));
-    if (!s->ids || !s->tg || !s->starts) return fail("out of memory");
+    if (!s->ids || !s->tg || !s->starts) return tool_error("out of memory");
     return 0;
 }
 
@@ -573,14 +558,14 @@ static int save_state(text_state *s, long long step)
     if (s->o.checkpoint) {
         size_t len = 0;
         unsigned char *blob = meta_encode(s->meta, &s->v, &len);
-        if (!blob) return fail("out of memory");
+        if (!blob) return tool_error("out of memory");
         int st = clt_graph_save(s->r.g, s->o.checkpoint, blob, len);
         free(blob);
-        if (st < 0) return fail("%s", clt_errmsg(s->r.ctx));
+        if (st < 0) return tool_error("%s", clt_errmsg(s->r.ctx));
     }
-    if (s->o.log && cli_write_log(s->o.log, s->meta->history, s->meta->nhistory, err) < 0) return fail("%s", err);
+    if (s->o.log && cli_write_log(s->o.log, s->meta->history, s->meta->nhistory, err) < 0) return tool_error("%s", err);
     if (s->o.plot && cli_write_plot(s->o.plot, s->meta->history, s->meta->nhistory, "cltrain text", err) < 0)
-        return fail("%s", err);
+        return tool_error("%s", err);
     return 0;
 }
 
@@ -606,21 +591,21 @@ static int text_loop(text_state *s)
         clt_lr_schedule_settings ls = {s->meta->lr, min_lr < s->meta->lr ? min_lr : s->meta->lr, (uint64_t)warmup,
                                        (uint64_t)(decay > warmup ? decay : warmup)};
         float lr = 0, l;
-        if (clt_lr_schedule(&ls, (uint64_t)step, &lr) < 0) return fail("bad learning-rate schedule (warmup %d)", warmup);
+        if (clt_lr_schedule(&ls, (uint64_t)step, &lr) < 0) return tool_error("bad learning-rate schedule (warmup %d)", warmup);
         double ts = cli_now_s();
         if (load_batch(r, s->text, &s->v, s->starts, s->ids, s->tg)) return 1;
         if (clt_graph_forward(r->g, 1) < 0 || clt_tensor_read(r->g, r->loss, 0, &l, 1) < 0 ||
             clt_graph_backward(r->g, r->loss) < 0)
-            return fail("step %lld: %s", step + 1, clt_errmsg(r->ctx));
+            return tool_error("step %lld: %s", step + 1, clt_errmsg(r->ctx));
         if (clip > 0) {
             /* On the device; reading the norm back costs one value (the loss read above already waited). */
             float norm = 0;
             if (clt_graph_clip_grad_norm(r->g, clip, &norm) < 0)
-                return fail("step %lld: %s", step + 1, clt_errmsg(r->ctx));
+                return tool_error("step %lld: %s", step + 1, clt_errmsg(r->ctx));
             clipped += norm > clip;
         }
-        if (clt_graph_step(r->g, lr) < 0) return fail("step %lld: %s", step + 1, clt_errmsg(r->ctx));
-        if (!isfinite(l)) return fail("step %lld: the loss is %g (diverged; try a lower --lr)", step + 1, l);
+        if (clt_graph_step(r->g, lr) < 0) return tool_error("step %lld: %s", step + 1, clt_errmsg(r->ctx));
+        if (!isfinite(l)) return tool_error("step %lld: the loss is %g (diverged; try a lower --lr)", step + 1, l);
         step++;
         if (o->profile && step == steps) {
             print_profile(r);
@@ -666,11 +651,11 @@ int tool_cmd_text(int argc, char **argv)
     if (!s.o.data) return usage("text", "%s", "--data FILE is required");
     if (s.o.log) {
         char err[1024];
-        if (cli_check_output("--log", s.o.log, 0, err) < 0) return fail("%s", err);
+        if (cli_check_output("--log", s.o.log, 0, err) < 0) return tool_error("%s", err);
     }
     if (s.o.plot) {
         char err[1024];
-        if (cli_check_output("--plot", s.o.plot, 0, err) < 0) return fail("%s", err);
+        if (cli_check_output("--plot", s.o.plot, 0, err) < 0) return tool_error("%s", err);
     }
     struct sigaction sa = {0}, old;
     sa.sa_handler = on_sigint;
@@ -724,7 +709,7 @@ static int generate(const opts *o, lm_run *r, const vocab *v, int *ctx_ids, int 
     float *ids = calloc((size_t)r->T, sizeof(float)), *logits = malloc((size_t)r->T * r->V * sizeof(float));
     if (!ids || !logits) {
         free(ids), free(logits);
-        return fail("out of memory");
+        return tool_error("out of memory");
     }
     int rc = 0;
     for (long long k = 0; k < o->tokens && !rc; k++) {
@@ -733,7 +718,7 @@ static int generate(const opts *o, lm_run *r, const vocab *v, int *ctx_ids, int 
         for (int t = 0; t < r->T; t++) ids[t] = t < c ? (float)ctx_ids[n - c + t] : 0.0f;
         if (clt_tensor_write(r->g, r->ids, ids, (size_t)r->T) < 0 || clt_graph_forward(r->g, 0) < 0 ||
             clt_tensor_read(r->g, r->logits, 0, logits, (size_t)r->T * r->V) < 0) {
-            rc = fail("%s", clt_errmsg(r->ctx));
+            rc = tool_error("%s", clt_errmsg(r->ctx));
             break;
         }
         int id = sample(logits + (size_t)(c - 1) * r->V, r->V, o->temperature, (int)o->top_k, &rng);
@@ -754,9 +739,9 @@ int tool_cmd_generate(int argc, char **argv)
     clt_checkpoint *ck = NULL;
     tool_ckpt_meta *meta = calloc(1, sizeof *meta);
     vocab v;
-    if (!meta) return fail("out of memory");
+    if (!meta) return tool_error("out of memory");
     if (clt_checkpoint_open(o.checkpoint, &ck) < 0) {
-        rc = fail("%s", clt_checkpoint_errmsg(ck));
+        rc = tool_error("%s", clt_checkpoint_errmsg(ck));
         clt_checkpoint_close(ck);
         free(meta);
         return rc;
@@ -764,7 +749,7 @@ int tool_cmd_generate(int argc, char **argv)
     if (meta_decode(ck, meta, &v) < 0) {
         clt_checkpoint_close(ck);
         free(meta);
-        return fail("%s: not a checkpoint of `cltrain text`", o.checkpoint);
+        return tool_error("%s: not a checkpoint of `cltrain text`", o.checkpoint);
     }
     free(meta);
     const char *prompt = o.prompt ? o.prompt : v.id['\n'] >= 0 ? "\n" : "";
@@ -774,9 +759,9 @@ int tool_cmd_generate(int argc, char **argv)
         if (v.id[c] < 0) {
             clt_checkpoint_close(ck);
             if (c >= 0x20 && c < 0x7f)
-                return fail("--prompt: character '%c' (byte 0x%02x, position %zu) is not in the model's vocabulary "
+                return tool_error("--prompt: character '%c' (byte 0x%02x, position %zu) is not in the model's vocabulary "
                             "(%d bytes of its training text)", c, c, i, v.n);
-            return fail("--prompt: byte 0x%02x (position %zu) is not in the model's vocabulary (%d bytes of its "
+            return tool_error("--prompt: byte 0x%02x (position %zu) is not in the model's vocabulary (%d bytes of its "
                         "training text)", c, i, v.n);
         }
     }
@@ -784,14 +769,14 @@ int tool_cmd_generate(int argc, char **argv)
     lm_run r = {0};
     int *ctx_ids = malloc((pl + (size_t)o.tokens + 1) * sizeof(int));
     rc = 0;
-    if (!ctx_ids) rc = fail("out of memory");
+    if (!ctx_ids) rc = tool_error("out of memory");
     else if (clt_model_parse(clt_checkpoint_model_text(ck), o.checkpoint, &m) < 0)
-        rc = fail("%s: %s", o.checkpoint, clt_model_errmsg(m));
+        rc = tool_error("%s: %s", o.checkpoint, clt_model_errmsg(m));
     clt_model_lm_info lm;
-    if (!rc && clt_model_lm(m, &lm) != 1) rc = fail("%s: not a language model", o.checkpoint);
+    if (!rc && clt_model_lm(m, &lm) != 1) rc = tool_error("%s: not a language model", o.checkpoint);
     if (!rc) rc = open_ctx(&o, &r.ctx);
     if (!rc) rc = build_run(&r, m, 1, lm.block, v.n, 0, NULL, 1);
-    if (!rc && clt_checkpoint_apply(ck, r.g) < 0) rc = fail("%s: %s", o.checkpoint, clt_errmsg(r.ctx));
+    if (!rc && clt_checkpoint_apply(ck, r.g) < 0) rc = tool_error("%s: %s", o.checkpoint, clt_errmsg(r.ctx));
     if (!rc) {
         int n = 0;
         for (size_t i = 0; i < pl; i++) ctx_ids[n++] = v.id[(unsigned char)prompt[i]];

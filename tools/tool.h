@@ -13,6 +13,38 @@
 #define TOOL_ERR_LEN 4096 /* room for a "not found" message that lists every place looked in */
 /* Formats the message into err (TOOL_ERR_LEN bytes; err may be NULL) and returns status (tools/util.c). */
 int tool_fail(char *err, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A command's messages on stderr (tools/util.c): "cltrain: error: <message>" and "cltrain: <message>", each one
+ * line; both return 1, the exit status of a command that stops there. */
+int tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int tool_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The tool's one splitmix64 step (tools/util.c): the next 64 random bits of the stream *state (the same
+ * sequence as the library's). */
+uint64_t tool_splitmix64(uint64_t *state);
+
+/* Little-endian encoding of the tool's metadata blobs (str = u32 length + bytes, no terminator), tools/util.c.
+ * A growable buffer: after an allocation failure `oom` is set and later appends do nothing (check at the end). */
+typedef struct tool_buf {
+    unsigned char *p;
+    size_t n, cap;
+    int oom;
+} tool_buf;
+void tool_put(tool_buf *b, const void *v, size_t n);
+void tool_put_u32(tool_buf *b, uint32_t v);
+void tool_put_u64(tool_buf *b, uint64_t v);
+void tool_put_f32(tool_buf *b, float v);
+void tool_put_f64(tool_buf *b, double v);
+void tool_put_str(tool_buf *b, const char *s, size_t n);
+/* A bounded reader: a read past the end sets `bad` and yields NULL / 0, so a decoder checks `bad` once. */
+typedef struct tool_rd {
+    const unsigned char *p;
+    size_t n, at;
+    int bad;
+} tool_rd;
+const unsigned char *tool_take(tool_rd *r, size_t n);
+uint32_t tool_get_u32(tool_rd *r);
+uint64_t tool_get_u64(tool_rd *r);
+float tool_get_f32(tool_rd *r);
+double tool_get_f64(tool_rd *r);
 
 /* Input files (tools/util.c). Every path the tool reads goes through one of these, so that a FIFO, a
  * device or a folder is refused with what it is instead of blocking forever or being read as data.

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -167,4 +168,118 @@ int tool_train_step(const tool_step *s, int micro, float lr, tool_micro_fn fill,
     if (after && (st = after(ud, micro - 1, err)) < 0) return st;
     if (mean_loss) *mean_loss = (float)(sum / micro);
     return CLT_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ bytes */
+
+void tool_put(tool_buf *b, const void *v, size_t n)
+{
+    if (b->oom || !n) return;
+    if (b->n + n > b->cap) {
+        size_t nc = (b->cap + n) * 2;
+        unsigned char *np = realloc(b->p, nc);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->n, v, n);
+    b->n += n;
+}
+void tool_put_u32(tool_buf *b, uint32_t v)
+{
+    unsigned char c[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+    tool_put(b, c, 4);
+}
+void tool_put_u64(tool_buf *b, uint64_t v)
+{
+    tool_put_u32(b, (uint32_t)v);
+    tool_put_u32(b, (uint32_t)(v >> 32));
+}
+void tool_put_f32(tool_buf *b, float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    tool_put_u32(b, u);
+}
+void tool_put_f64(tool_buf *b, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    tool_put_u64(b, u);
+}
+void tool_put_str(tool_buf *b, const char *s, size_t n)
+{
+    tool_put_u32(b, (uint32_t)n);
+    tool_put(b, s, n);
+}
+
+const unsigned char *tool_take(tool_rd *r, size_t n)
+{
+    if (r->bad || n > r->n - r->at) {
+        r->bad = 1;
+        return NULL;
+    }
+    const unsigned char *p = r->p + r->at;
+    r->at += n;
+    return p;
+}
+uint32_t tool_get_u32(tool_rd *r)
+{
+    const unsigned char *p = tool_take(r, 4);
+    return p ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24 : 0;
+}
+uint64_t tool_get_u64(tool_rd *r)
+{
+    uint64_t lo = tool_get_u32(r);
+    return lo | (uint64_t)tool_get_u32(r) << 32;
+}
+float tool_get_f32(tool_rd *r)
+{
+    uint32_t u = tool_get_u32(r);
+    float v;
+    memcpy(&v, &u, 4);
+    return v;
+}
+double tool_get_f64(tool_rd *r)
+{
+    uint64_t u = tool_get_u64(r);
+    double v;
+    memcpy(&v, &u, 8);
+    return v;
+}
+
+/* ------------------------------------------------------------------------------------------ messages */
+
+static void vsay(const char *prefix, const char *fmt, va_list ap)
+{
+    fputs(prefix, stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+int tool_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsay("cltrain: error: ", fmt, ap);
+    va_end(ap);
+    return 1;
+}
+int tool_say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsay("cltrain: ", fmt, ap);
+    va_end(ap);
+    return 1;
+}
+
+uint64_t tool_splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
 }
